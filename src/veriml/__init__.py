@@ -1,0 +1,52 @@
+"""veriml: verifiable AI inference. Publish a model, run it, and get a signed receipt anyone can check.
+
+import numpy as np, veriml
+service = veriml.Service(veriml.Home.default())
+published = service.publish("mlp.onnx", name="alice/mlp")
+bundle = service.infer("alice/mlp", {"x": np.ones((1, 16), np.float32)})
+report = veriml.verify_bundle(bundle, level="reexecuted", load_blob=service.hub.blobs.read_verified)
+assert report.verified
+"""
+
+from veriml.codec import Digest, TensorSpec
+from veriml.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+    VerificationFailed,
+    VerimlError,
+)
+from veriml.hub import ComparisonPolicy, Manifest, ModelRef
+from veriml.identity import SigningKey, VerifyingKey
+from veriml.receipts import Bundle, Receipt
+from veriml.runtime import RuntimeSettings
+from veriml.service import Home, Service
+from veriml.verify import Report, verify_bundle
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Bundle",
+    "ComparisonPolicy",
+    "Conflict",
+    "Digest",
+    "Home",
+    "InvalidInput",
+    "Manifest",
+    "ModelRef",
+    "NotFound",
+    "PermissionDenied",
+    "Receipt",
+    "Report",
+    "RuntimeSettings",
+    "Service",
+    "SigningKey",
+    "TensorSpec",
+    "Unavailable",
+    "VerificationFailed",
+    "VerifyingKey",
+    "VerimlError",
+    "verify_bundle",
+]

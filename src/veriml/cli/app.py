@@ -1,0 +1,273 @@
+"""The `veriml` command: a thin skin over the library. Each command parses, calls one library function, and
+renders the result."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from veriml.cli import render
+from veriml.cli.errors import fail, one_line_errors
+from veriml.cli.input_files import load_input_file
+from veriml.codec import Digest, tensors_to_json
+from veriml.errors import InvalidInput
+from veriml.hub import BlobStore, ComparisonPolicy
+from veriml.identity import SigningKey
+from veriml.receipts import Bundle
+from veriml.service import Home, Service
+from veriml.service.home import DEFAULT_PUBLISHER_NAME
+from veriml.verify import LEVELS, verify_bundle
+
+app = typer.Typer(
+    help="veriml: publish models, run verifiable inference, and check results offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+models_app = typer.Typer(help="List and show published models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+console = Console()
+_state: dict[str, Home] = {}
+
+
+def home() -> Home:
+    return _state.get("home") or Home.default()
+
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option("--home", envvar="VERIML_HOME", help="veriml home: keys, blobs, registry [default: ~/.veriml]"),
+]
+
+
+@app.callback()
+def _main(home_dir: HomeOption = None) -> None:
+    if home_dir is not None:
+        _state["home"] = Home(home_dir)
+
+
+@app.command()
+@one_line_errors
+def keygen(
+    name: Annotated[str, typer.Option(help="key name (C2SP note key name: no spaces or '+')")] = DEFAULT_PUBLISHER_NAME,
+    node: Annotated[bool, typer.Option("--node", help="create this home's node key instead")] = False,
+    force: Annotated[bool, typer.Option(help="replace an existing key file")] = False,
+) -> None:
+    """Create an Ed25519 key (mode 0600) and print its verifier key.
+
+    Example: veriml keygen --name alice
+    """
+    target = home().node_key_path if node else home().publisher_key_path
+    key = SigningKey.generate(name)
+    key.save(target, overwrite=force)
+    console.print(f"wrote {target}")
+    console.print(f"key id:       {key.key_id}")
+    console.print(f"verifier key: {key.public.vkey}", soft_wrap=True)
+
+
+@app.command()
+@one_line_errors
+def publish(
+    model: Annotated[Path, typer.Argument(help="the ONNX model file")],
+    name: Annotated[str, typer.Option("--name", help="owner/name to publish under")],
+    tolerance: Annotated[
+        float | None, typer.Option(help="compare outputs within this absolute error instead of bitwise")
+    ] = None,
+    rtol: Annotated[float, typer.Option(help="relative error allowed, with --tolerance")] = 0.0,
+    allow_nan: Annotated[bool, typer.Option("--allow-nan", help="accept NaN in inputs")] = False,
+    description: Annotated[str, typer.Option(help="what the model does (default: the ONNX doc string)")] = "",
+    license: Annotated[str, typer.Option("--license", help="license of the weights, e.g. Apache-2.0")] = "",
+) -> None:
+    """Check an ONNX model, sign its manifest with your publisher key, and store it as the next version.
+
+    Example: veriml publish mnist.onnx --name alice/mnist --license Apache-2.0
+    """
+    if tolerance is None and rtol:
+        raise InvalidInput("--rtol needs --tolerance")
+    policy = (
+        ComparisonPolicy(allow_nan=allow_nan)
+        if tolerance is None
+        else ComparisonPolicy.tolerance(tolerance, rtol, allow_nan)
+    )
+    if not model.is_file():
+        raise InvalidInput(f"{model}: no such file")
+    with Service(home()) as service, _progress(f"storing {model.name}", model.stat().st_size) as advance:
+        published = service.publish(
+            model, name=name, policy=policy, description=description, license=license, progress=advance
+        )
+    verb = "published" if published.created else "already published (same bytes)"
+    console.print(f"{verb}: [bold]{published.manifest.body.ref}[/]")
+    console.print(render.manifest_table(published.manifest))
+
+
+@models_app.command("list")
+@one_line_errors
+def models_list() -> None:
+    """List the models in this home, with their latest versions.
+
+    Example: veriml models list
+    """
+    with Service(home()) as service:
+        registry = service.hub.registry
+        latest = [registry.get(name) for name in registry.names()]
+    if not latest:
+        console.print("no models yet: publish one with `veriml publish MODEL.onnx --name owner/name`")
+        return
+    table = render.Table("model", "latest", "blob", "inputs", "publisher")
+    for signed in latest:
+        body = signed.body
+        table.add_row(
+            body.name,
+            f"@{body.version}",
+            f"{str(body.blob)[:19]}…",
+            ", ".join(f"{s.name}: {s.describe()}" for s in body.inputs),
+            body.publisher.key_id,
+        )
+    console.print(table)
+
+
+@models_app.command("show")
+@one_line_errors
+def models_show(
+    ref: Annotated[str, typer.Argument(help="owner/name, owner/name@N, or a manifest id")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the signed manifest as JSON")] = False,
+) -> None:
+    """Show one model version's signed manifest.
+
+    Example: veriml models show alice/mnist@2
+    """
+    with Service(home()) as service:
+        signed = service.resolve(ref)
+    if as_json:
+        print(json.dumps(signed.to_json(), indent=2))
+        return
+    console.print(render.manifest_table(signed))
+
+
+@app.command()
+@one_line_errors
+def infer(
+    ref: Annotated[str, typer.Argument(help="owner/name, owner/name@N, or a manifest id")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="inputs: .json ({name: nested lists}) or .npz")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="where to write the bundle")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print outputs as JSON tensors")] = False,
+) -> None:
+    """Run a model on inputs, sign a receipt, and write the bundle that proves it.
+
+    Example: veriml infer alice/mnist --input digit.json --out result.bundle.json
+    """
+    inputs = load_input_file(input)
+    with Service(home()) as service:
+        bundle = service.infer(ref, inputs)
+    target = out or Path(f"veriml-{bundle.receipt.body.request_id}.bundle.json")
+    bundle.save(target)
+    if as_json:
+        print(json.dumps(tensors_to_json(bundle.outputs)))
+        return
+    console.print(render.tensors_table("outputs", bundle.outputs))
+    console.print(render.receipt_table(bundle))
+    console.print(f"bundle written to [bold]{target}[/]")
+
+
+@app.command()
+@one_line_errors
+def verify(
+    bundle_path: Annotated[Path, typer.Argument(metavar="BUNDLE", help="a bundle file from `veriml infer`")],
+    reexec: Annotated[bool, typer.Option("--reexec", help="also re-run the model here and compare")] = False,
+    level: Annotated[str | None, typer.Option(help=f"one of: {', '.join(LEVELS)}")] = None,
+    blob: Annotated[Path | None, typer.Option(help="the model file, if this home does not hold it")] = None,
+    publisher: Annotated[
+        list[str] | None, typer.Option("--publisher", help="trusted publisher verifier key (repeatable)")
+    ] = None,
+    node: Annotated[list[str] | None, typer.Option("--node", help="trusted node verifier key (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Check a bundle offline: signatures, digests, and with --reexec a local re-execution.
+
+    Exits 0 when verified, 1 when a check failed or a required check could not run, 2 on bad input.
+
+    Example: veriml verify result.bundle.json --reexec
+    """
+    level = level or ("reexecuted" if reexec else "signed")
+    bundle = Bundle.load(bundle_path)
+    report = verify_bundle(
+        bundle,
+        level=level,
+        load_blob=_blob_loader(blob),
+        trusted_publishers=_keys(publisher),
+        trusted_nodes=_keys(node),
+    )
+    if as_json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        console.print(render.report_table(report))
+        render.print_verdict(console, report)
+    if not report.verified:
+        raise typer.Exit(1)
+
+
+@app.command()
+@one_line_errors
+def demo(
+    home_dir: Annotated[
+        Path | None, typer.Option("--home", help="home to use (default: a fresh temporary one)")
+    ] = None,
+) -> None:
+    """Run the main job end to end: make a model, publish it, run it, and verify the result.
+
+    Example: veriml demo
+    """
+    from veriml.cli.demo import run_demo
+
+    if not run_demo(console, home_dir):
+        raise typer.Exit(1)
+
+
+def _keys(texts: list[str] | None) -> list[str]:
+    from veriml.identity import VerifyingKey
+
+    return [VerifyingKey.parse(text, "trusted key").vkey for text in texts or []]
+
+
+def _blob_loader(blob: Path | None):  # type: ignore[no-untyped-def]
+    if blob is not None:
+        data = blob.read_bytes()
+        return lambda _digest: data
+    blobs_dir = home().hub_dir / "blobs"
+    if not blobs_dir.is_dir():
+        return None
+    store = BlobStore(blobs_dir)
+
+    def load(digest: Digest) -> bytes:
+        return store.read_verified(digest)
+
+    return load
+
+
+class _progress:
+    """A rich progress bar for bytes moving into the store; silent when stderr is not a terminal."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.bar = Progress(
+            "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+            console=Console(file=sys.stderr), transient=True, disable=not sys.stderr.isatty(),
+        )  # fmt: skip
+        self.task = self.bar.add_task(label, total=total)
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        self.bar.__enter__()
+        return lambda n: self.bar.advance(self.task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+
+__all__ = ["app", "fail"]

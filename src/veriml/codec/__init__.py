@@ -1,0 +1,35 @@
+"""Canonical bytes and digests: the one way veriml turns values into bytes that can be hashed and signed."""
+
+from veriml.codec.canonical import Fragment, b64decode, b64encode, canonical_json, parse_json
+from veriml.codec.digest import Digest
+from veriml.codec.tensor import (
+    DTYPES,
+    TensorSpec,
+    decode_tensor,
+    encode_tensor,
+    tensor_digest,
+    tensor_from_json,
+    tensor_to_json,
+    tensors_digest,
+    tensors_from_json,
+    tensors_to_json,
+)
+
+__all__ = [
+    "DTYPES",
+    "Digest",
+    "Fragment",
+    "TensorSpec",
+    "b64decode",
+    "b64encode",
+    "canonical_json",
+    "decode_tensor",
+    "encode_tensor",
+    "parse_json",
+    "tensor_digest",
+    "tensor_from_json",
+    "tensor_to_json",
+    "tensors_digest",
+    "tensors_from_json",
+    "tensors_to_json",
+]

@@ -1,0 +1,142 @@
+"""RFC 8785 canonical JSON, strict JSON parsing and strict base64.
+
+Every signed document is hashed and signed over its RFC 8785 bytes. Parsing is strict on purpose: a byte
+changed anywhere in a stored document must change its meaning or fail to parse, never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from typing import Any
+
+import rfc8785
+
+from veriml.errors import InvalidInput
+
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+class Fragment:
+    """JSON already in canonical form, written as is: lets a document reuse the canonical bytes of a part
+    that does not change between documents (a receipt's runtime fingerprint)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, canonical: bytes) -> None:
+        self.text = canonical.decode("utf-8")
+
+
+class _NeedsReference(Exception):
+    """A value the fast path does not handle (floats, large integers): the rfc8785 package writes it."""
+
+
+def _utf16_order(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _write(value: Any, out: list[str]) -> None:
+    kind = type(value)
+    if kind is str:
+        # JSON's string escaping and JCS's are the same: \" \\ \b \f \n \r \t, other controls as \u00xx.
+        out.append(encode_basestring(value))
+    elif kind is dict:
+        keys = list(value)
+        if not all(type(key) is str and key.isascii() for key in keys):
+            if not all(type(key) is str for key in keys):
+                raise _NeedsReference
+            keys.sort(key=_utf16_order)  # JCS sorts by UTF-16 code units
+        else:
+            keys.sort()
+        out.append("{")
+        for position, key in enumerate(keys):
+            if position:
+                out.append(",")
+            out.append(encode_basestring(key))
+            out.append(":")
+            _write(value[key], out)
+        out.append("}")
+    elif kind is list or kind is tuple:
+        out.append("[")
+        for position, item in enumerate(value):
+            if position:
+                out.append(",")
+            _write(item, out)
+        out.append("]")
+    elif kind is int and -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
+        out.append(str(value))
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif value is None:
+        out.append("null")
+    elif kind is Fragment:
+        out.append(value.text)
+    else:
+        raise _NeedsReference
+
+
+def canonical_json(value: Any) -> bytes:
+    """The RFC 8785 (JCS) bytes of a JSON value.
+
+    Documents without floats (receipts, tensor maps: the per-inference path) take a fast writer whose output
+    is property-tested equal to the rfc8785 package's; anything else is written by that package.
+    """
+    try:
+        out: list[str] = []
+        _write(value, out)
+        return "".join(out).encode("utf-8")
+    except _NeedsReference:
+        pass
+    except (UnicodeEncodeError, RecursionError) as exc:
+        raise InvalidInput(f"value cannot be written as canonical JSON: {exc}") from exc
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInput(f"value cannot be written as canonical JSON: {exc}") from exc
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise InvalidInput(f"JSON object has the key {key!r} twice")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise InvalidInput(f"JSON holds {name}, which is not valid JSON")
+
+
+def parse_json(data: bytes | str, what: str = "document") -> Any:
+    """Parse JSON, refusing duplicate keys, NaN/Infinity and invalid UTF-8."""
+    try:
+        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{what}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+    except RecursionError as exc:
+        raise InvalidInput(f"{what}: JSON nested too deeply") from exc
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode(text: object, what: str) -> bytes:
+    """Standard padded base64, in its one canonical spelling (no stray bits in the last character)."""
+    if not isinstance(text, str):
+        raise InvalidInput(f"{what}: expected a base64 string, got {type(text).__name__}")
+    try:
+        data = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError) as exc:
+        raise InvalidInput(f"{what}: not valid base64") from exc
+    if base64.b64encode(data).decode("ascii") != text:
+        raise InvalidInput(f"{what}: base64 is not in canonical form")
+    return data

@@ -1,0 +1,57 @@
+"""The one error hierarchy: each kind is something a user acts on differently.
+
+The HTTP face maps each kind to an RFC 9457 problem type and status; the CLI maps it to an exit code.
+"""
+
+from __future__ import annotations
+
+
+class VerimlError(Exception):
+    """Base of every error veriml raises on purpose. The message names the thing and what was expected."""
+
+    kind = "error"
+    http_status = 500
+    exit_code = 2
+
+
+class InvalidInput(VerimlError):
+    """The caller sent something malformed: a bad file, tensor, reference, document or option."""
+
+    kind = "invalid-input"
+    http_status = 400
+
+
+class NotFound(VerimlError):
+    """A model, version, blob or key that was asked for does not exist here."""
+
+    kind = "not-found"
+    http_status = 404
+
+
+class Conflict(VerimlError):
+    """The request contradicts stored state: a wrong version number, a name already taken."""
+
+    kind = "conflict"
+    http_status = 409
+
+
+class PermissionDenied(VerimlError):
+    """The caller's key may not do this: publishing under a name another key owns, a key file others read."""
+
+    kind = "permission-denied"
+    http_status = 403
+
+
+class VerificationFailed(VerimlError):
+    """A cryptographic or consistency check failed: a bad signature, a digest mismatch, a corrupt blob."""
+
+    kind = "verification-failed"
+    http_status = 422
+    exit_code = 1
+
+
+class Unavailable(VerimlError):
+    """Something needed is not reachable now; the same call may succeed later."""
+
+    kind = "unavailable"
+    http_status = 503

@@ -1,0 +1,88 @@
+"""Small ONNX models made on the spot, with fixed weights: for the demo, the tests and the benchmarks.
+
+Opset 17 keeps them inside what EZKL's parser supports (opsets 9-18), so the same models can be proven later.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+IR_VERSION = 8  # the IR version that goes with opset 17; older runtimes refuse newer IR versions
+
+
+def _weights(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int) -> np.ndarray:
+    return (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
+
+
+def _model(graph: onnx.GraphProto, doc: str) -> onnx.ModelProto:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="veriml")
+    model.ir_version = IR_VERSION
+    model.doc_string = doc
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def mlp(sizes: tuple[int, ...] = (16, 32, 8), seed: int = 0) -> onnx.ModelProto:
+    """A ReLU multilayer perceptron, input `x` float32[N, sizes[0]], output `y` float32[N, sizes[-1]]."""
+    rng = np.random.default_rng(seed)
+    nodes, initializers = [], []
+    current = "x"
+    for layer, (fan_in, fan_out) in enumerate(pairwise(sizes)):
+        weight, bias = f"w{layer}", f"b{layer}"
+        initializers += [
+            numpy_helper.from_array(_weights(rng, (fan_in, fan_out), fan_in), weight),
+            numpy_helper.from_array(_weights(rng, (fan_out,), fan_in), bias),
+        ]
+        last = layer == len(sizes) - 2
+        out = "y" if last else f"h{layer}"
+        nodes.append(helper.make_node("Gemm", [current, weight, bias], [out if last else f"z{layer}"]))
+        if not last:
+            nodes.append(helper.make_node("Relu", [f"z{layer}"], [out]))
+        current = out
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", sizes[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", sizes[-1]])],
+        initializers,
+    )
+    return _model(graph, f"MLP {'-'.join(map(str, sizes))}, fixed random weights (seed {seed})")
+
+
+def cnn(seed: int = 0) -> onnx.ModelProto:
+    """An MNIST-shaped CNN: `x` float32[N,1,28,28] -> conv 3x3 (4) -> ReLU -> max-pool 2 -> dense -> `y` [N,10]."""
+    rng = np.random.default_rng(seed)
+    initializers = [
+        numpy_helper.from_array(_weights(rng, (4, 1, 3, 3), 9), "conv_w"),
+        numpy_helper.from_array(_weights(rng, (4,), 9), "conv_b"),
+        numpy_helper.from_array(_weights(rng, (4 * 14 * 14, 10), 4 * 14 * 14), "dense_w"),
+        numpy_helper.from_array(_weights(rng, (10,), 784), "dense_b"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "conv_w", "conv_b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p"], ["f"], axis=1),
+        helper.make_node("Gemm", ["f", "dense_w", "dense_b"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 28, 28])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+        initializers,
+    )
+    return _model(graph, f"small CNN for 1x28x28 images, fixed random weights (seed {seed})")
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,26 @@
+"""The model hub: content-addressed blobs, signed version manifests, and the registry of names and owners."""
+
+from veriml.hub.blobs import BlobStore
+from veriml.hub.hub import Hub, Published
+from veriml.hub.manifest import Manifest, SignedManifest, parse_signed_manifest
+from veriml.hub.onnx_model import OnnxDescription, describe_onnx
+from veriml.hub.policy import Comparison, ComparisonPolicy, compare_outputs
+from veriml.hub.refs import ModelRef, check_model_name
+from veriml.hub.registry import Registry
+
+__all__ = [
+    "BlobStore",
+    "Comparison",
+    "ComparisonPolicy",
+    "Hub",
+    "Manifest",
+    "ModelRef",
+    "OnnxDescription",
+    "Published",
+    "Registry",
+    "SignedManifest",
+    "check_model_name",
+    "compare_outputs",
+    "describe_onnx",
+    "parse_signed_manifest",
+]

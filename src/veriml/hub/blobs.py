@@ -1,0 +1,119 @@
+"""A content-addressed blob store on disk: a blob lives at `sha256/<2 hex>/<64 hex>` under its own digest.
+
+Writes stream into a temporary file while hashing, fsync, and only then rename into place, so a crash never
+leaves a partial blob under a real id; reads that matter (loading a model to run) check the hash again, so a
+blob damaged on disk is refused rather than run.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from veriml.codec import Digest
+from veriml.codec.digest import new_hasher
+from veriml.errors import NotFound, VerificationFailed
+
+CHUNK = 1 << 20
+Progress = Callable[[int], None]  # called with the number of bytes just handled
+
+
+def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
+    if hasattr(source, "read"):
+        while chunk := source.read(CHUNK):  # type: ignore[union-attr]
+            yield chunk
+    else:
+        yield from source  # type: ignore[misc]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._tmp = self.root / "tmp"
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: Digest) -> Path:
+        return self.root / digest.algorithm / digest.hex[:2] / digest.hex
+
+    def has(self, digest: Digest) -> bool:
+        return self.path(digest).is_file()
+
+    def size(self, digest: Digest) -> int:
+        return self._existing(digest).stat().st_size
+
+    def _existing(self, digest: Digest) -> Path:
+        path = self.path(digest)
+        if not path.is_file():
+            raise NotFound(f"blob {digest}: not in this store")
+        return path
+
+    def put(
+        self,
+        source: BinaryIO | Iterable[bytes],
+        expected: Digest | None = None,
+        progress: Progress | None = None,
+    ) -> Digest:
+        """Store a stream; return its digest. With `expected`, bytes that hash otherwise are refused."""
+        hasher = new_hasher()
+        fd, tmp_name = tempfile.mkstemp(prefix="blob-", dir=self._tmp)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in _chunks(source):
+                    hasher.update(chunk)
+                    handle.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+                handle.flush()
+                os.fsync(handle.fileno())
+            digest = Digest.from_hasher(hasher)
+            if expected is not None and digest != expected:
+                raise VerificationFailed(f"blob: expected {expected}, but the bytes hash to {digest}")
+            final = self.path(digest)
+            if final.is_file():
+                return digest  # content-addressed: the same bytes are already here
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+            return digest
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put_file(self, path: Path, expected: Digest | None = None, progress: Progress | None = None) -> Digest:
+        with open(path, "rb") as handle:
+            return self.put(handle, expected, progress)
+
+    def read_verified(self, digest: Digest) -> bytes:
+        """The whole blob, after checking that its bytes still hash to its id."""
+        data = self._existing(digest).read_bytes()
+        actual = Digest.of(data)
+        if actual != digest:
+            raise VerificationFailed(
+                f"blob {digest}: stored bytes are damaged ({len(data)} bytes hash to {actual}); "
+                "fetch it again from its publisher or a peer"
+            )
+        return data
+
+    def open(self, digest: Digest) -> BinaryIO:
+        return open(self._existing(digest), "rb")
+
+    def check(self, digest: Digest) -> None:
+        """Re-hash a stored blob in chunks; raise VerificationFailed if it no longer matches its id."""
+        hasher = new_hasher()
+        with self.open(digest) as handle:
+            for chunk in _chunks(handle):
+                hasher.update(chunk)
+        actual = Digest.from_hasher(hasher)
+        if actual != digest:
+            raise VerificationFailed(f"blob {digest}: stored bytes are damaged (they hash to {actual})")

@@ -1,0 +1,84 @@
+"""The hub: blob store and registry together, and the publishing rules that bind them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from veriml.errors import Conflict, InvalidInput, PermissionDenied
+from veriml.hub.blobs import BlobStore, Progress
+from veriml.hub.manifest import SignedManifest
+from veriml.hub.refs import ModelRef
+from veriml.hub.registry import Registry
+from veriml.identity import VerifyingKey
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    manifest: SignedManifest
+    created: bool  # False when the same bytes were already published under this name
+
+
+class Hub:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.blobs = BlobStore(self.root / "blobs")
+        self.registry = Registry(self.root / "registry.sqlite")
+
+    def close(self) -> None:
+        self.registry.close()
+
+    def resolve(self, ref: ModelRef | str) -> SignedManifest:
+        ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        if ref.manifest_id is not None:
+            return self.registry.by_id(ref.manifest_id)
+        assert ref.name is not None
+        return self.registry.get(ref.name, ref.version)
+
+    def publish(
+        self, signed: SignedManifest, blob_source: BinaryIO | Path | None, progress: Progress | None = None
+    ) -> Published:
+        """Check and store a signed manifest and its blob; on any refusal nothing is stored.
+
+        `blob_source` may be None when the blob is already in the store (the same bytes under another name).
+        """
+        signed.verified()
+        body = signed.body
+        with self.registry.transaction():
+            existing = self.registry.version_with_blob(body.name, body.blob)
+            owner = self.registry.owner(body.name)
+            if owner is not None and owner != body.publisher.vkey:
+                raise PermissionDenied(
+                    f"model {body.name}: owned by key {VerifyingKey.parse(owner).key_id}; "
+                    f"key {body.publisher.key_id} may not publish versions of it"
+                )
+            if existing is not None:
+                return Published(existing, created=False)
+            latest = self.registry.latest(body.name)
+            expected_version = 1 if latest is None else latest.body.version + 1
+            if body.version != expected_version:
+                raise Conflict(
+                    f"model {body.name}: version {body.version} is out of order; expected {expected_version}"
+                )
+            if latest is not None and body.parent != latest.id:
+                raise Conflict(
+                    f"model {body.name}@{body.version}: parent must be {latest.id} (version {latest.body.version})"
+                )
+            self._store_blob(signed, blob_source, progress)
+            self.registry.insert(signed)
+        return Published(signed, created=True)
+
+    def _store_blob(self, signed: SignedManifest, source: BinaryIO | Path | None, progress: Progress | None) -> None:
+        body = signed.body
+        if self.blobs.has(body.blob):
+            return
+        if source is None:
+            raise InvalidInput(f"blob {body.blob}: not in the store, and no bytes were given")
+        if isinstance(source, Path):
+            self.blobs.put_file(source, expected=body.blob, progress=progress)
+        else:
+            self.blobs.put(source, expected=body.blob, progress=progress)
+        if self.blobs.size(body.blob) != body.size:
+            self.blobs.path(body.blob).unlink()
+            raise InvalidInput(f"manifest {body.ref}: size {body.size} does not match the blob's bytes")

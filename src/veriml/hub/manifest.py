@@ -1,0 +1,135 @@
+"""The model version manifest (DESIGN §2): the small document a publisher signs for each version of a model."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from veriml.codec import Digest, TensorSpec, canonical_json
+from veriml.errors import InvalidInput
+from veriml.hub.policy import ComparisonPolicy
+from veriml.hub.refs import check_model_name
+from veriml.identity import Domain, Signed, VerifyingKey
+
+FORMAT_VERSION = 1
+FORMATS = ("onnx",)
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+_FIELDS = {
+    "format_version", "name", "version", "blob", "size", "format", "opset", "inputs", "outputs", "policy",
+    "zk", "description", "license", "parent", "created", "publisher",
+}  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    name: str
+    version: int
+    blob: Digest
+    size: int
+    format: str
+    opset: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    publisher: VerifyingKey
+    created: str
+    policy: ComparisonPolicy = field(default_factory=ComparisonPolicy)
+    description: str = ""
+    license: str = ""
+    parent: Digest | None = None
+    # Filled by the ZK issue: the id of a publisher-signed ZK document naming the circuit artifacts.
+    zk: dict[str, Any] | None = None
+
+    DOMAIN: ClassVar[Domain] = Domain.MANIFEST
+
+    def __post_init__(self) -> None:
+        check_model_name(self.name)
+        if type(self.version) is not int or not 1 <= self.version < 10**9:
+            raise InvalidInput(f"manifest {self.name}: version must be a positive integer, got {self.version!r}")
+        if (self.version == 1) != (self.parent is None):
+            raise InvalidInput(f"manifest {self.name}@{self.version}: version 1 has no parent; later ones must")
+        if self.format not in FORMATS:
+            raise InvalidInput(f"manifest {self.name}: format must be one of {FORMATS}, got {self.format!r}")
+        if type(self.size) is not int or self.size < 0 or type(self.opset) is not int or self.opset < 0:
+            raise InvalidInput(f"manifest {self.name}: size and opset must be non-negative integers")
+        if not self.inputs or not self.outputs:
+            raise InvalidInput(f"manifest {self.name}: a model needs at least one input and one output")
+        for group in (self.inputs, self.outputs):
+            names = [spec.name for spec in group]
+            if len(set(names)) != len(names):
+                raise InvalidInput(f"manifest {self.name}: tensor names repeat: {names}")
+        if not isinstance(self.created, str) or not _TIMESTAMP.fullmatch(self.created):
+            raise InvalidInput(f"manifest {self.name}: created must be an RFC 3339 UTC time, got {self.created!r}")
+        if not isinstance(self.description, str) or not isinstance(self.license, str):
+            raise InvalidInput(f"manifest {self.name}: description and license must be strings")
+        if self.zk is not None and not isinstance(self.zk, dict):
+            raise InvalidInput(f"manifest {self.name}: zk must be an object or null")
+
+    @property
+    def signer(self) -> VerifyingKey:
+        return self.publisher
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((spec for spec in self.inputs if spec.name == name), None)
+
+    def to_canonical_bytes(self) -> bytes:
+        return canonical_json(self.to_json())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "blob": str(self.blob),
+            "size": self.size,
+            "format": self.format,
+            "opset": self.opset,
+            "inputs": [spec.to_json() for spec in self.inputs],
+            "outputs": [spec.to_json() for spec in self.outputs],
+            "policy": self.policy.to_json(),
+            "zk": self.zk,
+            "description": self.description,
+            "license": self.license,
+            "parent": None if self.parent is None else str(self.parent),
+            "created": self.created,
+            "publisher": self.publisher.vkey,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> Manifest:
+        if not isinstance(obj, dict) or set(obj) != _FIELDS:
+            got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise InvalidInput(f"manifest: expected exactly the fields {sorted(_FIELDS)}, got {got}")
+        if obj["format_version"] != FORMAT_VERSION:
+            raise InvalidInput(f"manifest: format_version {obj['format_version']!r} is not supported")
+        for group in ("inputs", "outputs"):
+            if not isinstance(obj[group], list):
+                raise InvalidInput(f"manifest: {group} must be a list")
+        return cls(
+            name=obj["name"],
+            version=obj["version"],
+            blob=Digest.parse(obj["blob"], "manifest blob"),
+            size=obj["size"],
+            format=obj["format"],
+            opset=obj["opset"],
+            inputs=tuple(TensorSpec.from_json(s, "manifest input") for s in obj["inputs"]),
+            outputs=tuple(TensorSpec.from_json(s, "manifest output") for s in obj["outputs"]),
+            policy=ComparisonPolicy.from_json(obj["policy"]),
+            zk=obj["zk"],
+            description=obj["description"],
+            license=obj["license"],
+            parent=None if obj["parent"] is None else Digest.parse(obj["parent"], "manifest parent"),
+            created=obj["created"],
+            publisher=VerifyingKey.parse(obj["publisher"], "manifest publisher"),
+        )
+
+
+SignedManifest = Signed[Manifest]
+
+
+def parse_signed_manifest(obj: object) -> SignedManifest:
+    return Signed.from_json(Manifest, obj, "manifest")

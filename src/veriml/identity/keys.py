@@ -1,0 +1,189 @@
+"""Ed25519 keys with C2SP signed-note v1.0.0 names.
+
+A verifier key is written `<name>+<hash>+<base64(0x01 || public key)>`, where hash is the first four bytes of
+SHA-256(name || "\\n" || 0x01 || public key) in hex; `<name>+<hash>` is the key's id (a node id, for a node).
+A key file holds the signer key in the same family of text, `PRIVATE+KEY+<name>+<hash>+<base64(0x01 || seed)>`,
+mode 0600; a key file that group or others can read is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import stat
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
+from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerificationFailed
+from veriml.identity.domain import Domain
+
+ED25519 = 0x01  # C2SP signed-note signature type for Ed25519
+_PRIVATE_PREFIX = "PRIVATE+KEY+"
+
+
+def check_key_name(name: str) -> str:
+    # C2SP signed-note: a key name is non-empty, with no Unicode spaces and no plus signs.
+    if not name or "+" in name or any(ch.isspace() for ch in name) or not name.isprintable():
+        raise InvalidInput(f"key name {name!r}: must be non-empty, printable, with no spaces or '+'")
+    return name
+
+
+def _key_hash(name: str, public: bytes) -> bytes:
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([ED25519]) + public).digest()[:4]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyingKey:
+    name: str
+    public: bytes
+    _key: Ed25519PublicKey = field(repr=False, compare=False)
+    # Derived once: receipts name their node on every inference.
+    key_hash: bytes = field(init=False, repr=False, compare=False)
+    key_id: str = field(init=False, repr=False, compare=False)
+    vkey: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key_hash = _key_hash(self.name, self.public)
+        key_id = f"{self.name}+{key_hash.hex()}"
+        object.__setattr__(self, "key_hash", key_hash)
+        object.__setattr__(self, "key_id", key_id)
+        encoded = base64.b64encode(bytes([ED25519]) + self.public).decode("ascii")
+        object.__setattr__(self, "vkey", f"{key_id}+{encoded}")
+
+    @classmethod
+    def from_public_bytes(cls, name: str, public: bytes) -> VerifyingKey:
+        check_key_name(name)
+        if len(public) != 32:
+            raise InvalidInput(f"key {name!r}: an Ed25519 public key has 32 bytes, got {len(public)}")
+        return cls(name, public, Ed25519PublicKey.from_public_bytes(public))
+
+    @classmethod
+    def parse(cls, text: object, what: str = "verifier key") -> VerifyingKey:
+        """Parse `<name>+<hash>+<base64 key>`, checking that the hash matches name and key."""
+        if not isinstance(text, str):
+            raise InvalidInput(f"{what}: expected text, got {type(text).__name__}")
+        parts = text.split("+", 2)  # base64 may itself contain "+"
+        if len(parts) != 3 or len(parts[1]) != 8:
+            raise InvalidInput(f"{what}: expected '<name>+<8 hex digits>+<base64 key>', got {text!r:.100}")
+        name, hash_hex, key_b64 = parts
+        try:
+            key = base64.b64decode(key_b64, validate=True)
+            claimed = bytes.fromhex(hash_hex)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput(f"{what}: bad hash or base64 in {text!r:.100}") from exc
+        if len(key) != 33 or key[0] != ED25519:
+            raise InvalidInput(f"{what}: not an Ed25519 key (type byte and 32-byte key expected)")
+        verifying = cls.from_public_bytes(name, key[1:])
+        if verifying.key_hash != claimed or verifying.vkey != text:
+            raise InvalidInput(f"{what}: key hash does not match the name and key in {text!r:.100}")
+        return verifying
+
+    def verify(self, domain: Domain, payload: bytes, signature: bytes) -> None:
+        """Raise VerificationFailed unless `signature` signs `payload` under `domain` with this key."""
+        self.verify_raw(domain.message(payload), signature)
+
+    def verify_raw(self, message: bytes, signature: bytes) -> None:
+        """Check a signature over bytes with no domain prefix (C2SP notes define their own framing)."""
+        try:
+            self._key.verify(signature, message)
+        except InvalidSignature as exc:
+            raise VerificationFailed(f"signature is not valid for key {self.key_id}") from exc
+
+    def __str__(self) -> str:
+        return self.vkey
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    name: str
+    _private: Ed25519PrivateKey = field(repr=False, compare=False)
+    public: VerifyingKey = field(compare=True)
+
+    @classmethod
+    def generate(cls, name: str) -> SigningKey:
+        return cls._from_private(check_key_name(name), Ed25519PrivateKey.generate())
+
+    @classmethod
+    def from_seed(cls, name: str, seed: bytes) -> SigningKey:
+        if len(seed) != 32:
+            raise InvalidInput(f"key {name!r}: an Ed25519 seed has 32 bytes, got {len(seed)}")
+        return cls._from_private(check_key_name(name), Ed25519PrivateKey.from_private_bytes(seed))
+
+    @classmethod
+    def _from_private(cls, name: str, private: Ed25519PrivateKey) -> SigningKey:
+        public = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return cls(name, private, VerifyingKey.from_public_bytes(name, public))
+
+    @property
+    def key_id(self) -> str:
+        return self.public.key_id
+
+    def sign(self, domain: Domain, payload: bytes) -> bytes:
+        return self._private.sign(domain.message(payload))
+
+    def sign_raw(self, message: bytes) -> bytes:
+        """Sign bytes with no domain prefix: only for formats that frame their own messages (C2SP notes)."""
+        return self._private.sign(message)
+
+    def private_text(self) -> str:
+        seed = self._private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        encoded = base64.b64encode(bytes([ED25519]) + seed).decode("ascii")
+        return f"{_PRIVATE_PREFIX}{self.key_id}+{encoded}"
+
+    @classmethod
+    def parse_private(cls, text: str, what: str = "private key") -> SigningKey:
+        if not text.startswith(_PRIVATE_PREFIX):
+            raise InvalidInput(f"{what}: expected text starting with {_PRIVATE_PREFIX!r}")
+        parts = text[len(_PRIVATE_PREFIX) :].split("+", 2)
+        if len(parts) != 3:
+            raise InvalidInput(f"{what}: expected '{_PRIVATE_PREFIX}<name>+<hash>+<base64 seed>'")
+        name, hash_hex, seed_b64 = parts
+        try:
+            seed = base64.b64decode(seed_b64, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidInput(f"{what}: bad base64") from exc
+        if len(seed) != 33 or seed[0] != ED25519:
+            raise InvalidInput(f"{what}: not an Ed25519 key")
+        key = cls.from_seed(name, seed[1:])
+        if key.public.key_hash.hex() != hash_hex:
+            raise InvalidInput(f"{what}: key hash does not match the name and key")
+        return key
+
+    def save(self, path: Path, overwrite: bool = False) -> None:
+        """Write the key with mode 0600, atomically: a crash leaves the old file or the new, never half."""
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise InvalidInput(f"key file {path}: already exists (refusing to overwrite a key)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".key-", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(self.private_text() + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: Path) -> SigningKey:
+        path = Path(path)
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError as exc:
+            raise NotFound(f"key file {path}: does not exist") from exc
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise PermissionDenied(
+                f"key file {path}: mode {stat.S_IMODE(mode):04o} lets others read it; expected 0600 "
+                f"(fix with: chmod 600 {path})"
+            )
+        return cls.parse_private(path.read_text(encoding="ascii").strip(), f"key file {path}")

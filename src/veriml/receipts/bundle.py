@@ -1,0 +1,107 @@
+"""The bundle: everything a user keeps to check a result offline, in one JSON file.
+
+The file is the RFC 8785 canonical JSON of the bundle, so the same bundle always has the same bytes, and a
+byte changed anywhere either fails to parse or fails a check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from veriml.codec import canonical_json, parse_json, tensors_from_json, tensors_to_json
+from veriml.errors import InvalidInput, NotFound
+from veriml.hub import SignedManifest, parse_signed_manifest
+from veriml.receipts.receipt import SignedReceipt, parse_signed_receipt
+
+FORMAT_VERSION = 1
+_FIELDS = {
+    "format_version",
+    "manifest",
+    "receipt",
+    "inputs",
+    "outputs",
+    "log_proof",
+    "attestations",
+    "zk_proof",
+}
+MAX_BUNDLE_BYTES = 1 << 30
+
+# Slots the later layers fill. Each keeps the JSON its layer defines, so this module needs none of them:
+LogProofJSON = str  # the C2SP tlog-proof text: index, audit path, cosigned checkpoint (transparency log)
+AttestationJSON = Mapping[str, Any]  # a signed attestation of agreement by another node (network, quorum)
+ZkProofJSON = Mapping[str, Any]  # an EZKL proof and the ZK document it is checked against (ZK issue)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    manifest: SignedManifest
+    receipt: SignedReceipt
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    log_proof: LogProofJSON | None = None
+    attestations: tuple[AttestationJSON, ...] = field(default_factory=tuple)
+    zk_proof: ZkProofJSON | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "manifest": self.manifest.to_json(),
+            "receipt": self.receipt.to_json(),
+            "inputs": tensors_to_json(self.inputs),
+            "outputs": tensors_to_json(self.outputs),
+            "log_proof": self.log_proof,
+            "attestations": [dict(a) for a in self.attestations],
+            "zk_proof": None if self.zk_proof is None else dict(self.zk_proof),
+        }
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.to_json())
+
+    @classmethod
+    def from_json(cls, obj: object) -> Bundle:
+        if not isinstance(obj, dict) or set(obj) != _FIELDS:
+            got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise InvalidInput(f"bundle: expected exactly the fields {sorted(_FIELDS)}, got {got}")
+        if obj["format_version"] != FORMAT_VERSION:
+            raise InvalidInput(f"bundle: format_version {obj['format_version']!r} is not supported")
+        if obj["log_proof"] is not None and not isinstance(obj["log_proof"], str):
+            raise InvalidInput("bundle: log_proof must be text or null")
+        if not isinstance(obj["attestations"], list) or not all(isinstance(a, dict) for a in obj["attestations"]):
+            raise InvalidInput("bundle: attestations must be a list of objects")
+        if obj["zk_proof"] is not None and not isinstance(obj["zk_proof"], dict):
+            raise InvalidInput("bundle: zk_proof must be an object or null")
+        return cls(
+            manifest=parse_signed_manifest(obj["manifest"]),
+            receipt=parse_signed_receipt(obj["receipt"]),
+            inputs=tensors_from_json(obj["inputs"], "bundle input"),
+            outputs=tensors_from_json(obj["outputs"], "bundle output"),
+            log_proof=obj["log_proof"],
+            attestations=tuple(obj["attestations"]),
+            zk_proof=obj["zk_proof"],
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Bundle:
+        return cls.from_json(parse_json(data, "bundle"))
+
+    def save(self, path: Path) -> None:
+        Path(path).write_bytes(self.to_bytes())
+
+    @classmethod
+    def load(cls, path: Path) -> Bundle:
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError as exc:
+            raise NotFound(f"bundle {path}: no such file") from exc
+        if size > MAX_BUNDLE_BYTES:
+            raise InvalidInput(f"bundle {path}: {size} bytes is over the {MAX_BUNDLE_BYTES}-byte limit")
+        try:
+            return cls.from_bytes(path.read_bytes())
+        except InvalidInput as exc:
+            raise InvalidInput(f"bundle {path}: {exc}") from exc

@@ -1,0 +1,128 @@
+"""The receipt (DESIGN §2): what a node signs for each inference, binding model version, input, output, runtime
+and node. Inputs and outputs travel beside it; their digests bind them."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from veriml.codec import Digest, Fragment, canonical_json
+from veriml.codec.clock import utc_timestamp
+from veriml.errors import InvalidInput
+from veriml.identity import Domain, Signed, SigningKey, VerifyingKey
+from veriml.runtime import RuntimeFingerprint
+
+FORMAT_VERSION = 1
+MODES = ("signed", "logged", "reexecuted", "quorum", "proven")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
+_FIELDS = {
+    "format_version", "manifest", "blob", "input_digest", "output_digest", "runtime", "mode", "request_id",
+    "timestamp", "node",
+}  # fmt: skip
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(12)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    manifest: Digest
+    blob: Digest
+    input_digest: Digest
+    output_digest: Digest
+    runtime: RuntimeFingerprint
+    mode: str
+    request_id: str
+    timestamp: str
+    node: VerifyingKey
+
+    DOMAIN: ClassVar[Domain] = Domain.RECEIPT
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InvalidInput(f"receipt: mode must be one of {MODES}, got {self.mode!r}")
+        if not isinstance(self.request_id, str) or not _REQUEST_ID.fullmatch(self.request_id):
+            raise InvalidInput("receipt: request_id must be 1-128 characters of [A-Za-z0-9._:-]")
+        if not isinstance(self.timestamp, str) or not _TIMESTAMP.fullmatch(self.timestamp):
+            raise InvalidInput(f"receipt: timestamp must be RFC 3339 UTC with microseconds, got {self.timestamp!r}")
+
+    @property
+    def signer(self) -> VerifyingKey:
+        return self.node
+
+    def to_json(self) -> dict[str, Any]:
+        return self._fields(self.runtime.fields)
+
+    def to_canonical_bytes(self) -> bytes:
+        # The fingerprint is the same for every receipt a node signs; reuse its canonical bytes.
+        return canonical_json(self._fields(Fragment(self.runtime.canonical)))
+
+    def _fields(self, runtime: object) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "manifest": str(self.manifest),
+            "blob": str(self.blob),
+            "input_digest": str(self.input_digest),
+            "output_digest": str(self.output_digest),
+            "runtime": runtime,
+            "mode": self.mode,
+            "request_id": self.request_id,
+            "timestamp": self.timestamp,
+            "node": self.node.vkey,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> Receipt:
+        if not isinstance(obj, dict) or set(obj) != _FIELDS:
+            got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+            raise InvalidInput(f"receipt: expected exactly the fields {sorted(_FIELDS)}, got {got}")
+        if obj["format_version"] != FORMAT_VERSION:
+            raise InvalidInput(f"receipt: format_version {obj['format_version']!r} is not supported")
+        return cls(
+            manifest=Digest.parse(obj["manifest"], "receipt manifest"),
+            blob=Digest.parse(obj["blob"], "receipt blob"),
+            input_digest=Digest.parse(obj["input_digest"], "receipt input_digest"),
+            output_digest=Digest.parse(obj["output_digest"], "receipt output_digest"),
+            runtime=RuntimeFingerprint(obj["runtime"]),
+            mode=obj["mode"],
+            request_id=obj["request_id"],
+            timestamp=obj["timestamp"],
+            node=VerifyingKey.parse(obj["node"], "receipt node"),
+        )
+
+
+SignedReceipt = Signed[Receipt]
+
+
+def sign_receipt(
+    node_key: SigningKey,
+    *,
+    manifest: Digest,
+    blob: Digest,
+    input_digest: Digest,
+    output_digest: Digest,
+    runtime: RuntimeFingerprint,
+    mode: str = "signed",
+    request_id: str | None = None,
+    timestamp: str | None = None,
+) -> SignedReceipt:
+    receipt = Receipt(
+        manifest=manifest,
+        blob=blob,
+        input_digest=input_digest,
+        output_digest=output_digest,
+        runtime=runtime,
+        mode=mode,
+        request_id=request_id or new_request_id(),
+        timestamp=timestamp or utc_timestamp(),
+        node=node_key.public,
+    )
+    return Signed.sign(receipt, node_key)
+
+
+def parse_signed_receipt(obj: object) -> SignedReceipt:
+    return Signed.from_json(Receipt, obj, "receipt")

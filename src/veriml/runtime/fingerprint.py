@@ -1,0 +1,62 @@
+"""The runtime fingerprint a receipt records: engine, version, provider, settings, and the CPU features that
+select numeric kernels. Results are comparable only within one runtime class."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from veriml.codec import Digest, canonical_json
+from veriml.errors import InvalidInput
+
+# CPU flags that change which kernels numeric libraries pick (x86 SIMD, Arm NEON/SVE), and so their numbers.
+_NUMERIC_FLAGS = (
+    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw", "avx512vl",
+    "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile",
+    "asimd", "asimdhp", "asimddp", "sve", "sve2", "i8mm", "bf16",
+)  # fmt: skip
+_CLASS_FIELDS = ("engine", "engine_version", "provider", "graph_optimization", "machine")
+
+
+@cache
+def cpu_features() -> tuple[str, ...]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+            break
+    return tuple(flag for flag in _NUMERIC_FLAGS if flag in flags)
+
+
+def machine() -> str:
+    return platform.machine()
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeFingerprint:
+    """A JSON object describing the runtime, with its canonical bytes and digest worked out once."""
+
+    fields: dict[str, Any]
+    canonical: bytes = field(init=False, repr=False, compare=False)
+    digest: Digest = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.fields, dict) or not isinstance(self.fields.get("engine"), str):
+            raise InvalidInput("runtime fingerprint: must be an object naming its engine")
+        canonical = canonical_json(self.fields)
+        object.__setattr__(self, "canonical", canonical)
+        object.__setattr__(self, "digest", Digest.of(canonical))
+
+    @property
+    def runtime_class(self) -> str:
+        """What must match for two runs to be compared bitwise; CPU features aside, which a tolerance policy
+        absorbs."""
+        return "/".join(str(self.fields.get(key)) for key in _CLASS_FIELDS)

@@ -1,0 +1,92 @@
+"""Inputs at the edge: turning what a user sends into tensors, and checking them against a model's signature
+before anything runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from veriml.codec import DTYPES, TensorSpec, tensor_from_json
+from veriml.codec.tensor import describe_array, dtype_name
+from veriml.errors import InvalidInput
+
+
+def coerce_inputs(specs: Sequence[TensorSpec], raw: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Arrays pass through; the JSON tensor form is decoded; plain (nested) lists and numbers take the dtype
+    the model declares, and are refused if that would change a value (1.5 into an int, 300 into a uint8)."""
+    by_name = {spec.name: spec for spec in specs}
+    result: dict[str, np.ndarray] = {}
+    for name, value in raw.items():
+        if isinstance(value, np.ndarray):
+            result[name] = value
+        elif isinstance(value, dict):
+            result[name] = tensor_from_json(value, f"input {name!r}")
+        elif name in by_name and isinstance(value, list | int | float | bool):
+            result[name] = _from_plain(name, value, by_name[name].dtype)
+        else:
+            result[name] = _from_plain(name, value, None)
+    return result
+
+
+def _from_plain(name: str, value: Any, dtype: str | None) -> np.ndarray:
+    try:
+        loose = np.array(value)
+    except ValueError as exc:
+        raise InvalidInput(f"input {name!r}: nested lists are ragged ({exc})") from exc
+    if loose.dtype == object or loose.dtype.kind not in "biuf":
+        raise InvalidInput(f"input {name!r}: expected numbers or nested lists of numbers")
+    if dtype is None:
+        return loose
+    target = DTYPES[dtype]
+    with np.errstate(all="ignore"):
+        converted = loose.astype(target)
+        back = converted.astype(loose.dtype)
+    same = np.array_equal(back, loose, equal_nan=loose.dtype.kind == "f")
+    # Numbers into a float target are rounded, which is what a user writing 0.1 means; overflow is not.
+    rounded = target.kind == "f" and bool(np.isfinite(converted).sum() == np.isfinite(loose).sum())
+    if not same and not rounded:
+        raise InvalidInput(f"input {name!r}: values do not fit {dtype} without change")
+    return converted
+
+
+def validate_inputs(
+    specs: Sequence[TensorSpec], inputs: Mapping[str, np.ndarray], max_bytes: int, allow_nan: bool
+) -> None:
+    """Raise InvalidInput naming the first input that does not match the signature or the limits."""
+    expected = {spec.name for spec in specs}
+    for name in inputs:
+        if name not in expected:
+            raise InvalidInput(f"input {name!r}: the model has no such input; it takes {', '.join(sorted(expected))}")
+    symbols: dict[str, tuple[int, str]] = {}
+    total = 0
+    for spec in specs:
+        if spec.name not in inputs:
+            raise InvalidInput(f"input {spec.name!r}: missing; the model expects {spec.describe()}")
+        array = inputs[spec.name]
+        try:
+            name = dtype_name(array)
+        except InvalidInput:
+            name = None
+        if name != spec.dtype or (spec.shape is not None and array.ndim != len(spec.shape)):
+            raise InvalidInput(f"input {spec.name!r}: expected {spec.describe()}, got {describe_array(array)}")
+        for axis, dim in enumerate(spec.shape or ()):
+            size = array.shape[axis]
+            if isinstance(dim, int) and size != dim:
+                raise InvalidInput(f"input {spec.name!r}: expected {spec.describe()}, got {describe_array(array)}")
+            if isinstance(dim, str):
+                bound = symbols.setdefault(dim, (size, spec.name))
+                if bound[0] != size:
+                    raise InvalidInput(
+                        f"input {spec.name!r}: dim {axis} ({dim}) is {size}, "
+                        f"but {dim} is {bound[0]} in input {bound[1]!r}"
+                    )
+        total += array.nbytes
+    if total > max_bytes:
+        raise InvalidInput(f"inputs: {total} bytes exceed the limit of {max_bytes} bytes")
+    if not allow_nan:
+        for spec in specs:
+            array = inputs[spec.name]
+            if array.dtype.kind == "f" and np.isnan(array).any():
+                raise InvalidInput(f"input {spec.name!r}: holds NaN, which the model's comparison policy forbids")

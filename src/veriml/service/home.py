@@ -1,0 +1,53 @@
+"""A veriml home directory: keys, the hub (blobs and registry), and what later layers keep beside them.
+
+No global state: every flow takes a Home, so tests and devnets run many homes in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from veriml.errors import NotFound
+from veriml.identity import SigningKey
+
+DEFAULT_PUBLISHER_NAME = "veriml-publisher"
+DEFAULT_NODE_NAME = "veriml-node"
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    root: Path
+
+    @classmethod
+    def default(cls) -> Home:
+        return cls(Path(os.environ.get("VERIML_HOME") or Path.home() / ".veriml"))
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def publisher_key_path(self) -> Path:
+        return self.keys_dir / "publisher.key"
+
+    @property
+    def node_key_path(self) -> Path:
+        return self.keys_dir / "node.key"
+
+    @property
+    def hub_dir(self) -> Path:
+        return self.root / "hub"
+
+    def publisher_key(self) -> SigningKey:
+        try:
+            return SigningKey.load(self.publisher_key_path)
+        except NotFound as exc:
+            raise NotFound(f"no publisher key at {self.publisher_key_path}: create one with `veriml keygen`") from exc
+
+    def node_key(self) -> SigningKey:
+        """The key this home signs receipts with, created on first use."""
+        if not self.node_key_path.exists():
+            SigningKey.generate(DEFAULT_NODE_NAME).save(self.node_key_path)
+        return SigningKey.load(self.node_key_path)

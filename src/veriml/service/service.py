@@ -1,0 +1,103 @@
+"""The operations of veriml, written once: the CLI's local mode, the SDK and the node all call these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from veriml.codec import tensors_digest
+from veriml.hub import ComparisonPolicy, Hub, ModelRef, Published, SignedManifest
+from veriml.hub.blobs import Progress
+from veriml.identity import SigningKey
+from veriml.receipts import Bundle, sign_receipt
+from veriml.runtime import OnnxEngine, RuntimeSettings, coerce_inputs, validate_inputs
+from veriml.service.home import Home
+from veriml.service.publish import hash_file, sign_manifest
+
+
+class Service:
+    def __init__(self, home: Home, settings: RuntimeSettings | None = None) -> None:
+        self.home = home
+        self.settings = settings or RuntimeSettings()
+        self.hub = Hub(home.hub_dir)
+        self.engine = OnnxEngine(self.settings)
+        self._node_key: SigningKey | None = None
+
+    def close(self) -> None:
+        self.hub.close()
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def node_key(self) -> SigningKey:
+        if self._node_key is None:
+            self._node_key = self.home.node_key()
+        return self._node_key
+
+    def publish(
+        self,
+        model_path: Path,
+        *,
+        name: str,
+        publisher: SigningKey | None = None,
+        policy: ComparisonPolicy | None = None,
+        description: str = "",
+        license: str = "",
+        progress: Progress | None = None,
+    ) -> Published:
+        """Publish a model file as the next version of `name`; the same bytes again return the version they
+        already are."""
+        publisher = publisher or self.home.publisher_key()
+        model_path = Path(model_path)
+        latest = self.hub.registry.latest(name)
+        if latest is not None:
+            blob, _ = hash_file(model_path)
+            existing = self.hub.registry.version_with_blob(name, blob)
+            if existing is not None and existing.body.publisher == publisher.public:
+                return Published(existing, created=False)
+        signed = sign_manifest(
+            model_path,
+            name=name,
+            version=1 if latest is None else latest.body.version + 1,
+            parent=None if latest is None else latest.id,
+            publisher=publisher,
+            policy=policy,
+            description=description,
+            license=license,
+        )
+        return self.hub.publish(signed, model_path, progress)
+
+    def resolve(self, ref: ModelRef | str) -> SignedManifest:
+        return self.hub.resolve(ref)
+
+    def run(
+        self, manifest: SignedManifest, inputs: Mapping[str, Any]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Check inputs against the manifest and run the model: (inputs as tensors, outputs)."""
+        body = manifest.body
+        arrays = coerce_inputs(body.inputs, inputs)
+        validate_inputs(body.inputs, arrays, self.settings.max_input_bytes, body.policy.allow_nan)
+        outputs = self.engine.run(body.blob, lambda: self.hub.blobs.read_verified(body.blob), arrays)
+        return arrays, outputs
+
+    def infer(self, ref: ModelRef | str, inputs: Mapping[str, Any], request_id: str | None = None) -> Bundle:
+        """Run a model and return the signed result as a bundle."""
+        manifest = self.resolve(ref)
+        arrays, outputs = self.run(manifest, inputs)
+        receipt = sign_receipt(
+            self.node_key,
+            manifest=manifest.id,
+            blob=manifest.body.blob,
+            input_digest=tensors_digest(arrays),
+            output_digest=tensors_digest(outputs),
+            runtime=self.engine.fingerprint,
+            request_id=request_id,
+        )
+        return Bundle(manifest=manifest, receipt=receipt, inputs=arrays, outputs=outputs)

@@ -1,0 +1,120 @@
+"""The individual checks on a bundle. Each is small, returns a result, and never raises for a bad bundle."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+
+import numpy as np
+
+from veriml.codec import Digest, tensors_digest
+from veriml.errors import NotFound, VerimlError
+from veriml.hub import compare_outputs
+from veriml.receipts import Bundle
+from veriml.runtime import OnnxEngine, validate_inputs
+from veriml.verify.report import CheckResult, Status
+
+BlobLoader = Callable[[Digest], bytes]  # raises NotFound when it does not have the blob
+
+
+def _result(name: str, status: Status, detail: str) -> CheckResult:
+    return CheckResult(name, status, detail)
+
+
+def manifest_signature(bundle: Bundle) -> CheckResult:
+    try:
+        bundle.manifest.check_signature()
+    except VerimlError as exc:
+        return _result("manifest.signature", "fail", str(exc))
+    return _result("manifest.signature", "pass", f"signed by publisher {bundle.manifest.body.publisher.key_id}")
+
+
+def receipt_signature(bundle: Bundle) -> CheckResult:
+    try:
+        bundle.receipt.check_signature()
+    except VerimlError as exc:
+        return _result("receipt.signature", "fail", str(exc))
+    return _result("receipt.signature", "pass", f"signed by node {bundle.receipt.body.node.key_id}")
+
+
+def trusted_key(name: str, key_id: str, vkey: str, trusted: Collection[str], role: str) -> CheckResult:
+    if not trusted:
+        return _result(name, "skipped", f"no trusted {role} keys were given")
+    if vkey in trusted:
+        return _result(name, "pass", f"{role} {key_id} is trusted")
+    return _result(name, "fail", f"{role} {key_id} is not one of the {len(trusted)} trusted {role} keys")
+
+
+def receipt_binding(bundle: Bundle) -> CheckResult:
+    receipt, manifest = bundle.receipt.body, bundle.manifest
+    if receipt.manifest != manifest.id:
+        return _result(
+            "receipt.binding", "fail", f"receipt names manifest {receipt.manifest}, bundle has {manifest.id}"
+        )
+    if receipt.blob != manifest.body.blob:
+        return _result(
+            "receipt.binding", "fail", f"receipt names blob {receipt.blob}, manifest has {manifest.body.blob}"
+        )
+    return _result("receipt.binding", "pass", f"receipt is for {manifest.body.ref} ({manifest.id})")
+
+
+def inputs_signature(bundle: Bundle) -> CheckResult:
+    body = bundle.manifest.body
+    try:
+        validate_inputs(body.inputs, bundle.inputs, max_bytes=1 << 62, allow_nan=body.policy.allow_nan)
+    except VerimlError as exc:
+        return _result("inputs.signature", "fail", str(exc))
+    return _result("inputs.signature", "pass", "inputs match the model's signature")
+
+
+def tensors_match(name: str, tensors: dict[str, np.ndarray], claimed: Digest) -> CheckResult:
+    try:
+        actual = tensors_digest(tensors)
+    except VerimlError as exc:
+        return _result(name, "fail", str(exc))
+    if actual != claimed:
+        return _result(name, "fail", f"digest is {actual}, receipt says {claimed}")
+    return _result(name, "pass", str(actual))
+
+
+def blob_digest(bundle: Bundle, load_blob: BlobLoader | None) -> tuple[CheckResult, bytes | None]:
+    blob_id = bundle.manifest.body.blob
+    if load_blob is None:
+        return _result(
+            "blob.digest", "skipped", "the model blob is not at hand (give --blob or a home that has it)"
+        ), None
+    try:
+        data = load_blob(blob_id)
+    except NotFound:
+        return _result("blob.digest", "skipped", f"the model blob {blob_id} is not at hand"), None
+    except VerimlError as exc:
+        return _result("blob.digest", "fail", str(exc)), None
+    actual = Digest.of(data)
+    if actual != blob_id:
+        return _result("blob.digest", "fail", f"blob bytes hash to {actual}, manifest says {blob_id}"), None
+    return _result("blob.digest", "pass", f"{len(data)} bytes hash to {blob_id}"), data
+
+
+def reexecution(bundle: Bundle, engine: OnnxEngine | None, blob: bytes | None) -> CheckResult:
+    if engine is None:
+        return _result("reexec", "skipped", "re-execution was not asked for")
+    if blob is None:
+        return _result("reexec", "skipped", "cannot re-execute without the model blob")
+    body = bundle.manifest.body
+    theirs, ours = bundle.receipt.body.runtime.runtime_class, engine.runtime_class
+    if theirs != ours and body.policy.kind == "exact":
+        # Across runtime classes bitwise results are not expected: that is not a disagreement.
+        return _result("reexec", "skipped", f"not comparable: receipt ran on {theirs}, this machine is {ours}")
+    try:
+        outputs = engine.run(body.blob, lambda: blob, bundle.inputs)
+    except VerimlError as exc:
+        return _result("reexec", "fail", f"re-execution failed: {exc}")
+    comparison = compare_outputs(body.policy, bundle.outputs, outputs)
+    if not comparison.agree:
+        return _result("reexec", "fail", f"outputs disagree with a local run: {comparison.detail}")
+    return _result("reexec", "pass", f"local run on {ours}: {comparison.detail}")
+
+
+def not_yet_checkable(name: str, present: bool, what: str) -> CheckResult:
+    if not present:
+        return _result(name, "skipped", f"the bundle carries no {what}")
+    return _result(name, "skipped", f"this verifier cannot check a {what} yet")
