@@ -50,8 +50,7 @@ HomeOption = Annotated[
 
 @app.callback()
 def _main(home_dir: HomeOption = None) -> None:
-    if home_dir is not None:
-        _state["home"] = Home(home_dir)
+    _state["home"] = Home(home_dir) if home_dir is not None else Home.default()
 
 
 @app.command()

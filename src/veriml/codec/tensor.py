@@ -102,7 +102,7 @@ def describe_array(array: np.ndarray) -> str:
 
 def _little_endian(array: np.ndarray) -> np.ndarray:
     name = dtype_name(array)
-    return np.ascontiguousarray(array, dtype=DTYPES[name])
+    return np.asarray(array, dtype=DTYPES[name], order="C")  # ascontiguousarray would make 0-d arrays 1-d
 
 
 def _header(name: str, shape: tuple[int, ...]) -> bytes:
