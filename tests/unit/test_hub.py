@@ -1,4 +1,5 @@
 import os
+import time
 from pathlib import Path
 
 import onnx
@@ -7,6 +8,7 @@ import pytest
 from veriml import examples
 from veriml.errors import Conflict, InvalidInput, NotFound, PermissionDenied, VerificationFailed
 from veriml.hub import ComparisonPolicy, ModelRef
+from veriml.hub.registry import LATEST_RECHECK_SECONDS
 from veriml.identity import SigningKey
 from veriml.service import sign_manifest
 
@@ -162,4 +164,5 @@ def test_latest_sees_publishes_from_another_connection(home, publisher, model_di
         node.publish(model_dir / "mlp.onnx", name="alice/mlp")
         assert node.resolve("alice/mlp").body.version == 1
         cli.publish(model_dir / "mlp_v2.onnx", name="alice/mlp")
+        time.sleep(LATEST_RECHECK_SECONDS)
         assert node.resolve("alice/mlp").body.version == 2

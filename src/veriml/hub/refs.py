@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from veriml.codec import Digest
 from veriml.errors import InvalidInput
@@ -29,15 +30,20 @@ class ModelRef:
 
     @classmethod
     def parse(cls, text: str) -> ModelRef:
-        if text.startswith("sha256:"):
-            return cls(manifest_id=Digest.parse(text, "manifest id"))
-        match = _REF.fullmatch(text)
-        if not match:
-            raise InvalidInput(f"model reference {text!r:.80}: expected 'owner/name', 'owner/name@N' or a manifest id")
-        version = match.group("version")
-        return cls(name=match.group("name"), version=int(version) if version else None)
+        return _parse_ref(text)
 
     def __str__(self) -> str:
         if self.manifest_id is not None:
             return str(self.manifest_id)
         return f"{self.name}@{self.version}" if self.version else f"{self.name}"
+
+
+@lru_cache(maxsize=1024)  # references repeat on every request; the value is immutable
+def _parse_ref(text: str) -> ModelRef:
+    if text.startswith("sha256:"):
+        return ModelRef(manifest_id=Digest.parse(text, "manifest id"))
+    match = _REF.fullmatch(text)
+    if not match:
+        raise InvalidInput(f"model reference {text!r:.80}: expected 'owner/name', 'owner/name@N' or a manifest id")
+    version = match.group("version")
+    return ModelRef(name=match.group("name"), version=int(version) if version else None)

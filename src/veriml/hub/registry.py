@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,8 @@ from pathlib import Path
 from veriml.codec import Digest, canonical_json, parse_json
 from veriml.errors import NotFound
 from veriml.hub.manifest import SignedManifest, parse_signed_manifest
+
+LATEST_RECHECK_SECONDS = 0.05
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -42,10 +45,13 @@ class Registry:
         self._lock = threading.RLock()
         # Manifests are immutable, so a parsed one can be kept by id; this keeps parsing off the inference path.
         self._parsed: dict[str, SignedManifest] = {}
-        # The latest version of each name, valid while the database is unchanged (PRAGMA data_version moves
-        # when another connection, such as a CLI publishing beside a running node, commits).
+        # The latest version of each name, kept while the database is unchanged. PRAGMA data_version moves
+        # when another connection (a CLI publishing beside a running node) commits; asking costs more than the
+        # rest of a lookup, so it is asked at most every LATEST_RECHECK_SECONDS. This connection's own
+        # writes invalidate at once.
         self._latest: dict[str, SignedManifest] = {}
         self._seen_version = -1
+        self._checked_at = float("-inf")
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
@@ -86,10 +92,13 @@ class Registry:
 
     def latest(self, name: str) -> SignedManifest | None:
         with self._lock:
-            data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
-            if data_version != self._seen_version:
-                self._latest.clear()
-                self._seen_version = data_version
+            now = time.monotonic()
+            if now - self._checked_at >= LATEST_RECHECK_SECONDS:
+                self._checked_at = now
+                data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+                if data_version != self._seen_version:
+                    self._latest.clear()
+                    self._seen_version = data_version
             cached = self._latest.get(name)
             if cached is not None:
                 return cached
