@@ -8,16 +8,17 @@ PACKAGE = Path(__file__).parents[2] / "src" / "veriml"
 
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
+    "fsutil": set(),
     "codec": {"errors"},
-    "identity": {"errors", "codec"},
+    "identity": {"errors", "codec", "fsutil"},
     "examples": set(),
-    "hub": {"errors", "codec", "identity"},
+    "hub": {"errors", "codec", "identity", "fsutil"},
     "runtime": {"errors", "codec", "identity"},
-    "tlog": {"errors", "codec", "identity"},
-    "zk": {"errors", "codec", "identity"},
-    "receipts": {"errors", "codec", "identity", "hub", "runtime"},
-    "service": {"errors", "codec", "identity", "hub", "runtime", "tlog", "receipts", "zk"},
-    "verify": {"errors", "codec", "identity", "hub", "runtime", "tlog", "receipts", "zk"},
+    "tlog": {"errors", "codec", "identity", "fsutil"},
+    "zk": {"errors", "codec", "identity", "fsutil"},
+    "receipts": {"errors", "codec", "identity", "fsutil", "hub", "runtime"},
+    "service": {"errors", "codec", "identity", "fsutil", "hub", "runtime", "tlog", "receipts", "zk"},
+    "verify": {"errors", "codec", "identity", "fsutil", "hub", "runtime", "tlog", "receipts", "zk"},
 }
 FACES = {"node", "client", "chain", "cli"}
 

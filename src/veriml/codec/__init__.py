@@ -1,6 +1,6 @@
 """Canonical bytes and digests: the one way veriml turns values into bytes that can be hashed and signed."""
 
-from veriml.codec.canonical import Fragment, b64decode, b64encode, canonical_json, parse_json
+from veriml.codec.canonical import Fragment, b64decode, b64encode, canonical_json, expect_document, parse_json
 from veriml.codec.digest import Digest
 from veriml.codec.tensor import (
     DTYPES,
@@ -25,6 +25,7 @@ __all__ = [
     "canonical_json",
     "decode_tensor",
     "encode_tensor",
+    "expect_document",
     "parse_json",
     "tensor_digest",
     "tensor_from_json",

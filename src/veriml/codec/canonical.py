@@ -140,3 +140,13 @@ def b64decode(text: object, what: str) -> bytes:
     if base64.b64encode(data).decode("ascii") != text:
         raise InvalidInput(f"{what}: base64 is not in canonical form")
     return data
+
+
+def expect_document(obj: object, fields: set[str], what: str, format_version: int) -> dict[str, Any]:
+    """A JSON object with exactly `fields`, one of them `format_version` equal to the version this code reads."""
+    if not isinstance(obj, dict) or set(obj) != fields:
+        got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        raise InvalidInput(f"{what}: expected exactly the fields {sorted(fields)}, got {got}")
+    if obj["format_version"] != format_version:
+        raise InvalidInput(f"{what}: format_version {obj['format_version']!r} is not supported")
+    return obj

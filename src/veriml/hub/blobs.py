@@ -16,6 +16,7 @@ from typing import BinaryIO
 from veriml.codec import Digest
 from veriml.codec.digest import new_hasher
 from veriml.errors import NotFound, VerificationFailed
+from veriml.fsutil import fsync_dir
 
 CHUNK = 1 << 20
 Progress = Callable[[int], None]  # called with the number of bytes just handled
@@ -27,14 +28,6 @@ def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
             yield chunk
     else:
         yield from source  # type: ignore[misc]
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class BlobStore:
@@ -85,7 +78,7 @@ class BlobStore:
                 return digest  # content-addressed: the same bytes are already here
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
             return digest
         finally:
             tmp.unlink(missing_ok=True)

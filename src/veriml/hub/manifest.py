@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from veriml.codec import Digest, TensorSpec, canonical_json
+from veriml.codec import Digest, TensorSpec, canonical_json, expect_document
 from veriml.errors import InvalidInput
 from veriml.hub.policy import ComparisonPolicy
 from veriml.hub.refs import check_model_name
@@ -101,11 +101,7 @@ class Manifest:
 
     @classmethod
     def from_json(cls, obj: object) -> Manifest:
-        if not isinstance(obj, dict) or set(obj) != _FIELDS:
-            got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-            raise InvalidInput(f"manifest: expected exactly the fields {sorted(_FIELDS)}, got {got}")
-        if obj["format_version"] != FORMAT_VERSION:
-            raise InvalidInput(f"manifest: format_version {obj['format_version']!r} is not supported")
+        obj = expect_document(obj, _FIELDS, "manifest", FORMAT_VERSION)
         for group in ("inputs", "outputs"):
             if not isinstance(obj[group], list):
                 raise InvalidInput(f"manifest: {group} must be a list")

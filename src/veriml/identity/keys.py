@@ -11,9 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import os
 import stat
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerificationFailed
+from veriml.fsutil import atomic_write
 from veriml.identity.domain import Domain
 
 ED25519 = 0x01  # C2SP signed-note signature type for Ed25519
@@ -161,18 +160,7 @@ class SigningKey:
         path = Path(path)
         if path.exists() and not overwrite:
             raise InvalidInput(f"key file {path}: already exists (refusing to overwrite a key)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".key-", dir=path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(self.private_text() + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, (self.private_text() + "\n").encode("ascii"), mode=0o600)
 
     @classmethod
     def load(cls, path: Path) -> SigningKey:

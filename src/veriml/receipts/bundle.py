@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from veriml.codec import canonical_json, parse_json, tensors_from_json, tensors_to_json
+from veriml.codec import canonical_json, expect_document, parse_json, tensors_from_json, tensors_to_json
 from veriml.errors import InvalidInput, NotFound
+from veriml.fsutil import atomic_write
 from veriml.hub import SignedManifest, parse_signed_manifest
 from veriml.receipts.receipt import SignedReceipt, parse_signed_receipt
 
@@ -64,11 +65,7 @@ class Bundle:
 
     @classmethod
     def from_json(cls, obj: object) -> Bundle:
-        if not isinstance(obj, dict) or set(obj) != _FIELDS:
-            got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-            raise InvalidInput(f"bundle: expected exactly the fields {sorted(_FIELDS)}, got {got}")
-        if obj["format_version"] != FORMAT_VERSION:
-            raise InvalidInput(f"bundle: format_version {obj['format_version']!r} is not supported")
+        obj = expect_document(obj, _FIELDS, "bundle", FORMAT_VERSION)
         if obj["log_proof"] is not None and not isinstance(obj["log_proof"], str):
             raise InvalidInput("bundle: log_proof must be text or null")
         if not isinstance(obj["attestations"], list) or not all(isinstance(a, dict) for a in obj["attestations"]):
@@ -90,7 +87,7 @@ class Bundle:
         return cls.from_json(parse_json(data, "bundle"))
 
     def save(self, path: Path) -> None:
-        Path(path).write_bytes(self.to_bytes())
+        atomic_write(Path(path), self.to_bytes())
 
     @classmethod
     def load(cls, path: Path) -> Bundle:

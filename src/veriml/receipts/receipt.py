@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from veriml.codec import Digest, Fragment, canonical_json
+from veriml.codec import Digest, Fragment, canonical_json, expect_document
 from veriml.codec.clock import utc_timestamp
 from veriml.errors import InvalidInput
 from veriml.identity import Domain, Signed, SigningKey, VerifyingKey
@@ -77,11 +77,7 @@ class Receipt:
 
     @classmethod
     def from_json(cls, obj: object) -> Receipt:
-        if not isinstance(obj, dict) or set(obj) != _FIELDS:
-            got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
-            raise InvalidInput(f"receipt: expected exactly the fields {sorted(_FIELDS)}, got {got}")
-        if obj["format_version"] != FORMAT_VERSION:
-            raise InvalidInput(f"receipt: format_version {obj['format_version']!r} is not supported")
+        obj = expect_document(obj, _FIELDS, "receipt", FORMAT_VERSION)
         return cls(
             manifest=Digest.parse(obj["manifest"], "receipt manifest"),
             blob=Digest.parse(obj["blob"], "receipt blob"),
