@@ -24,6 +24,8 @@ from veriml.fsutil import atomic_write
 from veriml.identity.domain import Domain
 
 ED25519 = 0x01  # C2SP signed-note signature type for Ed25519
+COSIGNATURE_ED25519 = 0x04  # C2SP tlog-cosignature: timestamped Ed25519 witness cosignatures
+_SIGNATURE_TYPES = (ED25519, COSIGNATURE_ED25519)
 _PRIVATE_PREFIX = "PRIVATE+KEY+"
 
 
@@ -34,8 +36,8 @@ def check_key_name(name: str) -> str:
     return name
 
 
-def _key_hash(name: str, public: bytes) -> bytes:
-    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([ED25519]) + public).digest()[:4]
+def _key_hash(name: str, public: bytes, sig_type: int) -> bytes:
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([sig_type]) + public).digest()[:4]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,29 +45,39 @@ class VerifyingKey:
     name: str
     public: bytes
     _key: Ed25519PublicKey = field(repr=False, compare=False)
+    # 0x01 for keys that sign notes (nodes, publishers, logs); 0x04 for the same kind of key cosigning
+    # checkpoints as a witness. The type is part of the key id, so one key can never pass for the other role.
+    sig_type: int = ED25519
     # Derived once: receipts name their node on every inference.
     key_hash: bytes = field(init=False, repr=False, compare=False)
     key_id: str = field(init=False, repr=False, compare=False)
     vkey: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        key_hash = _key_hash(self.name, self.public)
+        key_hash = _key_hash(self.name, self.public, self.sig_type)
         key_id = f"{self.name}+{key_hash.hex()}"
         object.__setattr__(self, "key_hash", key_hash)
         object.__setattr__(self, "key_id", key_id)
-        encoded = base64.b64encode(bytes([ED25519]) + self.public).decode("ascii")
+        encoded = base64.b64encode(bytes([self.sig_type]) + self.public).decode("ascii")
         object.__setattr__(self, "vkey", f"{key_id}+{encoded}")
 
     @classmethod
-    def from_public_bytes(cls, name: str, public: bytes) -> VerifyingKey:
+    def from_public_bytes(cls, name: str, public: bytes, sig_type: int = ED25519) -> VerifyingKey:
         check_key_name(name)
         if len(public) != 32:
             raise InvalidInput(f"key {name!r}: an Ed25519 public key has 32 bytes, got {len(public)}")
-        return cls(name, public, Ed25519PublicKey.from_public_bytes(public))
+        if sig_type not in _SIGNATURE_TYPES:
+            raise InvalidInput(f"key {name!r}: signature type {sig_type:#04x} is not supported")
+        return cls(name, public, Ed25519PublicKey.from_public_bytes(public), sig_type)
+
+    def as_type(self, sig_type: int) -> VerifyingKey:
+        """The same key in another signature role (a node's key as a witness key, say)."""
+        return VerifyingKey.from_public_bytes(self.name, self.public, sig_type)
 
     @classmethod
-    def parse(cls, text: object, what: str = "verifier key") -> VerifyingKey:
-        """Parse `<name>+<hash>+<base64 key>`, checking that the hash matches name and key."""
+    def parse(cls, text: object, what: str = "verifier key", sig_type: int = ED25519) -> VerifyingKey:
+        """Parse `<name>+<hash>+<base64 key>`, checking that the hash matches name and key, and that the key
+        is of the expected signature type (0x01 signer, 0x04 witness cosigner)."""
         if not isinstance(text, str):
             raise InvalidInput(f"{what}: expected text, got {type(text).__name__}")
         parts = text.split("+", 2)  # base64 may itself contain "+"
@@ -77,9 +89,11 @@ class VerifyingKey:
             claimed = bytes.fromhex(hash_hex)
         except (binascii.Error, ValueError) as exc:
             raise InvalidInput(f"{what}: bad hash or base64 in {text!r:.100}") from exc
-        if len(key) != 33 or key[0] != ED25519:
-            raise InvalidInput(f"{what}: not an Ed25519 key (type byte and 32-byte key expected)")
-        verifying = cls.from_public_bytes(name, key[1:])
+        if len(key) != 33 or key[0] not in _SIGNATURE_TYPES:
+            raise InvalidInput(f"{what}: not an Ed25519 key (type byte 0x01 or 0x04 and 32-byte key expected)")
+        if key[0] != sig_type:
+            raise InvalidInput(f"{what}: a key of signature type {key[0]:#04x}, expected {sig_type:#04x}")
+        verifying = cls.from_public_bytes(name, key[1:], key[0])
         if verifying.key_hash != claimed or verifying.vkey != text:
             raise InvalidInput(f"{what}: key hash does not match the name and key in {text!r:.100}")
         return verifying
@@ -123,6 +137,11 @@ class SigningKey:
     @property
     def key_id(self) -> str:
         return self.public.key_id
+
+    @property
+    def cosigner_public(self) -> VerifyingKey:
+        """This key's public half in the witness role (C2SP tlog-cosignature, type 0x04)."""
+        return self.public.as_type(COSIGNATURE_ED25519)
 
     def sign(self, domain: Domain, payload: bytes) -> bytes:
         return self._private.sign(domain.message(payload))

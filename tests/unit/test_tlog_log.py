@@ -1,0 +1,234 @@
+import sqlite3
+import threading
+
+import pytest
+
+from veriml.errors import Conflict, InvalidInput, NotFound, PermissionDenied, VerificationFailed
+from veriml.identity import SigningKey
+from veriml.tlog import (
+    Log,
+    StaleOldSize,
+    TlogProof,
+    TrustPolicy,
+    Witness,
+    add_checkpoint_body,
+    merkle,
+    parse_tile_path,
+    read_entries,
+    read_tile,
+)
+
+
+@pytest.fixture
+def key():
+    return SigningKey.generate("example.com/log")
+
+
+@pytest.fixture
+def log(tmp_path, key):
+    with Log(tmp_path / "log.sqlite", key) as opened:
+        yield opened
+
+
+def fill(log, count, prefix=b"entry"):
+    futures = [log.submit(prefix + b" %d" % i) for i in range(count)]
+    return [f.result() for f in futures]
+
+
+def test_indices_are_sequential_under_concurrent_appends(log):
+    results = []
+
+    def worker(n):
+        results.extend(log.append(b"w%d-%d" % (n, i)) for i in range(50))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == list(range(400))
+    assert log.sequenced_size == 400
+
+
+def test_checkpoints_are_signed_only_when_the_tree_grew(log, key):
+    fill(log, 10)
+    first = log.sign_checkpoint()
+    assert (first.checkpoint.origin, first.checkpoint.size) == ("example.com/log", 10)
+    TrustPolicy(key.public).check(first)
+    assert log.sign_checkpoint().to_text() == first.to_text()
+    fill(log, 5)
+    assert log.sign_checkpoint().checkpoint.size == 15
+    assert [c.checkpoint.size for c in log.checkpoints()] == [10, 15]
+
+
+def test_proofs_from_the_log_verify(log, key):
+    fill(log, 300)
+    checkpoint = log.sign_checkpoint()
+    for index in (0, 1, 127, 255, 256, 299):
+        proof = TlogProof.parse(log.prove(index).to_text())
+        proof.verify(b"entry %d" % index, TrustPolicy(key.public))
+        with pytest.raises(VerificationFailed):
+            proof.verify(b"entry %d" % (index + 1), TrustPolicy(key.public))
+    for old in (1, 7, 256, 299):
+        merkle.verify_consistency(old, 300, log.consistency_proof(old, 300), log.root(old), checkpoint.checkpoint.root)
+
+
+def test_proof_requests_outside_the_tree(log):
+    fill(log, 3)
+    with pytest.raises(NotFound, match="no checkpoint covers it yet"):
+        log.prove(0)
+    log.sign_checkpoint()
+    with pytest.raises(NotFound, match="no checkpoint covers it yet"):
+        log.prove(3)
+    with pytest.raises(InvalidInput, match="not in a tree of size 3"):
+        log.inclusion_proof(5, 3)
+    with pytest.raises(NotFound, match="integrated only 3"):
+        log.inclusion_proof(0, 4)
+    with pytest.raises(InvalidInput, match="old size 3 is larger than new size 2"):
+        log.consistency_proof(3, 2)
+    with pytest.raises(InvalidInput, match="1 to 65535 bytes"):
+        log.submit(b"")
+
+
+def test_tiles_and_entry_bundles(log):
+    fill(log, 70_000 // 100)  # 700 entries: 2 full level-0 tiles and a partial one of 188
+    log.integrate()
+    full = read_tile(log, parse_tile_path("tile/0/001"))
+    assert len(full) == 8192
+    assert full[:32] == merkle.leaf_hash(b"entry 256")
+    assert len(read_tile(log, parse_tile_path("tile/0/002.p/188"))) == 188 * 32
+    assert read_tile(log, parse_tile_path("tile/1/000.p/2")) == log.root(256) + merkle.root_hash(
+        256, lambda keys: log.reader.hashes([(lvl, idx + (1 if lvl == 8 else 256 >> lvl)) for lvl, idx in keys])
+    )
+    bundle = read_entries(log, parse_tile_path("tile/entries/002.p/3"))
+    assert bundle == b"".join(len(e).to_bytes(2, "big") + e for e in (b"entry 512", b"entry 513", b"entry 514"))
+    for missing in ("tile/0/002", "tile/0/002.p/189", "tile/1/000", "tile/entries/003.p/1"):
+        with pytest.raises(NotFound):
+            read_tile(log, parse_tile_path(missing))
+
+
+def test_log_reopens_with_its_state(tmp_path, key):
+    with Log(tmp_path / "log.sqlite", key) as log:
+        fill(log, 20)
+        root = log.sign_checkpoint().checkpoint.root
+    with Log(tmp_path / "log.sqlite", key) as log:
+        assert log.sequenced_size == 20 and log.latest_checkpoint().checkpoint.root == root
+        fill(log, 1)
+        assert log.sign_checkpoint().checkpoint.size == 21
+        assert log.verify_integrity() == 21
+    with pytest.raises(Conflict, match="belongs to origin"):
+        Log(tmp_path / "log.sqlite", SigningKey.generate("example.com/other"))
+
+
+def tamper(path, sql, *args):
+    db = sqlite3.connect(path)
+    db.execute(sql, args)
+    db.commit()
+    db.close()
+
+
+@pytest.mark.parametrize(
+    ("sql", "args", "message"),
+    [
+        ("UPDATE entries SET leaf = ? WHERE idx = 3", (b"forged",), "entry 3 does not match its integrated hash"),
+        ("DELETE FROM entries WHERE idx = 4", (), "entry 4 is missing"),
+        (
+            "UPDATE entries SET leaf = CASE idx WHEN 1 THEN ? ELSE ? END WHERE idx IN (1, 2)",
+            (b"entry 2", b"entry 1"),
+            "entry 1 does not match",
+        ),
+        ("UPDATE hashes SET hash = zeroblob(32) WHERE id = 0", (), "entry 0 does not match"),
+        ("UPDATE hashes SET hash = zeroblob(32) WHERE id = 2 << 48", (), r"subtree \(2, 0\) \(leaves 0..\)"),
+    ],
+)
+def test_tampering_with_stored_entries_is_detected(tmp_path, key, sql, args, message):
+    path = tmp_path / "log.sqlite"
+    with Log(path, key) as log:
+        fill(log, 10)
+        log.sign_checkpoint()
+        assert log.verify_integrity() == 10
+    tamper(path, sql, *args)
+    with Log(path, key) as log, pytest.raises(VerificationFailed, match=message):
+        log.verify_integrity()
+
+
+def test_log_refuses_to_sign_over_a_rewritten_history(tmp_path, key):
+    path = tmp_path / "log.sqlite"
+    with Log(path, key) as log:
+        fill(log, 8)
+        log.sign_checkpoint()
+    tamper(path, "UPDATE hashes SET hash = zeroblob(32) WHERE id = ?", 3 << 48)  # the root of leaves 0..7
+    with Log(path, key) as log:
+        fill(log, 2)
+        with pytest.raises(VerificationFailed, match=r"refusing to sign size 10.*not consistent with the checkpoint"):
+            log.sign_checkpoint()
+        assert [c.checkpoint.size for c in log.checkpoints()] == [8]
+
+
+@pytest.fixture
+def witness(tmp_path, key):
+    w = Witness(
+        tmp_path / "witness.sqlite", SigningKey.generate("witness.example/w1"), {"example.com/log": [key.public]}
+    )
+    yield w
+    w.close()
+
+
+def test_witness_follows_a_growing_log(log, witness, key):
+    fill(log, 5)
+    first = log.sign_checkpoint()
+    with pytest.raises(StaleOldSize) as stale:
+        witness.add_checkpoint(add_checkpoint_body(3, [], first))
+    assert stale.value.size == 0
+    response = witness.add_checkpoint(add_checkpoint_body(0, [], first)).decode()
+    assert response.startswith("— witness.example/w1 ") and response.endswith("\n")
+    fill(log, 7)
+    second = log.sign_checkpoint()
+    lines = witness.add_checkpoint(add_checkpoint_body(5, log.consistency_proof(5, 12), second))
+    cosigned = log.add_cosignatures(12, [s for s in __import__("veriml").tlog.parse_note(
+        second.to_text() + lines.decode()).signatures if s.name == "witness.example/w1"])  # fmt: skip
+    TrustPolicy(key.public, (witness.public,), 1).check(cosigned)
+    assert witness.latest("example.com/log")[0] == 12
+
+
+def test_witness_refusals(log, witness, key, tmp_path):
+    fill(log, 4)
+    first = log.sign_checkpoint()
+    witness.cosign(0, [], first)
+    fill(log, 4)
+    second = log.sign_checkpoint()
+    before = witness.latest("example.com/log")
+    proof = log.consistency_proof(4, 8)
+    bad_proof = [bytes([proof[0][0] ^ 1]) + proof[0][1:], *proof[1:]]
+    with pytest.raises(VerificationFailed, match="not consistent with the cosigned size 4"):
+        witness.cosign(4, bad_proof, second)
+    with pytest.raises(InvalidInput, match="larger than the checkpoint size"):
+        witness.cosign(9, proof, second)
+    stranger = Log(tmp_path / "other.sqlite", SigningKey.generate("example.com/unknown"))
+    stranger.append(b"x")
+    with pytest.raises(NotFound, match="not one this witness follows"):
+        witness.cosign(0, [], stranger.sign_checkpoint())
+    stranger.close()
+    impostor = Log(tmp_path / "impostor.sqlite", SigningKey.generate("example.com/log"))
+    impostor.append(b"x")
+    with pytest.raises(PermissionDenied, match="not signed by any of the expected keys"):
+        witness.cosign(4, proof, impostor.sign_checkpoint())
+    impostor.close()
+    with pytest.raises(InvalidInput, match="first line must be 'old <size>'"):
+        witness.add_checkpoint(b"new 4\n\n" + second.to_text().encode())
+    with pytest.raises(InvalidInput, match="no blank line"):
+        witness.add_checkpoint(b"old 4\n")
+    assert witness.latest("example.com/log") == before  # no refusal changed the witness's state
+
+
+def test_witness_catches_a_log_that_rewrote_history(tmp_path, key, witness):
+    """A log that forks after a witness cosigned: the witness refuses the next checkpoint."""
+    with Log(tmp_path / "honest.sqlite", key) as honest:
+        fill(honest, 6)
+        witness.cosign(0, [], honest.sign_checkpoint())
+    with Log(tmp_path / "fork.sqlite", key) as fork:  # same key, rewritten entries
+        fill(fork, 6, prefix=b"rewritten")
+        fill(fork, 2)
+        forked = fork.sign_checkpoint()
+        with pytest.raises(VerificationFailed, match="not consistent with the cosigned size 6"):
+            witness.cosign(6, fork.consistency_proof(6, 8), forked)
