@@ -94,4 +94,4 @@ def test_cosignatures_and_trust_policy():
 def test_witness_key_ids_use_signature_type_4():
     witness = SigningKey.generate("witness.example/w1")
     assert witness.cosigner_public.key_hash != witness.public.key_hash
-    assert base64.b64decode(witness.cosigner_public.vkey.split("+")[2])[0] == 0x04
+    assert base64.b64decode(witness.cosigner_public.vkey.split("+", 2)[2])[0] == 0x04
