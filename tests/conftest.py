@@ -55,4 +55,4 @@ def x() -> dict[str, np.ndarray]:
 
 @pytest.fixture
 def bundle(service: Service, published, x):
-    return service.infer("alice/mlp", x)
+    return service.infer("alice/mlp", x, prove=True)

@@ -132,7 +132,9 @@ def test_keygen_refuses_to_overwrite(cli_home):
 
 
 def test_every_command_has_help_with_an_example():
-    for command in (["keygen"], ["publish"], ["models", "list"], ["models", "show"], ["infer"], ["verify"], ["demo"]):
+    commands = [["keygen"], ["publish"], ["models", "list"], ["models", "show"], ["infer"], ["verify"], ["demo"]]
+    commands += [["log", c] for c in ("show", "checkpoint", "prove", "verify-consistency", "verify")]
+    for command in commands:
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0
         assert "Example: veriml" in result.stdout, command
@@ -149,3 +151,40 @@ def test_console_script_runs_as_a_real_process(tmp_path, mlp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: no publisher key at {tmp_path / 'home' / 'keys' / 'publisher.key'}: create one with `veriml keygen`"
     ]
+
+
+def test_log_commands(cli_home, mlp_path, tmp_path):
+    import sqlite3
+
+    from veriml.tlog import TlogProof
+
+    veriml(cli_home, "publish", str(mlp_path), "--name", "alice/mlp")
+    inputs = tmp_path / "in.json"
+    inputs.write_text(json.dumps({"x": [[0.25] * 16]}))
+    for n in range(3):
+        assert (
+            veriml(cli_home, "infer", "alice/mlp", "-i", str(inputs), "-o", str(tmp_path / f"{n}.json")).exit_code == 0
+        )
+    shown = veriml(cli_home, "log", "show")
+    assert "3 sequenced, 3 integrated" in shown.stdout and "veriml.local/node-" in shown.stdout
+    checkpoint = veriml(cli_home, "log", "checkpoint").stdout
+    assert checkpoint.splitlines()[1] == "3"
+    proof = TlogProof.parse(veriml(cli_home, "log", "prove", "1").stdout)
+    assert proof.index == 1 and proof.checkpoint.checkpoint.size == 3
+    consistent = veriml(cli_home, "log", "verify-consistency", "1", "3")
+    assert consistent.exit_code == 0 and "consistent: size 1" in consistent.stdout
+    assert "3 entries and 3 checkpoints are consistent" in veriml(cli_home, "log", "verify").stdout
+    assert "no checkpoint covers it yet" in one_error_line(veriml(cli_home, "log", "prove", "7"))
+
+    db = sqlite3.connect(cli_home / "log" / "log.sqlite")
+    db.execute("UPDATE entries SET leaf = zeroblob(160) WHERE idx = 1")
+    db.commit()
+    db.close()
+    tampered = veriml(cli_home, "log", "verify")
+    assert tampered.exit_code == 1
+    assert "entry 1 does not match its integrated hash" in one_error_line(tampered)
+
+
+def test_log_commands_without_a_log(tmp_path):
+    result = veriml(tmp_path / "empty", "log", "show")
+    assert result.exit_code == 1 and "run `veriml infer` first" in one_error_line(result)

@@ -13,13 +13,57 @@ def statuses(report):
     return {check.name: check.status for check in report.checks}
 
 
-def test_fresh_bundle_verifies_at_both_levels(service, bundle):
+def test_fresh_bundle_verifies_at_every_level(service, bundle):
     assert verify_bundle(bundle).verdict == "verified"
+    assert verify_bundle(bundle, level="logged").verdict == "verified"
     report = verify_bundle(bundle, level="reexecuted", load_blob=service.hub.blobs.read_verified)
     assert report.verdict == "verified"
-    assert statuses(report)["reexec"] == "pass" and statuses(report)["blob.digest"] == "pass"
+    assert {statuses(report)[n] for n in ("reexec", "blob.digest", "log.inclusion")} == {"pass"}
     # Checks a later layer adds are reported as not run, never as passed.
-    assert {statuses(report)[n] for n in ("log.inclusion", "attestations", "zk.proof")} == {"skipped"}
+    assert {statuses(report)[n] for n in ("attestations", "zk.proof")} == {"skipped"}
+
+
+def test_logged_level_needs_the_inclusion_proof(service, published, x):
+    unproven = service.infer("alice/mlp", x)
+    assert unproven.log_proof is None
+    report = verify_bundle(unproven, level="logged")
+    assert report.verdict == "incomplete" and report.check("log.inclusion").status == "skipped"
+    assert verify_bundle(unproven).verified  # level "signed" does not ask for it
+
+
+def test_log_proof_from_another_log_or_entry_fails(service, bundle, x):
+    other = service.infer("alice/mlp", x, prove=True)
+    swapped = Bundle.from_json({**bundle.to_json(), "log_proof": other.log_proof})
+    report = verify_bundle(swapped, level="logged")
+    assert report.verdict == "failed"
+    assert "does not lead to the root" in report.check("log.inclusion").detail
+    stranger = resign(bundle, SigningKey.generate("veriml.local/node-stranger"))
+    moved = Bundle.from_json({**stranger.to_json(), "log_proof": bundle.log_proof})
+    report = verify_bundle(moved, level="logged")
+    assert "is not the log's key name" in report.check("log.inclusion").detail
+
+
+def test_witness_cosignatures_and_quorum(service, published, x, tmp_path):
+    from veriml.tlog import Witness
+
+    bundle, index = service.infer_logged("alice/mlp", x)
+    witness = Witness(tmp_path / "w.sqlite", SigningKey.generate("witness.example/w1"),
+                      {service.log.origin: [service.node_key.public]})  # fmt: skip
+    signed = service.log.sign_checkpoint()
+    _, refusals = service.log.collect_cosignatures(signed, [(witness.public, witness.add_checkpoint)])
+    assert refusals == {}
+    witnessed = service.attach_proof(bundle, index)
+    trusted = [witness.public.vkey]
+    report = verify_bundle(witnessed, level="logged", trusted_witnesses=trusted)
+    assert report.verified and "cosigned by 1 trusted witness(es), 1 required" in report.check("log.inclusion").detail
+    stranger = SigningKey.generate("witness.example/w2").cosigner_public.vkey
+    report = verify_bundle(witnessed, level="logged", trusted_witnesses=[stranger])
+    assert report.verdict == "failed" and "cosigned by 0 of the trusted witnesses, 1 required" in str(report.failures())
+    with pytest.raises(InvalidInput, match="witness quorum 2"):
+        verify_bundle(witnessed, level="logged", trusted_witnesses=trusted, witness_quorum=2)
+    with pytest.raises(InvalidInput, match="expected 0x04"):
+        verify_bundle(witnessed, level="logged", trusted_witnesses=[service.node_key.public.vkey])
+    witness.close()
 
 
 def test_bundle_file_round_trips_byte_for_byte(bundle, tmp_path):

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from veriml.cli import render
 from veriml.cli.errors import fail, one_line_errors
 from veriml.cli.input_files import load_input_file
+from veriml.cli.log_commands import log_app
 from veriml.codec import Digest, tensors_to_json
 from veriml.errors import InvalidInput
 from veriml.hub import BlobStore, ComparisonPolicy
@@ -33,6 +34,7 @@ app = typer.Typer(
 )
 models_app = typer.Typer(help="List and show published models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+app.add_typer(log_app, name="log")
 
 console = Console()
 _state: dict[str, Home] = {}
@@ -159,13 +161,15 @@ def infer(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="where to write the bundle")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print outputs as JSON tensors")] = False,
 ) -> None:
-    """Run a model on inputs, sign a receipt, and write the bundle that proves it.
+    """Run a model on inputs, sign a receipt, append it to this home's log, and write the bundle that proves it.
+
+    The bundle carries the log inclusion proof under a checkpoint signed for it.
 
     Example: veriml infer alice/mnist --input digit.json --out result.bundle.json
     """
     inputs = load_input_file(input)
     with Service(home()) as service:
-        bundle = service.infer(ref, inputs)
+        bundle = service.infer(ref, inputs, prove=True)
     target = out or Path(f"veriml-{bundle.receipt.body.request_id}.bundle.json")
     bundle.save(target)
     if as_json:
@@ -173,7 +177,7 @@ def infer(
         return
     console.print(render.tensors_table("outputs", bundle.outputs))
     console.print(render.receipt_table(bundle))
-    console.print(f"bundle written to [bold]{target}[/]")
+    console.print(f"bundle written to [bold]{target}[/] (with its log inclusion proof)")
 
 
 @app.command()
@@ -181,21 +185,29 @@ def infer(
 def verify(
     bundle_path: Annotated[Path, typer.Argument(metavar="BUNDLE", help="a bundle file from `veriml infer`")],
     reexec: Annotated[bool, typer.Option("--reexec", help="also re-run the model here and compare")] = False,
-    level: Annotated[str | None, typer.Option(help=f"one of: {', '.join(LEVELS)}")] = None,
+    level: Annotated[
+        str | None, typer.Option(help=f"one of: {', '.join(LEVELS)} [default: logged, or reexecuted with --reexec]")
+    ] = None,
     blob: Annotated[Path | None, typer.Option(help="the model file, if this home does not hold it")] = None,
     publisher: Annotated[
         list[str] | None, typer.Option("--publisher", help="trusted publisher verifier key (repeatable)")
     ] = None,
     node: Annotated[list[str] | None, typer.Option("--node", help="trusted node verifier key (repeatable)")] = None,
+    witness: Annotated[
+        list[str] | None, typer.Option("--witness", help="trusted witness cosigner key, type 0x04 (repeatable)")
+    ] = None,
+    quorum: Annotated[
+        int | None, typer.Option(help="witness cosignatures required [default: 1 if --witness is given, else 0]")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Check a bundle offline: signatures, digests, and with --reexec a local re-execution.
+    """Check a bundle offline: signatures, digests, the log inclusion proof, and with --reexec a local re-run.
 
     Exits 0 when verified, 1 when a check failed or a required check could not run, 2 on bad input.
 
-    Example: veriml verify result.bundle.json --reexec
+    Example: veriml verify result.bundle.json --reexec --witness witness.example/w1+1a2b3c4d+BB...
     """
-    level = level or ("reexecuted" if reexec else "signed")
+    level = level or ("reexecuted" if reexec else "logged")
     bundle = Bundle.load(bundle_path)
     report = verify_bundle(
         bundle,
@@ -203,6 +215,8 @@ def verify(
         load_blob=_blob_loader(blob),
         trusted_publishers=_keys(publisher),
         trusted_nodes=_keys(node),
+        trusted_witnesses=witness or [],
+        witness_quorum=quorum,
     )
     if as_json:
         print(json.dumps(report.to_json(), indent=2))

@@ -14,6 +14,7 @@ from veriml.cli import render
 from veriml.identity import SigningKey
 from veriml.receipts import Bundle
 from veriml.service import Home, Service
+from veriml.tlog import Witness
 from veriml.verify import verify_bundle
 
 
@@ -48,27 +49,40 @@ def _run(console: Console, root: Path) -> bool:
         published = service.publish(model_path, name="demo/mlp", publisher=publisher, license="CC0-1.0")
         console.print(render.manifest_table(published.manifest))
 
-        _step(console, 4, "infer: validate inputs, run in a pinned onnxruntime session, sign a receipt")
+        _step(console, 4, "infer: validate inputs, run in a pinned onnxruntime session, sign a receipt, log it")
         inputs = {"x": np.random.default_rng(7).standard_normal((2, 16)).astype(np.float32)}
-        bundle = service.infer("demo/mlp", inputs)
+        bundle, index = service.infer_logged("demo/mlp", inputs)
+        console.print(f"receipt appended to log {service.log.origin} at index {index} (on disk before the reply)")
+
+        _step(console, 5, "checkpoint: the node signs its log's tree head; a witness checks and cosigns it")
+        witness = Witness(root / "witness.sqlite", _witness_key(root), {service.log.origin: [service.node_key.public]})
+        signed = service.log.sign_checkpoint()
+        cosigned, refusals = service.log.collect_cosignatures(signed, [(witness.public, witness.add_checkpoint)])
+        witness.close()
+        print(cosigned.to_text(), end="")
+        for who, why in refusals.items():
+            console.print(f"[red]witness {who} refused: {why}[/]")
+        bundle = service.attach_proof(bundle, index)  # type: ignore[arg-type]
         bundle_path = root / "demo.bundle.json"
         bundle.save(bundle_path)
         console.print(render.tensors_table("outputs", bundle.outputs))
         console.print(render.receipt_table(bundle))
         console.print(f"bundle: {bundle_path} ({bundle_path.stat().st_size:,} bytes)")
 
-        _step(console, 5, "verify the bundle offline, re-executing the model")
+        _step(console, 6, "verify the bundle offline: signatures, log inclusion under a cosigned checkpoint, re-run")
         report = verify_bundle(
             Bundle.load(bundle_path),
             level="reexecuted",
             load_blob=service.hub.blobs.read_verified,
             engine=service.engine,
             trusted_publishers=[publisher.public.vkey],
+            trusted_nodes=[service.node_key.public.vkey],
+            trusted_witnesses=[witness.public.vkey],
         )
         console.print(render.report_table(report))
         render.print_verdict(console, report)
 
-        _step(console, 6, "tamper with one output value and verify again")
+        _step(console, 7, "tamper with one output value and verify again")
         forged = bundle.outputs["y"].copy()
         forged[0, 0] += np.float32(0.001)
         tampered = Bundle.from_json({**bundle.to_json(), "outputs": {"y": _tensor_json(forged)}})
@@ -81,6 +95,15 @@ def _run(console: Console, root: Path) -> bool:
     console.print(Rule())
     console.print("[bold green]demo complete[/]" if ok else "[bold red]demo did not go as expected[/]")
     return ok
+
+
+def _witness_key(root: Path) -> SigningKey:
+    path = root / "witness.key"
+    if path.exists():
+        return SigningKey.load(path)
+    key = SigningKey.generate("witness.veriml.local/demo")
+    key.save(path)
+    return key
 
 
 def _tensor_json(array: np.ndarray) -> dict:

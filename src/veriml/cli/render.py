@@ -12,6 +12,7 @@ from veriml.codec import tensor_digest
 from veriml.codec.tensor import describe_array
 from veriml.hub import SignedManifest
 from veriml.receipts import Bundle
+from veriml.tlog import TlogProof
 from veriml.verify import Report
 
 _STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skipped": "[yellow]skipped[/]"}
@@ -73,6 +74,12 @@ def receipt_table(bundle: Bundle) -> Table:
         ("time", receipt.timestamp),
     ):
         table.add_row(key, value)
+    if bundle.log_proof is not None:
+        proof = TlogProof.parse(bundle.log_proof)
+        checkpoint = proof.checkpoint.checkpoint
+        cosigners = len(proof.checkpoint.note.signatures) - 1
+        table.add_row("log", f"entry {proof.index} of {checkpoint.origin}, checkpoint size {checkpoint.size}, "
+                      f"{cosigners} cosignature(s)")  # fmt: skip
     return table
 
 

@@ -138,6 +138,10 @@ class SigningKey:
     def key_id(self) -> str:
         return self.public.key_id
 
+    def renamed(self, name: str) -> SigningKey:
+        """The same private key under another name (the name is part of the key id)."""
+        return SigningKey._from_private(check_key_name(name), self._private)
+
     @property
     def cosigner_public(self) -> VerifyingKey:
         """This key's public half in the witness role (C2SP tlog-cosignature, type 0x04)."""

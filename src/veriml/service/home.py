@@ -5,6 +5,7 @@ No global state: every flow takes a Home, so tests and devnets run many homes in
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from veriml.errors import NotFound
 from veriml.identity import SigningKey
 
 DEFAULT_PUBLISHER_NAME = "veriml-publisher"
-DEFAULT_NODE_NAME = "veriml-node"
+NODE_NAME_PREFIX = "veriml.local/node-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,10 @@ class Home:
     def hub_dir(self) -> Path:
         return self.root / "hub"
 
+    @property
+    def log_path(self) -> Path:
+        return self.root / "log" / "log.sqlite"
+
     def publisher_key(self) -> SigningKey:
         try:
             return SigningKey.load(self.publisher_key_path)
@@ -47,7 +52,10 @@ class Home:
             raise NotFound(f"no publisher key at {self.publisher_key_path}: create one with `veriml keygen`") from exc
 
     def node_key(self) -> SigningKey:
-        """The key this home signs receipts with, created on first use."""
+        """The key this home signs receipts and log checkpoints with, created on first use. Its name is the
+        log's origin, so it must be unique: it carries a hash of the public key."""
         if not self.node_key_path.exists():
-            SigningKey.generate(DEFAULT_NODE_NAME).save(self.node_key_path)
+            key = SigningKey.generate("node")
+            key = key.renamed(NODE_NAME_PREFIX + hashlib.sha256(key.public.public).hexdigest()[:12])
+            key.save(self.node_key_path)
         return SigningKey.load(self.node_key_path)

@@ -3,30 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from veriml.codec import tensors_digest
+from veriml.codec import canonical_json, tensors_digest
 from veriml.hub import ComparisonPolicy, Hub, ModelRef, Published, SignedManifest
 from veriml.hub.blobs import Progress
 from veriml.identity import SigningKey
-from veriml.receipts import Bundle, sign_receipt
+from veriml.receipts import Bundle, ReceiptLeaf, sign_receipt
 from veriml.runtime import OnnxEngine, RuntimeSettings, coerce_inputs, validate_inputs
 from veriml.service.home import Home
 from veriml.service.publish import hash_file, sign_manifest
+from veriml.tlog import Log
 
 
 class Service:
-    def __init__(self, home: Home, settings: RuntimeSettings | None = None) -> None:
+    """Publish, infer and prove over one home. With `log=True` (the default) every receipt is appended to the
+    home's transparency log, durably, before `infer` returns."""
+
+    def __init__(self, home: Home, settings: RuntimeSettings | None = None, log: bool = True) -> None:
         self.home = home
         self.settings = settings or RuntimeSettings()
         self.hub = Hub(home.hub_dir)
         self.engine = OnnxEngine(self.settings)
+        self.logging = log
         self._node_key: SigningKey | None = None
+        self._log: Log | None = None
 
     def close(self) -> None:
+        if self._log is not None:
+            self._log.close()
         self.hub.close()
 
     def __enter__(self) -> Service:
@@ -40,6 +49,12 @@ class Service:
         if self._node_key is None:
             self._node_key = self.home.node_key()
         return self._node_key
+
+    @property
+    def log(self) -> Log:
+        if self._log is None:
+            self._log = Log(self.home.log_path, self.node_key)
+        return self._log
 
     def publish(
         self,
@@ -87,8 +102,23 @@ class Service:
         outputs = self.engine.run(body.blob, lambda: self.hub.blobs.read_verified(body.blob), arrays)
         return arrays, outputs
 
-    def infer(self, ref: ModelRef | str, inputs: Mapping[str, Any], request_id: str | None = None) -> Bundle:
-        """Run a model and return the signed result as a bundle."""
+    def infer(
+        self, ref: ModelRef | str, inputs: Mapping[str, Any], request_id: str | None = None, prove: bool = False
+    ) -> Bundle:
+        """Run a model and return the signed result as a bundle. With `prove=True` the log signs a checkpoint
+        at once and the bundle carries the inclusion proof (for one-shot local use; a node signs checkpoints
+        on a cadence instead)."""
+        bundle, index = self.infer_logged(ref, inputs, request_id)
+        if prove:
+            if index is None:
+                raise ValueError("prove=True needs a Service with log=True")
+            bundle = self.attach_proof(bundle, index)
+        return bundle
+
+    def infer_logged(
+        self, ref: ModelRef | str, inputs: Mapping[str, Any], request_id: str | None = None
+    ) -> tuple[Bundle, int | None]:
+        """Run a model, sign the receipt and append it to the log: (bundle, log index or None when not logging)."""
         manifest = self.resolve(ref)
         arrays, outputs = self.run(manifest, inputs)
         receipt = sign_receipt(
@@ -100,4 +130,14 @@ class Service:
             runtime=self.engine.fingerprint,
             request_id=request_id,
         )
-        return Bundle(manifest=manifest, receipt=receipt, inputs=arrays, outputs=outputs)
+        index = None
+        if self.logging:
+            index = self.log.append(ReceiptLeaf.of(receipt).to_bytes(), canonical_json(receipt.to_json()))
+        return Bundle(manifest=manifest, receipt=receipt, inputs=arrays, outputs=outputs), index
+
+    def attach_proof(self, bundle: Bundle, index: int) -> Bundle:
+        """The bundle with the C2SP tlog-proof of its receipt, signing a checkpoint if none covers it yet."""
+        latest = self.log.latest_checkpoint()
+        if latest is None or latest.checkpoint.size <= index:
+            latest = self.log.sign_checkpoint()
+        return replace(bundle, log_proof=self.log.prove(index, latest).to_text())

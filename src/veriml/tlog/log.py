@@ -16,17 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from veriml.errors import Conflict, InvalidInput, NotFound, Unavailable, VerificationFailed
-from veriml.identity import SigningKey
+from veriml.errors import Conflict, InvalidInput, NotFound, Unavailable, VerificationFailed, VerimlError
+from veriml.identity import SigningKey, VerifyingKey
 from veriml.tlog import merkle
-from veriml.tlog.checkpoint import Checkpoint, SignedCheckpoint
-from veriml.tlog.note import NoteSignature, sign_note, verify_note
+from veriml.tlog.checkpoint import Checkpoint, SignedCheckpoint, verify_cosignature
+from veriml.tlog.note import NoteSignature, parse_note, sign_note, verify_note
 from veriml.tlog.proof_text import TlogProof
 from veriml.tlog.store import SCHEMA, Reader, connect, hash_id
+from veriml.tlog.witness import StaleOldSize, add_checkpoint_body
 
 MAX_ENTRY_BYTES = 0xFFFF  # C2SP tlog-tiles entry bundles prefix each entry with a uint16 length
 INTEGRATE_CHUNK = 1 << 16
 _STOP = object()
+WitnessSubmit = Callable[[bytes], bytes]  # an add-checkpoint request body -> the response body
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,7 @@ class Log:
         self._integrated = int(self.reader.state("integrated_size", 0))  # type: ignore[arg-type]
         self._frontier = self._load_frontier(self._integrated)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._witnessed: dict[str, int] = {}  # witness key id -> the size it last cosigned, as far as we know
         self._closed = False
         self._writer = threading.Thread(target=self._write_loop, name=f"tlog-writer {self.origin}", daemon=True)
         self._writer.start()
@@ -212,6 +215,39 @@ class Log:
             return signed
 
         return self._run(store)
+
+    def collect_cosignatures(
+        self, signed: SignedCheckpoint, witnesses: Sequence[tuple[VerifyingKey, WitnessSubmit]]
+    ) -> tuple[SignedCheckpoint, dict[str, str]]:
+        """Ask each witness to cosign (C2SP tlog-witness add-checkpoint), store the cosignatures that verify,
+        and return the cosigned checkpoint with the reason for each witness that did not cosign."""
+        checkpoint = signed.checkpoint
+        collected: list[NoteSignature] = []
+        refusals: dict[str, str] = {}
+        for witness, submit in witnesses:
+            old = self._witnessed.get(witness.key_id, 0)
+            try:
+                try:
+                    response = submit(self._add_checkpoint_body(old, signed))
+                except StaleOldSize as stale:  # the witness says which size it last cosigned: prove from there
+                    self._witnessed[witness.key_id] = stale.size
+                    response = submit(self._add_checkpoint_body(stale.size, signed))
+                lines = parse_note(signed.to_text() + response.decode("utf-8"), "witness response").signatures
+                mine = [line for line in lines if line.matches(witness)]
+                if not mine:
+                    raise VerificationFailed(f"witness {witness.key_id} answered without its cosignature")
+                verify_cosignature(checkpoint, mine[0], witness)
+                collected.append(mine[0])
+                self._witnessed[witness.key_id] = checkpoint.size
+            except VerimlError as exc:
+                refusals[witness.key_id] = str(exc)
+        if collected:
+            signed = self.add_cosignatures(checkpoint.size, collected)
+        return signed, refusals
+
+    def _add_checkpoint_body(self, old: int, signed: SignedCheckpoint) -> bytes:
+        old = min(old, signed.checkpoint.size)
+        return add_checkpoint_body(old, self.consistency_proof(old, signed.checkpoint.size), signed)
 
     def close(self) -> None:
         if not self._closed:

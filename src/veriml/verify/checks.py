@@ -9,8 +9,10 @@ import numpy as np
 from veriml.codec import Digest, tensors_digest
 from veriml.errors import NotFound, VerimlError
 from veriml.hub import compare_outputs
-from veriml.receipts import Bundle
+from veriml.identity import VerifyingKey
+from veriml.receipts import Bundle, ReceiptLeaf
 from veriml.runtime import OnnxEngine, validate_inputs
+from veriml.tlog import TlogProof, TrustPolicy
 from veriml.verify.report import CheckResult, Status
 
 BlobLoader = Callable[[Digest], bytes]  # raises NotFound when it does not have the blob
@@ -112,6 +114,26 @@ def reexecution(bundle: Bundle, engine: OnnxEngine | None, blob: bytes | None) -
     if not comparison.agree:
         return _result("reexec", "fail", f"outputs disagree with a local run: {comparison.detail}")
     return _result("reexec", "pass", f"local run on {ours}: {comparison.detail}")
+
+
+def log_inclusion(bundle: Bundle, witnesses: tuple[VerifyingKey, ...], quorum: int) -> CheckResult:
+    """The receipt's leaf is in the node's log, under a checkpoint signed by the node (the log's origin is the
+    node key's name) and cosigned by at least `quorum` of the trusted witnesses."""
+    if bundle.log_proof is None:
+        return _result("log.inclusion", "skipped", "the bundle carries no log inclusion proof")
+    node = bundle.receipt.body.node
+    try:
+        proof = TlogProof.parse(bundle.log_proof, "log proof")
+        cosigners = proof.verify(ReceiptLeaf.of(bundle.receipt).to_bytes(), TrustPolicy(node, witnesses, quorum))
+    except VerimlError as exc:
+        return _result("log.inclusion", "fail", str(exc))
+    checkpoint = proof.checkpoint.checkpoint
+    witnessed = f"cosigned by {len(cosigners)} trusted witness(es), {quorum} required"
+    return _result(
+        "log.inclusion",
+        "pass",
+        f"entry {proof.index} of log {checkpoint.origin} at size {checkpoint.size}; {witnessed}",
+    )
 
 
 def not_yet_checkable(name: str, present: bool, what: str) -> CheckResult:

@@ -15,10 +15,13 @@ SIGNED = (
     "inputs.digest",
     "outputs.digest",
 )
-REEXECUTED = (*SIGNED, "blob.digest", "reexec")
+LOGGED = (*SIGNED, "log.inclusion")
+REEXECUTED = (*LOGGED, "blob.digest", "reexec")
 
+# Each level includes the ones before it (DESIGN §4).
 LEVELS: dict[str, tuple[str, ...]] = {
     "signed": SIGNED,
+    "logged": LOGGED,
     "reexecuted": REEXECUTED,
 }
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import replace
 
+from veriml.errors import InvalidInput
+from veriml.identity import VerifyingKey
+from veriml.identity.keys import COSIGNATURE_ED25519
 from veriml.receipts import Bundle
 from veriml.runtime import OnnxEngine
 from veriml.verify import checks
@@ -21,12 +24,23 @@ def verify_bundle(
     engine: OnnxEngine | None = None,
     trusted_publishers: Collection[str] = (),
     trusted_nodes: Collection[str] = (),
+    trusted_witnesses: Collection[str] = (),
+    witness_quorum: int | None = None,
 ) -> Report:
-    """Check a bundle offline. `level="reexecuted"` also runs the model locally (it needs `load_blob`).
+    """Check a bundle offline. `level="logged"` also needs the log inclusion proof under a trusted checkpoint;
+    `level="reexecuted"` also runs the model locally (it needs `load_blob`).
 
     Trusted keys are verifier-key texts (`name+hash+base64`); when given, a signer outside them fails.
+    Witness keys are cosigner keys (type 0x04); a checkpoint needs `witness_quorum` of them (default: 1 when
+    witnesses are given, else 0).
     """
     required = required_checks(level, bool(trusted_publishers), bool(trusted_nodes))
+    witnesses = tuple(
+        VerifyingKey.parse(text, "trusted witness key", COSIGNATURE_ED25519) for text in trusted_witnesses
+    )
+    quorum = (1 if witnesses else 0) if witness_quorum is None else witness_quorum
+    if not 0 <= quorum <= len(witnesses):
+        raise InvalidInput(f"witness quorum {quorum}: must be between 0 and the {len(witnesses)} witnesses given")
     if "reexec" in required and engine is None:
         engine = OnnxEngine()
     manifest, receipt = bundle.manifest.body, bundle.receipt.body
@@ -46,9 +60,9 @@ def verify_bundle(
         checks.inputs_signature(bundle),
         checks.tensors_match("inputs.digest", bundle.inputs, receipt.input_digest),
         checks.tensors_match("outputs.digest", bundle.outputs, receipt.output_digest),
+        checks.log_inclusion(bundle, witnesses, quorum),
         blob_check,
         checks.reexecution(bundle, engine if "reexec" in required else None, blob),
-        checks.not_yet_checkable("log.inclusion", bundle.log_proof is not None, "log inclusion proof"),
         checks.not_yet_checkable("attestations", bool(bundle.attestations), "quorum attestations"),
         checks.not_yet_checkable("zk.proof", bundle.zk_proof is not None, "zero-knowledge proof"),
     ]

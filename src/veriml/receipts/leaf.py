@@ -1,0 +1,44 @@
+"""A receipt's transparency-log leaf: a fixed layout of five 32-byte digests, so a contract can read it.
+
+offset   0  manifest id           (SHA-256 of the manifest's canonical body)
+offset  32  input digest
+offset  64  output digest
+offset  96  runtime fingerprint digest
+offset 128  receipt id            (SHA-256 of the receipt's canonical body; the signed receipt is kept
+                                   beside the leaf, addressed by this digest)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from veriml.codec import Digest
+from veriml.errors import InvalidInput
+from veriml.receipts.receipt import SignedReceipt
+
+LEAF_SIZE = 5 * 32
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptLeaf:
+    manifest: Digest
+    input_digest: Digest
+    output_digest: Digest
+    runtime_digest: Digest
+    receipt: Digest
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            d.value for d in (self.manifest, self.input_digest, self.output_digest, self.runtime_digest, self.receipt)
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ReceiptLeaf:
+        if len(data) != LEAF_SIZE:
+            raise InvalidInput(f"receipt leaf: expected {LEAF_SIZE} bytes, got {len(data)}")
+        return cls(*(Digest("sha256", data[i : i + 32]) for i in range(0, LEAF_SIZE, 32)))
+
+    @classmethod
+    def of(cls, receipt: SignedReceipt) -> ReceiptLeaf:
+        body = receipt.body
+        return cls(body.manifest, body.input_digest, body.output_digest, body.runtime.digest, receipt.id)
