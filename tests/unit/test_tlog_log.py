@@ -31,8 +31,7 @@ def log(tmp_path, key):
 
 
 def fill(log, count, prefix=b"entry"):
-    futures = [log.submit(prefix + b" %d" % i) for i in range(count)]
-    return [f.result() for f in futures]
+    return log.append_batch([(prefix + b" %d" % i, b"") for i in range(count)])
 
 
 def test_indices_are_sequential_under_concurrent_appends(log):
@@ -87,7 +86,7 @@ def test_proof_requests_outside_the_tree(log):
     with pytest.raises(InvalidInput, match="old size 3 is larger than new size 2"):
         log.consistency_proof(3, 2)
     with pytest.raises(InvalidInput, match="1 to 65535 bytes"):
-        log.submit(b"")
+        log.append(b"")
 
 
 def test_tiles_and_entry_bundles(log):

@@ -37,12 +37,15 @@ def _split(size: int) -> int:
 def _complete_subtrees(start: int, end: int) -> list[SubtreeKey]:
     """The complete subtrees, left to right, whose leaves are exactly [start, end); start is aligned as every
     range in an RFC 9162 proof is."""
+    size = end - start
+    if size > 0 and size & (size - 1) == 0:  # the common case in a proof: one complete subtree
+        level = size.bit_length() - 1
+        return [(level, start >> level)]
     keys = []
     while start < end:
-        size = _split(end - start + 1) if end - start > 1 else 1  # largest power of two <= end - start
-        level = size.bit_length() - 1
+        level = (end - start).bit_length() - 1  # the largest power of two that fits
         keys.append((level, start >> level))
-        start += size
+        start += 1 << level
     return keys
 
 
@@ -96,7 +99,7 @@ def _hashes_of_ranges(ranges: list[tuple[int, int]], read: HashReader) -> list[b
     decompositions = [_complete_subtrees(start, end) for start, end in ranges]
     keys = list(dict.fromkeys(key for keys in decompositions for key in keys))
     found = dict(zip(keys, read(keys), strict=True))
-    return [_fold([found[key] for key in keys]) for keys in decompositions]
+    return [found[keys[0]] if len(keys) == 1 else _fold([found[key] for key in keys]) for keys in decompositions]
 
 
 def check_size(size: int, what: str = "tree size") -> int:
@@ -156,19 +159,22 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
         raise VerificationFailed(f"inclusion: index {index!r} is not inside a tree of size {size!r}")
     hash_ = _check_hash(leaf, "inclusion: leaf hash")
     _check_hash(root, "inclusion: root")
-    fn, sn = index, size - 1
     for position, sibling in enumerate(proof):
-        sibling = _check_hash(sibling, f"inclusion: proof hash {position}")
+        if not isinstance(sibling, bytes) or len(sibling) != HASH_SIZE:
+            raise VerificationFailed(f"inclusion: proof hash {position}: expected a {HASH_SIZE}-byte hash")
+    sha256 = hashlib.sha256
+    fn, sn = index, size - 1
+    for sibling in proof:
         if sn == 0:
             raise VerificationFailed(f"inclusion: proof has {len(proof)} hashes, more than index and size allow")
         if fn & 1 or fn == sn:
-            hash_ = node_hash(sibling, hash_)
+            hash_ = sha256(b"\x01" + sibling + hash_).digest()
             if not fn & 1:
                 while fn & 1 == 0 and fn != 0:
                     fn >>= 1
                     sn >>= 1
         else:
-            hash_ = node_hash(hash_, sibling)
+            hash_ = sha256(b"\x01" + hash_ + sibling).digest()
         fn >>= 1
         sn >>= 1
     if sn != 0:

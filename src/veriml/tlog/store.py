@@ -49,14 +49,27 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+CACHED_LEVELS_FROM = 6  # hashes at tree level 6 and up (1 in 32 of all) are also kept in memory
+
+
 class Reader:
-    """Reads from any thread, each on its own connection (WAL readers see the last committed state)."""
+    """Reads from any thread, each on its own connection (WAL readers see the last committed state).
+
+    An inclusion proof at size n needs about log2(n) scattered hashes; those of the upper levels are few
+    (n/32 in all) and shared by every proof, so they are kept in memory and only the lowest levels are read."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        first = hash_id((CACHED_LEVELS_FROM, 0))
+        self._upper: dict[int, bytes] = dict(self.db.execute("SELECT id, hash FROM hashes WHERE id >= ?", (first,)))
+
+    def remember(self, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Add newly integrated hashes to the in-memory upper levels (called after their commit)."""
+        first = hash_id((CACHED_LEVELS_FROM, 0))
+        self._upper.update(row for row in rows if row[0] >= first)
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -79,9 +92,17 @@ class Reader:
         if not keys:
             return []
         ids = [hash_id(key) for key in keys]
+        upper = self._upper
         found: dict[int, bytes] = {}
-        for start in range(0, len(ids), 500):  # stay under SQLite's parameter limit
-            chunk = ids[start : start + 500]
+        lower = []
+        for id_ in ids:
+            value = upper.get(id_)
+            if value is None:
+                lower.append(id_)
+            else:
+                found[id_] = value
+        for start in range(0, len(lower), 500):  # stay under SQLite's parameter limit
+            chunk = lower[start : start + 500]
             marks = ",".join("?" * len(chunk))
             found.update(self.db.execute(f"SELECT id, hash FROM hashes WHERE id IN ({marks})", chunk).fetchall())
         missing = [key for key, id_ in zip(keys, ids, strict=True) if id_ not in found]
