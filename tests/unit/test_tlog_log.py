@@ -1,5 +1,6 @@
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -119,9 +120,18 @@ def test_log_reopens_with_its_state(tmp_path, key):
         Log(tmp_path / "log.sqlite", SigningKey.generate("example.com/other"))
 
 
+FORGE_SLOT = "forge tile 0 slot"  # overwrite one 32-byte slot of tile 0 with other bytes
+
+
 def tamper(path, sql, *args):
     db = sqlite3.connect(path)
-    db.execute(sql, args)
+    if sql == FORGE_SLOT:
+        (blob,) = db.execute("SELECT hashes FROM tiles WHERE idx = 0").fetchone()
+        offset = args[0]
+        forged = blob[:offset] + bytes(b ^ 0xFF for b in blob[offset : offset + 32]) + blob[offset + 32 :]
+        db.execute("UPDATE tiles SET hashes = ? WHERE idx = 0", (forged,))
+    else:
+        db.execute(sql, args)
     db.commit()
     db.close()
 
@@ -136,8 +146,8 @@ def tamper(path, sql, *args):
             (b"entry 2", b"entry 1"),
             "entry 1 does not match",
         ),
-        ("UPDATE hashes SET hash = zeroblob(32) WHERE id = 0", (), "entry 0 does not match"),
-        ("UPDATE hashes SET hash = zeroblob(32) WHERE id = 2 << 48", (), r"subtree \(2, 0\) \(leaves 0..\)"),
+        (FORGE_SLOT, (0 * 32,), "entry 0 does not match"),
+        (FORGE_SLOT, (384 * 32,), r"subtree \(2, 0\) \(leaves 0..\)"),  # slot of level 2, index 0
     ],
 )
 def test_tampering_with_stored_entries_is_detected(tmp_path, key, sql, args, message):
@@ -156,7 +166,7 @@ def test_log_refuses_to_sign_over_a_rewritten_history(tmp_path, key):
     with Log(path, key) as log:
         fill(log, 8)
         log.sign_checkpoint()
-    tamper(path, "UPDATE hashes SET hash = zeroblob(32) WHERE id = ?", 3 << 48)  # the root of leaves 0..7
+    tamper(path, FORGE_SLOT, 448 * 32)  # the root of leaves 0..7: level 3, index 0
     with Log(path, key) as log:
         fill(log, 2)
         with pytest.raises(VerificationFailed, match=r"refusing to sign size 10.*not consistent with the checkpoint"):
@@ -231,3 +241,22 @@ def test_witness_catches_a_log_that_rewrote_history(tmp_path, key, witness):
         forked = fork.sign_checkpoint()
         with pytest.raises(VerificationFailed, match="not consistent with the cosigned size 6"):
             witness.cosign(6, fork.consistency_proof(6, 8), forked)
+
+
+def test_checkpoints_follow_the_cadence_not_the_traffic(log, witness, key):
+    from veriml.tlog import CheckpointPublisher
+
+    with CheckpointPublisher(log, interval=0.2, witnesses=[(witness.public, witness.add_checkpoint)]) as publisher:
+        for _ in range(20):
+            log.append_batch([(b"burst %d" % i, b"") for i in range(50)])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            latest = log.latest_checkpoint()
+            if latest is not None and latest.checkpoint.size == 1000:
+                break
+            time.sleep(0.05)
+    latest = log.latest_checkpoint()
+    assert latest.checkpoint.size == 1000
+    assert 1 <= len(log.checkpoints()) <= 5  # 1,000 entries, a handful of checkpoints
+    assert publisher.publish_now() is None  # nothing new: nothing signed
+    TrustPolicy(key.public, (witness.public,), 1).check(latest)

@@ -13,12 +13,14 @@ from veriml.tlog.merkle import (
 )
 from veriml.tlog.note import Note, NoteSignature, parse_note, sign_note, verify_note
 from veriml.tlog.proof_text import TlogProof
+from veriml.tlog.publisher import CheckpointPublisher
 from veriml.tlog.tiles import TileRef, encode_index, parse_tile_path, read_checkpoint, read_entries, read_tile
 from veriml.tlog.witness import StaleOldSize, Witness, add_checkpoint_body, parse_add_checkpoint
 
 __all__ = [
     "EMPTY_ROOT",
     "Checkpoint",
+    "CheckpointPublisher",
     "Log",
     "Note",
     "NoteSignature",

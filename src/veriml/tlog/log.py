@@ -8,6 +8,7 @@ checkpoint signing are separate steps on the same thread, run on a cadence, neve
 
 from __future__ import annotations
 
+import hashlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -20,9 +21,10 @@ from veriml.errors import Conflict, InvalidInput, NotFound, Unavailable, Verific
 from veriml.identity import SigningKey, VerifyingKey
 from veriml.tlog import merkle
 from veriml.tlog.checkpoint import Checkpoint, SignedCheckpoint, verify_cosignature
+from veriml.tlog.merkle import HASH_SIZE
 from veriml.tlog.note import NoteSignature, parse_note, sign_note, verify_note
 from veriml.tlog.proof_text import TlogProof
-from veriml.tlog.store import SCHEMA, Reader, connect, hash_id
+from veriml.tlog.store import SCHEMA, TILE_BYTES, TILE_HEIGHT, Reader, connect, hash_id, tile_slot
 from veriml.tlog.witness import StaleOldSize, add_checkpoint_body
 
 MAX_ENTRY_BYTES = 0xFFFF  # C2SP tlog-tiles entry bundles prefix each entry with a uint16 length
@@ -155,25 +157,38 @@ class Log:
             rows = self._db.execute(
                 "SELECT idx, leaf FROM entries WHERE idx >= ? ORDER BY idx LIMIT ?", (self._integrated, INTEGRATE_CHUNK)
             ).fetchall()
-            new_hashes: list[tuple[int, bytes]] = []
+            tiles: dict[int, bytearray] = {}
+            upper: list[tuple[int, bytes]] = []
             frontier = list(self._frontier)
             size = self._integrated
+            sha256 = hashlib.sha256
             for index, leaf in rows:
                 if index != size:
                     raise VerificationFailed(f"log storage: entry {size} is missing (found {index} next)")
-                digest, level = merkle.leaf_hash(leaf), 0
-                new_hashes.append((hash_id((0, index)), digest))
-                while frontier and frontier[-1][0] == level:
-                    digest = merkle.node_hash(frontier.pop()[1], digest)
+                tile_index = index >> TILE_HEIGHT
+                tile = tiles.get(tile_index)
+                if tile is None:
+                    tile = tiles[tile_index] = bytearray(self.reader.tile(tile_index) or bytes(TILE_BYTES))
+                digest, level = sha256(b"\x00" + leaf).digest(), 0
+                while True:
+                    if level < TILE_HEIGHT:
+                        slot = tile_slot((level, index >> level))[1] * HASH_SIZE
+                        tile[slot : slot + HASH_SIZE] = digest
+                    else:
+                        upper.append((hash_id((level, index >> level)), digest))
+                    if not frontier or frontier[-1][0] != level:
+                        break
+                    digest = sha256(b"\x01" + frontier.pop()[1] + digest).digest()
                     level += 1
-                    new_hashes.append((hash_id((level, index >> level)), digest))
                 frontier.append((level, digest))
                 size += 1
+            blobs = {index: bytes(tile) for index, tile in tiles.items()}
             # Integration can be redone from the entries, so its commit need not wait for the disk.
             self._db.execute("PRAGMA synchronous=NORMAL")
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("INSERT INTO hashes (id, hash) VALUES (?, ?)", new_hashes)
+                self._db.executemany("INSERT OR REPLACE INTO tiles (idx, hashes) VALUES (?, ?)", blobs.items())
+                self._db.executemany("INSERT INTO hashes (id, hash) VALUES (?, ?)", upper)
                 self._db.execute("INSERT OR REPLACE INTO state VALUES ('integrated_size', ?)", (size,))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -182,7 +197,7 @@ class Log:
                 raise
             finally:
                 self._db.execute("PRAGMA synchronous=FULL")
-            self.reader.remember(new_hashes)
+            self.reader.remember(upper, blobs)
             self._frontier, self._integrated = frontier, size
         return self._integrated
 

@@ -1,19 +1,30 @@
 """The log's SQLite schema and the reads every thread may do.
 
-Entries are sequenced durably (synchronous=FULL) and integrated separately: integration writes the hashes of
-every complete subtree, keyed by `level << 48 | index`, and can always be redone from the entries, so its
-commits need not wait for the disk.
+Entries are sequenced durably (synchronous=FULL) and integrated separately. Integration stores the hash of
+every complete subtree, and can always be redone from the entries, so its commits need not wait for the disk:
+
+- the bottom 8 tree levels in **tiles**: one row per 256 leaves holding the whole subtree of height 8 over
+  them (511 hashes, level by level: 256 leaf hashes, then 128, ..., 1), with zeros where a right-edge subtree
+  is not complete yet. Its first 256 hashes are the C2SP tlog-tiles level-0 tile.
+- levels 8 and up as one row per hash, keyed by `level << 48 | index`, and also kept in memory (n/128 hashes).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
 from veriml.errors import NotFound, VerificationFailed
-from veriml.tlog.merkle import MAX_SIZE, SubtreeKey
+from veriml.tlog.merkle import HASH_SIZE, MAX_SIZE, SubtreeKey
+
+TILE_HEIGHT = 8
+TILE_LEAVES = 1 << TILE_HEIGHT
+TILE_SLOTS = 2 * TILE_LEAVES - 1
+TILE_BYTES = TILE_SLOTS * HASH_SIZE
+ZERO = bytes(HASH_SIZE)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -21,8 +32,12 @@ CREATE TABLE IF NOT EXISTS entries (
     leaf BLOB NOT NULL,            -- the log entry: what the Merkle leaf hashes
     extra BLOB NOT NULL            -- kept beside the entry, unhashed (a signed receipt, addressed by the leaf)
 );
+CREATE TABLE IF NOT EXISTS tiles (
+    idx INTEGER PRIMARY KEY,       -- leaves [idx * 256, idx * 256 + 256)
+    hashes BLOB NOT NULL           -- 511 hashes: tree levels 0..8 of that subtree, zeros where not complete
+);
 CREATE TABLE IF NOT EXISTS hashes (
-    id INTEGER PRIMARY KEY,        -- level << 48 | index of a complete subtree
+    id INTEGER PRIMARY KEY,        -- level << 48 | index of a complete subtree, for levels >= 8
     hash BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS state (
@@ -42,6 +57,13 @@ def hash_id(key: SubtreeKey) -> int:
     return level << 48 | index
 
 
+def tile_slot(key: SubtreeKey) -> tuple[int, int]:
+    """(tile index, slot in the tile) of a complete subtree below level 8."""
+    level, index = key
+    per_tile = TILE_LEAVES >> level
+    return index // per_tile, (2 * TILE_LEAVES - (2 * TILE_LEAVES >> level)) + index % per_tile
+
+
 def connect(path: Path) -> sqlite3.Connection:
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
     db.execute("PRAGMA journal_mode=WAL")
@@ -49,27 +71,17 @@ def connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-CACHED_LEVELS_FROM = 6  # hashes at tree level 6 and up (1 in 32 of all) are also kept in memory
-
-
 class Reader:
-    """Reads from any thread, each on its own connection (WAL readers see the last committed state).
+    """Reads from any thread, each on its own connection (WAL readers see the last committed state)."""
 
-    An inclusion proof at size n needs about log2(n) scattered hashes; those of the upper levels are few
-    (n/32 in all) and shared by every proof, so they are kept in memory and only the lowest levels are read."""
-
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, tile_cache: int = 64) -> None:
         self.path = Path(path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        first = hash_id((CACHED_LEVELS_FROM, 0))
-        self._upper: dict[int, bytes] = dict(self.db.execute("SELECT id, hash FROM hashes WHERE id >= ?", (first,)))
-
-    def remember(self, rows: Sequence[tuple[int, bytes]]) -> None:
-        """Add newly integrated hashes to the in-memory upper levels (called after their commit)."""
-        first = hash_id((CACHED_LEVELS_FROM, 0))
-        self._upper.update(row for row in rows if row[0] >= first)
+        self._upper: dict[int, bytes] = dict(self.db.execute("SELECT id, hash FROM hashes"))
+        self._tiles: OrderedDict[int, bytes] = OrderedDict()  # recently read tiles; replaced when rewritten
+        self._tile_cache = tile_cache
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -88,36 +100,51 @@ class Reader:
             self._all.clear()
         self._local = threading.local()
 
+    def remember(self, upper: Sequence[tuple[int, bytes]], tiles: dict[int, bytes]) -> None:
+        """Take in what an integration just committed."""
+        self._upper.update(upper)
+        with self._lock:
+            for index, blob in tiles.items():
+                if index in self._tiles:
+                    self._tiles[index] = blob
+
+    def tile(self, index: int) -> bytes | None:
+        with self._lock:
+            blob = self._tiles.get(index)
+            if blob is not None:
+                self._tiles.move_to_end(index)
+                return blob
+        row = self.db.execute("SELECT hashes FROM tiles WHERE idx = ?", (index,)).fetchone()
+        if row is None:
+            return None
+        with self._lock:
+            self._tiles[index] = row[0]
+            while len(self._tiles) > self._tile_cache:
+                self._tiles.popitem(last=False)
+        return row[0]
+
     def hashes(self, keys: Sequence[SubtreeKey]) -> list[bytes]:
-        if not keys:
-            return []
-        ids = [hash_id(key) for key in keys]
-        upper = self._upper
-        found: dict[int, bytes] = {}
-        lower = []
-        for id_ in ids:
-            value = upper.get(id_)
-            if value is None:
-                lower.append(id_)
+        result = []
+        for key in keys:
+            if key[0] >= TILE_HEIGHT:
+                value = self._upper.get(hash_id(key))
             else:
-                found[id_] = value
-        for start in range(0, len(lower), 500):  # stay under SQLite's parameter limit
-            chunk = lower[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(self.db.execute(f"SELECT id, hash FROM hashes WHERE id IN ({marks})", chunk).fetchall())
-        missing = [key for key, id_ in zip(keys, ids, strict=True) if id_ not in found]
-        if missing:
-            raise VerificationFailed(f"log storage: stored hashes are missing for subtrees {missing[:3]}")
-        return [found[id_] for id_ in ids]
+                tile_index, slot = tile_slot(key)
+                blob = self.tile(tile_index)
+                value = None if blob is None else blob[slot * HASH_SIZE : (slot + 1) * HASH_SIZE]
+                if value == ZERO:
+                    value = None
+            if value is None:
+                raise VerificationFailed(f"log storage: the stored hash of subtree {key} is missing")
+            result.append(value)
+        return result
 
     def level_range(self, level: int, start: int, count: int) -> list[bytes]:
-        rows = self.db.execute(
-            "SELECT id, hash FROM hashes WHERE id >= ? AND id < ? ORDER BY id",
-            (hash_id((level, start)), hash_id((level, start + count))),
-        ).fetchall()
-        if len(rows) != count:
-            raise NotFound(f"log: hashes {start}..{start + count - 1} at level {level} are not all integrated")
-        return [row[1] for row in rows]
+        """`count` consecutive complete-subtree hashes at a tree level (a C2SP tile's contents)."""
+        try:
+            return self.hashes([(level, start + i) for i in range(count)])
+        except VerificationFailed as exc:
+            raise NotFound(f"log: hashes {start}..{start + count - 1} at level {level} are not all integrated") from exc
 
     def state(self, name: str, default: object = None) -> object:
         row = self.db.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()

@@ -1,0 +1,68 @@
+"""Checkpoints on a fixed cadence: every `interval` seconds, if the tree grew, integrate, sign, and collect
+witness cosignatures. Never one checkpoint per entry: witnessing and anchoring cost then grows with time,
+not with traffic."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from veriml.errors import VerimlError
+from veriml.identity import VerifyingKey
+from veriml.tlog.checkpoint import SignedCheckpoint
+from veriml.tlog.log import Log, WitnessSubmit
+
+DEFAULT_INTERVAL = 1.0
+log_events = logging.getLogger("veriml.tlog")
+
+
+class CheckpointPublisher:
+    def __init__(
+        self,
+        log: Log,
+        interval: float = DEFAULT_INTERVAL,
+        witnesses: Sequence[tuple[VerifyingKey, WitnessSubmit]] = (),
+    ) -> None:
+        self.log = log
+        self.interval = interval
+        self.witnesses = list(witnesses)
+        self.published = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"checkpoints {log.origin}", daemon=True)
+
+    def start(self) -> CheckpointPublisher:
+        self._thread.start()
+        return self
+
+    def publish_now(self) -> SignedCheckpoint | None:
+        """One turn of the cadence: a new checkpoint if the log grew since the last one, else None."""
+        latest = self.log.latest_checkpoint()
+        if latest is not None and latest.checkpoint.size >= self.log.sequenced_size:
+            return None
+        signed = self.log.sign_checkpoint()
+        if self.witnesses:
+            signed, refusals = self.log.collect_cosignatures(signed, self.witnesses)
+            for witness, reason in refusals.items():
+                log_events.warning("witness %s did not cosign %s@%d: %s", witness, signed.checkpoint.origin,
+                                   signed.checkpoint.size, reason)  # fmt: skip
+        self.published += 1
+        return signed
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.publish_now()
+            except VerimlError as exc:  # a refused checkpoint (tampered storage) must be loud, not fatal
+                log_events.error("checkpoint for %s not published: %s", self.log.origin, exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def __enter__(self) -> CheckpointPublisher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
