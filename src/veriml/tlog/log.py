@@ -76,13 +76,14 @@ class Log:
     def submit_batch(self, entries: Sequence[tuple[bytes, bytes]]) -> Future[list[int]]:
         """Queue (entry, extra) pairs; the future gives their consecutive indices once they are durable.
         Concurrent submissions share one transaction and one fsync (group commit)."""
-        for leaf, _ in entries:
-            if not isinstance(leaf, bytes) or not 0 < len(leaf) <= MAX_ENTRY_BYTES:
-                raise InvalidInput(f"log entry: expected 1 to {MAX_ENTRY_BYTES} bytes")
+        rows = list(entries)
+        for leaf, extra in rows:
+            if type(leaf) is not bytes or not 0 < len(leaf) <= MAX_ENTRY_BYTES or type(extra) is not bytes:
+                raise InvalidInput(f"log entry: expected 1 to {MAX_ENTRY_BYTES} bytes, and bytes beside it")
         if self._closed:
             raise Unavailable(f"log {self.origin}: closed")
         future: Future[list[int]] = Future()
-        self._queue.put(_Append([(leaf, bytes(extra)) for leaf, extra in entries], future))
+        self._queue.put(_Append(rows, future))
         return future
 
     def append(self, leaf: bytes, extra: bytes = b"") -> int:
@@ -131,7 +132,7 @@ class Log:
 
     def _sequence(self, appends: list[_Append]) -> None:
         start = self._next_index
-        rows = [(start + n, leaf, extra) for n, (leaf, extra) in enumerate(row for a in appends for row in a.rows)]
+        rows = [(start + n, *row) for n, row in enumerate(row for a in appends for row in a.rows)]
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT INTO entries (idx, leaf, extra) VALUES (?, ?, ?)", rows)
@@ -168,7 +169,9 @@ class Log:
                 tile_index = index >> TILE_HEIGHT
                 tile = tiles.get(tile_index)
                 if tile is None:
-                    tile = tiles[tile_index] = bytearray(self.reader.tile(tile_index) or bytes(TILE_BYTES))
+                    # Only a tile that started before this integration has anything stored yet.
+                    stored = self.reader.tile(tile_index) if tile_index << TILE_HEIGHT < self._integrated else None
+                    tile = tiles[tile_index] = bytearray(stored or bytes(TILE_BYTES))
                 digest, level = sha256(b"\x00" + leaf).digest(), 0
                 while True:
                     if level < TILE_HEIGHT:
