@@ -3,7 +3,7 @@ import base64
 import pytest
 
 from veriml.errors import InvalidInput, VerificationFailed
-from veriml.identity import SigningKey
+from veriml.identity import SigningKey, VerifyingKey
 from veriml.tlog import Checkpoint, SignedCheckpoint, TrustPolicy, cosign, parse_note, sign_note, verify_note
 
 LOG = SigningKey.generate("example.com/log")
@@ -95,3 +95,34 @@ def test_witness_key_ids_use_signature_type_4():
     witness = SigningKey.generate("witness.example/w1")
     assert witness.cosigner_public.key_hash != witness.public.key_hash
     assert base64.b64decode(witness.cosigner_public.vkey.split("+", 2)[2])[0] == 0x04
+
+
+def test_verifier_keys_of_unknown_signature_types_are_refused():
+    raw = base64.b64decode(LOG.public.vkey.split("+", 2)[2])
+    ecdsa_typed = f"{LOG.public.key_id}+{base64.b64encode(bytes([0x02]) + raw[1:]).decode()}"
+    with pytest.raises(InvalidInput, match="type byte 0x01 or 0x04"):
+        VerifyingKey.parse(ecdsa_typed)
+
+
+def test_tlog_proof_text_is_parsed_strictly():
+    from veriml.tlog import TlogProof
+
+    checkpoint = Checkpoint("example.com/log", 5, bytes(32))
+    note = sign_note(checkpoint.text(), LOG).to_text()
+    good = f"c2sp.org/tlog-proof@v1\nindex 3\n{ROOT}\n{ROOT}\n\n{note}"
+    proof = TlogProof.parse(good)
+    assert (proof.index, len(proof.hashes)) == (3, 2) and TlogProof.parse(proof.to_text()) == proof
+    with_extra = TlogProof.parse(good.replace("\nindex", "\nextra aGVsbG8=\nindex"))
+    assert with_extra.extra == b"hello" and TlogProof.parse(with_extra.to_text()) == with_extra
+    for bad, message in [
+        (good.replace("tlog-proof@v1", "tlog-proof@v2"), "first line must be"),
+        (good.replace("index 3", "index 03"), "without leading zeroes"),
+        (good.replace("index 3", "idx 3"), "expected an 'index <N>' line"),
+        (good.replace(f"\n{ROOT}\n\n", "\nAAAA\n\n"), "32-byte hash"),
+        ("c2sp.org/tlog-proof@v1\nindex 3\n", "no blank line"),
+        ("c2sp.org/tlog-proof@v1\nindex 3\n" + f"{ROOT}\n" * 64 + f"\n{note}", "more than 63"),
+    ]:
+        with pytest.raises(InvalidInput, match=message):
+            TlogProof.parse(bad)
+    with pytest.raises(VerificationFailed, match="outside the checkpoint"):
+        TlogProof.parse(good.replace("index 3", "index 5")).verify(b"x", TrustPolicy(LOG.public))

@@ -124,18 +124,24 @@ class Reader:
         return row[0]
 
     def hashes(self, keys: Sequence[SubtreeKey]) -> list[bytes]:
+        upper = self._upper
+        tiles: dict[int, bytes] = {}  # each tile read once per call: a proof's low levels share one tile
         result = []
-        for key in keys:
-            if key[0] >= TILE_HEIGHT:
-                value = self._upper.get(hash_id(key))
+        for level, index in keys:
+            if level >= TILE_HEIGHT:
+                value = upper.get(level << 48 | index)
             else:
-                tile_index, slot = tile_slot(key)
-                blob = self.tile(tile_index)
-                value = None if blob is None else blob[slot * HASH_SIZE : (slot + 1) * HASH_SIZE]
-                if value == ZERO:
+                shift = TILE_HEIGHT - level
+                tile_index = index >> shift
+                blob = tiles.get(tile_index)
+                if blob is None:
+                    blob = tiles[tile_index] = self.tile(tile_index) or b""
+                offset = ((2 * TILE_LEAVES - (2 * TILE_LEAVES >> level)) + (index & ((1 << shift) - 1))) * HASH_SIZE
+                value = blob[offset : offset + HASH_SIZE]
+                if len(value) != HASH_SIZE or value == ZERO:
                     value = None
             if value is None:
-                raise VerificationFailed(f"log storage: the stored hash of subtree {key} is missing")
+                raise VerificationFailed(f"log storage: the stored hash of subtree {(level, index)} is missing")
             result.append(value)
         return result
 
