@@ -20,7 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "service": {"errors", "codec", "identity", "fsutil", "hub", "runtime", "tlog", "receipts", "zk"},
     "verify": {"errors", "codec", "identity", "fsutil", "hub", "runtime", "tlog", "receipts", "zk"},
 }
-FACES = {"node", "client", "chain", "cli"}
+FACES = {"node", "client", "chain", "cli", "devnet"}
 
 
 def unit_of(path: Path) -> str:

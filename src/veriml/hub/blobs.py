@@ -30,6 +30,47 @@ def _chunks(source: BinaryIO | Iterable[bytes]) -> Iterator[bytes]:
         yield from source  # type: ignore[misc]
 
 
+class BlobWriter:
+    """Streams into a temporary file while hashing; `commit` renames it under its digest if it matches."""
+
+    def __init__(self, store: BlobStore, expected: Digest | None, progress: Progress | None) -> None:
+        self._store, self._expected, self._progress = store, expected, progress
+        self._hasher = new_hasher()
+        fd, name = tempfile.mkstemp(prefix="blob-", dir=store._tmp)
+        self._tmp = Path(name)
+        self._handle = os.fdopen(fd, "wb")
+        self.size = 0
+
+    def write(self, chunk: bytes) -> None:
+        self._hasher.update(chunk)
+        self._handle.write(chunk)
+        self.size += len(chunk)
+        if self._progress:
+            self._progress(len(chunk))
+
+    def commit(self) -> Digest:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        digest = Digest.from_hasher(self._hasher)
+        if self._expected is not None and digest != self._expected:
+            raise VerificationFailed(f"blob: expected {self._expected}, but the bytes hash to {digest}")
+        final = self._store.path(digest)
+        if not final.is_file():  # content-addressed: the same bytes may be here already
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._tmp, final)
+            fsync_dir(final.parent)
+        return digest
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self._handle.closed:
+            self._handle.close()
+        self._tmp.unlink(missing_ok=True)
+
+
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

@@ -69,6 +69,37 @@ class Hub:
             self.registry.insert(signed)
         return Published(signed, created=True)
 
+    def add_replica(self, chain: list[SignedManifest]) -> SignedManifest:
+        """Take in versions 1..N of a name as another node holds them (signatures, owner and parent links all
+        checked), without their blobs: those are fetched when a version is first run. Returns version N."""
+        if not chain:
+            raise InvalidInput("replica: no manifests")
+        owner = chain[0].body.publisher
+        previous = None
+        for expected_version, signed in enumerate(chain, 1):
+            signed.verified()
+            body = signed.body
+            if body.name != chain[0].body.name or body.version != expected_version:
+                raise InvalidInput(f"replica: expected {chain[0].body.name}@{expected_version}, got {body.ref}")
+            if body.publisher != owner:
+                raise PermissionDenied(f"replica: {body.ref} is signed by {body.publisher.key_id}, not the owner")
+            if body.parent != (None if previous is None else previous.id):
+                raise Conflict(f"replica: {body.ref} does not name the previous version as its parent")
+            previous = signed
+        with self.registry.transaction():
+            stored_owner = self.registry.owner(chain[0].body.name)
+            if stored_owner is not None and stored_owner != owner.vkey:
+                raise PermissionDenied(f"replica: {chain[0].body.name} is owned by another key here")
+            have = {s.id for s in (self.registry.versions(chain[0].body.name) if stored_owner else [])}
+            for signed in chain:
+                if signed.id in have:
+                    continue
+                latest = self.registry.latest(signed.body.name)
+                if (latest.body.version if latest else 0) + 1 != signed.body.version:
+                    raise Conflict(f"replica: {signed.body.ref} conflicts with the versions stored here")
+                self.registry.insert(signed)
+        return chain[-1]
+
     def _store_blob(self, signed: SignedManifest, source: BinaryIO | Path | None, progress: Progress | None) -> None:
         body = signed.body
         if self.blobs.has(body.blob):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from veriml.errors import VerimlError
 from veriml.identity import VerifyingKey
@@ -22,11 +22,13 @@ class CheckpointPublisher:
         self,
         log: Log,
         interval: float = DEFAULT_INTERVAL,
-        witnesses: Sequence[tuple[VerifyingKey, WitnessSubmit]] = (),
+        witnesses: Sequence[tuple[VerifyingKey, WitnessSubmit]]
+        | Callable[[], Sequence[tuple[VerifyingKey, WitnessSubmit]]] = (),
     ) -> None:
         self.log = log
         self.interval = interval
-        self.witnesses = list(witnesses)
+        # A list, or a function giving the witnesses known now (a node learns its peers as they come up).
+        self.witnesses = witnesses if callable(witnesses) else list(witnesses)
         self.published = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"checkpoints {log.origin}", daemon=True)
@@ -41,8 +43,9 @@ class CheckpointPublisher:
         if latest is not None and latest.checkpoint.size >= self.log.sequenced_size:
             return None
         signed = self.log.sign_checkpoint()
-        if self.witnesses:
-            signed, refusals = self.log.collect_cosignatures(signed, self.witnesses)
+        witnesses = self.witnesses() if callable(self.witnesses) else self.witnesses
+        if witnesses:
+            signed, refusals = self.log.collect_cosignatures(signed, witnesses)
             for witness, reason in refusals.items():
                 log_events.warning("witness %s did not cosign %s@%d: %s", witness, signed.checkpoint.origin,
                                    signed.checkpoint.size, reason)  # fmt: skip

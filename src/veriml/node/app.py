@@ -1,0 +1,229 @@
+"""The node's HTTP API (/v1, described by its OpenAPI document), the C2SP tlog-tiles read paths and the C2SP
+tlog-witness endpoint. A thin skin: each route calls one `Node` or `Service` method."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from typing import Any
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from veriml.codec import Digest, canonical_json, parse_json, tensors_to_json
+from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
+from veriml.hub import parse_signed_manifest
+from veriml.node import problems
+from veriml.node.node import Node
+from veriml.receipts import parse_signed_receipt
+from veriml.tlog import StaleOldSize, parse_tile_path, read_checkpoint, read_tile
+from veriml.tlog.witness import MAX_REQUEST_BYTES
+
+events = logging.getLogger("veriml.node")
+API_VERSION = "1.0.0"
+
+
+class InferRequest(BaseModel):
+    model: str = Field(description="owner/name, owner/name@N, or a manifest id", examples=["alice/mnist@1"])
+    inputs: dict[str, Any] = Field(description="input name -> nested lists, or {dtype, shape, data(base64)}")
+    request_id: str | None = Field(default=None, description="echoed into the receipt; 1-128 of [A-Za-z0-9._:-]")
+
+
+class PinRequest(BaseModel):
+    model: str = Field(description="owner/name, owner/name@N")
+
+
+class BodyLimit:
+    """Refuse request bodies over a limit with 413 while they stream in, so nothing oversized is buffered."""
+
+    def __init__(self, app: ASGIApp, json_limit: int, blob_limit: int) -> None:
+        self.app, self.json_limit, self.blob_limit = app, json_limit, blob_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.blob_limit if scope["path"].startswith("/v1/blobs/") else self.json_limit
+        headers = dict(scope.get("headers", []))
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            await problems.problem(413, "too-large", f"request body over the {limit}-byte limit")(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise HTTPException(413, f"request body over the {limit}-byte limit")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(node: Node) -> FastAPI:
+    config = node.config
+    app = FastAPI(
+        title="veriml node",
+        version=API_VERSION,
+        description="Host, run and verify models: signed receipts, a transparency log, witnessing.",
+        openapi_url="/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.add_exception_handler(VerimlError, problems.veriml_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, problems.validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, problems.http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, problems.unexpected_error)
+    app.add_middleware(BodyLimit, json_limit=config.max_json_bytes, blob_limit=config.max_blob_bytes)
+
+    @app.middleware("http")
+    async def request_log(request: Request, call_next: Any) -> Response:
+        request_id = request.headers.get("x-request-id") or secrets.token_hex(8)
+        request.state.request_id = request_id[:64]
+        start = time.perf_counter()
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = request.state.request_id
+        events.info(
+            json.dumps(
+                {
+                    "event": "request",
+                    "request_id": request.state.request_id,
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - start) * 1000, 2),
+                }
+            )  # fmt: skip
+        )
+        return response
+
+    def admin(authorization: str | None = Header(default=None)) -> None:
+        if config.admin_token is None:
+            raise PermissionDenied("admin writes are disabled on this node (no admin_token configured)")
+        if authorization is None or not secrets.compare_digest(authorization, f"Bearer {config.admin_token}"):
+            raise PermissionDenied("admin writes need `Authorization: Bearer <admin token>`")
+
+    @app.get("/v1/health", tags=["node"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/info", tags=["node"])
+    def info() -> dict[str, Any]:
+        """Who this node is: its keys (node and witness), log origin and size, models hosted, peers."""
+        return node.info()
+
+    @app.get("/v1/models", tags=["models"])
+    def list_models() -> dict[str, Any]:
+        registry = node.service.hub.registry
+        models = []
+        for name in registry.names():
+            latest = registry.get(name)
+            models.append({"name": name, "version": latest.body.version, "manifest_id": str(latest.id)})
+        return {"models": models}
+
+    @app.get("/v1/models/{owner}/{name}", tags=["models"])
+    def show_model(owner: str, name: str, version: int | None = None) -> dict[str, Any]:
+        """The signed manifest of `owner/name` (latest) or of `?version=N`."""
+        ref = f"{owner}/{name}" + (f"@{version}" if version is not None else "")
+        return node.resolve(ref).to_json()
+
+    @app.get("/v1/models/{owner}/{name}/versions", tags=["models"])
+    def model_versions(owner: str, name: str) -> dict[str, Any]:
+        """Every version's signed manifest, oldest first: what a replicating peer takes in."""
+        return {"versions": [m.to_json() for m in node.service.hub.registry.versions(f"{owner}/{name}")]}
+
+    @app.get("/v1/manifests/{manifest_id}", tags=["models"])
+    def show_manifest(manifest_id: str) -> dict[str, Any]:
+        return node.service.hub.registry.by_id(Digest.parse(manifest_id, "manifest id")).to_json()
+
+    @app.put("/v1/blobs/{blob_id}", tags=["models"], dependencies=[Depends(admin)], status_code=201)
+    async def upload_blob(blob_id: str, request: Request) -> dict[str, Any]:
+        """Upload a model's bytes (admin); streamed to disk while hashed, kept only if they hash to `blob_id`."""
+        expected = Digest.parse(blob_id, "blob id")
+        with node.service.hub.blobs.writer(expected=expected) as writer:
+            async for chunk in request.stream():
+                writer.write(chunk)
+            digest = writer.commit()
+        return {"blob": str(digest), "size": writer.size}
+
+    @app.get("/v1/blobs/{blob_id}", tags=["models"], response_class=FileResponse)
+    def download_blob(blob_id: str) -> FileResponse:
+        """A model's bytes, streamed."""
+        path = node.service.hub.blobs.path(Digest.parse(blob_id, "blob id"))
+        if not path.is_file():
+            raise NotFound(f"blob {blob_id}: not held here")
+        return FileResponse(path, media_type="application/octet-stream")
+
+    @app.post("/v1/manifests", tags=["models"], dependencies=[Depends(admin)], status_code=201)
+    def publish_manifest(signed_manifest: dict[str, Any]) -> dict[str, Any]:
+        """Publish a signed manifest whose blob was uploaded (admin). Ownership, version and parent rules apply;
+        the same bytes again answer with the version they already are."""
+        published = node.service.hub.publish(parse_signed_manifest(signed_manifest), None)
+        return {"manifest_id": str(published.manifest.id), "ref": published.manifest.body.ref,
+                "created": published.created}  # fmt: skip
+
+    @app.post("/v1/pin", tags=["models"], dependencies=[Depends(admin)])
+    def pin(request: PinRequest) -> dict[str, Any]:
+        """Replicate a model from peers now, rather than on its first inference (admin)."""
+        manifest = node.pin(request.model)
+        return {"manifest_id": str(manifest.id), "ref": manifest.body.ref, "blob": str(manifest.body.blob)}
+
+    @app.post("/v1/infer", tags=["inference"])
+    def infer(request: InferRequest) -> dict[str, Any]:
+        """Run a model and answer with the signed bundle; the receipt is in the log before the answer leaves.
+        Its inclusion proof is at /v1/log/entries/{log_index} once the next checkpoint is published."""
+        bundle, index = node.infer(request.model, request.inputs, request.request_id)
+        return {"bundle": bundle.to_json(), "log_index": index, "outputs": tensors_to_json(bundle.outputs)}
+
+    @app.get("/v1/log/entries/{index}", tags=["log"])
+    def log_entry(index: int) -> dict[str, Any]:
+        """The signed receipt at a log index, and its C2SP tlog-proof once a checkpoint covers it."""
+        if index < 0:
+            raise InvalidInput(f"log index {index}: must not be negative")
+        log = node.service.log
+        _, extra = log.entry(index)
+        receipt = parse_signed_receipt(parse_json(extra, "stored receipt"))
+        try:
+            proof = log.prove(index).to_text()
+        except NotFound:
+            proof = None
+        return {"index": index, "receipt": receipt.to_json(), "proof": proof}
+
+    @app.get("/checkpoint", tags=["tlog-tiles"], response_class=PlainTextResponse)
+    def checkpoint() -> Response:
+        return Response(read_checkpoint(node.service.log), media_type="text/plain; charset=utf-8",
+                        headers={"Cache-Control": "no-cache"})  # fmt: skip
+
+    @app.get("/tile/{path:path}", tags=["tlog-tiles"])
+    def tile(path: str) -> Response:
+        ref = parse_tile_path(f"tile/{path}")
+        return Response(read_tile(node.service.log, ref), media_type="application/octet-stream",
+                        headers={"Cache-Control": "public, max-age=31536000, immutable"})  # fmt: skip
+
+    @app.post("/add-checkpoint", tags=["tlog-witness"], response_class=PlainTextResponse)
+    async def add_checkpoint(request: Request) -> Response:
+        """C2SP tlog-witness: cosign a peer's checkpoint given a consistency proof from the last one cosigned."""
+        body = await request.body()
+        if len(body) > MAX_REQUEST_BYTES:
+            raise InvalidInput(f"add-checkpoint: request larger than {MAX_REQUEST_BYTES} bytes")
+        node.follow_peers()
+        try:
+            cosignatures = node.witness.add_checkpoint(body)
+        except StaleOldSize as stale:
+            return Response(f"{stale.size}\n", status_code=409, media_type="text/x.tlog.size")
+        return Response(cosignatures, media_type="text/plain; charset=utf-8")
+
+    return app
+
+
+def openapi_document(app: FastAPI) -> bytes:
+    return canonical_json(app.openapi())

@@ -1,0 +1,82 @@
+"""Node configuration: a TOML file, then environment variables (VERIML_NODE_<FIELD>) over it.
+
+home = "/var/lib/veriml/node1"
+host = "127.0.0.1"
+port = 8700
+admin_token = "change-me"            # bearer token for publish and pin; reads are public
+peers = ["http://127.0.0.1:8701"]
+checkpoint_interval = 1.0
+max_json_bytes = 67108864
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from veriml.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 8700
+    admin_token: str | None = None
+    peers: tuple[str, ...] = field(default_factory=tuple)
+    checkpoint_interval: float = 1.0
+    max_json_bytes: int = 64 << 20
+    max_blob_bytes: int = 4 << 30
+    peer_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port < 65536:
+            raise InvalidInput(f"node config: port {self.port} is not a port number")
+        if self.checkpoint_interval <= 0:
+            raise InvalidInput("node config: checkpoint_interval must be positive")
+        for peer in self.peers:
+            if not peer.startswith(("http://", "https://")):
+                raise InvalidInput(f"node config: peer {peer!r} must be an http(s) URL")
+
+    @classmethod
+    def load(cls, path: Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> NodeConfig:
+        values: dict[str, Any] = {}
+        if path is not None:
+            try:
+                values.update(tomllib.loads(Path(path).read_text()))
+            except FileNotFoundError as exc:
+                raise InvalidInput(f"node config {path}: no such file") from exc
+            except tomllib.TOMLDecodeError as exc:
+                raise InvalidInput(f"node config {path}: not valid TOML ({exc})") from exc
+        env = os.environ if env is None else env
+        known = {f.name: f for f in fields(cls)}
+        for name in known:
+            raw = env.get(f"VERIML_NODE_{name.upper()}")
+            if raw is not None:
+                values[name] = raw.split(",") if name == "peers" else raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        unknown = set(values) - set(known)
+        if unknown:
+            raise InvalidInput(f"node config: unknown settings {sorted(unknown)}")
+        if "home" not in values:
+            raise InvalidInput("node config: `home` (the node's data directory) is required")
+        try:
+            return cls(
+                home=Path(values.pop("home")),
+                **{k: _convert(k, v) for k, v in values.items()},
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"node config: {exc}") from exc
+
+
+def _convert(name: str, value: Any) -> Any:
+    if name == "peers":
+        return tuple(str(p).rstrip("/") for p in value if str(p))
+    if name in ("port", "max_json_bytes", "max_blob_bytes"):
+        return int(value)
+    if name in ("checkpoint_interval", "peer_timeout"):
+        return float(value)
+    return value

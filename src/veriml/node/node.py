@@ -1,0 +1,134 @@
+"""A node: the service (hub, engine, log) plus what makes it part of a network — a witness for its peers' logs,
+checkpoints published on a cadence with the peers' cosignatures, and replication of models from peers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from veriml.codec import Digest
+from veriml.errors import NotFound, Unavailable, VerificationFailed, VerimlError
+from veriml.hub import ModelRef, SignedManifest
+from veriml.node.config import NodeConfig
+from veriml.node.peers import Discovery, PeerInfo, StaticPeers
+from veriml.receipts import Bundle
+from veriml.service import Home, Service
+from veriml.tlog import CheckpointPublisher, Witness
+
+events = logging.getLogger("veriml.node")
+
+
+class Node:
+    def __init__(self, config: NodeConfig, discovery: Discovery | None = None) -> None:
+        self.config = config
+        self.home = Home(config.home)
+        self.service = Service(self.home)
+        self.key = self.service.node_key
+        self.witness = Witness(self.home.root / "witness" / "witness.sqlite", self.key)
+        self.discovery = discovery or StaticPeers(config.peers, config.peer_timeout)
+        self.publisher = CheckpointPublisher(self.service.log, config.checkpoint_interval, self._witnesses)
+        self.bad_peers: dict[str, str] = {}  # peer url -> why it was last refused (wrong bytes, say)
+
+    def start(self) -> Node:
+        if isinstance(self.discovery, StaticPeers):
+            self.discovery.start()
+        self.publisher.start()
+        return self
+
+    def stop(self) -> None:
+        self.publisher.stop()
+        if isinstance(self.discovery, StaticPeers):
+            self.discovery.stop()
+        self.witness.close()
+        self.service.close()
+
+    # ---- identity and witnessing ----------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        log = self.service.log
+        latest = log.latest_checkpoint()
+        return {
+            "node": self.key.public.vkey,
+            "node_id": self.key.key_id,
+            "witness": self.key.cosigner_public.vkey,
+            "log_origin": log.origin,
+            "log_size": log.sequenced_size,
+            "checkpoint_size": None if latest is None else latest.checkpoint.size,
+            "models": self.service.hub.registry.names(),
+            "peers": [peer.url for peer in self.discovery.peers()],
+            "runtime_class": self.service.engine.runtime_class,
+        }
+
+    def follow_peers(self) -> None:
+        """Witness the logs of the peers known now."""
+        for peer in self.discovery.peers():
+            self.witness.follow(peer.node.name, peer.node)
+
+    def _witnesses(self) -> list[tuple[Any, Any]]:
+        return [(peer.witness, self.discovery.client(peer.url).add_checkpoint) for peer in self.discovery.peers()]
+
+    # ---- replication -----------------------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> SignedManifest:
+        """The manifest for a reference, taken in from a peer (with all its earlier versions) if not held here."""
+        try:
+            return self.service.resolve(ref)
+        except NotFound:
+            pass
+        parsed = ModelRef.parse(ref)
+        if parsed.name is None:
+            raise NotFound(f"manifest {ref}: not held here (replicate it by model name)")
+        reasons = []
+        for peer in self._peers_for(parsed.name):
+            try:
+                self.service.hub.add_replica(self.discovery.client(peer.url).manifest_chain(parsed.name))
+                return self.service.resolve(ref)
+            except VerimlError as exc:
+                reasons.append(f"{peer.url}: {exc}")
+        raise NotFound(f"model {ref}: not held here or by any reachable peer ({'; '.join(reasons) or 'no peers'})")
+
+    def ensure_blob(self, manifest: SignedManifest) -> None:
+        """Fetch the manifest's blob from a peer if it is not here; bytes that hash wrong are refused."""
+        blobs, blob = self.service.hub.blobs, manifest.body.blob
+        if blobs.has(blob):
+            return
+        reasons = []
+        for peer in self._peers_for(manifest.body.name):
+            try:
+                self._fetch_blob(peer, blob, manifest.body.size)
+                return
+            except VerificationFailed as exc:
+                self.bad_peers[peer.url] = str(exc)
+                events.warning("peer %s served wrong bytes for %s: %s", peer.url, blob, exc)
+                reasons.append(f"{peer.url}: {exc}")
+            except VerimlError as exc:
+                reasons.append(f"{peer.url}: {exc}")
+        raise Unavailable(f"blob {blob}: no peer served it ({'; '.join(reasons) or 'no peers'})")
+
+    def _fetch_blob(self, peer: PeerInfo, blob: Digest, size: int) -> None:
+        with self.service.hub.blobs.writer(expected=blob) as writer:
+            for chunk in self.discovery.client(peer.url).stream_blob(blob):
+                writer.write(chunk)
+                if writer.size > size:
+                    raise VerificationFailed(f"peer {peer.url} sent more than the {size} bytes of {blob}")
+            writer.commit()
+        events.info("replicated blob %s from %s", blob, peer.url)
+
+    def _peers_for(self, name: str) -> list[PeerInfo]:
+        """Peers that say they host the model first, peers that served bad bytes last."""
+        peers = self.discovery.peers()
+        return sorted(peers, key=lambda p: (p.url in self.bad_peers, name not in p.models))
+
+    def pin(self, ref: str) -> SignedManifest:
+        manifest = self.resolve(ref)
+        self.ensure_blob(manifest)
+        return manifest
+
+    # ---- inference -------------------------------------------------------------------------------------
+
+    def infer(self, ref: str, inputs: Mapping[str, Any], request_id: str | None) -> tuple[Bundle, int]:
+        manifest = self.pin(ref)
+        bundle, index = self.service.infer_logged(str(manifest.id), inputs, request_id)
+        assert index is not None
+        return bundle, index

@@ -1,0 +1,150 @@
+"""Talking to other nodes: who they are (node info), and the few calls a node makes of its peers — manifests
+and blobs for replication, add-checkpoint for witnessing. Discovery sits behind one interface so the on-chain
+registry can replace the static peer list later."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from veriml.codec import Digest
+from veriml.errors import InvalidInput, NotFound, Unavailable, VerimlError
+from veriml.hub import SignedManifest, parse_signed_manifest
+from veriml.identity import VerifyingKey
+from veriml.identity.keys import COSIGNATURE_ED25519
+from veriml.tlog import StaleOldSize
+
+events = logging.getLogger("veriml.node")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    url: str
+    node: VerifyingKey  # signs receipts and its log's checkpoints; its name is the log origin
+    witness: VerifyingKey  # the same key in the cosigner role (type 0x04)
+    models: frozenset[str]
+
+    @classmethod
+    def from_json(cls, url: str, obj: dict[str, Any]) -> PeerInfo:
+        try:
+            return cls(
+                url=url,
+                node=VerifyingKey.parse(obj["node"], "peer node key"),
+                witness=VerifyingKey.parse(obj["witness"], "peer witness key", COSIGNATURE_ED25519),
+                models=frozenset(obj.get("models", [])),
+            )
+        except (KeyError, TypeError) as exc:
+            raise InvalidInput(f"peer {url}: node info is malformed ({exc})") from exc
+
+
+class PeerClient:
+    """Synchronous calls to one peer. Errors come back as veriml errors, never as raw HTTP failures."""
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.get(path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"peer {self.url}: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise NotFound(f"peer {self.url}: {path} not found")
+        if response.status_code >= 400:
+            raise Unavailable(f"peer {self.url}: {path} answered {response.status_code}")
+        return response
+
+    def info(self) -> PeerInfo:
+        return PeerInfo.from_json(self.url, self._get("/v1/info").json())
+
+    def manifest_chain(self, name: str) -> list[SignedManifest]:
+        owner, model = name.split("/", 1)
+        body = self._get(f"/v1/models/{owner}/{model}/versions").json()
+        return [parse_signed_manifest(item) for item in body["versions"]]
+
+    def stream_blob(self, blob: Digest) -> Iterator[bytes]:
+        try:
+            with self._http.stream("GET", f"/v1/blobs/{blob}") as response:
+                if response.status_code == 404:
+                    raise NotFound(f"peer {self.url}: blob {blob} not held")
+                if response.status_code >= 400:
+                    raise Unavailable(f"peer {self.url}: blob {blob} answered {response.status_code}")
+                yield from response.iter_bytes(1 << 20)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"peer {self.url}: {type(exc).__name__} while streaming {blob}") from exc
+
+    def add_checkpoint(self, body: bytes) -> bytes:
+        """C2SP tlog-witness add-checkpoint; a 409 with the witness's size becomes StaleOldSize."""
+        try:
+            response = self._http.post("/add-checkpoint", content=body)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"witness {self.url}: {type(exc).__name__}") from exc
+        if response.status_code == 409 and response.headers.get("content-type", "").startswith("text/x.tlog.size"):
+            raise StaleOldSize(f"witness {self.url}: stale old size", int(response.text.strip()))
+        if response.status_code != 200:
+            raise Unavailable(
+                f"witness {self.url}: add-checkpoint answered {response.status_code}: {response.text[:200]}"
+            )
+        return response.content
+
+
+class Discovery(Protocol):
+    def peers(self) -> list[PeerInfo]: ...
+
+    def client(self, url: str) -> PeerClient: ...
+
+
+class StaticPeers:
+    """The peer list from the node's config; node info is fetched, and refreshed, in the background."""
+
+    def __init__(self, urls: tuple[str, ...], timeout: float = 10.0, refresh: float = 2.0) -> None:
+        self.urls = urls
+        self._clients = {url: PeerClient(url, timeout) for url in urls}
+        self._infos: dict[str, PeerInfo] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._refresh = refresh
+        self._thread = threading.Thread(target=self._run, name="peer discovery", daemon=True)
+
+    def start(self) -> StaticPeers:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        for client in self._clients.values():
+            client.close()
+
+    def refresh(self) -> None:
+        for url, client in self._clients.items():
+            try:
+                info = client.info()
+            except VerimlError as exc:
+                events.debug("peer %s not reachable: %s", url, exc)
+                continue
+            with self._lock:
+                self._infos[url] = info
+
+    def _run(self) -> None:
+        while True:
+            self.refresh()
+            if self._stop.wait(self._refresh):
+                return
+
+    def peers(self) -> list[PeerInfo]:
+        with self._lock:
+            return list(self._infos.values())
+
+    def client(self, url: str) -> PeerClient:
+        return self._clients[url]

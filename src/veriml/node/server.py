@@ -1,0 +1,51 @@
+"""Running a node: uvicorn serving the app on the configured address, with structured log lines on stderr."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+import uvicorn
+
+from veriml.node.app import create_app
+from veriml.node.config import NodeConfig
+from veriml.node.node import Node
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object per line: time, level, logger, and the message (already JSON for request lines)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        try:
+            fields = json.loads(message) if message.startswith("{") else {"message": message}
+        except json.JSONDecodeError:
+            fields = {"message": message}
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
+        return json.dumps({"ts": when, "level": record.levelname.lower(), "logger": record.name, **fields})
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    for name in ("veriml", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+def serve(config: NodeConfig) -> None:
+    """Run the node until SIGINT or SIGTERM, then stop its background work and close its stores."""
+    configure_logging()
+    node = Node(config).start()
+    try:
+        logging.getLogger("veriml.node").info(
+            json.dumps({"event": "start", "node_id": node.key.key_id, "url": f"http://{config.host}:{config.port}"})
+        )
+        uvicorn.run(create_app(node), host=config.host, port=config.port, log_config=None, access_log=False,
+                    timeout_graceful_shutdown=5)  # fmt: skip
+    finally:
+        node.stop()
