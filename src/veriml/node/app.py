@@ -102,7 +102,7 @@ def create_app(node: Node) -> FastAPI:
                     "status": response.status_code,
                     "ms": round((time.perf_counter() - start) * 1000, 2),
                 }
-            )  # fmt: skip
+            )
         )
         return response
 
