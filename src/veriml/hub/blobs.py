@@ -99,30 +99,14 @@ class BlobStore:
         progress: Progress | None = None,
     ) -> Digest:
         """Store a stream; return its digest. With `expected`, bytes that hash otherwise are refused."""
-        hasher = new_hasher()
-        fd, tmp_name = tempfile.mkstemp(prefix="blob-", dir=self._tmp)
-        tmp = Path(tmp_name)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in _chunks(source):
-                    hasher.update(chunk)
-                    handle.write(chunk)
-                    if progress:
-                        progress(len(chunk))
-                handle.flush()
-                os.fsync(handle.fileno())
-            digest = Digest.from_hasher(hasher)
-            if expected is not None and digest != expected:
-                raise VerificationFailed(f"blob: expected {expected}, but the bytes hash to {digest}")
-            final = self.path(digest)
-            if final.is_file():
-                return digest  # content-addressed: the same bytes are already here
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-            fsync_dir(final.parent)
-            return digest
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self.writer(expected, progress) as writer:
+            for chunk in _chunks(source):
+                writer.write(chunk)
+            return writer.commit()
+
+    def writer(self, expected: Digest | None = None, progress: Progress | None = None) -> BlobWriter:
+        """A writer for bytes that arrive piece by piece (an HTTP upload, a replica being fetched)."""
+        return BlobWriter(self, expected, progress)
 
     def put_file(self, path: Path, expected: Digest | None = None, progress: Progress | None = None) -> Digest:
         with open(path, "rb") as handle:
