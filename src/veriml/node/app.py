@@ -215,9 +215,8 @@ def create_app(node: Node) -> FastAPI:
         body = await request.body()
         if len(body) > MAX_REQUEST_BYTES:
             raise InvalidInput(f"add-checkpoint: request larger than {MAX_REQUEST_BYTES} bytes")
-        node.follow_peers()
         try:
-            cosignatures = node.witness.add_checkpoint(body)
+            cosignatures = node.add_checkpoint(body)
         except StaleOldSize as stale:
             return Response(f"{stale.size}\n", status_code=409, media_type="text/x.tlog.size")
         return Response(cosignatures, media_type="text/plain; charset=utf-8")

@@ -65,6 +65,20 @@ class Node:
         for peer in self.discovery.peers():
             self.witness.follow(peer.node.name, peer.node)
 
+    def add_checkpoint(self, body: bytes) -> bytes:
+        """C2SP tlog-witness for the peers' logs; a log not yet known is looked up among the peers once."""
+        self.follow_peers()
+        try:
+            return self.witness.add_checkpoint(body)
+        except NotFound:
+            self._refresh_peers()
+            self.follow_peers()
+            return self.witness.add_checkpoint(body)
+
+    def _refresh_peers(self) -> None:
+        if isinstance(self.discovery, StaticPeers):
+            self.discovery.refresh()
+
     def _witnesses(self) -> list[tuple[Any, Any]]:
         return [(peer.witness, self.discovery.client(peer.url).add_checkpoint) for peer in self.discovery.peers()]
 
@@ -117,6 +131,7 @@ class Node:
 
     def _peers_for(self, name: str) -> list[PeerInfo]:
         """Peers that say they host the model first, peers that served bad bytes last."""
+        self._refresh_peers()  # what peers host changes; asking is cheap next to a replication
         peers = self.discovery.peers()
         return sorted(peers, key=lambda p: (p.url in self.bad_peers, name not in p.models))
 

@@ -139,7 +139,10 @@ class StaticPeers:
     def _run(self) -> None:
         while True:
             self.refresh()
-            if self._stop.wait(self._refresh):
+            with self._lock:
+                complete = len(self._infos) == len(self.urls)
+            # Quickly while peers are still coming up, then at the normal pace.
+            if self._stop.wait(self._refresh if complete else 0.2):
                 return
 
     def peers(self) -> list[PeerInfo]:

@@ -1,0 +1,303 @@
+"""The SDK over HTTP: `Client` (sync) and `AsyncClient`, over one or more nodes.
+
+    client = veriml.Client(nodes=["http://127.0.0.1:8700", "http://127.0.0.1:8701", "http://127.0.0.1:8702"])
+    bundle = client.infer("alice/mlp", {"x": x}, verify="quorum:3")
+
+Every call returns a bundle that `veriml verify` checks offline. A node that cannot be reached or answers 5xx is
+skipped for the next; a 4xx is the caller's error and is raised as the matching veriml error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from veriml.client.protocol import (
+    Disagreement,
+    VerifyLevel,
+    infer_body,
+    is_retryable,
+    judge_quorum,
+    parse_infer,
+    raise_for_problem,
+)
+from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed, VerimlError
+from veriml.hub import ComparisonPolicy, ModelRef, SignedManifest, parse_signed_manifest
+from veriml.hub.blobs import CHUNK
+from veriml.identity import SigningKey
+from veriml.receipts import Bundle
+from veriml.service.publish import sign_manifest
+from veriml.tlog import TlogProof
+from veriml.verify import verify_bundle
+
+__all__ = ["AsyncClient", "Client", "Disagreement"]
+
+
+class _Nodes:
+    """The node list, with a rotating start so load spreads, and what each node said about itself."""
+
+    def __init__(self, nodes: Sequence[str]) -> None:
+        if not nodes:
+            raise InvalidInput("client: give at least one node URL")
+        self.urls = [url.rstrip("/") for url in nodes]
+        self._start = itertools.count()
+        self.infos: dict[str, dict[str, Any]] = {}
+
+    def order(self, model: str | None = None) -> list[str]:
+        offset = next(self._start) % len(self.urls)
+        rotated = self.urls[offset:] + self.urls[:offset]
+        if model is None:
+            return rotated
+        name = model.split("@", 1)[0]
+        return sorted(rotated, key=lambda url: name not in self.infos.get(url, {}).get("models", []))
+
+    def witness_keys(self, except_url: str) -> list[str]:
+        return [info["witness"] for url, info in self.infos.items() if url != except_url and "witness" in info]
+
+
+class Client:
+    def __init__(
+        self,
+        nodes: Sequence[str],
+        admin_token: str | None = None,
+        timeout: float = 30.0,
+        log_wait: float = 15.0,
+    ) -> None:
+        self.nodes = _Nodes(nodes)
+        self.admin_token = admin_token
+        self.log_wait = log_wait
+        self._http = httpx.Client(timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- transport --------------------------------------------------------------------------------------
+
+    def _request(self, url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, url + path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
+        if is_retryable(response):
+            raise Unavailable(f"node {url}: answered {response.status_code}")
+        raise_for_problem(url, response)
+        return response
+
+    def _first(self, method: str, path: str, model: str | None = None, **kwargs: Any) -> tuple[str, httpx.Response]:
+        """The first node, in rotation, that answers; connection errors and 5xx move on to the next."""
+        failures = []
+        for url in self.nodes.order(model):
+            try:
+                return url, self._request(url, method, path, **kwargs)
+            except Unavailable as exc:
+                failures.append(str(exc))
+        raise Unavailable(f"no node answered {method} {path}: {'; '.join(failures)}")
+
+    def _admin(self) -> dict[str, str]:
+        if not self.admin_token:
+            raise InvalidInput("client: this call needs the nodes' admin token (Client(admin_token=...))")
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    # ---- calls ------------------------------------------------------------------------------------------
+
+    def refresh(self) -> dict[str, dict[str, Any]]:
+        """Ask every node who it is and what it hosts (used to pick nodes and to know witness keys)."""
+        for url in self.nodes.urls:
+            try:
+                self.nodes.infos[url] = self._request(url, "GET", "/v1/info").json()
+            except VerimlError:
+                self.nodes.infos.pop(url, None)
+        return self.nodes.infos
+
+    def manifest(self, ref: str) -> SignedManifest:
+        parsed = ModelRef.parse(ref)
+        if parsed.manifest_id is not None:
+            _, response = self._first("GET", f"/v1/manifests/{parsed.manifest_id}")
+        else:
+            query = {} if parsed.version is None else {"version": parsed.version}
+            _, response = self._first("GET", f"/v1/models/{parsed.name}", model=parsed.name, params=query)
+        return parse_signed_manifest(response.json()).verified()
+
+    def publish(
+        self,
+        model_path: Path,
+        name: str,
+        publisher: SigningKey,
+        policy: ComparisonPolicy | None = None,
+        description: str = "",
+        license: str = "",
+        node: str | None = None,
+    ) -> SignedManifest:
+        """Sign the manifest of the next version of `name` and push blob and manifest to one node."""
+        url = (node or self.nodes.urls[0]).rstrip("/")
+        try:
+            latest = parse_signed_manifest(self._request(url, "GET", f"/v1/models/{name}").json())
+        except NotFound:
+            latest = None
+        signed = sign_manifest(
+            Path(model_path),
+            name=name,
+            version=1 if latest is None else latest.body.version + 1,
+            parent=None if latest is None else latest.id,
+            publisher=publisher,
+            policy=policy,
+            description=description,
+            license=license,
+        )
+        with open(model_path, "rb") as handle:
+            self._request(url, "PUT", f"/v1/blobs/{signed.body.blob}", content=iter(lambda: handle.read(CHUNK), b""),
+                          headers=self._admin())  # fmt: skip
+        answer = self._request(url, "POST", "/v1/manifests", json=signed.to_json(), headers=self._admin()).json()
+        return self.manifest(answer["manifest_id"]) if not answer["created"] else signed
+
+    def pin(self, ref: str, node: str) -> dict[str, Any]:
+        return self._request(node.rstrip("/"), "POST", "/v1/pin", json={"model": ref}, headers=self._admin()).json()
+
+    def infer(
+        self, ref: str, inputs: Mapping[str, Any], verify: str = "signed", request_id: str | None = None
+    ) -> Bundle:
+        """Run `ref` on `inputs` at a verification level: `signed` (receipt checked), `logged` (also waits for
+        a checkpoint covering the receipt, cosigned by another node), or `quorum:K` (K distinct nodes in
+        parallel; the agreed output with all K receipts, or Disagreement naming the nodes)."""
+        level = VerifyLevel.parse(verify)
+        if not self.nodes.infos:
+            self.refresh()
+        if level.kind == "quorum":
+            return self._quorum(ref, inputs, level.nodes, request_id)
+        url, bundle, index = self._infer_once(ref, inputs, request_id, self.nodes.order(ref))
+        if level.kind == "logged":
+            bundle = self._wait_logged(url, bundle, index)
+        return bundle
+
+    def _infer_once(
+        self, ref: str, inputs: Mapping[str, Any], request_id: str | None, urls: Sequence[str]
+    ) -> tuple[str, Bundle, int]:
+        body = infer_body(ref, inputs, request_id)
+        failures = []
+        for url in urls:
+            try:
+                response = self._request(url, "POST", "/v1/infer", json=body)
+            except Unavailable as exc:
+                failures.append(str(exc))
+                continue
+            bundle, index = parse_infer(url, response.json())
+            return url, bundle, index
+        raise Unavailable(f"no node could run {ref}: {'; '.join(failures)}")
+
+    def _quorum(self, ref: str, inputs: Mapping[str, Any], k: int, request_id: str | None) -> Bundle:
+        if k > len(self.nodes.urls):
+            raise InvalidInput(f"quorum:{k} needs {k} nodes; the client knows {len(self.nodes.urls)}")
+        exact_ref = self.manifest(ref).body.ref  # every node runs the same version, not each its own latest
+        candidates = self.nodes.order(exact_ref)
+        results: list[tuple[str, Bundle]] = []
+        failures: list[str] = []
+        with ThreadPoolExecutor(max_workers=k) as pool:
+            pending = candidates
+            while len(results) < k and pending:
+                batch, pending = pending[: k - len(results)], pending[k - len(results) :]
+                futures = {url: pool.submit(self._infer_once, exact_ref, inputs, request_id, [url]) for url in batch}
+                for url, future in futures.items():
+                    try:
+                        _, bundle, _ = future.result()
+                        results.append((url, bundle))
+                    except Unavailable as exc:
+                        failures.append(str(exc))
+        if len(results) < k:
+            raise Unavailable(f"quorum:{k}: only {len(results)} nodes answered ({'; '.join(failures)})")
+        return judge_quorum(results)
+
+    def _wait_logged(self, url: str, bundle: Bundle, index: int) -> Bundle:
+        witnesses = self.nodes.witness_keys(except_url=url)
+        quorum = 1 if witnesses else 0
+        deadline = time.monotonic() + self.log_wait
+        while True:
+            entry = self._request(url, "GET", f"/v1/log/entries/{index}").json()
+            if entry["proof"] is not None:
+                proven = replace(bundle, log_proof=entry["proof"])
+                report = verify_bundle(proven, level="logged", trusted_witnesses=witnesses, witness_quorum=quorum)
+                if report.verified:
+                    return proven
+                if TlogProof.parse(entry["proof"]).checkpoint.checkpoint.size <= index:
+                    raise VerificationFailed(f"node {url}: proof does not cover entry {index}")
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"node {url}: no checkpoint covering entry {index} cosigned by {quorum} witness(es) "
+                    f"within {self.log_wait:.0f} s"
+                )
+            time.sleep(0.1)
+
+
+class AsyncClient:
+    """The same calls as `Client`, for asyncio programs (publishing stays on the sync client)."""
+
+    def __init__(self, nodes: Sequence[str], timeout: float = 30.0) -> None:
+        self.nodes = _Nodes(nodes)
+        self._http = httpx.AsyncClient(timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _request(self, url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await self._http.request(method, url + path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
+        if is_retryable(response):
+            raise Unavailable(f"node {url}: answered {response.status_code}")
+        raise_for_problem(url, response)
+        return response
+
+    async def _infer_once(self, ref: str, inputs: Mapping[str, Any], request_id: str | None, urls: Sequence[str]):  # type: ignore[no-untyped-def]
+        body = infer_body(ref, inputs, request_id)
+        failures = []
+        for url in urls:
+            try:
+                response = await self._request(url, "POST", "/v1/infer", json=body)
+            except Unavailable as exc:
+                failures.append(str(exc))
+                continue
+            bundle, index = parse_infer(url, response.json())
+            return url, bundle, index
+        raise Unavailable(f"no node could run {ref}: {'; '.join(failures)}")
+
+    async def infer(
+        self, ref: str, inputs: Mapping[str, Any], verify: str = "signed", request_id: str | None = None
+    ) -> Bundle:
+        level = VerifyLevel.parse(verify)
+        if level.kind == "logged":
+            raise InvalidInput("AsyncClient: verify='logged' is not supported yet; use Client")
+        if level.kind == "signed":
+            _, bundle, _ = await self._infer_once(ref, inputs, request_id, self.nodes.order(ref))
+            return bundle
+        if level.nodes > len(self.nodes.urls):
+            raise InvalidInput(
+                f"quorum:{level.nodes} needs {level.nodes} nodes; the client knows {len(self.nodes.urls)}"
+            )
+        urls = self.nodes.order(ref)[: level.nodes]
+        answers = await asyncio.gather(*(self._infer_once(ref, inputs, request_id, [u]) for u in urls),
+                                       return_exceptions=True)  # fmt: skip
+        results = [(url, answer[1]) for url, answer in zip(urls, answers, strict=True) if isinstance(answer, tuple)]
+        if len(results) < level.nodes:
+            errors = [str(a) for a in answers if isinstance(a, BaseException)]
+            raise Unavailable(f"quorum:{level.nodes}: only {len(results)} nodes answered ({'; '.join(errors)})")
+        return judge_quorum(results)

@@ -1,0 +1,157 @@
+"""A local network of node processes on 127.0.0.1: each with its own key, data dir and random free port, all
+peered with each other. `veriml devnet up` starts one and writes `devnet.json`; `veriml devnet down` stops
+the processes it names, by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import httpx
+
+from veriml.errors import InvalidInput, NotFound, Unavailable
+
+STATE_FILE = "devnet.json"
+
+
+@dataclass(frozen=True)
+class DevnetNode:
+    url: str
+    pid: int
+    home: str
+    log: str
+
+
+@dataclass(frozen=True)
+class Devnet:
+    root: Path
+    admin_token: str
+    nodes: tuple[DevnetNode, ...]
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def save(self) -> None:
+        body = {"admin_token": self.admin_token, "nodes": [asdict(node) for node in self.nodes]}
+        path = self.root / STATE_FILE
+        path.write_text(json.dumps(body, indent=2))
+        os.chmod(path, 0o600)  # it holds the admin token
+
+    @classmethod
+    def load(cls, root: Path) -> Devnet:
+        path = Path(root) / STATE_FILE
+        if not path.is_file():
+            raise NotFound(f"no devnet at {root}: start one with `veriml devnet up`")
+        body = json.loads(path.read_text())
+        return cls(Path(root), body["admin_token"], tuple(DevnetNode(**node) for node in body["nodes"]))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write_config(path: Path, home: Path, port: int, token: str, peers: list[str], interval: float) -> None:
+    lines = [
+        f'home = "{home}"',
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        f'admin_token = "{token}"',
+        f"peers = [{', '.join(json.dumps(p) for p in peers)}]",
+        f"checkpoint_interval = {interval}",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+
+
+def up(root: Path, count: int = 3, checkpoint_interval: float = 1.0, wait: float = 60.0) -> Devnet:
+    """Start `count` nodes peered with each other and wait until each answers its health check."""
+    root = Path(root).resolve()
+    if (root / STATE_FILE).exists():
+        raise InvalidInput(f"a devnet is already recorded at {root}: `veriml devnet down --dir {root}` first")
+    if not 1 <= count <= 32:
+        raise InvalidInput(f"devnet: --nodes must be 1 to 32, got {count}")
+    root.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    ports = [free_port() for _ in range(count)]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    nodes = []
+    for n, (port, url) in enumerate(zip(ports, urls, strict=True)):
+        node_dir = root / f"node{n}"
+        node_dir.mkdir(exist_ok=True)
+        config = node_dir / "node.toml"
+        _write_config(config, node_dir / "home", port, token, [u for u in urls if u != url], checkpoint_interval)
+        log_path = node_dir / "node.log"
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "veriml.node", "--config", str(config)],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the CLI that started it; stopped by `devnet down`
+            )
+        nodes.append(DevnetNode(url, process.pid, str(node_dir / "home"), str(log_path)))
+    devnet = Devnet(root, token, tuple(nodes))
+    devnet.save()
+    try:
+        wait_healthy(devnet.urls, wait)
+    except Unavailable:
+        down(root)
+        raise
+    return devnet
+
+
+def wait_healthy(urls: list[str], wait: float) -> None:
+    deadline = time.monotonic() + wait
+    pending = list(urls)
+    while pending:
+        url = pending[0]
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
+                pending.pop(0)
+                continue
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise Unavailable(f"devnet: node {url} did not become healthy within {wait:.0f} s")
+        time.sleep(0.1)
+
+
+def _is_our_node(pid: int) -> bool:
+    try:
+        return b"veriml.node" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def stop_pid(pid: int, grace: float = 10.0) -> None:
+    if not _is_our_node(pid):
+        return  # already gone, or the PID now belongs to something else: leave it alone
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not _is_our_node(pid):
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+
+
+def down(root: Path) -> Devnet:
+    devnet = Devnet.load(root)
+    for node in devnet.nodes:
+        stop_pid(node.pid)
+    (Path(root) / STATE_FILE).unlink()
+    return devnet
