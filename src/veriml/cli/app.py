@@ -12,10 +12,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
-from veriml.cli import render
+from veriml.cli import network_commands, render
 from veriml.cli.errors import fail, one_line_errors
 from veriml.cli.input_files import load_input_file
 from veriml.cli.log_commands import log_app
+from veriml.cli.network_commands import devnet_app, node_app
 from veriml.codec import Digest, tensors_to_json
 from veriml.errors import InvalidInput
 from veriml.hub import BlobStore, ComparisonPolicy
@@ -35,6 +36,9 @@ app = typer.Typer(
 models_app = typer.Typer(help="List and show published models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(log_app, name="log")
+app.add_typer(node_app, name="node")
+app.add_typer(devnet_app, name="devnet")
+app.command("pin")(network_commands.pin)
 
 console = Console()
 _state: dict[str, Home] = {}
@@ -231,16 +235,25 @@ def verify(
 @one_line_errors
 def demo(
     home_dir: Annotated[
-        Path | None, typer.Option("--home", help="home to use (default: a fresh temporary one)")
+        Path | None, typer.Option("--home", help="directory to use (default: a fresh temporary one)")
     ] = None,
+    local: Annotated[bool, typer.Option("--local", help="one process, no network: the core flow only")] = False,
 ) -> None:
-    """Run the main job end to end: make a model, publish it, run it, and verify the result.
+    """Run the main job end to end: a devnet of 3 nodes, publish, replicate, infer with quorum:3, wait for
+    the cosigned checkpoint, and verify the bundle offline, printing each step.
 
     Example: veriml demo
     """
-    from veriml.cli.demo import run_demo
+    if local:
+        from veriml.cli.demo import run_demo
 
-    if not run_demo(console, home_dir):
+        ok = run_demo(console, home_dir)
+    else:
+        from veriml.cli.demo_network import run_network_demo
+
+        ok = run_network_demo(console, home_dir)
+    console.print("[bold green]demo complete[/]" if ok else "[bold red]demo did not go as expected[/]")
+    if not ok:
         raise typer.Exit(1)
 
 

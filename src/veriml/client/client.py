@@ -168,18 +168,25 @@ class Client:
         return self._request(node.rstrip("/"), "POST", "/v1/pin", json={"model": ref}, headers=self._admin()).json()
 
     def infer(
-        self, ref: str, inputs: Mapping[str, Any], verify: str = "signed", request_id: str | None = None
+        self,
+        ref: str,
+        inputs: Mapping[str, Any],
+        verify: str = "signed",
+        request_id: str | None = None,
+        logged: bool = False,
     ) -> Bundle:
         """Run `ref` on `inputs` at a verification level: `signed` (receipt checked), `logged` (also waits for
         a checkpoint covering the receipt, cosigned by another node), or `quorum:K` (K distinct nodes in
-        parallel; the agreed output with all K receipts, or Disagreement naming the nodes)."""
+        parallel; the agreed output with all K receipts, or Disagreement naming the nodes). `logged=True` with
+        `quorum:K` also waits for the first node's log proof."""
         level = VerifyLevel.parse(verify)
         if not self.nodes.infos:
             self.refresh()
         if level.kind == "quorum":
-            return self._quorum(ref, inputs, level.nodes, request_id)
-        url, bundle, index = self._infer_once(ref, inputs, request_id, self.nodes.order(ref))
-        if level.kind == "logged":
+            url, bundle, index = self._quorum(ref, inputs, level.nodes, request_id)
+        else:
+            url, bundle, index = self._infer_once(ref, inputs, request_id, self.nodes.order(ref))
+        if level.kind == "logged" or logged:
             bundle = self._wait_logged(url, bundle, index)
         return bundle
 
@@ -198,12 +205,13 @@ class Client:
             return url, bundle, index
         raise Unavailable(f"no node could run {ref}: {'; '.join(failures)}")
 
-    def _quorum(self, ref: str, inputs: Mapping[str, Any], k: int, request_id: str | None) -> Bundle:
+    def _quorum(self, ref: str, inputs: Mapping[str, Any], k: int, request_id: str | None) -> tuple[str, Bundle, int]:
         if k > len(self.nodes.urls):
             raise InvalidInput(f"quorum:{k} needs {k} nodes; the client knows {len(self.nodes.urls)}")
         exact_ref = self.manifest(ref).body.ref  # every node runs the same version, not each its own latest
         candidates = self.nodes.order(exact_ref)
         results: list[tuple[str, Bundle]] = []
+        indices: dict[str, int] = {}
         failures: list[str] = []
         with ThreadPoolExecutor(max_workers=k) as pool:
             pending = candidates
@@ -212,13 +220,14 @@ class Client:
                 futures = {url: pool.submit(self._infer_once, exact_ref, inputs, request_id, [url]) for url in batch}
                 for url, future in futures.items():
                     try:
-                        _, bundle, _ = future.result()
+                        _, bundle, indices[url] = future.result()
                         results.append((url, bundle))
                     except Unavailable as exc:
                         failures.append(str(exc))
         if len(results) < k:
             raise Unavailable(f"quorum:{k}: only {len(results)} nodes answered ({'; '.join(failures)})")
-        return judge_quorum(results)
+        first = results[0][0]
+        return first, judge_quorum(results), indices[first]
 
     def _wait_logged(self, url: str, bundle: Bundle, index: int) -> Bundle:
         witnesses = self.nodes.witness_keys(except_url=url)

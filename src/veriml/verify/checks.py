@@ -6,11 +6,11 @@ from collections.abc import Callable, Collection
 
 import numpy as np
 
-from veriml.codec import Digest, tensors_digest
+from veriml.codec import Digest, tensors_digest, tensors_from_json
 from veriml.errors import NotFound, VerimlError
 from veriml.hub import compare_outputs
 from veriml.identity import VerifyingKey
-from veriml.receipts import Bundle, ReceiptLeaf
+from veriml.receipts import Bundle, ReceiptLeaf, parse_signed_receipt
 from veriml.runtime import OnnxEngine, validate_inputs
 from veriml.tlog import TlogProof, TrustPolicy
 from veriml.verify.report import CheckResult, Status
@@ -134,6 +134,36 @@ def log_inclusion(bundle: Bundle, witnesses: tuple[VerifyingKey, ...], quorum: i
         "pass",
         f"entry {proof.index} of log {checkpoint.origin} at size {checkpoint.size}; {witnessed}",
     )
+
+
+def attestations(bundle: Bundle, required_nodes: int) -> CheckResult:
+    """Other nodes' signed receipts for the same manifest and input, whose outputs agree with the bundle's
+    under the manifest's policy (what a `quorum:K` inference carries)."""
+    if not bundle.attestations:
+        detail = "the bundle carries no quorum attestations"
+        return _result("attestations", "skipped" if required_nodes <= 1 else "fail", detail)
+    receipt, policy = bundle.receipt.body, bundle.manifest.body.policy
+    nodes = {receipt.node.vkey}
+    try:
+        for number, item in enumerate(bundle.attestations, 1):
+            other = parse_signed_receipt(item.get("receipt")).verified()
+            outputs = tensors_from_json(item.get("outputs"), f"attestation {number} outputs")
+            body = other.body
+            if body.node.vkey in nodes:
+                return _result("attestations", "fail", f"attestation {number} repeats node {body.node.key_id}")
+            nodes.add(body.node.vkey)
+            if body.manifest != receipt.manifest or body.input_digest != receipt.input_digest:
+                return _result("attestations", "fail", f"attestation {number} is for another model or input")
+            if tensors_digest(outputs) != body.output_digest:
+                return _result("attestations", "fail", f"attestation {number}: outputs do not match its receipt")
+            comparison = compare_outputs(policy, bundle.outputs, outputs)
+            if not comparison.agree:
+                return _result("attestations", "fail", f"node {body.node.key_id} disagrees: {comparison.detail}")
+    except (VerimlError, AttributeError) as exc:
+        return _result("attestations", "fail", f"malformed attestation: {exc}")
+    if len(nodes) < required_nodes:
+        return _result("attestations", "fail", f"{len(nodes)} distinct nodes agree, {required_nodes} required")
+    return _result("attestations", "pass", f"{len(nodes)} distinct nodes agree under {policy.describe()}")
 
 
 def not_yet_checkable(name: str, present: bool, what: str) -> CheckResult:

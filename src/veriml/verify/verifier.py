@@ -26,15 +26,18 @@ def verify_bundle(
     trusted_nodes: Collection[str] = (),
     trusted_witnesses: Collection[str] = (),
     witness_quorum: int | None = None,
+    agreeing_nodes: int = 1,
 ) -> Report:
     """Check a bundle offline. `level="logged"` also needs the log inclusion proof under a trusted checkpoint;
     `level="reexecuted"` also runs the model locally (it needs `load_blob`).
 
     Trusted keys are verifier-key texts (`name+hash+base64`); when given, a signer outside them fails.
     Witness keys are cosigner keys (type 0x04); a checkpoint needs `witness_quorum` of them (default: 1 when
-    witnesses are given, else 0).
+    witnesses are given, else 0). `agreeing_nodes=K` requires attestations from K distinct nodes in all.
     """
     required = required_checks(level, bool(trusted_publishers), bool(trusted_nodes))
+    if agreeing_nodes > 1:  # a quorum was asked for: K distinct nodes must have agreed
+        required = required | {"attestations"}
     witnesses = tuple(
         VerifyingKey.parse(text, "trusted witness key", COSIGNATURE_ED25519) for text in trusted_witnesses
     )
@@ -63,7 +66,7 @@ def verify_bundle(
         checks.log_inclusion(bundle, witnesses, quorum),
         blob_check,
         checks.reexecution(bundle, engine if "reexec" in required else None, blob),
-        checks.not_yet_checkable("attestations", bool(bundle.attestations), "quorum attestations"),
+        checks.attestations(bundle, agreeing_nodes),
         checks.not_yet_checkable("zk.proof", bundle.zk_proof is not None, "zero-knowledge proof"),
     ]
     return Report(level, tuple(replace(r, required=r.name in required) for r in results))

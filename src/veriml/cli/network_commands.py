@@ -1,0 +1,110 @@
+"""`veriml node start`, `veriml devnet up|down|status` and `veriml pin`: running nodes and a local network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from veriml import devnet as devnets
+from veriml.cli.errors import one_line_errors
+from veriml.client import Client
+from veriml.errors import InvalidInput
+from veriml.node.config import NodeConfig
+
+node_app = typer.Typer(help="Run a veriml node.", no_args_is_help=True)
+devnet_app = typer.Typer(help="A local network of node processes on 127.0.0.1.", no_args_is_help=True)
+console = Console()
+DevnetDir = Annotated[Path, typer.Option("--dir", help="where the devnet keeps its nodes and devnet.json")]
+
+
+@node_app.command("start")
+@one_line_errors
+def start(
+    config: Annotated[Path | None, typer.Option(help="node TOML file (see docs/network.md)")] = None,
+    home: Annotated[Path | None, typer.Option(help="data directory (overrides the config)")] = None,
+    port: Annotated[int | None, typer.Option(help="port on 127.0.0.1 (overrides the config)")] = None,
+    peer: Annotated[list[str] | None, typer.Option("--peer", help="peer node URL (repeatable)")] = None,
+) -> None:
+    """Run a node in the foreground until Ctrl-C. Settings: the TOML file, then VERIML_NODE_* variables, then
+    these options.
+
+    Example: veriml node start --home ./node1 --port 8700 --peer http://127.0.0.1:8701
+    """
+    from veriml.node.server import serve
+
+    serve(NodeConfig.load(config, home=home, port=port, peers=tuple(peer) if peer else None))
+
+
+@devnet_app.command("up")
+@one_line_errors
+def up(
+    nodes: Annotated[int, typer.Option("--nodes", help="how many nodes")] = 3,
+    directory: DevnetDir = Path("devnet"),
+    checkpoint_interval: Annotated[float, typer.Option(help="seconds between checkpoints")] = 1.0,
+) -> None:
+    """Start N node processes on 127.0.0.1 with random free ports, own keys and data dirs, peered together.
+
+    Example: veriml devnet up --nodes 3 --dir ./devnet
+    """
+    network = devnets.up(directory, nodes, checkpoint_interval)
+    _status_table(network)
+    console.print(f"admin token and PIDs in {network.root / devnets.STATE_FILE}; stop with `veriml devnet down`")
+
+
+@devnet_app.command("down")
+@one_line_errors
+def down(directory: DevnetDir = Path("devnet")) -> None:
+    """Stop the devnet's node processes (by PID) and forget them; their data dirs stay.
+
+    Example: veriml devnet down --dir ./devnet
+    """
+    network = devnets.down(directory)
+    console.print(f"stopped {len(network.nodes)} nodes")
+
+
+@devnet_app.command("status")
+@one_line_errors
+def status(directory: DevnetDir = Path("devnet")) -> None:
+    """Show each devnet node's URL, health, log size and models.
+
+    Example: veriml devnet status
+    """
+    _status_table(devnets.Devnet.load(directory))
+
+
+def _status_table(network: devnets.Devnet) -> None:
+    table = Table("node", "url", "pid", "health", "log size", "models")
+    for number, node in enumerate(network.nodes):
+        try:
+            info = httpx.get(f"{node.url}/v1/info", timeout=2).json()
+            health, size, models = "up", str(info["log_size"]), ", ".join(info["models"]) or "-"
+        except (httpx.HTTPError, ValueError, KeyError):
+            health, size, models = "[red]down[/]", "-", "-"
+        table.add_row(f"node{number}", node.url, str(node.pid), health, size, models)
+    console.print(table)
+
+
+@one_line_errors
+def pin(
+    ref: Annotated[str, typer.Argument(help="owner/name or owner/name@N")],
+    node: Annotated[str, typer.Option("--node", help="the node that should hold the model")],
+    token: Annotated[str | None, typer.Option(envvar="VERIML_ADMIN_TOKEN", help="the node's admin token")] = None,
+    directory: DevnetDir = Path("devnet"),
+) -> None:
+    """Replicate a model onto a node now: it fetches manifest and blob from its peers and checks the hash.
+
+    Example: veriml pin alice/mnist --node http://127.0.0.1:8701
+    """
+    if token is None:
+        try:
+            token = devnets.Devnet.load(directory).admin_token
+        except Exception as exc:
+            raise InvalidInput("pin needs --token (or a devnet directory holding it)") from exc
+    with Client([node], admin_token=token) as client:
+        answer = client.pin(ref, node)
+    console.print(f"{node} holds {answer['ref']} (blob {answer['blob']})")
