@@ -75,8 +75,31 @@ def _write_config(path: Path, home: Path, port: int, token: str, peers: list[str
     os.chmod(path, 0o600)
 
 
-def up(root: Path, count: int = 3, checkpoint_interval: float = 1.0, wait: float = 60.0) -> Devnet:
-    """Start `count` nodes peered with each other and wait until each answers its health check."""
+def _spawn(command: list[str], config: Path, log_path: Path) -> int:
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [*command, "--config", str(config)],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # outlives the CLI that started it; stopped by `devnet down`
+        )
+    return process.pid
+
+
+NODE_COMMAND = [sys.executable, "-m", "veriml.node"]
+
+
+def up(
+    root: Path,
+    count: int = 3,
+    checkpoint_interval: float = 1.0,
+    wait: float = 60.0,
+    commands: dict[int, list[str]] | None = None,
+) -> Devnet:
+    """Start `count` nodes peered with each other and wait until each answers its health check.
+
+    `commands` replaces the command that runs node N (tests use it to run a node with a fault injected)."""
     root = Path(root).resolve()
     if (root / STATE_FILE).exists():
         raise InvalidInput(f"a devnet is already recorded at {root}: `veriml devnet down --dir {root}` first")
@@ -93,15 +116,8 @@ def up(root: Path, count: int = 3, checkpoint_interval: float = 1.0, wait: float
         config = node_dir / "node.toml"
         _write_config(config, node_dir / "home", port, token, [u for u in urls if u != url], checkpoint_interval)
         log_path = node_dir / "node.log"
-        with open(log_path, "ab") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "veriml.node", "--config", str(config)],
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # outlives the CLI that started it; stopped by `devnet down`
-            )
-        nodes.append(DevnetNode(url, process.pid, str(node_dir / "home"), str(log_path)))
+        pid = _spawn((commands or {}).get(n, NODE_COMMAND), config, log_path)
+        nodes.append(DevnetNode(url, pid, str(node_dir / "home"), str(log_path)))
     devnet = Devnet(root, token, tuple(nodes))
     devnet.save()
     try:
@@ -128,11 +144,30 @@ def wait_healthy(urls: list[str], wait: float) -> None:
         time.sleep(0.1)
 
 
+def restart(root: Path, number: int, wait: float = 60.0) -> Devnet:
+    """Start node `number` again from its config (after it was stopped or killed) and record its new PID."""
+    devnet = Devnet.load(root)
+    node = devnet.nodes[number]
+    stop_pid(node.pid)
+    config = Path(node.home).parent / "node.toml"
+    restarted = DevnetNode(node.url, _spawn(NODE_COMMAND, config, Path(node.log)), node.home, node.log)
+    nodes = list(devnet.nodes)
+    nodes[number] = restarted
+    devnet = Devnet(devnet.root, devnet.admin_token, tuple(nodes))
+    devnet.save()
+    wait_healthy([node.url], wait)
+    return devnet
+
+
 def _is_our_node(pid: int) -> bool:
     try:
-        return b"veriml.node" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return False
+    if "\nState:\tZ" in status:  # exited, not yet reaped
+        return False
+    return b"veriml" in cmdline and b"--config" in cmdline
 
 
 def stop_pid(pid: int, grace: float = 10.0) -> None:

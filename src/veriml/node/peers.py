@@ -91,9 +91,11 @@ class PeerClient:
         if response.status_code == 409 and response.headers.get("content-type", "").startswith("text/x.tlog.size"):
             raise StaleOldSize(f"witness {self.url}: stale old size", int(response.text.strip()))
         if response.status_code != 200:
-            raise Unavailable(
-                f"witness {self.url}: add-checkpoint answered {response.status_code}: {response.text[:200]}"
-            )
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text[:500]
+            raise Unavailable(f"witness {self.url}: add-checkpoint answered {response.status_code}: {detail}")
         return response.content
 
 
