@@ -62,7 +62,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _write_config(path: Path, home: Path, port: int, token: str, peers: list[str], interval: float) -> None:
+def _write_config(
+    path: Path, home: Path, port: int, token: str, peers: list[str], interval: float, audit_fraction: float
+) -> None:
     lines = [
         f'home = "{home}"',
         'host = "127.0.0.1"',
@@ -70,6 +72,8 @@ def _write_config(path: Path, home: Path, port: int, token: str, peers: list[str
         f'admin_token = "{token}"',
         f"peers = [{', '.join(json.dumps(p) for p in peers)}]",
         f"checkpoint_interval = {interval}",
+        f"audit_fraction = {audit_fraction}",
+        "audit_interval = 0.5",
     ]
     path.write_text("\n".join(lines) + "\n")
     os.chmod(path, 0o600)
@@ -96,6 +100,7 @@ def up(
     checkpoint_interval: float = 1.0,
     wait: float = 60.0,
     commands: dict[int, list[str]] | None = None,
+    audit_fraction: float = 0.1,
 ) -> Devnet:
     """Start `count` nodes peered with each other and wait until each answers its health check.
 
@@ -114,7 +119,8 @@ def up(
         node_dir = root / f"node{n}"
         node_dir.mkdir(exist_ok=True)
         config = node_dir / "node.toml"
-        _write_config(config, node_dir / "home", port, token, [u for u in urls if u != url], checkpoint_interval)
+        peers = [u for u in urls if u != url]
+        _write_config(config, node_dir / "home", port, token, peers, checkpoint_interval, audit_fraction)
         log_path = node_dir / "node.log"
         pid = _spawn((commands or {}).get(n, NODE_COMMAND), config, log_path)
         nodes.append(DevnetNode(url, pid, str(node_dir / "home"), str(log_path)))

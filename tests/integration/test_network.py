@@ -16,6 +16,7 @@ import pytest
 
 from veriml import devnet, examples
 from veriml.client import Client, Disagreement
+from veriml.codec import tensors_to_json
 from veriml.errors import VerificationFailed
 from veriml.identity import SigningKey
 from veriml.receipts import Bundle
@@ -143,8 +144,9 @@ def test_node_killed_mid_traffic_loses_nothing_acknowledged(net, model, tmp_path
         assert any(bundle.receipt.canonical in receipt for receipt in stored)
 
 
-def test_byzantine_node_is_caught_by_quorum_every_time(tmp_path, publisher):
-    network = devnet.up(tmp_path / "byz", 3, checkpoint_interval=0.5,
+def test_byzantine_node_is_caught_by_quorum_every_time_and_by_audit_at_its_rate(tmp_path, publisher):
+    fraction = 0.2
+    network = devnet.up(tmp_path / "byz", 3, checkpoint_interval=0.5, audit_fraction=fraction,
                         commands={2: [sys.executable, str(BYZANTINE)]})  # fmt: skip
     try:
         path = examples.save(examples.mlp(), tmp_path / "mlp.onnx")
@@ -168,7 +170,28 @@ def test_byzantine_node_is_caught_by_quorum_every_time(tmp_path, publisher):
             assert report.verified and lie.receipt.body.node.key_id == byzantine
             rerun = verify_bundle(lie, level="reexecuted", load_blob=lambda _d: path.read_bytes())
             assert rerun.check("reexec").status == "fail"
+            # Any node re-executes a receipt on request, and signs what it found.
+            body = {"receipt": lie.receipt.to_json(), "inputs": tensors_to_json(lie.inputs),
+                    "outputs": tensors_to_json(lie.outputs)}  # fmt: skip
+            attestation = httpx.post(f"{network.urls[0]}/v1/attest", json=body, timeout=30).json()
+            assert attestation["body"]["verdict"] == "disagree"
         assert (wrong_accepted, disagreements) == (0, 1000)
+        # Audit: each honest node re-executes about `fraction` of the Byzantine node's entries; every one of
+        # those is a disagreement, kept as evidence.
+        origin = httpx.get(f"{network.urls[2]}/v1/info").json()["log_origin"]
+        size = SignedCheckpoint.parse(httpx.get(f"{network.urls[2]}/checkpoint").text).checkpoint.size
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            audited = [httpx.get(f"{url}/v1/info").json()["audited"].get(origin, 0) for url in network.urls[:2]]
+            if min(audited) >= size:
+                break
+            time.sleep(0.5)
+        for url in network.urls[:2]:
+            evidence = httpx.get(f"{url}/v1/evidence", params={"limit": 1000}).json()["evidence"]
+            found = [e for e in evidence if e["subject"] == httpx.get(f"{network.urls[2]}/v1/info").json()["node"]]
+            expected, spread = fraction * size, 6 * (size * fraction * (1 - fraction)) ** 0.5
+            assert abs(len(found) - expected) <= spread, (len(found), expected, size)
+            assert all(e["attestation"]["body"]["verdict"] == "disagree" for e in found)
     finally:
         devnet.down(tmp_path / "byz")
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from veriml.codec import Digest, canonical_json, parse_json, tensors_to_json
+from veriml.codec import Digest, canonical_json, parse_json, tensors_from_json, tensors_to_json
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
 from veriml.hub import parse_signed_manifest
 from veriml.node import problems
@@ -33,6 +33,12 @@ class InferRequest(BaseModel):
     model: str = Field(description="owner/name, owner/name@N, or a manifest id", examples=["alice/mnist@1"])
     inputs: dict[str, Any] = Field(description="input name -> nested lists, or {dtype, shape, data(base64)}")
     request_id: str | None = Field(default=None, description="echoed into the receipt; 1-128 of [A-Za-z0-9._:-]")
+
+
+class AttestRequest(BaseModel):
+    receipt: dict[str, Any] = Field(description="another node's signed receipt")
+    inputs: dict[str, Any] = Field(description="the inputs it names, in the tensor JSON form")
+    outputs: dict[str, Any] = Field(description="the outputs it names, in the tensor JSON form")
 
 
 class PinRequest(BaseModel):
@@ -186,17 +192,42 @@ def create_app(node: Node) -> FastAPI:
 
     @app.get("/v1/log/entries/{index}", tags=["log"])
     def log_entry(index: int) -> dict[str, Any]:
-        """The signed receipt at a log index, and its C2SP tlog-proof once a checkpoint covers it."""
+        """The signed receipt at a log index with its inputs and outputs (so auditors can re-execute it), and
+        its C2SP tlog-proof once a checkpoint covers it."""
         if index < 0:
             raise InvalidInput(f"log index {index}: must not be negative")
         log = node.service.log
         _, extra = log.entry(index)
-        receipt = parse_signed_receipt(parse_json(extra, "stored receipt"))
+        stored = parse_json(extra, "stored receipt")
         try:
             proof = log.prove(index).to_text()
         except NotFound:
             proof = None
-        return {"index": index, "receipt": receipt.to_json(), "proof": proof}
+        return {"index": index, **stored, "proof": proof}
+
+    @app.post("/v1/attest", tags=["verification"])
+    def attest(request: AttestRequest) -> dict[str, Any]:
+        """Re-execute another node's receipt here and answer with a signed attestation: agree, disagree, or
+        not comparable."""
+        receipt = parse_signed_receipt(request.receipt)
+        manifest = node.pin(str(receipt.body.manifest))
+        attestation = node.service.attest(
+            manifest,
+            receipt,
+            tensors_from_json(request.inputs, "inputs"),
+            tensors_from_json(request.outputs, "outputs"),
+        )
+        return attestation.to_json()
+
+    @app.get("/v1/attestations", tags=["verification"])
+    def attestations(limit: int = 100) -> dict[str, Any]:
+        """The attestations this node signed while auditing its peers, newest first."""
+        return {"attestations": node.auditor.store.attestations(limit=max(1, min(limit, 1000)))}
+
+    @app.get("/v1/evidence", tags=["verification"])
+    def evidence(limit: int = 100) -> dict[str, Any]:
+        """Disagreements found by audit: a peer's signed receipt beside this node's signed attestation."""
+        return {"evidence": node.auditor.store.attestations("disagree", limit=max(1, min(limit, 1000)))}
 
     @app.get("/checkpoint", tags=["tlog-tiles"], response_class=PlainTextResponse)
     def checkpoint() -> Response:

@@ -31,12 +31,16 @@ class NodeConfig:
     max_json_bytes: int = 64 << 20
     max_blob_bytes: int = 4 << 30
     peer_timeout: float = 10.0
+    audit_fraction: float = 0.1
+    audit_interval: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
             raise InvalidInput(f"node config: port {self.port} is not a port number")
         if self.checkpoint_interval <= 0:
             raise InvalidInput("node config: checkpoint_interval must be positive")
+        if not 0 <= self.audit_fraction <= 1:
+            raise InvalidInput("node config: audit_fraction must be between 0 and 1")
         for peer in self.peers:
             if not peer.startswith(("http://", "https://")):
                 raise InvalidInput(f"node config: peer {peer!r} must be an http(s) URL")
@@ -77,6 +81,6 @@ def _convert(name: str, value: Any) -> Any:
         return tuple(str(p).rstrip("/") for p in value if str(p))
     if name in ("port", "max_json_bytes", "max_blob_bytes"):
         return int(value)
-    if name in ("checkpoint_interval", "peer_timeout"):
+    if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval"):
         return float(value)
     return value

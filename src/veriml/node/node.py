@@ -10,6 +10,7 @@ from typing import Any
 from veriml.codec import Digest
 from veriml.errors import NotFound, Unavailable, VerificationFailed, VerimlError
 from veriml.hub import ModelRef, SignedManifest
+from veriml.node.audit import Auditor
 from veriml.node.config import NodeConfig
 from veriml.node.peers import Discovery, PeerInfo, StaticPeers
 from veriml.receipts import Bundle
@@ -28,15 +29,18 @@ class Node:
         self.witness = Witness(self.home.root / "witness" / "witness.sqlite", self.key)
         self.discovery = discovery or StaticPeers(config.peers, config.peer_timeout)
         self.publisher = CheckpointPublisher(self.service.log, config.checkpoint_interval, self._witnesses)
+        self.auditor = Auditor(self, config.audit_fraction, config.audit_interval)
         self.bad_peers: dict[str, str] = {}  # peer url -> why it was last refused (wrong bytes, say)
 
     def start(self) -> Node:
         if isinstance(self.discovery, StaticPeers):
             self.discovery.start()
         self.publisher.start()
+        self.auditor.start()
         return self
 
     def stop(self) -> None:
+        self.auditor.stop()
         self.publisher.stop()
         if isinstance(self.discovery, StaticPeers):
             self.discovery.stop()
@@ -58,6 +62,7 @@ class Node:
             "models": self.service.hub.registry.names(),
             "peers": [peer.url for peer in self.discovery.peers()],
             "runtime_class": self.service.engine.runtime_class,
+            "audited": {p.node.name: self.auditor.audited_size(p.node.name) for p in self.discovery.peers()},
         }
 
     def follow_peers(self) -> None:
@@ -91,16 +96,24 @@ class Node:
         except NotFound:
             pass
         parsed = ModelRef.parse(ref)
-        if parsed.name is None:
-            raise NotFound(f"manifest {ref}: not held here (replicate it by model name)")
+        name = parsed.name or self._name_of(parsed.manifest_id)
         reasons = []
-        for peer in self._peers_for(parsed.name):
+        for peer in self._peers_for(name):
             try:
-                self.service.hub.add_replica(self.discovery.client(peer.url).manifest_chain(parsed.name))
+                self.service.hub.add_replica(self.discovery.client(peer.url).manifest_chain(name))
                 return self.service.resolve(ref)
             except VerimlError as exc:
                 reasons.append(f"{peer.url}: {exc}")
         raise NotFound(f"model {ref}: not held here or by any reachable peer ({'; '.join(reasons) or 'no peers'})")
+
+    def _name_of(self, manifest_id: Digest | None) -> str:
+        """The model name of a manifest id, from the first peer that holds the manifest."""
+        for peer in self._peers_for(""):
+            try:
+                return self.discovery.client(peer.url).manifest(manifest_id).verified().body.name  # type: ignore[arg-type]
+            except VerimlError:
+                continue
+        raise NotFound(f"manifest {manifest_id}: not held here or by any reachable peer")
 
     def ensure_blob(self, manifest: SignedManifest) -> None:
         """Fetch the manifest's blob from a peer if it is not here; bytes that hash wrong are refused."""

@@ -71,6 +71,9 @@ class PeerClient:
         body = self._get(f"/v1/models/{owner}/{model}/versions").json()
         return [parse_signed_manifest(item) for item in body["versions"]]
 
+    def manifest(self, manifest_id: Digest) -> SignedManifest:
+        return parse_signed_manifest(self._get(f"/v1/manifests/{manifest_id}").json())
+
     def stream_blob(self, blob: Digest) -> Iterator[bytes]:
         try:
             with self._http.stream("GET", f"/v1/blobs/{blob}") as response:

@@ -9,11 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from veriml.codec import canonical_json, tensors_digest
-from veriml.hub import ComparisonPolicy, Hub, ModelRef, Published, SignedManifest
+from veriml.codec import canonical_json, tensors_digest, tensors_to_json
+from veriml.errors import InvalidInput
+from veriml.hub import ComparisonPolicy, Hub, ModelRef, Published, SignedManifest, compare_outputs
 from veriml.hub.blobs import Progress
 from veriml.identity import SigningKey
-from veriml.receipts import Bundle, ReceiptLeaf, sign_receipt
+from veriml.receipts import Bundle, ReceiptLeaf, SignedAttestation, SignedReceipt, sign_attestation, sign_receipt
 from veriml.runtime import OnnxEngine, RuntimeSettings, coerce_inputs, validate_inputs
 from veriml.service.home import Home
 from veriml.service.publish import hash_file, sign_manifest
@@ -132,8 +133,48 @@ class Service:
         )
         index = None
         if self.logging:
-            index = self.log.append(ReceiptLeaf.of(receipt).to_bytes(), canonical_json(receipt.to_json()))
+            # Inputs and outputs are kept beside the receipt so that auditors can re-execute it.
+            beside = {
+                "receipt": receipt.to_json(),
+                "inputs": tensors_to_json(arrays),
+                "outputs": tensors_to_json(outputs),
+            }
+            index = self.log.append(ReceiptLeaf.of(receipt).to_bytes(), canonical_json(beside))
         return Bundle(manifest=manifest, receipt=receipt, inputs=arrays, outputs=outputs), index
+
+    def attest(
+        self,
+        manifest: SignedManifest,
+        receipt: SignedReceipt,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+    ) -> SignedAttestation:
+        """Re-execute another node's receipt and sign what was found: agree, disagree, or not comparable."""
+        receipt.verified()
+        body = receipt.body
+        if body.manifest != manifest.id or body.blob != manifest.body.blob:
+            raise InvalidInput(f"attest: the receipt is for manifest {body.manifest}, not {manifest.id}")
+        if tensors_digest(inputs) != body.input_digest or tensors_digest(outputs) != body.output_digest:
+            raise InvalidInput("attest: the inputs or outputs given do not match the receipt's digests")
+        _, observed = self.run(manifest, inputs)
+        mine = self.engine.runtime_class
+        if body.runtime.runtime_class != mine and manifest.body.policy.kind == "exact":
+            verdict, detail = "not-comparable", f"receipt ran on {body.runtime.runtime_class}, auditor on {mine}"
+        else:
+            comparison = compare_outputs(manifest.body.policy, dict(outputs), observed)
+            verdict, detail = ("agree" if comparison.agree else "disagree"), comparison.detail
+        return sign_attestation(
+            self.node_key,
+            receipt=receipt.id,
+            subject=body.node,
+            manifest=manifest.id,
+            input_digest=body.input_digest,
+            claimed_output=body.output_digest,
+            observed_output=tensors_digest(observed),
+            verdict=verdict,
+            detail=detail,
+            runtime_class=mine,
+        )
 
     def attach_proof(self, bundle: Bundle, index: int) -> Bundle:
         """The bundle with the C2SP tlog-proof of its receipt, signing a checkpoint if none covers it yet."""
