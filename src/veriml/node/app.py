@@ -194,8 +194,8 @@ def create_app(node: Node) -> FastAPI:
     def log_entry(index: int) -> dict[str, Any]:
         """The signed receipt at a log index with its inputs and outputs (so auditors can re-execute it), and
         its C2SP tlog-proof once a checkpoint covers it."""
-        if index < 0:
-            raise InvalidInput(f"log index {index}: must not be negative")
+        if not 0 <= index < 1 << 48:
+            raise InvalidInput(f"log index {index}: must be from 0 to 2^48 - 1")
         log = node.service.log
         _, extra = log.entry(index)
         stored = parse_json(extra, "stored receipt")
