@@ -40,6 +40,9 @@ def configure_logging(level: int = logging.INFO) -> None:
 def serve(config: NodeConfig) -> None:
     """Run the node until SIGINT or SIGTERM, then stop its background work and close its stores."""
     configure_logging()
+    # Each request hops between the event loop, a worker thread and the log's writer thread; with the default
+    # 5 ms GIL switch interval a hop can wait that long behind a busy thread.
+    sys.setswitchinterval(0.0005)
     node = Node(config).start()
     try:
         logging.getLogger("veriml.node").info(
