@@ -129,6 +129,9 @@ class Registry:
         return self._manifest(*row)
 
     def by_id(self, manifest_id: Digest) -> SignedManifest:
+        cached = self._parsed.get(str(manifest_id))  # immutable: a parsed manifest is good forever
+        if cached is not None:
+            return cached
         row = self._row("SELECT manifest_id, signed_manifest FROM versions WHERE manifest_id = ?", str(manifest_id))
         if row is None:
             raise NotFound(f"manifest {manifest_id}: not stored here")

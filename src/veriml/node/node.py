@@ -157,6 +157,6 @@ class Node:
 
     def infer(self, ref: str, inputs: Mapping[str, Any], request_id: str | None) -> tuple[Bundle, int]:
         manifest = self.pin(ref)
-        bundle, index = self.service.infer_logged(str(manifest.id), inputs, request_id)
+        bundle, index = self.service.infer_logged(manifest, inputs, request_id)
         assert index is not None
         return bundle, index

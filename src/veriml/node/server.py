@@ -18,11 +18,13 @@ class JsonLines(logging.Formatter):
     """One JSON object per line: time, level, logger, and the message (already JSON for request lines)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = record.getMessage()
-        try:
-            fields = json.loads(message) if message.startswith("{") else {"message": message}
-        except json.JSONDecodeError:
-            fields = {"message": message}
+        fields = getattr(record, "fields", None)
+        if fields is None:
+            message = record.getMessage()
+            try:
+                fields = json.loads(message) if message.startswith("{") else {"message": message}
+            except json.JSONDecodeError:
+                fields = {"message": message}
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
         return json.dumps({"ts": when, "level": record.levelname.lower(), "logger": record.name, **fields})
 

@@ -13,7 +13,7 @@ from veriml.codec import canonical_json, tensors_digest, tensors_to_json
 from veriml.errors import InvalidInput
 from veriml.hub import ComparisonPolicy, Hub, ModelRef, Published, SignedManifest, compare_outputs
 from veriml.hub.blobs import Progress
-from veriml.identity import SigningKey
+from veriml.identity import Signed, SigningKey
 from veriml.receipts import Bundle, ReceiptLeaf, SignedAttestation, SignedReceipt, sign_attestation, sign_receipt
 from veriml.runtime import OnnxEngine, RuntimeSettings, coerce_inputs, validate_inputs
 from veriml.service.home import Home
@@ -117,10 +117,10 @@ class Service:
         return bundle
 
     def infer_logged(
-        self, ref: ModelRef | str, inputs: Mapping[str, Any], request_id: str | None = None
+        self, ref: ModelRef | str | SignedManifest, inputs: Mapping[str, Any], request_id: str | None = None
     ) -> tuple[Bundle, int | None]:
         """Run a model, sign the receipt and append it to the log: (bundle, log index or None when not logging)."""
-        manifest = self.resolve(ref)
+        manifest = ref if isinstance(ref, Signed) else self.resolve(ref)
         arrays, outputs = self.run(manifest, inputs)
         receipt = sign_receipt(
             self.node_key,
