@@ -200,10 +200,10 @@ def create_app(node: Node) -> FastAPI:
         return {"manifest_id": str(manifest.id), "ref": manifest.body.ref, "blob": str(manifest.body.blob)}
 
     @app.post("/v1/infer", tags=["inference"], response_model=InferResponse)
-    def infer(request: InferRequest) -> Response:
+    async def infer(request: InferRequest) -> Response:
         """Run a model and answer with the signed bundle; the receipt is in the log before the answer leaves.
         Its inclusion proof is at /v1/log/entries/{log_index} once the next checkpoint is published."""
-        bundle, index = node.infer(request.model, request.inputs, request.request_id)
+        bundle, index = await node.infer_async(request.model, request.inputs, request.request_id)
         # The bundle's canonical bytes are written as they are: no second encoding pass over the same data.
         body = b'{"bundle":' + bundle.to_bytes() + b',"log_index":' + str(index).encode() + b"}"
         return Response(body, media_type="application/json")

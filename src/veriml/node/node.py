@@ -3,9 +3,12 @@ checkpoints published on a cadence with the peers' cosignatures, and replication
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
+
+from starlette.concurrency import run_in_threadpool
 
 from veriml.codec import Digest
 from veriml.errors import NotFound, Unavailable, VerificationFailed, VerimlError
@@ -18,6 +21,7 @@ from veriml.service import Home, Service
 from veriml.tlog import CheckpointPublisher, Witness
 
 events = logging.getLogger("veriml.node")
+INLINE_MODEL_BYTES = 4 << 20  # models up to this size run on the event loop; their inference takes microseconds
 
 
 class Node:
@@ -160,3 +164,23 @@ class Node:
         bundle, index = self.service.infer_logged(manifest, inputs, request_id)
         assert index is not None
         return bundle, index
+
+    async def infer_async(self, ref: str, inputs: Mapping[str, Any], request_id: str | None) -> tuple[Bundle, int]:
+        """`infer` for the event loop: small models run inline (a thread hop costs more than their inference),
+        anything that may block — replication, large models — runs in a worker thread; the durable log
+        append is awaited, not waited for."""
+        manifest = self.held(ref)
+        if manifest is None or manifest.body.size > INLINE_MODEL_BYTES:
+            bundle, index = await run_in_threadpool(self.infer, ref, inputs, request_id)
+            return bundle, index
+        bundle, logged = self.service.infer_submit(manifest, inputs, request_id)
+        assert logged is not None
+        return bundle, (await asyncio.wrap_future(logged))[0]
+
+    def held(self, ref: str) -> SignedManifest | None:
+        """The manifest if this node holds it and its blob, without asking any peer."""
+        try:
+            manifest = self.service.resolve(ref)
+        except NotFound:
+            return None
+        return manifest if self.service.hub.blobs.has(manifest.body.blob) else None

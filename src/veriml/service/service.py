@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,14 @@ class Service:
         self, ref: ModelRef | str | SignedManifest, inputs: Mapping[str, Any], request_id: str | None = None
     ) -> tuple[Bundle, int | None]:
         """Run a model, sign the receipt and append it to the log: (bundle, log index or None when not logging)."""
+        bundle, logged = self.infer_submit(ref, inputs, request_id)
+        return bundle, None if logged is None else logged.result()[0]
+
+    def infer_submit(
+        self, ref: ModelRef | str | SignedManifest, inputs: Mapping[str, Any], request_id: str | None = None
+    ) -> tuple[Bundle, Future[list[int]] | None]:
+        """Like `infer_logged`, but hands back the log append as a future instead of waiting for the disk, so
+        an async server can await it without holding a thread. The bundle must not leave before it resolves."""
         manifest = ref if isinstance(ref, Signed) else self.resolve(ref)
         arrays, outputs = self.run(manifest, inputs)
         receipt = sign_receipt(
@@ -131,7 +140,7 @@ class Service:
             runtime=self.engine.fingerprint,
             request_id=request_id,
         )
-        index = None
+        logged = None
         if self.logging:
             # Inputs and outputs are kept beside the receipt so that auditors can re-execute it.
             beside = {
@@ -139,8 +148,8 @@ class Service:
                 "inputs": tensors_to_json(arrays),
                 "outputs": tensors_to_json(outputs),
             }
-            index = self.log.append(ReceiptLeaf.of(receipt).to_bytes(), canonical_json(beside))
-        return Bundle(manifest=manifest, receipt=receipt, inputs=arrays, outputs=outputs), index
+            logged = self.log.submit_batch([(ReceiptLeaf.of(receipt).to_bytes(), canonical_json(beside))])
+        return Bundle(manifest=manifest, receipt=receipt, inputs=arrays, outputs=outputs), logged
 
     def attest(
         self,
