@@ -272,3 +272,21 @@ def test_unverifiable_answers_are_refused_by_the_client(net, model):
         body["bundle"]["outputs"]["y"]["data"] = "A" + body["bundle"]["outputs"]["y"]["data"][1:]
         parse_infer(net.urls[0], body)
     assert TlogProof  # the proof type is what the logged level attaches
+
+
+def test_async_client_at_every_level(net, model):
+    import asyncio
+
+    from veriml.client import AsyncClient
+
+    async def run():
+        async with AsyncClient(net.urls) as client:
+            signed = await client.infer("alice/mlp", X)
+            quorum = await client.infer("alice/mlp", X, verify="quorum:3")
+            logged = await client.infer("alice/mlp", X, verify="logged")
+        return signed, quorum, logged
+
+    signed, quorum, logged = asyncio.run(run())
+    assert verify_bundle(signed).verified
+    assert len(quorum.attestations) == 2 and verify_bundle(quorum, agreeing_nodes=3).verified
+    assert logged.log_proof is not None and verify_bundle(logged, level="logged").verified

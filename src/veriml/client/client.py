@@ -230,31 +230,42 @@ class Client:
         return first, judge_quorum(results), indices[first]
 
     def _wait_logged(self, url: str, bundle: Bundle, index: int) -> Bundle:
-        witnesses = self.nodes.witness_keys(except_url=url)
-        quorum = 1 if witnesses else 0
         deadline = time.monotonic() + self.log_wait
         while True:
             entry = self._request(url, "GET", f"/v1/log/entries/{index}").json()
-            if entry["proof"] is not None:
-                proven = replace(bundle, log_proof=entry["proof"])
-                report = verify_bundle(proven, level="logged", trusted_witnesses=witnesses, witness_quorum=quorum)
-                if report.verified:
-                    return proven
-                if TlogProof.parse(entry["proof"]).checkpoint.checkpoint.size <= index:
-                    raise VerificationFailed(f"node {url}: proof does not cover entry {index}")
-            if time.monotonic() > deadline:
-                raise Unavailable(
-                    f"node {url}: no checkpoint covering entry {index} cosigned by {quorum} witness(es) "
-                    f"within {self.log_wait:.0f} s"
-                )
+            proven = _proven(self.nodes, url, bundle, index, entry, time.monotonic() > deadline, self.log_wait)
+            if proven is not None:
+                return proven
             time.sleep(0.1)
 
 
-class AsyncClient:
-    """The same calls as `Client`, for asyncio programs (publishing stays on the sync client)."""
+def _proven(
+    nodes: _Nodes, url: str, bundle: Bundle, index: int, entry: dict[str, Any], late: bool, wait: float
+) -> Bundle | None:
+    """The bundle with its log proof once a checkpoint covering it is cosigned by another known node; None to
+    keep waiting; Unavailable once `late`."""
+    witnesses = nodes.witness_keys(except_url=url)
+    quorum = 1 if witnesses else 0
+    if entry.get("proof") is not None:
+        proven = replace(bundle, log_proof=entry["proof"])
+        report = verify_bundle(proven, level="logged", trusted_witnesses=witnesses, witness_quorum=quorum)
+        if report.verified:
+            return proven
+        if TlogProof.parse(entry["proof"]).checkpoint.checkpoint.size <= index:
+            raise VerificationFailed(f"node {url}: proof does not cover entry {index}")
+    if late:
+        raise Unavailable(
+            f"node {url}: no checkpoint covering entry {index} cosigned by {quorum} witness(es) within {wait:.0f} s"
+        )
+    return None
 
-    def __init__(self, nodes: Sequence[str], timeout: float = 30.0) -> None:
+
+class AsyncClient:
+    """`infer` at every level, for asyncio programs (publishing and pinning stay on the sync client)."""
+
+    def __init__(self, nodes: Sequence[str], timeout: float = 30.0, log_wait: float = 15.0) -> None:
         self.nodes = _Nodes(nodes)
+        self.log_wait = log_wait
         self._http = httpx.AsyncClient(timeout=timeout)
 
     async def aclose(self) -> None:
@@ -289,24 +300,52 @@ class AsyncClient:
             return url, bundle, index
         raise Unavailable(f"no node could run {ref}: {'; '.join(failures)}")
 
+    async def refresh(self) -> dict[str, dict[str, Any]]:
+        for url in self.nodes.urls:
+            try:
+                self.nodes.infos[url] = (await self._request(url, "GET", "/v1/info")).json()
+            except VerimlError:
+                self.nodes.infos.pop(url, None)
+        return self.nodes.infos
+
     async def infer(
-        self, ref: str, inputs: Mapping[str, Any], verify: str = "signed", request_id: str | None = None
+        self,
+        ref: str,
+        inputs: Mapping[str, Any],
+        verify: str = "signed",
+        request_id: str | None = None,
+        logged: bool = False,
     ) -> Bundle:
+        """As `Client.infer`."""
         level = VerifyLevel.parse(verify)
-        if level.kind == "logged":
-            raise InvalidInput("AsyncClient: verify='logged' is not supported yet; use Client")
-        if level.kind == "signed":
-            _, bundle, _ = await self._infer_once(ref, inputs, request_id, self.nodes.order(ref))
-            return bundle
-        if level.nodes > len(self.nodes.urls):
-            raise InvalidInput(
-                f"quorum:{level.nodes} needs {level.nodes} nodes; the client knows {len(self.nodes.urls)}"
-            )
-        urls = self.nodes.order(ref)[: level.nodes]
+        if not self.nodes.infos:
+            await self.refresh()
+        if level.kind != "quorum":
+            url, bundle, index = await self._infer_once(ref, inputs, request_id, self.nodes.order(ref))
+        else:
+            url, bundle, index = await self._quorum(ref, inputs, level.nodes, request_id)
+        if level.kind == "logged" or logged:
+            bundle = await self._wait_logged(url, bundle, index)
+        return bundle
+
+    async def _quorum(self, ref: str, inputs: Mapping[str, Any], k: int, request_id: str | None):  # type: ignore[no-untyped-def]
+        if k > len(self.nodes.urls):
+            raise InvalidInput(f"quorum:{k} needs {k} nodes; the client knows {len(self.nodes.urls)}")
+        urls = self.nodes.order(ref)[:k]
         answers = await asyncio.gather(*(self._infer_once(ref, inputs, request_id, [u]) for u in urls),
                                        return_exceptions=True)  # fmt: skip
-        results = [(url, answer[1]) for url, answer in zip(urls, answers, strict=True) if isinstance(answer, tuple)]
-        if len(results) < level.nodes:
+        done = [answer for answer in answers if isinstance(answer, tuple)]
+        if len(done) < k:
             errors = [str(a) for a in answers if isinstance(a, BaseException)]
-            raise Unavailable(f"quorum:{level.nodes}: only {len(results)} nodes answered ({'; '.join(errors)})")
-        return judge_quorum(results)
+            raise Unavailable(f"quorum:{k}: only {len(done)} nodes answered ({'; '.join(errors)})")
+        first_url, _, first_index = done[0]
+        return first_url, judge_quorum([(url, bundle) for url, bundle, _ in done]), first_index
+
+    async def _wait_logged(self, url: str, bundle: Bundle, index: int) -> Bundle:
+        deadline = time.monotonic() + self.log_wait
+        while True:
+            entry = (await self._request(url, "GET", f"/v1/log/entries/{index}")).json()
+            proven = _proven(self.nodes, url, bundle, index, entry, time.monotonic() > deadline, self.log_wait)
+            if proven is not None:
+                return proven
+            await asyncio.sleep(0.1)
