@@ -34,7 +34,7 @@ from veriml.hub import ComparisonPolicy, ModelRef, SignedManifest, parse_signed_
 from veriml.hub.blobs import CHUNK
 from veriml.identity import SigningKey
 from veriml.receipts import Bundle
-from veriml.service.publish import sign_manifest
+from veriml.service.publish import sign_next_version
 from veriml.tlog import TlogProof
 from veriml.verify import verify_bundle
 
@@ -148,11 +148,10 @@ class Client:
             latest = parse_signed_manifest(self._request(url, "GET", f"/v1/models/{name}").json())
         except NotFound:
             latest = None
-        signed = sign_manifest(
+        signed = sign_next_version(
             Path(model_path),
             name=name,
-            version=1 if latest is None else latest.body.version + 1,
-            parent=None if latest is None else latest.id,
+            latest=latest,
             publisher=publisher,
             policy=policy,
             description=description,

@@ -54,3 +54,26 @@ def sign_manifest(
         parent=parent,
     )
     return Signed.sign(manifest, publisher)
+
+
+def sign_next_version(
+    model_path: Path,
+    *,
+    name: str,
+    latest: SignedManifest | None,
+    publisher: SigningKey,
+    policy: ComparisonPolicy | None = None,
+    description: str = "",
+    license: str = "",
+) -> SignedManifest:
+    """The signed manifest of the version after `latest` (version 1 when there is none), naming it as parent."""
+    return sign_manifest(
+        model_path,
+        name=name,
+        version=1 if latest is None else latest.body.version + 1,
+        parent=None if latest is None else latest.id,
+        publisher=publisher,
+        policy=policy,
+        description=description,
+        license=license,
+    )

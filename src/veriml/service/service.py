@@ -18,7 +18,7 @@ from veriml.identity import Signed, SigningKey
 from veriml.receipts import Bundle, ReceiptLeaf, SignedAttestation, SignedReceipt, sign_attestation, sign_receipt
 from veriml.runtime import OnnxEngine, RuntimeSettings, coerce_inputs, validate_inputs
 from veriml.service.home import Home
-from veriml.service.publish import hash_file, sign_manifest
+from veriml.service.publish import hash_file, sign_next_version
 from veriml.tlog import Log
 
 
@@ -79,11 +79,10 @@ class Service:
             existing = self.hub.registry.version_with_blob(name, blob)
             if existing is not None and existing.body.publisher == publisher.public:
                 return Published(existing, created=False)
-        signed = sign_manifest(
+        signed = sign_next_version(
             model_path,
             name=name,
-            version=1 if latest is None else latest.body.version + 1,
-            parent=None if latest is None else latest.id,
+            latest=latest,
             publisher=publisher,
             policy=policy,
             description=description,
