@@ -290,3 +290,16 @@ def test_async_client_at_every_level(net, model):
     assert verify_bundle(signed).verified
     assert len(quorum.attestations) == 2 and verify_bundle(quorum, agreeing_nodes=3).verified
     assert logged.log_proof is not None and verify_bundle(logged, level="logged").verified
+
+
+def test_quorum_runs_one_version_when_nodes_disagree_on_the_latest(net, publisher, tmp_path):
+    v1 = examples.save(examples.mlp(seed=5), tmp_path / "v1.onnx")
+    v2 = examples.save(examples.mlp(seed=6), tmp_path / "v2.onnx")
+    with Client(net.urls, admin_token=net.admin_token) as client:
+        client.publish(v1, "alice/versions", publisher, node=net.urls[0])
+        for url in net.urls[1:]:
+            client.pin("alice/versions", url)  # everyone holds @1
+        client.publish(v2, "alice/versions", publisher, node=net.urls[0])  # only node0 knows @2
+        bundle = client.infer("alice/versions", X, verify="quorum:3")
+    assert bundle.manifest.body.version == 2
+    assert verify_bundle(bundle, agreeing_nodes=3).verified

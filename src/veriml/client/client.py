@@ -207,16 +207,27 @@ class Client:
     def _quorum(self, ref: str, inputs: Mapping[str, Any], k: int, request_id: str | None) -> tuple[str, Bundle, int]:
         if k > len(self.nodes.urls):
             raise InvalidInput(f"quorum:{k} needs {k} nodes; the client knows {len(self.nodes.urls)}")
-        exact_ref = self.manifest(ref).body.ref  # every node runs the same version, not each its own latest
-        candidates = self.nodes.order(exact_ref)
+        results, indices = self._gather(ref, inputs, k, request_id)
+        versions = {bundle.manifest.body.version for _, bundle in results}
+        if ModelRef.parse(ref).version is None and len(versions) > 1:
+            # Nodes disagree on which version is the latest: ask all of them for the newest one.
+            newest = max((bundle for _, bundle in results), key=lambda b: b.manifest.body.version)
+            results, indices = self._gather(newest.manifest.body.ref, inputs, k, request_id)
+        first = results[0][0]
+        return first, judge_quorum(results), indices[first]
+
+    def _gather(
+        self, ref: str, inputs: Mapping[str, Any], k: int, request_id: str | None
+    ) -> tuple[list[tuple[str, Bundle]], dict[str, int]]:
+        """Answers from k distinct nodes, asked in parallel; a node that fails is replaced by the next one."""
         results: list[tuple[str, Bundle]] = []
         indices: dict[str, int] = {}
         failures: list[str] = []
         with ThreadPoolExecutor(max_workers=k) as pool:
-            pending = candidates
+            pending = self.nodes.order(ref)
             while len(results) < k and pending:
                 batch, pending = pending[: k - len(results)], pending[k - len(results) :]
-                futures = {url: pool.submit(self._infer_once, exact_ref, inputs, request_id, [url]) for url in batch}
+                futures = {url: pool.submit(self._infer_once, ref, inputs, request_id, [url]) for url in batch}
                 for url, future in futures.items():
                     try:
                         _, bundle, indices[url] = future.result()
@@ -225,8 +236,7 @@ class Client:
                         failures.append(str(exc))
         if len(results) < k:
             raise Unavailable(f"quorum:{k}: only {len(results)} nodes answered ({'; '.join(failures)})")
-        first = results[0][0]
-        return first, judge_quorum(results), indices[first]
+        return results, indices
 
     def _wait_logged(self, url: str, bundle: Bundle, index: int) -> Bundle:
         deadline = time.monotonic() + self.log_wait
