@@ -154,7 +154,7 @@ def restart(root: Path, number: int, wait: float = 60.0) -> Devnet:
     """Start node `number` again from its config (after it was stopped or killed) and record its new PID."""
     devnet = Devnet.load(root)
     node = devnet.nodes[number]
-    stop_pid(node.pid)
+    stop_pid(node.pid, config=str(Path(node.home).parent / "node.toml"))
     config = Path(node.home).parent / "node.toml"
     restarted = DevnetNode(node.url, _spawn(NODE_COMMAND, config, Path(node.log)), node.home, node.log)
     nodes = list(devnet.nodes)
@@ -165,7 +165,7 @@ def restart(root: Path, number: int, wait: float = 60.0) -> Devnet:
     return devnet
 
 
-def _is_our_node(pid: int) -> bool:
+def _is_our_node(pid: int, config: str | None = None) -> bool:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         status = Path(f"/proc/{pid}/status").read_text()
@@ -173,26 +173,31 @@ def _is_our_node(pid: int) -> bool:
         return False
     if "\nState:\tZ" in status:  # exited, not yet reaped
         return False
+    if config is not None:
+        return config.encode() in cmdline  # this node's own config file: not a reused PID
     return b"veriml" in cmdline and b"--config" in cmdline
 
 
-def stop_pid(pid: int, grace: float = 10.0) -> None:
-    if not _is_our_node(pid):
+def stop_pid(pid: int, grace: float = 10.0, config: str | None = None) -> None:
+    if not _is_our_node(pid, config):
         return  # already gone, or the PID now belongs to something else: leave it alone
-    os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _is_our_node(pid):
+        if not _is_our_node(pid, config):
             return
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
         time.sleep(0.05)
-    os.kill(pid, signal.SIGKILL)
+    if _is_our_node(pid, config):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def down(root: Path) -> Devnet:
     devnet = Devnet.load(root)
     for node in devnet.nodes:
-        stop_pid(node.pid)
+        stop_pid(node.pid, config=str(Path(node.home).parent / "node.toml"))
     (Path(root) / STATE_FILE).unlink()
     return devnet

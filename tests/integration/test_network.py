@@ -248,6 +248,8 @@ def test_bad_requests_get_problem_json(net, model):
         ("POST", "/v1/infer", {"json": {"model": "alice/mlp", "inputs": {"x": [[1.0] * 3]}}}, 400),
         ("POST", "/v1/infer", {"json": {"model": "nobody/none", "inputs": {}}}, 404),
         ("PUT", "/v1/blobs/sha256:00", {"content": b"x"}, 403),
+        ("PUT", "/v1/blobs/sha256:00", {"content": b"x", "headers": {"authorization": b"Bearer \xe9t\xe9"}}, 403),
+        ("GET", "/tile/0/" + "x123/" * 1500 + "456", {}, 400),
         ("GET", "/v1/log/entries/999999", {}, 404),
         ("GET", "/tile/0/999", {}, 404),
         ("POST", "/add-checkpoint", {"content": b"garbage"}, 400),

@@ -260,3 +260,34 @@ def test_checkpoints_follow_the_cadence_not_the_traffic(log, witness, key):
     assert 1 <= len(log.checkpoints()) <= 5  # 1,000 entries, a handful of checkpoints
     assert publisher.publish_now() is None  # nothing new: nothing signed
     TrustPolicy(key.public, (witness.public,), 1).check(latest)
+
+
+def test_a_caller_that_stops_waiting_does_not_stop_the_writer(log):
+    abandoned = log.submit_batch([(b"abandoned", b"")])
+    abandoned.cancel()  # what asyncio does to the future when a request is cancelled
+    assert log.append(b"after") in (0, 1)
+    assert log.sign_checkpoint().checkpoint.size == log.sequenced_size
+
+
+def test_readers_racing_an_integration_never_corrupt_tiles(log):
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            size = log.integrated_size
+            if size:
+                log.reader.tile(0)
+                log.inclusion_proof(size - 1, size)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for round_ in range(40):
+            log.append_batch([(b"race %d-%d" % (round_, i), b"") for i in range(7)])
+            log.integrate()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert log.verify_integrity() == 280

@@ -199,3 +199,21 @@ def test_not_comparable_runtime_is_skipped_not_disagreement(service, bundle):
     assert report.check("reexec").status == "skipped"
     assert "not comparable" in report.check("reexec").detail
     assert report.verdict == "incomplete"
+
+
+def test_quorum_attestations_count_only_trusted_nodes(service, bundle):
+    from dataclasses import replace as with_fields
+
+    from veriml.client.protocol import attestation
+
+    other = SigningKey.generate("veriml.local/node-other")
+    agreeing = with_fields(bundle, attestations=(attestation(resign(bundle, other)),))
+    primary = bundle.receipt.body.node.vkey
+    assert verify_bundle(agreeing, agreeing_nodes=2).verified  # distinct keys, none named trusted
+    assert "none named as trusted" in verify_bundle(agreeing, agreeing_nodes=2).check("attestations").detail
+    report = verify_bundle(agreeing, agreeing_nodes=2, trusted_nodes=[primary])
+    assert report.verdict == "failed" and "untrusted node" in report.check("attestations").detail
+    assert verify_bundle(agreeing, agreeing_nodes=2, trusted_nodes=[primary, other.public.vkey]).verified
+    assert verify_bundle(bundle, agreeing_nodes=2).verdict == "failed"  # a quorum was asked, none carried
+    lying = with_fields(bundle, attestations=(attestation(resign(bundle, other, {"y": bundle.outputs["y"] + 1})),))
+    assert "disagrees" in verify_bundle(lying, agreeing_nodes=2).check("attestations").detail

@@ -232,7 +232,7 @@ class Client:
                     try:
                         _, bundle, indices[url] = future.result()
                         results.append((url, bundle))
-                    except Unavailable as exc:
+                    except VerimlError as exc:  # unreachable, refusing or lying: ask the next node
                         failures.append(str(exc))
         if len(results) < k:
             raise Unavailable(f"quorum:{k}: only {len(results)} nodes answered ({'; '.join(failures)})")
@@ -254,7 +254,9 @@ def _proven(
     """The bundle with its log proof once a checkpoint covering it is cosigned by another known node; None to
     keep waiting; Unavailable once `late`."""
     witnesses = nodes.witness_keys(except_url=url)
-    quorum = 1 if witnesses else 0
+    if not witnesses:
+        raise Unavailable(f"logged: no other node is known to witness {url}'s log; give the client more nodes")
+    quorum = 1
     if entry.get("proof") is not None:
         proven = replace(bundle, log_proof=entry["proof"])
         report = verify_bundle(proven, level="logged", trusted_witnesses=witnesses, witness_quorum=quorum)

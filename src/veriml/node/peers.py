@@ -13,7 +13,7 @@ from typing import Any, Protocol
 import httpx
 
 from veriml.codec import Digest
-from veriml.errors import InvalidInput, NotFound, Unavailable, VerimlError
+from veriml.errors import InvalidInput, NotFound, Unavailable
 from veriml.hub import SignedManifest, parse_signed_manifest
 from veriml.identity import VerifyingKey
 from veriml.identity.keys import COSIGNATURE_ED25519
@@ -63,16 +63,28 @@ class PeerClient:
             raise Unavailable(f"peer {self.url}: {path} answered {response.status_code}")
         return response
 
+    def _json(self, path: str) -> Any:
+        response = self._get(path)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise Unavailable(f"peer {self.url}: {path} did not answer JSON") from exc
+
     def info(self) -> PeerInfo:
-        return PeerInfo.from_json(self.url, self._get("/v1/info").json())
+        body = self._json("/v1/info")
+        if not isinstance(body, dict):
+            raise Unavailable(f"peer {self.url}: node info is not an object")
+        return PeerInfo.from_json(self.url, body)
 
     def manifest_chain(self, name: str) -> list[SignedManifest]:
         owner, model = name.split("/", 1)
-        body = self._get(f"/v1/models/{owner}/{model}/versions").json()
+        body = self._json(f"/v1/models/{owner}/{model}/versions")
+        if not isinstance(body, dict) or not isinstance(body.get("versions"), list):
+            raise Unavailable(f"peer {self.url}: malformed version list for {name}")
         return [parse_signed_manifest(item) for item in body["versions"]]
 
     def manifest(self, manifest_id: Digest) -> SignedManifest:
-        return parse_signed_manifest(self._get(f"/v1/manifests/{manifest_id}").json())
+        return parse_signed_manifest(self._json(f"/v1/manifests/{manifest_id}"))
 
     def stream_blob(self, blob: Digest) -> Iterator[bytes]:
         try:
@@ -92,10 +104,14 @@ class PeerClient:
         except httpx.HTTPError as exc:
             raise Unavailable(f"witness {self.url}: {type(exc).__name__}") from exc
         if response.status_code == 409 and response.headers.get("content-type", "").startswith("text/x.tlog.size"):
-            raise StaleOldSize(f"witness {self.url}: stale old size", int(response.text.strip()))
+            size = response.text.strip()
+            if not size.isdigit() or len(size) > 18:
+                raise Unavailable(f"witness {self.url}: 409 with a malformed size")
+            raise StaleOldSize(f"witness {self.url}: stale old size", int(size))
         if response.status_code != 200:
             try:
-                detail = response.json().get("detail", response.text)
+                problem = response.json()
+                detail = problem.get("detail", "") if isinstance(problem, dict) else response.text[:500]
             except ValueError:
                 detail = response.text[:500]
             raise Unavailable(f"witness {self.url}: add-checkpoint answered {response.status_code}: {detail}")
@@ -135,7 +151,7 @@ class StaticPeers:
         for url, client in self._clients.items():
             try:
                 info = client.info()
-            except VerimlError as exc:
+            except Exception as exc:  # a misbehaving peer must not stop discovery of the others
                 events.debug("peer %s not reachable: %s", url, exc)
                 continue
             with self._lock:

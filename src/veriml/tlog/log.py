@@ -8,11 +8,13 @@ checkpoint signing are separate steps on the same thread, run on a cadence, neve
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,21 @@ from veriml.tlog.witness import StaleOldSize, add_checkpoint_body
 MAX_ENTRY_BYTES = 0xFFFF  # C2SP tlog-tiles entry bundles prefix each entry with a uint16 length
 INTEGRATE_CHUNK = 1 << 16
 _STOP = object()
+events = logging.getLogger("veriml.tlog")
+
+
+def _resolve(future: Future[Any], value: Any) -> None:
+    if not future.done():
+        with contextlib.suppress(InvalidStateError):
+            future.set_result(value)
+
+
+def _fail(future: Future[Any], error: BaseException) -> None:
+    if not future.done():
+        with contextlib.suppress(InvalidStateError):
+            future.set_exception(error)
+
+
 WitnessSubmit = Callable[[bytes], bytes]  # an add-checkpoint request body -> the response body
 
 
@@ -102,33 +119,46 @@ class Log:
 
     def _write_loop(self) -> None:
         while True:
-            item = self._queue.get()
-            batch = [item]
-            while len(batch) < self.max_batch:
+            try:
+                if self._write_round():
+                    return
+            except Exception:  # the writer must outlive any one bad round, or every append would hang
+                events.exception("log %s: writer round failed", self.origin)
+
+    def _write_round(self) -> bool:
+        """Take what is queued and do it; True once asked to stop."""
+        item = self._queue.get()
+        batch = [item]
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        appends = [i for i in batch if isinstance(i, _Append)]
+        while len(appends) == len(batch) and sum(len(a.rows) for a in appends) < self.max_batch:
+            try:  # keep gathering while only appends arrive and the batch has room
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(more)
+            if isinstance(more, _Append):
+                appends.append(more)
+        if appends:
+            self._sequence(appends)
+        for call in batch:
+            if isinstance(call, _Call):
                 try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            appends = [i for i in batch if isinstance(i, _Append)]
-            while len(appends) == len(batch) and sum(len(a.rows) for a in appends) < self.max_batch:
-                try:  # keep gathering while only appends arrive and the batch has room
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                batch.append(more)
-                if isinstance(more, _Append):
-                    appends.append(more)
-            if appends:
-                self._sequence(appends)
-            for call in batch:
-                if isinstance(call, _Call):
-                    try:
-                        call.future.set_result(call.fn())
-                    except BaseException as exc:
-                        call.future.set_exception(exc)
-            if any(i is _STOP for i in batch):
-                self._db.close()
-                return
+                    _resolve(call.future, call.fn())
+                except BaseException as exc:
+                    _fail(call.future, exc)
+        if any(i is _STOP for i in batch):
+            self._db.close()
+            while not self._queue.empty():  # an append that raced close() must not wait forever
+                leftover = self._queue.get_nowait()
+                if isinstance(leftover, _Append | _Call):
+                    _fail(leftover.future, Unavailable(f"log {self.origin}: closed"))
+            return True
+        return False
 
     def _sequence(self, appends: list[_Append]) -> None:
         start = self._next_index
@@ -141,12 +171,13 @@ class Log:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             for append in appends:
-                append.future.set_exception(Unavailable(f"log {self.origin}: could not store entry: {exc}"))
+                _fail(append.future, Unavailable(f"log {self.origin}: could not store entry: {exc}"))
             return
         self._next_index = start + len(rows)
         position = start
         for append in appends:
-            append.future.set_result(list(range(position, position + len(append.rows))))
+            # A caller that stopped waiting (a cancelled request) still has its entry logged.
+            _resolve(append.future, list(range(position, position + len(append.rows))))
             position += len(append.rows)
 
     def integrate(self) -> int:
@@ -169,8 +200,12 @@ class Log:
                 tile_index = index >> TILE_HEIGHT
                 tile = tiles.get(tile_index)
                 if tile is None:
-                    # Only a tile that started before this integration has anything stored yet.
-                    stored = self.reader.tile(tile_index) if tile_index << TILE_HEIGHT < self._integrated else None
+                    # Only the right-edge tile can hold hashes already; read it on this connection, not through
+                    # the readers' cache.
+                    stored = None
+                    if tile_index << TILE_HEIGHT < self._integrated:
+                        row = self._db.execute("SELECT hashes FROM tiles WHERE idx = ?", (tile_index,)).fetchone()
+                        stored = None if row is None else row[0]
                     tile = tiles[tile_index] = bytearray(stored or bytes(TILE_BYTES))
                 digest, level = sha256(b"\x00" + leaf).digest(), 0
                 while True:
@@ -265,7 +300,13 @@ class Log:
                 except StaleOldSize as stale:  # the witness says which size it last cosigned: prove from there
                     self._witnessed[witness.key_id] = stale.size
                     response = submit(self._add_checkpoint_body(stale.size, signed))
-                lines = parse_note(signed.to_text() + response.decode("utf-8"), "witness response").signatures
+                try:
+                    text = response.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise VerificationFailed(
+                        f"witness {witness.key_id} answered with bytes that are not UTF-8"
+                    ) from exc
+                lines = parse_note(signed.to_text() + text, "witness response").signatures
                 mine = [line for line in lines if line.matches(witness)]
                 if not mine:
                     raise VerificationFailed(f"witness {witness.key_id} answered without its cosignature")

@@ -58,6 +58,8 @@ class CheckpointPublisher:
                 self.publish_now()
             except VerimlError as exc:  # a refused checkpoint (tampered storage) must be loud, not fatal
                 log_events.error("checkpoint for %s not published: %s", self.log.origin, exc)
+            except Exception:  # nor may anything a witness answers stop the cadence
+                log_events.exception("checkpoint for %s: unexpected failure", self.log.origin)
 
     def stop(self) -> None:
         self._stop.set()

@@ -82,6 +82,7 @@ class Reader:
         self._upper: dict[int, bytes] = dict(self.db.execute("SELECT id, hash FROM hashes"))
         self._tiles: OrderedDict[int, bytes] = OrderedDict()  # recently read tiles; replaced when rewritten
         self._tile_cache = tile_cache
+        self._generation = 0  # moves on every integration, so a read that raced one is not cached
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -104,6 +105,7 @@ class Reader:
         """Take in what an integration just committed."""
         self._upper.update(upper)
         with self._lock:
+            self._generation += 1
             for index, blob in tiles.items():
                 if index in self._tiles:
                     self._tiles[index] = blob
@@ -114,10 +116,13 @@ class Reader:
             if blob is not None:
                 self._tiles.move_to_end(index)
                 return blob
+            generation = self._generation
         row = self.db.execute("SELECT hashes FROM tiles WHERE idx = ?", (index,)).fetchone()
         if row is None:
             return None
         with self._lock:
+            if generation != self._generation:
+                return row[0]  # an integration committed meanwhile: this copy may be stale, do not keep it
             self._tiles[index] = row[0]
             while len(self._tiles) > self._tile_cache:
                 self._tiles.popitem(last=False)

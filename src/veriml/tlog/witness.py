@@ -80,10 +80,13 @@ class Witness:
         """This witness's verifier key, of cosignature type 0x04."""
         return self.key.cosigner_public
 
-    def follow(self, origin: str, log_key: VerifyingKey) -> None:
-        self.logs.setdefault(origin, [])
-        if log_key not in self.logs[origin]:
-            self.logs[origin].append(log_key)
+    def follow(self, origin: str, log_key: VerifyingKey) -> bool:
+        """Witness a log. The first key seen for an origin is the one that counts (trust on first use): a peer
+        cannot take over another log's record by advertising its own key under that name."""
+        keys = self.logs.setdefault(origin, [])
+        if not keys:
+            keys.append(log_key)
+        return log_key in keys
 
     def latest(self, origin: str) -> tuple[int, bytes] | None:
         row = self._db.execute("SELECT size, root FROM cosigned WHERE origin = ?", (origin,)).fetchone()

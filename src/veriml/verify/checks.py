@@ -136,9 +136,10 @@ def log_inclusion(bundle: Bundle, witnesses: tuple[VerifyingKey, ...], quorum: i
     )
 
 
-def attestations(bundle: Bundle, required_nodes: int) -> CheckResult:
+def attestations(bundle: Bundle, required_nodes: int, trusted: Collection[str] = ()) -> CheckResult:
     """Other nodes' signed receipts for the same manifest and input, whose outputs agree with the bundle's
-    under the manifest's policy (what a `quorum:K` inference carries)."""
+    under the manifest's policy (what a `quorum:K` inference carries). Distinct keys prove distinct nodes only
+    if the keys are trusted: with `trusted` given, a receipt by any other key fails the check."""
     if not bundle.attestations:
         detail = "the bundle carries no quorum attestations"
         return _result("attestations", "skipped" if required_nodes <= 1 else "fail", detail)
@@ -149,6 +150,8 @@ def attestations(bundle: Bundle, required_nodes: int) -> CheckResult:
             other = parse_signed_receipt(item.get("receipt")).verified()
             outputs = tensors_from_json(item.get("outputs"), f"attestation {number} outputs")
             body = other.body
+            if trusted and body.node.vkey not in trusted:
+                return _result("attestations", "fail", f"attestation {number} is by untrusted node {body.node.key_id}")
             if body.node.vkey in nodes:
                 return _result("attestations", "fail", f"attestation {number} repeats node {body.node.key_id}")
             nodes.add(body.node.vkey)
@@ -163,7 +166,8 @@ def attestations(bundle: Bundle, required_nodes: int) -> CheckResult:
         return _result("attestations", "fail", f"malformed attestation: {exc}")
     if len(nodes) < required_nodes:
         return _result("attestations", "fail", f"{len(nodes)} distinct nodes agree, {required_nodes} required")
-    return _result("attestations", "pass", f"{len(nodes)} distinct nodes agree under {policy.describe()}")
+    who = "trusted nodes" if trusted else "node keys (none named as trusted: one operator could hold them all)"
+    return _result("attestations", "pass", f"{len(nodes)} distinct {who} agree under {policy.describe()}")
 
 
 def not_yet_checkable(name: str, present: bool, what: str) -> CheckResult:

@@ -66,7 +66,7 @@ def verify_bundle(
         checks.log_inclusion(bundle, witnesses, quorum),
         blob_check,
         checks.reexecution(bundle, engine if "reexec" in required else None, blob),
-        checks.attestations(bundle, agreeing_nodes),
+        checks.attestations(bundle, agreeing_nodes, trusted_nodes),
         checks.not_yet_checkable("zk.proof", bundle.zk_proof is not None, "zero-knowledge proof"),
     ]
     return Report(level, tuple(replace(r, required=r.name in required) for r in results))
