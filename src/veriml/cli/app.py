@@ -203,6 +203,9 @@ def verify(
     quorum: Annotated[
         int | None, typer.Option(help="witness cosignatures required [default: 1 if --witness is given, else 0]")
     ] = None,
+    agreeing_nodes: Annotated[
+        int, typer.Option(help="require a quorum bundle: this many distinct nodes (count --node keys) agreeing")
+    ] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Check a bundle offline: signatures, digests, the log inclusion proof, and with --reexec a local re-run.
@@ -221,6 +224,7 @@ def verify(
         trusted_nodes=_keys(node),
         trusted_witnesses=witness or [],
         witness_quorum=quorum,
+        agreeing_nodes=agreeing_nodes,
     )
     if as_json:
         print(json.dumps(report.to_json(), indent=2))

@@ -55,19 +55,24 @@ class AuditStore:
     def record(self, origin: str, size: int, found: list[tuple[int, SignedAttestation, dict[str, Any]]]) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            for index, attestation, receipt in found:
-                self._db.execute(
-                    "INSERT INTO attestations (subject, log_index, verdict, attestation, receipt) VALUES (?,?,?,?,?)",
-                    (
-                        attestation.body.subject.vkey,
-                        index,
-                        attestation.body.verdict,
-                        canonical_json(attestation.to_json()).decode(),
-                        json.dumps(receipt),
-                    ),
-                )
-            self._db.execute("INSERT OR REPLACE INTO audited (origin, size) VALUES (?, ?)", (origin, size))
-            self._db.execute("COMMIT")
+            try:
+                for index, attestation, receipt in found:
+                    self._db.execute(
+                        "INSERT INTO attestations (subject, log_index, verdict, attestation, receipt)"
+                        " VALUES (?, ?, ?, ?, ?)",
+                        (
+                            attestation.body.subject.vkey,
+                            index,
+                            attestation.body.verdict,
+                            canonical_json(attestation.to_json()).decode(),
+                            json.dumps(receipt),
+                        ),
+                    )
+                self._db.execute("INSERT OR REPLACE INTO audited (origin, size) VALUES (?, ?)", (origin, size))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def attestations(self, verdict: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         query = "SELECT subject, log_index, verdict, attestation, receipt FROM attestations"
