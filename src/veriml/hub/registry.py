@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS versions (
     PRIMARY KEY (name, version)
 );
 CREATE INDEX IF NOT EXISTS versions_by_blob ON versions(blob_id);
+CREATE TABLE IF NOT EXISTS zk_documents (
+    manifest_id TEXT PRIMARY KEY,   -- the model version the circuit was set up for
+    signed_document BLOB NOT NULL   -- canonical JSON of the publisher-signed ZK document
+);
 """
 
 
@@ -156,6 +160,19 @@ class Registry:
                 "INSERT INTO versions (name, version, manifest_id, blob_id, signed_manifest) VALUES (?, ?, ?, ?, ?)",
                 (body.name, body.version, str(signed.id), str(body.blob), canonical_json(signed.to_json())),
             )
+
+    def put_zk_document(self, manifest_id: Digest, signed_document: bytes) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO zk_documents (manifest_id, signed_document) VALUES (?, ?)",
+                (str(manifest_id), signed_document),
+            )
+
+    def zk_document(self, manifest_id: Digest) -> bytes:
+        row = self._row("SELECT signed_document FROM zk_documents WHERE manifest_id = ?", str(manifest_id))
+        if row is None:
+            raise NotFound(f"manifest {manifest_id}: no ZK setup here (run `veriml zk setup`)")
+        return row[0]
 
     def names(self) -> list[str]:
         with self._lock:

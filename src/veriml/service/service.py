@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import replace
@@ -10,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from veriml.codec import canonical_json, tensors_digest, tensors_to_json
-from veriml.errors import InvalidInput
+from veriml.codec import canonical_json, parse_json, tensors_digest, tensors_to_json
+from veriml.errors import InvalidInput, NotFound, PermissionDenied
 from veriml.hub import ComparisonPolicy, Hub, ModelRef, Published, SignedManifest, compare_outputs
 from veriml.hub.blobs import Progress
 from veriml.identity import Signed, SigningKey
@@ -20,6 +21,7 @@ from veriml.runtime import OnnxEngine, RuntimeSettings, coerce_inputs, validate_
 from veriml.service.home import Home
 from veriml.service.publish import hash_file, sign_next_version
 from veriml.tlog import Log
+from veriml.zk import SignedZkDocument, ZkDocument, parse_signed_zk_document, sign_zk_document
 
 
 class Service:
@@ -183,6 +185,72 @@ class Service:
             detail=detail,
             runtime_class=mine,
         )
+
+    def zk_setup(
+        self,
+        ref: ModelRef | str,
+        publisher: SigningKey | None = None,
+        srs: Path | None = None,
+        input_visibility: str = "public",
+        calibration: str = "resources",
+    ) -> SignedZkDocument:
+        """Set up the circuit for a model version (EZKL), store every artifact as a blob, and sign the ZK
+        document with the publisher's key (the owner of the model). Symbolic dims are fixed to 1."""
+        from veriml.zk import ezkl_pipeline
+
+        publisher = publisher or self.home.publisher_key()
+        manifest = self.resolve(ref)
+        if publisher.public != manifest.body.publisher:
+            raise PermissionDenied(f"zk setup: only the publisher of {manifest.body.ref} may sign its ZK document")
+        bindings = {dim: 1 for spec in manifest.body.inputs for dim in spec.shape or () if isinstance(dim, str)}
+        sample = {
+            spec.name: np.zeros(
+                [bindings.get(d, 1) if not isinstance(d, int) else d for d in spec.shape or (1,)], dtype=spec.dtype
+            )
+            for spec in manifest.body.inputs
+        }
+        with tempfile.TemporaryDirectory(prefix="veriml-zk-") as tmp:
+            model_path = Path(tmp) / "model.onnx"
+            model_path.write_bytes(self.hub.blobs.read_verified(manifest.body.blob))
+            files = ezkl_pipeline.setup(model_path, sample, Path(tmp) / "setup", bindings, input_visibility,
+                                        calibration, srs)  # fmt: skip
+            artifacts = {
+                name: self.hub.blobs.put_file(getattr(files, name))
+                for name in ("settings", "compiled", "vk", "pk", "srs")
+            }
+        document = ZkDocument(
+            manifest=manifest.id,
+            artifacts=artifacts,
+            srs_kind="development" if srs is None else "ceremony",
+            logrows=files.logrows,
+            input_visibility=input_visibility,
+            output_visibility="public",
+            shape_bindings=bindings,
+            prover=ezkl_pipeline.prover_version(),
+            publisher=publisher.public,
+        )
+        signed = sign_zk_document(document, publisher)
+        self.hub.registry.put_zk_document(manifest.id, canonical_json(signed.to_json()))
+        return signed
+
+    def zk_document(self, manifest: SignedManifest) -> SignedZkDocument:
+        return parse_signed_zk_document(parse_json(self.hub.registry.zk_document(manifest.id), "zk document"))
+
+    def prove(self, bundle: Bundle) -> Bundle:
+        """The bundle with a zero-knowledge proof that its outputs are the model's on its inputs; the proof is
+        checked here before it is returned."""
+        from veriml.zk import ezkl_pipeline
+
+        document = self.zk_document(bundle.manifest)
+        paths = {}
+        with tempfile.TemporaryDirectory(prefix="veriml-prove-") as tmp:
+            for name, blob in document.body.artifacts.items():
+                paths[name] = self.hub.blobs.path(blob)
+                if not paths[name].is_file():
+                    raise NotFound(f"zk artifact {name} ({blob}) is not in this store")
+            proof = ezkl_pipeline.prove(bundle.inputs, paths["compiled"], paths["pk"], paths["srs"], Path(tmp) / "p")
+            ezkl_pipeline.verify(proof, paths["settings"], paths["vk"], paths["srs"], Path(tmp) / "v")
+        return replace(bundle, zk_proof={"document": document.to_json(), "proof": proof})
 
     def attach_proof(self, bundle: Bundle, index: int) -> Bundle:
         """The bundle with the C2SP tlog-proof of its receipt, signing a checkpoint if none covers it yet."""

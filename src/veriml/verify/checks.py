@@ -170,6 +170,74 @@ def attestations(bundle: Bundle, required_nodes: int, trusted: Collection[str] =
     return _result("attestations", "pass", f"{len(nodes)} distinct {who} agree under {policy.describe()}")
 
 
+ZK_OUTPUT_TOLERANCE = 0.05  # fixed-point outputs differ from float ones by ~0.007 on the models measured
+
+
+def zk_proof(bundle: Bundle, load_blob: BlobLoader | None, require_ceremony_srs: bool) -> CheckResult:
+    """The proof verifies under the verification key named in the ZK document the model's publisher signed,
+    and its public inputs and outputs are the bundle's (after EZKL's fixed-point scaling)."""
+    if bundle.zk_proof is None:
+        return _result("zk.proof", "skipped", "the bundle carries no zero-knowledge proof")
+    if load_blob is None:
+        return _result(
+            "zk.proof", "skipped", "the verification key and SRS are not at hand (give a home that has them)"
+        )
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from veriml.zk import parse_signed_zk_document
+    from veriml.zk.ezkl_pipeline import public_values, verify
+
+    try:
+        document = parse_signed_zk_document(bundle.zk_proof.get("document")).verified()
+        body = document.body
+        if body.publisher != bundle.manifest.body.publisher:
+            return _result("zk.proof", "fail", "the ZK document is not signed by the model's publisher")
+        if body.manifest != bundle.manifest.id:
+            return _result("zk.proof", "fail", f"the ZK document is for manifest {body.manifest}")
+        if require_ceremony_srs and body.srs_kind != "ceremony":
+            return _result("zk.proof", "fail", "the proof rests on a development SRS; a ceremony SRS is required")
+        proof = bundle.zk_proof.get("proof")
+        with tempfile.TemporaryDirectory(prefix="veriml-zkverify-") as tmp:
+            paths = {}
+            for name in ("settings", "vk", "srs"):
+                data = load_blob(body.artifacts[name])
+                if Digest.of(data) != body.artifacts[name]:
+                    return _result("zk.proof", "fail", f"zk artifact {name} does not hash to its id")
+                paths[name] = Path(tmp) / name
+                paths[name].write_bytes(data)
+            verify(proof, paths["settings"], paths["vk"], paths["srs"], Path(tmp) / "verify")
+            settings = json.loads(paths["settings"].read_text())
+        proven_inputs, proven_outputs = public_values(proof, settings)
+    except NotFound as exc:
+        return _result("zk.proof", "skipped", f"zk artifacts not at hand: {exc}")
+    except (VerimlError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        return _result("zk.proof", "fail", f"{exc}")
+    claimed_outputs = np.concatenate([v.astype(np.float64).reshape(-1) for v in bundle.outputs.values()])
+    if len(proven_outputs) != claimed_outputs.size:
+        return _result(
+            "zk.proof", "fail", f"the proof has {len(proven_outputs)} outputs, the bundle {claimed_outputs.size}"
+        )
+    if body.input_visibility == "public":
+        claimed_inputs = np.concatenate([v.astype(np.float64).reshape(-1) for v in bundle.inputs.values()])
+        scale = 2.0 ** -settings["model_input_scales"][0]
+        if (
+            len(proven_inputs) != claimed_inputs.size
+            or np.max(np.abs(np.array(proven_inputs) - claimed_inputs)) > scale
+        ):
+            return _result("zk.proof", "fail", "the proof's public inputs are not the bundle's inputs")
+    difference = float(np.max(np.abs(np.array(proven_outputs) - claimed_outputs)))
+    if difference > ZK_OUTPUT_TOLERANCE:
+        return _result("zk.proof", "fail", f"proven outputs differ from the bundle's by {difference:.3g}")
+    return _result(
+        "zk.proof",
+        "pass",
+        f"EZKL proof verifies under the publisher's key ({body.srs_kind} SRS, logrows {body.logrows}); "
+        f"proven outputs within {difference:.2g} of the bundle's",
+    )
+
+
 def not_yet_checkable(name: str, present: bool, what: str) -> CheckResult:
     if not present:
         return _result(name, "skipped", f"the bundle carries no {what}")

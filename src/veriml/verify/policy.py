@@ -17,12 +17,15 @@ SIGNED = (
 )
 LOGGED = (*SIGNED, "log.inclusion")
 REEXECUTED = (*LOGGED, "blob.digest", "reexec")
+# A proof replaces re-execution: checking it needs no model run (DESIGN §4, level 4).
+PROVEN = (*LOGGED, "zk.proof")
 
 # Each level includes the ones before it (DESIGN §4).
 LEVELS: dict[str, tuple[str, ...]] = {
     "signed": SIGNED,
     "logged": LOGGED,
     "reexecuted": REEXECUTED,
+    "proven": PROVEN,
 }
 
 

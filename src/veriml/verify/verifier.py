@@ -27,6 +27,7 @@ def verify_bundle(
     trusted_witnesses: Collection[str] = (),
     witness_quorum: int | None = None,
     agreeing_nodes: int = 1,
+    require_ceremony_srs: bool = False,
 ) -> Report:
     """Check a bundle offline. `level="logged"` also needs the log inclusion proof under a trusted checkpoint;
     `level="reexecuted"` also runs the model locally (it needs `load_blob`).
@@ -67,6 +68,6 @@ def verify_bundle(
         blob_check,
         checks.reexecution(bundle, engine if "reexec" in required else None, blob),
         checks.attestations(bundle, agreeing_nodes, trusted_nodes),
-        checks.not_yet_checkable("zk.proof", bundle.zk_proof is not None, "zero-knowledge proof"),
+        checks.zk_proof(bundle, load_blob, require_ceremony_srs),
     ]
     return Report(level, tuple(replace(r, required=r.name in required) for r in results))

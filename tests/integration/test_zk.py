@@ -1,0 +1,78 @@
+"""Proven inference with the real prover (EZKL, offline): setup per model version, a publisher-signed ZK
+document, a proof that verifies under its key, and refusals for every way a proof can be wrong."""
+
+import copy
+import os
+
+import numpy as np
+import pytest
+
+from veriml.errors import PermissionDenied
+from veriml.identity import SigningKey
+from veriml.receipts import Bundle
+from veriml.verify import verify_bundle
+from veriml.zk import ZkDocument, sign_zk_document
+
+
+@pytest.fixture(scope="module")
+def proven(tmp_path_factory):
+    from veriml import examples
+    from veriml.service import Home, Service
+
+    root = tmp_path_factory.mktemp("zk")
+    os.environ["EZKL_REPO_PATH"] = str(root / "ezkl")
+    home = Home(root / "home")
+    publisher = SigningKey.generate("alice")
+    publisher.save(home.publisher_key_path)
+    service = Service(home)
+    service.publish(examples.save(examples.mlp(), root / "mlp.onnx"), name="alice/mlp")
+    document = service.zk_setup("alice/mlp")
+    x = {"x": np.random.default_rng(4).standard_normal((1, 16)).astype(np.float32)}
+    bundle = service.prove(service.infer("alice/mlp", x, prove=True))
+    yield service, document, bundle
+    service.close()
+
+
+def test_a_proven_bundle_verifies_without_running_the_model(proven):
+    service, document, bundle = proven
+    loaded = Bundle.from_bytes(bundle.to_bytes())
+    report = verify_bundle(loaded, level="proven", load_blob=service.hub.blobs.read_verified)
+    assert report.verified, report.failures()
+    detail = report.check("zk.proof").detail
+    assert "development SRS" in detail and "logrows" in detail
+    assert report.check("reexec").status == "skipped"  # a proof stands in for re-execution
+    assert document.body.srs_kind == "development" and document.body.shape_bindings == {"N": 1}
+    strict = verify_bundle(loaded, level="proven", load_blob=service.hub.blobs.read_verified, require_ceremony_srs=True)
+    assert "a ceremony SRS is required" in strict.check("zk.proof").detail
+
+
+def test_without_the_verification_key_at_hand_proven_is_incomplete(proven):
+    _, _, bundle = proven
+    assert verify_bundle(bundle, level="proven").verdict == "incomplete"
+
+
+def test_wrong_proofs_and_documents_fail(proven):
+    service, document, bundle = proven
+    load = service.hub.blobs.read_verified
+
+    tampered = copy.deepcopy(bundle.zk_proof)
+    instances = tampered["proof"]["instances"][0]
+    instances[-1] = instances[-2]  # claim another output value
+    report = verify_bundle(Bundle.from_json({**bundle.to_json(), "zk_proof": tampered}), level="proven", load_blob=load)
+    assert report.check("zk.proof").status == "fail"
+
+    forged_outputs = {"y": bundle.outputs["y"] + np.float32(1.0)}
+    other = Bundle(
+        bundle.manifest, bundle.receipt, bundle.inputs, forged_outputs, bundle.log_proof, (), bundle.zk_proof
+    )
+    assert "proven outputs differ" in verify_bundle(other, level="proven", load_blob=load).check("zk.proof").detail
+
+    mallory = SigningKey.generate("alice")
+    swapped = ZkDocument(**{**{f: getattr(document.body, f) for f in document.body.__slots__ if f != "publisher"},
+                            "publisher": mallory.public})  # fmt: skip
+    foreign = {**bundle.zk_proof, "document": sign_zk_document(swapped, mallory).to_json()}
+    report = verify_bundle(Bundle.from_json({**bundle.to_json(), "zk_proof": foreign}), level="proven", load_blob=load)
+    assert "not signed by the model's publisher" in report.check("zk.proof").detail
+
+    with pytest.raises(PermissionDenied, match="only the publisher"):
+        service.zk_setup("alice/mlp", publisher=mallory)
