@@ -17,6 +17,7 @@ from veriml.cli.errors import fail, one_line_errors
 from veriml.cli.input_files import load_input_file
 from veriml.cli.log_commands import log_app
 from veriml.cli.network_commands import devnet_app, node_app
+from veriml.cli.zk_commands import zk_app
 from veriml.codec import Digest, tensors_to_json
 from veriml.errors import InvalidInput
 from veriml.hub import BlobStore, ComparisonPolicy
@@ -38,6 +39,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(log_app, name="log")
 app.add_typer(node_app, name="node")
 app.add_typer(devnet_app, name="devnet")
+app.add_typer(zk_app, name="zk")
 app.command("pin")(network_commands.pin)
 
 console = Console()
@@ -206,6 +208,9 @@ def verify(
     agreeing_nodes: Annotated[
         int, typer.Option(help="require a quorum bundle: this many distinct nodes (count --node keys) agreeing")
     ] = 1,
+    require_ceremony_srs: Annotated[
+        bool, typer.Option("--require-ceremony-srs", help="refuse proofs resting on a development SRS")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
     """Check a bundle offline: signatures, digests, the log inclusion proof, and with --reexec a local re-run.
@@ -225,6 +230,7 @@ def verify(
         trusted_witnesses=witness or [],
         witness_quorum=quorum,
         agreeing_nodes=agreeing_nodes,
+        require_ceremony_srs=require_ceremony_srs,
     )
     if as_json:
         print(json.dumps(report.to_json(), indent=2))

@@ -29,6 +29,7 @@ from veriml.client.protocol import (
     parse_infer,
     raise_for_problem,
 )
+from veriml.codec import Digest
 from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed, VerimlError
 from veriml.hub import ComparisonPolicy, ModelRef, SignedManifest, parse_signed_manifest
 from veriml.hub.blobs import CHUNK
@@ -70,10 +71,12 @@ class Client:
         admin_token: str | None = None,
         timeout: float = 30.0,
         log_wait: float = 15.0,
+        proof_wait: float = 600.0,
     ) -> None:
         self.nodes = _Nodes(nodes)
         self.admin_token = admin_token
         self.log_wait = log_wait
+        self.proof_wait = proof_wait
         self._http = httpx.Client(timeout=timeout)
 
     def close(self) -> None:
@@ -157,6 +160,12 @@ class Client:
             description=description,
             license=license,
         )
+        return self.push(signed, Path(model_path), url)
+
+    def push(self, signed: SignedManifest, model_path: Path, node: str | None = None) -> SignedManifest:
+        """Upload a model's bytes and its already signed manifest to one node (admin); the manifest stored
+        there (this one, or the version the same bytes already are)."""
+        url = (node or self.nodes.urls[0]).rstrip("/")
         with open(model_path, "rb") as handle:
             self._request(url, "PUT", f"/v1/blobs/{signed.body.blob}", content=iter(lambda: handle.read(CHUNK), b""),
                           headers=self._admin())  # fmt: skip
@@ -183,11 +192,47 @@ class Client:
             self.refresh()
         if level.kind == "quorum":
             url, bundle, index = self._quorum(ref, inputs, level.nodes, request_id)
+        elif level.kind == "proven":
+            return self._proven(ref, inputs, request_id)
         else:
             url, bundle, index = self._infer_once(ref, inputs, request_id, self.nodes.order(ref))
         if level.kind == "logged" or logged:
             bundle = self._wait_logged(url, bundle, index)
         return bundle
+
+    def _proven(self, ref: str, inputs: Mapping[str, Any], request_id: str | None) -> Bundle:
+        """Ask a node that has the circuit for a proof, wait for the proof job, and check it here against the
+        verification key named in the publisher-signed ZK document (fetched by content address)."""
+        body = infer_body(ref, inputs, request_id, verify="proven")
+        url, response = self._first("POST", "/v1/infer", model=ref, json=body)
+        bundle, _ = parse_infer(url, response.json())
+        deadline = time.monotonic() + self.proof_wait
+        while True:
+            job = self._request(url, "GET", f"/v1/proofs/{bundle.receipt.id}").json()
+            if job["status"] == "done":
+                break
+            if job["status"] == "failed":
+                raise VerificationFailed(f"node {url}: proof failed: {job['error']}")
+            if time.monotonic() > deadline:
+                raise Unavailable(f"node {url}: no proof within {self.proof_wait:.0f} s")
+            time.sleep(0.5)
+        proven = replace(bundle, zk_proof=job["zk_proof"])
+
+        def load_blob(digest: Digest) -> bytes:
+            return self._request(url, "GET", f"/v1/blobs/{digest}").content
+
+        report = verify_bundle(proven, level="signed", load_blob=load_blob)
+        zk = report.check("zk.proof")
+        if not report.verified or zk.status != "pass":
+            raise VerificationFailed(f"node {url}: proven bundle does not verify: {zk.detail}")
+        return proven
+
+    def push_zk(self, document: Any, load_blob: Any, node: str | None = None) -> None:
+        """Upload a ZK document's artifacts (by content address) and the document itself to a node (admin)."""
+        url = (node or self.nodes.urls[0]).rstrip("/")
+        for blob in document.body.artifacts.values():
+            self._request(url, "PUT", f"/v1/blobs/{blob}", content=load_blob(blob), headers=self._admin())
+        self._request(url, "POST", "/v1/zk-documents", json=document.to_json(), headers=self._admin())
 
     def _infer_once(
         self, ref: str, inputs: Mapping[str, Any], request_id: str | None, urls: Sequence[str]
@@ -327,8 +372,10 @@ class AsyncClient:
         request_id: str | None = None,
         logged: bool = False,
     ) -> Bundle:
-        """As `Client.infer`."""
+        """As `Client.infer` (proofs: use `Client`)."""
         level = VerifyLevel.parse(verify)
+        if level.kind == "proven":
+            raise InvalidInput("AsyncClient: verify='proven' is not supported; use Client")
         if not self.nodes.infos:
             await self.refresh()
         if level.kind != "quorum":

@@ -51,12 +51,12 @@ class VerifyLevel:
 
     @classmethod
     def parse(cls, text: str) -> VerifyLevel:
-        if text in ("signed", "logged"):
+        if text in ("signed", "logged", "proven"):
             return cls(text)
         match = _QUORUM.fullmatch(text)
         if match:
             return cls("quorum", int(match.group(1)))
-        raise InvalidInput(f"verify level {text!r}: expected 'signed', 'logged' or 'quorum:K'")
+        raise InvalidInput(f"verify level {text!r}: expected 'signed', 'logged', 'proven' or 'quorum:K'")
 
 
 def is_retryable(response: httpx.Response) -> bool:
@@ -77,10 +77,15 @@ def raise_for_problem(node: str, response: httpx.Response) -> None:
     raise error(f"node {node}: {detail}")
 
 
-def infer_body(model: str, inputs: Mapping[str, Any], request_id: str | None) -> dict[str, Any]:
+def infer_body(
+    model: str, inputs: Mapping[str, Any], request_id: str | None, verify: str | None = None
+) -> dict[str, Any]:
     arrays = {k: v for k, v in inputs.items() if isinstance(v, np.ndarray)}
     plain = {k: v for k, v in inputs.items() if not isinstance(v, np.ndarray)}
-    return {"model": model, "inputs": {**plain, **tensors_to_json(arrays)}, "request_id": request_id}
+    body = {"model": model, "inputs": {**plain, **tensors_to_json(arrays)}, "request_id": request_id}
+    if verify is not None:
+        body["verify"] = verify
+    return body
 
 
 def parse_infer(node: str, body: Any) -> tuple[Bundle, int]:

@@ -24,6 +24,7 @@ from veriml.node.node import Node
 from veriml.receipts import parse_signed_receipt
 from veriml.tlog import StaleOldSize, parse_tile_path, read_checkpoint, read_tile
 from veriml.tlog.witness import MAX_REQUEST_BYTES
+from veriml.zk import parse_signed_zk_document
 
 events = logging.getLogger("veriml.node")
 API_VERSION = "1.0.0"
@@ -33,11 +34,13 @@ class InferRequest(BaseModel):
     model: str = Field(description="owner/name, owner/name@N, or a manifest id", examples=["alice/mnist@1"])
     inputs: dict[str, Any] = Field(description="input name -> nested lists, or {dtype, shape, data(base64)}")
     request_id: str | None = Field(default=None, description="echoed into the receipt; 1-128 of [A-Za-z0-9._:-]")
+    verify: str | None = Field(default=None, description="'proven' queues a zero-knowledge proof of the result")
 
 
 class InferResponse(BaseModel):
     bundle: dict[str, Any] = Field(description="the signed bundle: manifest, receipt, inputs, outputs")
     log_index: int = Field(description="where the receipt sits in this node's log")
+    proof_job: str | None = Field(default=None, description="with verify=proven: GET /v1/proofs/{proof_job}")
 
 
 class AttestRequest(BaseModel):
@@ -205,10 +208,41 @@ def create_app(node: Node) -> FastAPI:
     async def infer(request: InferRequest) -> Response:
         """Run a model and answer with the signed bundle; the receipt is in the log before the answer leaves.
         Its inclusion proof is at /v1/log/entries/{log_index} once the next checkpoint is published."""
+        if request.verify not in (None, "signed", "proven"):
+            raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
+        if request.verify == "proven":
+            manifest = node.held(request.model) or await run_in_threadpool(node.resolve, request.model)
+            node.service.zk_document(manifest)  # 404 unless the circuit is set up here
         bundle, index = await node.infer_async(request.model, request.inputs, request.request_id)
+        proof = b""
+        if request.verify == "proven":
+            proof = b',"proof_job":"' + node.proofs.submit(bundle).encode() + b'"'
         # The bundle's canonical bytes are written as they are: no second encoding pass over the same data.
-        body = b'{"bundle":' + bundle.to_bytes() + b',"log_index":' + str(index).encode() + b"}"
+        body = b'{"bundle":' + bundle.to_bytes() + b',"log_index":' + str(index).encode() + proof + b"}"
         return Response(body, media_type="application/json")
+
+    @app.get("/v1/proofs/{receipt_id}", tags=["verification"])
+    def proof_status(receipt_id: str) -> dict[str, Any]:
+        """A proof job: queued, running, done (with the bundle's zk_proof) or failed (with why)."""
+        return node.proofs.status(Digest.parse(receipt_id, "receipt id"))
+
+    @app.post("/v1/zk-documents", tags=["verification"], dependencies=[Depends(admin)], status_code=201)
+    def add_zk_document(signed_document: dict[str, Any]) -> dict[str, Any]:
+        """Register a publisher-signed ZK document (admin); its artifacts must be uploaded as blobs first."""
+        document = parse_signed_zk_document(signed_document).verified()
+        manifest = node.service.hub.registry.by_id(document.body.manifest)
+        if document.body.publisher != manifest.body.publisher:
+            raise PermissionDenied("zk document: not signed by the model's publisher")
+        missing = [name for name, blob in document.body.artifacts.items() if not node.service.hub.blobs.has(blob)]
+        if missing:
+            raise InvalidInput(f"zk document: upload its artifacts first (missing: {', '.join(missing)})")
+        node.service.hub.registry.put_zk_document(manifest.id, canonical_json(document.to_json()))
+        return {"manifest_id": str(manifest.id)}
+
+    @app.get("/v1/zk-documents/{manifest_id}", tags=["verification"])
+    def zk_document(manifest_id: str) -> dict[str, Any]:
+        manifest = node.service.hub.registry.by_id(Digest.parse(manifest_id, "manifest id"))
+        return node.service.zk_document(manifest).to_json()
 
     @app.get("/v1/log/entries/{index}", tags=["log"])
     def log_entry(index: int) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class NodeConfig:
     peer_timeout: float = 10.0
     audit_fraction: float = 0.1
     audit_interval: float = 2.0
+    provers: int = 1  # concurrent proof jobs; proving is memory-bound
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -79,7 +80,7 @@ class NodeConfig:
 def _convert(name: str, value: Any) -> Any:
     if name == "peers":
         return tuple(str(p).rstrip("/") for p in value if str(p))
-    if name in ("port", "max_json_bytes", "max_blob_bytes"):
+    if name in ("port", "max_json_bytes", "max_blob_bytes", "provers"):
         return int(value)
     if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval"):
         return float(value)

@@ -16,6 +16,7 @@ from veriml.hub import ModelRef, SignedManifest
 from veriml.node.audit import Auditor
 from veriml.node.config import NodeConfig
 from veriml.node.peers import Discovery, PeerInfo, StaticPeers
+from veriml.node.proofs import ProofJobs
 from veriml.receipts import Bundle
 from veriml.service import Home, Service
 from veriml.tlog import CheckpointPublisher, Witness
@@ -34,6 +35,7 @@ class Node:
         self.discovery = discovery or StaticPeers(config.peers, config.peer_timeout)
         self.publisher = CheckpointPublisher(self.service.log, config.checkpoint_interval, self._witnesses)
         self.auditor = Auditor(self, config.audit_fraction, config.audit_interval)
+        self.proofs = ProofJobs(self.home.root / "proofs" / "jobs.sqlite", self.service, config.provers)
         self.bad_peers: dict[str, str] = {}  # peer url -> why it was last refused (wrong bytes, say)
 
     def start(self) -> Node:
@@ -41,9 +43,11 @@ class Node:
             self.discovery.start()
         self.publisher.start()
         self.auditor.start()
+        self.proofs.start()
         return self
 
     def stop(self) -> None:
+        self.proofs.stop()
         self.auditor.stop()
         self.publisher.stop()
         if isinstance(self.discovery, StaticPeers):

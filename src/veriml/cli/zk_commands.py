@@ -1,0 +1,64 @@
+"""`veriml zk setup|prove`: zero-knowledge proofs of model outputs with EZKL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from veriml.cli.errors import one_line_errors
+from veriml.receipts import Bundle
+from veriml.service import Service
+
+zk_app = typer.Typer(help="Zero-knowledge proofs of model outputs (EZKL).", no_args_is_help=True)
+console = Console()
+
+
+def _home():  # type: ignore[no-untyped-def]
+    from veriml.cli.app import home
+
+    return home()
+
+
+@zk_app.command("setup")
+@one_line_errors
+def setup(
+    ref: Annotated[str, typer.Argument(help="owner/name or owner/name@N")],
+    srs: Annotated[Path | None, typer.Option(help="a ceremony SRS file; without it a development SRS is made")] = None,
+    private_inputs: Annotated[bool, typer.Option("--private-inputs", help="hash inputs instead of publishing")] = False,
+    calibration: Annotated[str, typer.Option(help="resources (smaller circuit) or accuracy")] = "resources",
+) -> None:
+    """Set up the circuit for a model version and sign its ZK document with your publisher key.
+
+    The verification key commits to the weights. Without --srs the SRS is generated here: fine for development,
+    and marked so in the ZK document, so verifiers can refuse it.
+
+    Example: veriml zk setup alice/mnist@1 --srs ceremony-2^17.srs
+    """
+    with Service(_home()) as service, console.status("setting up the circuit (EZKL): calibrate, compile, keys"):
+        signed = service.zk_setup(ref, srs=srs, input_visibility="hashed" if private_inputs else "public",
+                                  calibration=calibration)  # fmt: skip
+    body = signed.body
+    console.print(f"ZK document for {ref}: logrows {body.logrows}, {body.srs_kind} SRS, inputs {body.input_visibility}")
+    for name, blob in body.artifacts.items():
+        console.print(f"  {name:9s} {blob}")
+
+
+@zk_app.command("prove")
+@one_line_errors
+def prove(
+    bundle_path: Annotated[Path, typer.Argument(metavar="BUNDLE", help="a bundle from `veriml infer`")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="where to write the proven bundle")] = None,
+) -> None:
+    """Prove a bundle's outputs came from its model on its inputs, and add the proof to the bundle.
+
+    Example: veriml zk prove result.bundle.json --out result.proven.json
+    """
+    bundle = Bundle.load(bundle_path)
+    with Service(_home()) as service, console.status("proving (EZKL)"):
+        proven = service.prove(bundle)
+    target = out or bundle_path
+    proven.save(target)
+    console.print(f"proof added: {target} (check with `veriml verify {target} --level proven`)")

@@ -1,0 +1,106 @@
+"""Proof jobs: proving is slow and memory-bound, so `verify=proven` answers with the receipt at once and queues
+a job; a small worker pool (one prover by default) works through the queue. Jobs are kept in SQLite, so queued
+and interrupted work survives a restart."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from veriml.codec import Digest, canonical_json
+from veriml.errors import NotFound
+from veriml.receipts import Bundle
+
+if TYPE_CHECKING:
+    from veriml.service import Service
+
+events = logging.getLogger("veriml.node")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    receipt TEXT PRIMARY KEY,      -- the receipt id the proof is for
+    bundle BLOB NOT NULL,          -- the bundle to prove (canonical JSON)
+    status TEXT NOT NULL,          -- queued, running, done, failed
+    zk_proof TEXT,                 -- the bundle's zk_proof slot once done
+    error TEXT
+);
+"""
+
+
+class ProofJobs:
+    def __init__(self, path: Path, service: Service, workers: int = 1) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        # Work that was running when the node stopped is queued again.
+        self._db.execute("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stop = False
+        self.service = service
+        self._threads = [threading.Thread(target=self._work, name=f"prover {n}", daemon=True) for n in range(workers)]
+
+    def start(self) -> ProofJobs:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stop = True
+            self._wake.notify_all()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join()
+        self._db.close()
+
+    def submit(self, bundle: Bundle) -> str:
+        receipt = str(bundle.receipt.id)
+        with self._wake:
+            self._db.execute(
+                "INSERT OR IGNORE INTO jobs (receipt, bundle, status) VALUES (?, ?, 'queued')",
+                (receipt, bundle.to_bytes()),
+            )
+            self._wake.notify()
+        return receipt
+
+    def status(self, receipt: Digest) -> dict[str, Any]:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT status, zk_proof, error FROM jobs WHERE receipt = ?", (str(receipt),)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"proof for receipt {receipt}: no such job here")
+        status, zk_proof, error = row
+        return {"receipt": str(receipt), "status": status, "zk_proof": json.loads(zk_proof) if zk_proof else None,
+                "error": error}  # fmt: skip
+
+    def _next(self) -> tuple[str, bytes] | None:
+        with self._wake:
+            while not self._stop:
+                row = self._db.execute("SELECT receipt, bundle FROM jobs WHERE status = 'queued' LIMIT 1").fetchone()
+                if row is not None:
+                    self._db.execute("UPDATE jobs SET status = 'running' WHERE receipt = ?", (row[0],))
+                    return row[0], row[1]
+                self._wake.wait(1.0)
+        return None
+
+    def _work(self) -> None:
+        while (job := self._next()) is not None:
+            receipt, data = job
+            try:
+                proven = self.service.prove(Bundle.from_bytes(data))  # checks its own proof before keeping it
+                result = ("done", canonical_json(dict(proven.zk_proof or {})).decode(), None)
+            except Exception as exc:  # a failed proof is reported on the job, never kills the prover
+                events.warning("proof for %s failed: %s", receipt, exc)
+                result = ("failed", None, str(exc))
+            with self._lock:
+                self._db.execute(
+                    "UPDATE jobs SET status = ?, zk_proof = ?, error = ? WHERE receipt = ?", (*result, receipt)
+                )
