@@ -76,3 +76,29 @@ def test_wrong_proofs_and_documents_fail(proven):
 
     with pytest.raises(PermissionDenied, match="only the publisher"):
         service.zk_setup("alice/mlp", publisher=mallory)
+
+
+def test_a_proof_for_another_input_fails(proven):
+    service, _, bundle = proven
+    other = {"x": bundle.inputs["x"] + np.float32(0.5)}
+    moved = Bundle(bundle.manifest, bundle.receipt, other, bundle.outputs, bundle.log_proof, (), bundle.zk_proof)
+    report = verify_bundle(moved, level="proven", load_blob=service.hub.blobs.read_verified)
+    assert "public inputs are not the bundle's inputs" in report.check("zk.proof").detail
+
+
+def test_a_proof_checked_with_another_models_verification_key_fails(proven, tmp_path):
+    from veriml import examples
+
+    service, document, bundle = proven
+    srs = service.hub.blobs.path(document.body.artifacts["srs"])  # same size: reuse the SRS file
+    service.publish(examples.save(examples.mlp(seed=9), tmp_path / "other.onnx"), name="alice/other")
+    other = service.zk_setup("alice/other", srs=srs)
+    publisher = service.home.publisher_key()
+    fields = {f: getattr(document.body, f) for f in document.body.__slots__}
+    fields["artifacts"] = {**document.body.artifacts, "vk": other.body.artifacts["vk"]}
+    swapped = sign_zk_document(ZkDocument(**fields), publisher)
+    forged = {**bundle.zk_proof, "document": swapped.to_json()}
+    report = verify_bundle(Bundle.from_json({**bundle.to_json(), "zk_proof": forged}), level="proven",
+                           load_blob=service.hub.blobs.read_verified)  # fmt: skip
+    assert report.check("zk.proof").status == "fail"
+    assert "does not verify" in report.check("zk.proof").detail
