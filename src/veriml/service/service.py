@@ -193,6 +193,7 @@ class Service:
         srs: Path | None = None,
         input_visibility: str = "public",
         calibration: str = "resources",
+        memory_cap: int | None = None,
     ) -> SignedZkDocument:
         """Set up the circuit for a model version (EZKL), store every artifact as a blob, and sign the ZK
         document with the publisher's key (the owner of the model). Symbolic dims are fixed to 1."""
@@ -213,7 +214,7 @@ class Service:
             model_path = Path(tmp) / "model.onnx"
             model_path.write_bytes(self.hub.blobs.read_verified(manifest.body.blob))
             files = ezkl_pipeline.setup(model_path, sample, Path(tmp) / "setup", bindings, input_visibility,
-                                        calibration, srs)  # fmt: skip
+                                        calibration, srs, memory_cap)  # fmt: skip
             artifacts = {
                 name: self.hub.blobs.put_file(getattr(files, name))
                 for name in ("settings", "compiled", "vk", "pk", "srs")

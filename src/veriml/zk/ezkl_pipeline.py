@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from veriml.errors import InvalidInput, VerificationFailed
+from veriml.zk.preflight import check_memory, check_operators, default_memory_cap
 
 CALIBRATION_TARGETS = ("resources", "accuracy")
 
@@ -54,11 +55,13 @@ def setup(
     input_visibility: str = "public",
     calibration: str = "resources",
     srs: Path | None = None,
+    memory_cap: int | None = None,
 ) -> SetupFiles:
     """One-time setup per model version. Parameters are fixed into the circuit, so the verification key
     commits to the weights; outputs are public; inputs public or hashed."""
     if calibration not in CALIBRATION_TARGETS:
         raise InvalidInput(f"zk setup: calibration must be one of {CALIBRATION_TARGETS}")
+    check_operators(model)
     ezkl = _ezkl()
     workdir.mkdir(parents=True, exist_ok=True)
     files = {name: workdir / name for name in ("settings.json", "network.compiled", "vk.key", "pk.key", "input.json")}
@@ -73,6 +76,7 @@ def setup(
         ezkl.calibrate_settings(str(files["input.json"]), str(model), str(files["settings.json"]), calibration)
         ezkl.compile_circuit(str(model), str(files["network.compiled"]), str(files["settings.json"]))
         logrows = json.loads(files["settings.json"].read_text())["run_args"]["logrows"]
+        check_memory(logrows, memory_cap or default_memory_cap())  # before the SRS and keys, the costly part
         srs_path = workdir / "kzg.srs"
         if srs is None:
             ezkl.gen_srs(str(srs_path), logrows)
