@@ -102,3 +102,11 @@ def test_a_proof_checked_with_another_models_verification_key_fails(proven, tmp_
                            load_blob=service.hub.blobs.read_verified)  # fmt: skip
     assert report.check("zk.proof").status == "fail"
     assert "does not verify" in report.check("zk.proof").detail
+
+
+def test_evm_verifier_and_calldata_are_written(proven, tmp_path):
+    service, _, bundle = proven
+    source = service.zk_evm_verifier("alice/mlp", tmp_path / "Verifier.sol")
+    assert "contract Halo2Verifier" in source.read_text()
+    calldata = service.zk_evm_calldata(bundle)
+    assert len(calldata) > 4 + 32 * 24  # selector, proof, and the 24 public values

@@ -62,3 +62,26 @@ def prove(
     target = out or bundle_path
     proven.save(target)
     console.print(f"proof added: {target} (check with `veriml verify {target} --level proven`)")
+
+
+@zk_app.command("evm-verifier")
+@one_line_errors
+def evm_verifier(
+    ref: Annotated[str, typer.Argument(help="owner/name or owner/name@N, set up with `veriml zk setup`")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="directory for Verifier.sol (and calldata.hex)")] = Path(
+        "evm-verifier"
+    ),
+    bundle: Annotated[Path | None, typer.Option(help="a proven bundle: also write its calldata")] = None,
+) -> None:
+    """Write EZKL's Solidity verifier for a model version, and the calldata for a proven bundle, so a contract
+    can check the proof.
+
+    Example: veriml zk evm-verifier alice/mnist@1 --out ./evm --bundle result.proven.json
+    """
+    with Service(_home()) as service:
+        source = service.zk_evm_verifier(ref, out / "Verifier.sol")
+        console.print(f"verifier: {source} (contract Halo2Verifier; compile with solc 0.8)")
+        if bundle is not None:
+            calldata = service.zk_evm_calldata(Bundle.load(bundle))
+            (out / "calldata.hex").write_text("0x" + calldata.hex() + "\n")
+            console.print(f"calldata: {out / 'calldata.hex'} ({len(calldata):,} bytes)")

@@ -253,6 +253,27 @@ class Service:
             ezkl_pipeline.verify(proof, paths["settings"], paths["vk"], paths["srs"], Path(tmp) / "v")
         return replace(bundle, zk_proof={"document": document.to_json(), "proof": proof})
 
+    def zk_evm_verifier(self, ref: ModelRef | str, out: Path) -> Path:
+        """Write EZKL's Solidity verifier for a model version's verification key (for the chain layer)."""
+        from veriml.zk import ezkl_pipeline
+
+        document = self.zk_document(self.resolve(ref))
+        paths = {name: self.hub.blobs.path(document.body.artifacts[name]) for name in ("settings", "vk", "srs")}
+        for name, path in paths.items():
+            if not path.is_file():
+                raise NotFound(f"zk artifact {name} is not in this store")
+        return ezkl_pipeline.evm_verifier(paths["settings"], paths["vk"], paths["srs"], Path(out))
+
+    @staticmethod
+    def zk_evm_calldata(bundle: Bundle) -> bytes:
+        """The calldata that submits a proven bundle's proof to the Solidity verifier."""
+        from veriml.zk import ezkl_pipeline
+
+        if bundle.zk_proof is None:
+            raise InvalidInput("the bundle carries no zero-knowledge proof: run `veriml zk prove` first")
+        with tempfile.TemporaryDirectory(prefix="veriml-calldata-") as tmp:
+            return ezkl_pipeline.evm_calldata(bundle.zk_proof["proof"], Path(tmp))
+
     def attach_proof(self, bundle: Bundle, index: int) -> Bundle:
         """The bundle with the C2SP tlog-proof of its receipt, signing a checkpoint if none covers it yet."""
         latest = self.log.latest_checkpoint()

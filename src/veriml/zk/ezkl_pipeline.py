@@ -132,3 +132,35 @@ def public_values(proof: Mapping[str, Any], settings: Mapping[str, Any]) -> tupl
     outputs = [ezkl.felt_to_float(f, output_scale) for f in instances[len(instances) - output_count :]]
     inputs = [ezkl.felt_to_float(f, input_scale) for f in instances[: len(instances) - output_count]]
     return inputs, outputs
+
+
+def evm_verifier(settings: Path, vk: Path, srs: Path, out: Path) -> Path:
+    """EZKL's Solidity verifier (contract `Halo2Verifier`) for a verification key, written to `out`.
+
+    EZKL writes the source and then tries to download solc to compile it, which fails offline; the source is
+    what is wanted here (the chain layer compiles it with solcjs), so that failure is expected."""
+    import asyncio
+
+    ezkl = _ezkl()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    abi = out.with_suffix(".abi.json")
+
+    async def create() -> None:
+        await ezkl.create_evm_verifier(str(vk), str(settings), str(out), str(abi), str(srs))
+
+    try:
+        asyncio.run(create())
+    except RuntimeError as exc:
+        if not out.is_file() or "contract Halo2Verifier" not in out.read_text():
+            raise InvalidInput(
+                f"zk evm-verifier: EZKL could not write the verifier: {str(exc).splitlines()[0]}"
+            ) from exc
+    return out
+
+
+def evm_calldata(proof: Mapping[str, Any], workdir: Path) -> bytes:
+    """The calldata (4-byte selector included) that submits `proof` to the EZKL Solidity verifier."""
+    ezkl = _ezkl()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "proof.json").write_text(json.dumps(proof))
+    return bytes(ezkl.encode_evm_calldata(str(workdir / "proof.json"), str(workdir / "calldata.bin")))
