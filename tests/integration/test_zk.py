@@ -110,3 +110,33 @@ def test_evm_verifier_and_calldata_are_written(proven, tmp_path):
     assert "contract Halo2Verifier" in source.read_text()
     calldata = service.zk_evm_calldata(bundle)
     assert len(calldata) > 4 + 32 * 24  # selector, proof, and the 24 public values
+
+
+def test_private_inputs_are_hashed_and_the_proof_still_verifies(proven, tmp_path):
+    from veriml import examples
+
+    service, document, _ = proven
+    srs = service.hub.blobs.path(document.body.artifacts["srs"])
+    service.publish(examples.save(examples.mlp(seed=3), tmp_path / "private.onnx"), name="alice/private")
+    private = service.zk_setup("alice/private", srs=srs, input_visibility="hashed")
+    assert private.body.input_visibility == "hashed"
+    x = {"x": np.random.default_rng(8).standard_normal((1, 16)).astype(np.float32)}
+    bundle = service.prove(service.infer("alice/private", x, prove=True))
+    report = verify_bundle(bundle, level="proven", load_blob=service.hub.blobs.read_verified)
+    assert report.verified, report.failures()
+
+
+@pytest.mark.slow
+def test_cnn_end_to_end(tmp_path):
+    from veriml import examples
+    from veriml.service import Home, Service
+
+    os.environ["EZKL_REPO_PATH"] = str(tmp_path / "ezkl")
+    home = Home(tmp_path / "home")
+    SigningKey.generate("alice").save(home.publisher_key_path)
+    with Service(home) as service:
+        service.publish(examples.save(examples.cnn(), tmp_path / "cnn.onnx"), name="alice/cnn")
+        service.zk_setup("alice/cnn")
+        x = {"x": np.random.default_rng(1).standard_normal((1, 1, 28, 28)).astype(np.float32)}
+        bundle = service.prove(service.infer("alice/cnn", x, prove=True))
+        assert verify_bundle(bundle, level="proven", load_blob=service.hub.blobs.read_verified).verified
