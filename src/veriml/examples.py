@@ -65,7 +65,15 @@ def cnn(seed: int = 0) -> onnx.ModelProto:
         numpy_helper.from_array(_weights(rng, (10,), 784), "dense_b"),
     ]
     nodes = [
-        helper.make_node("Conv", ["x", "conv_w", "conv_b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node(
+            "Conv",
+            ["x", "conv_w", "conv_b"],
+            ["c"],
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            strides=[1, 1],
+            dilations=[1, 1],
+        ),
         helper.make_node("Relu", ["c"], ["r"]),
         helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
         helper.make_node("Flatten", ["p"], ["f"], axis=1),
