@@ -83,16 +83,10 @@ def _run(console: Console, root: Path) -> bool:
         render.print_verdict(console, report)
 
         _step(console, 7, "tamper with one output value and verify again")
-        forged = bundle.outputs["y"].copy()
-        forged[0, 0] += np.float32(0.001)
-        tampered = Bundle.from_json({**bundle.to_json(), "outputs": {"y": _tensor_json(forged)}})
-        forged_report = verify_bundle(tampered, level="signed")
-        for failure in forged_report.failures():
-            console.print(f"[red]{failure.name}[/]: {failure.detail}")
-        render.print_verdict(console, forged_report)
+        tamper_refused = show_tampering(console, bundle)
 
     console.print(Rule())
-    return report.verified and forged_report.verdict == "failed"
+    return report.verified and tamper_refused
 
 
 def _witness_key(root: Path) -> SigningKey:
@@ -104,7 +98,15 @@ def _witness_key(root: Path) -> SigningKey:
     return key
 
 
-def _tensor_json(array: np.ndarray) -> dict:
+def show_tampering(console: Console, bundle: Bundle, **verify_options: object) -> bool:
+    """Change one output value by 0.001, verify again, and print what fails. True if the copy was refused."""
     from veriml.codec import tensor_to_json
 
-    return tensor_to_json(array)
+    forged = bundle.outputs["y"].copy()
+    forged[0, 0] += np.float32(0.001)
+    tampered = Bundle.from_json({**bundle.to_json(), "outputs": {"y": tensor_to_json(forged)}})
+    report = verify_bundle(tampered, level="signed", **verify_options)  # type: ignore[arg-type]
+    for failure in report.failures():
+        console.print(f"[red]{failure.name}[/]: {failure.detail}")
+    render.print_verdict(console, report)
+    return report.verdict == "failed"
