@@ -17,7 +17,7 @@ import pytest
 from veriml import devnet, examples
 from veriml.client import Client, Disagreement
 from veriml.codec import tensors_to_json
-from veriml.errors import VerificationFailed
+from veriml.errors import Unavailable, VerificationFailed
 from veriml.identity import SigningKey
 from veriml.receipts import Bundle
 from veriml.tlog import Log, SignedCheckpoint, TlogProof
@@ -95,17 +95,25 @@ def test_a_peer_serving_a_corrupted_blob_is_refused(net, publisher, tmp_path):
     path = examples.save(examples.cnn(), tmp_path / "cnn.onnx")
     with Client(net.urls, admin_token=net.admin_token) as client:
         manifest = client.publish(path, "alice/cnn", publisher, node=net.urls[0])
-        client.pin("alice/cnn", net.urls[2])  # a good copy on node2
         blob_file = (
             Path(net.nodes[0].home) / "hub" / "blobs" / "sha256" / manifest.body.blob.hex[:2] / manifest.body.blob.hex
         )
-        data = bytearray(blob_file.read_bytes())
-        data[len(data) // 2] ^= 0xFF  # node0 now serves wrong bytes of the right length
-        blob_file.write_bytes(bytes(data))
-        client.pin("alice/cnn", net.urls[1])  # node1 asks node0 first, refuses its bytes, takes node2's
+        good = blob_file.read_bytes()
+        bad = bytearray(good)
+        bad[len(bad) // 2] ^= 0xFF  # node0 now serves wrong bytes of the right length
+        blob_file.write_bytes(bytes(bad))
+        # node0 is the only source: node1 refuses its bytes and keeps nothing.
+        with pytest.raises(Unavailable, match="hash"):
+            client.pin("alice/cnn", net.urls[1])
+        assert httpx.get(f"{net.urls[1]}/v1/blobs/{manifest.body.blob}").status_code == 404
+        assert "served wrong bytes" in Path(net.nodes[1].log).read_text()
+        # A good copy appears on node2; node1 now takes it (node0, which lied, is asked last).
+        blob_file.write_bytes(good)
+        client.pin("alice/cnn", net.urls[2])
+        blob_file.write_bytes(bytes(bad))
+        client.pin("alice/cnn", net.urls[1])
     served = httpx.get(f"{net.urls[1]}/v1/blobs/{manifest.body.blob}").content
     assert "sha256:" + hashlib.sha256(served).hexdigest() == str(manifest.body.blob)
-    assert "served wrong bytes" in Path(net.nodes[1].log).read_text()
 
 
 def test_node_killed_mid_traffic_loses_nothing_acknowledged(net, model, tmp_path):

@@ -21,10 +21,10 @@ from typing import Any
 import httpx
 
 from veriml.client.protocol import (
+    STALE_CONNECTION,
     Disagreement,
     VerifyLevel,
     infer_body,
-    is_retryable,
     judge_quorum,
     parse_infer,
     raise_for_problem,
@@ -91,12 +91,14 @@ class Client:
     # ---- transport --------------------------------------------------------------------------------------
 
     def _request(self, url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.request(method, url + path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
-        if is_retryable(response):
-            raise Unavailable(f"node {url}: answered {response.status_code}")
+        attempts = 2 if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self._http.request(method, url + path, **kwargs)
+                break
+            except httpx.HTTPError as exc:
+                if attempt == attempts or not isinstance(exc, STALE_CONNECTION):
+                    raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
         raise_for_problem(url, response)
         return response
 
@@ -334,12 +336,14 @@ class AsyncClient:
         await self.aclose()
 
     async def _request(self, url: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = await self._http.request(method, url + path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
-        if is_retryable(response):
-            raise Unavailable(f"node {url}: answered {response.status_code}")
+        attempts = 2 if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self._http.request(method, url + path, **kwargs)
+                break
+            except httpx.HTTPError as exc:
+                if attempt == attempts or not isinstance(exc, STALE_CONNECTION):
+                    raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
         raise_for_problem(url, response)
         return response
 

@@ -35,6 +35,9 @@ _KINDS: dict[str, type[VerimlError]] = {
 }
 _QUORUM = re.compile(r"quorum:([1-9][0-9]?)")
 
+# What reusing a keep-alive connection the server has just closed looks like; an idempotent request is sent again.
+STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
 
 class Disagreement(VerificationFailed):
     """Nodes asked for the same inference gave outputs that disagree under the manifest's policy."""
@@ -59,12 +62,9 @@ class VerifyLevel:
         raise InvalidInput(f"verify level {text!r}: expected 'signed', 'logged', 'proven' or 'quorum:K'")
 
 
-def is_retryable(response: httpx.Response) -> bool:
-    return response.status_code >= 500
-
-
 def raise_for_problem(node: str, response: httpx.Response) -> None:
-    """Turn a 4xx/5xx problem answer into the veriml error of the same kind, naming the node."""
+    """Turn a 4xx/5xx problem answer into the veriml error of the same kind, naming the node. Every 5xx is
+    Unavailable, which callers that can try another node do."""
     if response.status_code < 400:
         return
     try:
@@ -73,7 +73,10 @@ def raise_for_problem(node: str, response: httpx.Response) -> None:
         detail = problem.get("detail", response.text)
     except ValueError:
         kind, detail = "", response.text[:200]
-    error = _KINDS.get(kind, Unavailable if response.status_code >= 500 else InvalidInput)
+    if response.status_code >= 500:
+        error: type[VerimlError] = Unavailable
+    else:
+        error = _KINDS.get(kind, InvalidInput)
     raise error(f"node {node}: {detail}")
 
 

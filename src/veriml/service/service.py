@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Mapping
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -237,20 +237,22 @@ class Service:
     def zk_document(self, manifest: SignedManifest) -> SignedZkDocument:
         return parse_signed_zk_document(parse_json(self.hub.registry.zk_document(manifest.id), "zk document"))
 
-    def prove(self, bundle: Bundle) -> Bundle:
+    def prove(self, bundle: Bundle, executor: Executor | None = None) -> Bundle:
         """The bundle with a zero-knowledge proof that its outputs are the model's on its inputs; the proof is
-        checked here before it is returned."""
+        checked before it is returned. With an `executor` the proving runs there (a node uses a process pool)."""
         from veriml.zk import ezkl_pipeline
 
         document = self.zk_document(bundle.manifest)
         paths = {}
-        with tempfile.TemporaryDirectory(prefix="veriml-prove-") as tmp:
-            for name, blob in document.body.artifacts.items():
-                paths[name] = self.hub.blobs.path(blob)
-                if not paths[name].is_file():
-                    raise NotFound(f"zk artifact {name} ({blob}) is not in this store")
-            proof = ezkl_pipeline.prove(bundle.inputs, paths["compiled"], paths["pk"], paths["srs"], Path(tmp) / "p")
-            ezkl_pipeline.verify(proof, paths["settings"], paths["vk"], paths["srs"], Path(tmp) / "v")
+        for name, blob in document.body.artifacts.items():
+            paths[name] = self.hub.blobs.path(blob)
+            if not paths[name].is_file():
+                raise NotFound(f"zk artifact {name} ({blob}) is not in this store")
+        inputs = dict(bundle.inputs)
+        if executor is None:
+            proof = ezkl_pipeline.prove_checked(inputs, paths)
+        else:
+            proof = executor.submit(ezkl_pipeline.prove_checked, inputs, paths).result()
         return replace(bundle, zk_proof={"document": document.to_json(), "proof": proof})
 
     def zk_evm_verifier(self, ref: ModelRef | str, out: Path) -> Path:

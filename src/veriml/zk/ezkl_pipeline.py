@@ -107,6 +107,19 @@ def prove(inputs: Mapping[str, np.ndarray], compiled: Path, pk: Path, srs: Path,
     return json.loads((workdir / "proof.json").read_text())
 
 
+def prove_checked(inputs: Mapping[str, np.ndarray], artifacts: Mapping[str, Path]) -> dict[str, Any]:
+    """A proof of the circuit on `inputs`, checked against the verification key before it is returned.
+
+    Module-level and self-contained so a node can run it in a worker process: EZKL holds the GIL for a whole
+    proof, which would stall the node's event loop for seconds if it ran on a thread."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="veriml-prove-") as tmp:
+        proof = prove(inputs, artifacts["compiled"], artifacts["pk"], artifacts["srs"], Path(tmp) / "p")
+        verify(proof, artifacts["settings"], artifacts["vk"], artifacts["srs"], Path(tmp) / "v")
+    return proof
+
+
 def verify(proof: Mapping[str, Any], settings: Path, vk: Path, srs: Path, workdir: Path) -> None:
     """Raise VerificationFailed unless EZKL accepts the proof under the verification key."""
     ezkl = _ezkl()
