@@ -6,11 +6,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 from veriml.cli import network_commands, render
 from veriml.cli.errors import fail, one_line_errors
@@ -166,16 +174,28 @@ def infer(
     input: Annotated[Path, typer.Option("--input", "-i", help="inputs: .json ({name: nested lists}) or .npz")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="where to write the bundle")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print outputs as JSON tensors")] = False,
+    node: Annotated[
+        list[str] | None, typer.Option("--node", help="run on these nodes instead of locally (repeatable URL)")
+    ] = None,
+    verify: Annotated[
+        str, typer.Option(help="with --node: signed, logged, quorum:K or proven (waits for a ZK proof)")
+    ] = "signed",
+    timeout: Annotated[float, typer.Option(help="with --node: seconds to wait for a proof or a checkpoint")] = 600.0,
 ) -> None:
-    """Run a model on inputs, sign a receipt, append it to this home's log, and write the bundle that proves it.
-
-    The bundle carries the log inclusion proof under a checkpoint signed for it.
+    """Run a model on inputs and write the bundle that proves it: here (signed, appended to this home's log,
+    with its inclusion proof) or, with --node, on a network of nodes at a verification level.
 
     Example: veriml infer alice/mnist --input digit.json --out result.bundle.json
+    Example: veriml infer alice/mnist -i digit.json --node http://127.0.0.1:8700 --verify proven
     """
     inputs = load_input_file(input)
-    with Service(home()) as service:
-        bundle = service.infer(ref, inputs, prove=True)
+    if node:
+        bundle = _infer_on_nodes(ref, inputs, node, verify, timeout)
+    elif verify != "signed":
+        raise InvalidInput("--verify needs --node: a local run is signed and logged in this home")
+    else:
+        with Service(home()) as service:
+            bundle = service.infer(ref, inputs, prove=True)
     target = out or Path(f"veriml-{bundle.receipt.body.request_id}.bundle.json")
     bundle.save(target)
     if as_json:
@@ -183,7 +203,26 @@ def infer(
         return
     console.print(render.tensors_table("outputs", bundle.outputs))
     console.print(render.receipt_table(bundle))
-    console.print(f"bundle written to [bold]{target}[/] (with its log inclusion proof)")
+    console.print(f"bundle written to [bold]{target}[/]")
+
+
+def _infer_on_nodes(ref: str, inputs: dict[str, Any], nodes: list[str], verify: str, timeout: float) -> Bundle:
+    from veriml.client import Client
+
+    with Client(nodes, log_wait=timeout, proof_wait=timeout) as client:
+        if verify != "proven":
+            return client.infer(ref, inputs, verify=verify)
+        # Proving takes seconds to minutes: show the job's status and the time spent while waiting.
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True)
+        ) as progress:
+            task = progress.add_task("proof job: submitted", total=None)
+            return client.infer(
+                ref,
+                inputs,
+                verify="proven",
+                progress=lambda status: progress.update(task, description=f"proof job: {status}"),
+            )
 
 
 @app.command()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -184,25 +184,29 @@ class Client:
         verify: str = "signed",
         request_id: str | None = None,
         logged: bool = False,
+        progress: Callable[[str], None] | None = None,
     ) -> Bundle:
         """Run `ref` on `inputs` at a verification level: `signed` (receipt checked), `logged` (also waits for
-        a checkpoint covering the receipt, cosigned by another node), or `quorum:K` (K distinct nodes in
-        parallel; the agreed output with all K receipts, or Disagreement naming the nodes). `logged=True` with
-        `quorum:K` also waits for the first node's log proof."""
+        a checkpoint covering the receipt, cosigned by another node), `quorum:K` (K distinct nodes in
+        parallel; the agreed output with all K receipts, or Disagreement naming the nodes), or `proven` (waits
+        for the node's zero-knowledge proof and checks it here; `progress` hears each proof-job status).
+        `logged=True` with `quorum:K` also waits for the first node's log proof."""
         level = VerifyLevel.parse(verify)
         if not self.nodes.infos:
             self.refresh()
         if level.kind == "quorum":
             url, bundle, index = self._quorum(ref, inputs, level.nodes, request_id)
         elif level.kind == "proven":
-            return self._proven(ref, inputs, request_id)
+            return self._proven(ref, inputs, request_id, progress)
         else:
             url, bundle, index = self._infer_once(ref, inputs, request_id, self.nodes.order(ref))
         if level.kind == "logged" or logged:
             bundle = self._wait_logged(url, bundle, index)
         return bundle
 
-    def _proven(self, ref: str, inputs: Mapping[str, Any], request_id: str | None) -> Bundle:
+    def _proven(
+        self, ref: str, inputs: Mapping[str, Any], request_id: str | None, progress: Callable[[str], None] | None
+    ) -> Bundle:
         """Ask a node that has the circuit for a proof, wait for the proof job, and check it here against the
         verification key named in the publisher-signed ZK document (fetched by content address)."""
         body = infer_body(ref, inputs, request_id, verify="proven")
@@ -211,6 +215,8 @@ class Client:
         deadline = time.monotonic() + self.proof_wait
         while True:
             job = self._request(url, "GET", f"/v1/proofs/{bundle.receipt.id}").json()
+            if progress is not None:
+                progress(job["status"])
             if job["status"] == "done":
                 break
             if job["status"] == "failed":

@@ -212,7 +212,7 @@ def create_app(node: Node) -> FastAPI:
             raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
         if request.verify == "proven":
             manifest = node.held(request.model) or await run_in_threadpool(node.resolve, request.model)
-            node.service.zk_document(manifest)  # 404 unless the circuit is set up here
+            await run_in_threadpool(node.ensure_zk, manifest)  # 404 unless the circuit is here or at a peer
         bundle, index = await node.infer_async(request.model, request.inputs, request.request_id)
         proof = b""
         if request.verify == "proven":
@@ -229,14 +229,7 @@ def create_app(node: Node) -> FastAPI:
     @app.post("/v1/zk-documents", tags=["verification"], dependencies=[Depends(admin)], status_code=201)
     def add_zk_document(signed_document: dict[str, Any]) -> dict[str, Any]:
         """Register a publisher-signed ZK document (admin); its artifacts must be uploaded as blobs first."""
-        document = parse_signed_zk_document(signed_document).verified()
-        manifest = node.service.hub.registry.by_id(document.body.manifest)
-        if document.body.publisher != manifest.body.publisher:
-            raise PermissionDenied("zk document: not signed by the model's publisher")
-        missing = [name for name, blob in document.body.artifacts.items() if not node.service.hub.blobs.has(blob)]
-        if missing:
-            raise InvalidInput(f"zk document: upload its artifacts first (missing: {', '.join(missing)})")
-        node.service.hub.registry.put_zk_document(manifest.id, canonical_json(document.to_json()))
+        manifest = node.service.add_zk_document(parse_signed_zk_document(signed_document))
         return {"manifest_id": str(manifest.id)}
 
     @app.get("/v1/zk-documents/{manifest_id}", tags=["verification"])

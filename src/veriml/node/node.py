@@ -141,6 +141,31 @@ class Node:
                 reasons.append(f"{peer.url}: {exc}")
         raise Unavailable(f"blob {blob}: no peer served it ({'; '.join(reasons) or 'no peers'})")
 
+    def ensure_zk(self, manifest: SignedManifest) -> None:
+        """Take in the model's publisher-signed ZK document and its artifacts from a peer if not held here.
+        The document's signature and publisher are checked, and every artifact must hash to its id."""
+        try:
+            self.service.zk_document(manifest)
+            return
+        except NotFound:
+            pass
+        reasons = []
+        for peer in self._peers_for(manifest.body.name):
+            try:
+                document = self.discovery.client(peer.url).zk_document(manifest.id).verified()
+                for blob in document.body.artifacts.values():
+                    if not self.service.hub.blobs.has(blob):
+                        self._fetch_blob(peer, blob, self.config.max_blob_bytes)
+                self.service.add_zk_document(document)
+                events.info("replicated zk document for %s from %s", manifest.body.ref, peer.url)
+                return
+            except VerimlError as exc:
+                reasons.append(f"{peer.url}: {exc}")
+        raise NotFound(
+            f"model {manifest.body.ref}: no zero-knowledge circuit here or at any reachable peer"
+            f" ({'; '.join(reasons) or 'no peers'}); the publisher runs `veriml zk setup` first"
+        )
+
     def _fetch_blob(self, peer: PeerInfo, blob: Digest, size: int) -> None:
         with self.service.hub.blobs.writer(expected=blob) as writer:
             for chunk in self.discovery.client(peer.url).stream_blob(blob):

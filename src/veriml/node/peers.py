@@ -18,6 +18,7 @@ from veriml.hub import SignedManifest, parse_signed_manifest
 from veriml.identity import VerifyingKey
 from veriml.identity.keys import COSIGNATURE_ED25519
 from veriml.tlog import StaleOldSize
+from veriml.zk import SignedZkDocument, parse_signed_zk_document
 
 events = logging.getLogger("veriml.node")
 
@@ -85,6 +86,9 @@ class PeerClient:
 
     def manifest(self, manifest_id: Digest) -> SignedManifest:
         return parse_signed_manifest(self._json(f"/v1/manifests/{manifest_id}"))
+
+    def zk_document(self, manifest_id: Digest) -> SignedZkDocument:
+        return parse_signed_zk_document(self._json(f"/v1/zk-documents/{manifest_id}"))
 
     def stream_blob(self, blob: Digest) -> Iterator[bytes]:
         try:

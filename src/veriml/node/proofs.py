@@ -8,10 +8,14 @@ aborts takes down only its worker process."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import multiprocessing
+import os
+import signal
 import sqlite3
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -57,7 +61,8 @@ class ProofJobs:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn, not fork: the node has threads (log writer, event loop) that a fork would copy mid-flight.
-        return ProcessPoolExecutor(self._workers, mp_context=multiprocessing.get_context("spawn"))
+        spawn = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(self._workers, mp_context=spawn, initializer=_die_with, initargs=(os.getpid(),))
 
     def start(self) -> ProofJobs:
         for thread in self._threads:
@@ -65,13 +70,19 @@ class ProofJobs:
         return self
 
     def stop(self) -> None:
+        """Stop at once: a proof under way is abandoned and its job stays 'running', to be queued again when
+        the node starts."""
         with self._wake:
             self._stop = True
             self._wake.notify_all()
+        pool = self._pool
+        # ProcessPoolExecutor (before 3.14) has no public way to end a busy worker; its process table is it.
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
         self._db.close()
 
     def submit(self, bundle: Bundle) -> str:
@@ -108,12 +119,17 @@ class ProofJobs:
     def _work(self) -> None:
         while (job := self._next()) is not None:
             receipt, data = job
+            pool = self._pool
             try:
-                proven = self.service.prove(Bundle.from_bytes(data), self._pool)  # checked before it is kept
+                proven = self.service.prove(Bundle.from_bytes(data), pool)  # checked before it is kept
                 result = ("done", canonical_json(dict(proven.zk_proof or {})).decode(), None)
             except BrokenProcessPool:
+                if self._stop:
+                    return  # ended by stop(): the job stays 'running' and is queued again at the next start
                 events.warning("prover process died proving %s; starting a new one", receipt)
-                self._pool = self._new_pool()
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = self._new_pool()
                 result = ("failed", None, "the prover process died (out of memory?)")
             except Exception as exc:  # a failed proof is reported on the job, never kills the prover
                 events.warning("proof for %s failed: %s", receipt, exc)
@@ -122,3 +138,13 @@ class ProofJobs:
                 self._db.execute(
                     "UPDATE jobs SET status = ?, zk_proof = ?, error = ? WHERE receipt = ?", (*result, receipt)
                 )
+
+
+def _die_with(parent: int) -> None:
+    """Prover worker initializer: a worker must not outlive its node, which a SIGKILL would otherwise leave
+    orphaned mid-proof. Linux delivers SIGKILL to the worker when the thread that spawned it exits."""
+    if sys.platform.startswith("linux"):
+        PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the node died before the line above took effect
+        os._exit(1)

@@ -237,6 +237,18 @@ class Service:
     def zk_document(self, manifest: SignedManifest) -> SignedZkDocument:
         return parse_signed_zk_document(parse_json(self.hub.registry.zk_document(manifest.id), "zk document"))
 
+    def add_zk_document(self, signed: SignedZkDocument) -> SignedManifest:
+        """Keep a publisher-signed ZK document (uploaded or replicated); its model and artifacts must be here."""
+        document = signed.verified()
+        manifest = self.hub.registry.by_id(document.body.manifest)
+        if document.body.publisher != manifest.body.publisher:
+            raise PermissionDenied("zk document: not signed by the model's publisher")
+        missing = [name for name, blob in document.body.artifacts.items() if not self.hub.blobs.has(blob)]
+        if missing:
+            raise InvalidInput(f"zk document: upload its artifacts first (missing: {', '.join(missing)})")
+        self.hub.registry.put_zk_document(manifest.id, canonical_json(document.to_json()))
+        return manifest
+
     def prove(self, bundle: Bundle, executor: Executor | None = None) -> Bundle:
         """The bundle with a zero-knowledge proof that its outputs are the model's on its inputs; the proof is
         checked before it is returned. With an `executor` the proving runs there (a node uses a process pool)."""
