@@ -83,7 +83,7 @@ def test_a_proof_for_another_input_fails(proven):
     other = {"x": bundle.inputs["x"] + np.float32(0.5)}
     moved = Bundle(bundle.manifest, bundle.receipt, other, bundle.outputs, bundle.log_proof, (), bundle.zk_proof)
     report = verify_bundle(moved, level="proven", load_blob=service.hub.blobs.read_verified)
-    assert "public inputs are not the bundle's inputs" in report.check("zk.proof").detail
+    assert "public input values are not the bundle's inputs" in report.check("zk.proof").detail
 
 
 def test_a_proof_checked_with_another_models_verification_key_fails(proven, tmp_path):
@@ -124,6 +124,12 @@ def test_private_inputs_are_hashed_and_the_proof_still_verifies(proven, tmp_path
     bundle = service.prove(service.infer("alice/private", x, prove=True))
     report = verify_bundle(bundle, level="proven", load_blob=service.hub.blobs.read_verified)
     assert report.verified, report.failures()
+    # The hash binds the private inputs: the same proof on other inputs fails, exactly.
+    nudged = {"x": bundle.inputs["x"].copy()}
+    nudged["x"][0, 1] += np.float32(0.01)
+    moved = Bundle(bundle.manifest, bundle.receipt, nudged, bundle.outputs, bundle.log_proof, (), bundle.zk_proof)
+    detail = verify_bundle(moved, level="proven", load_blob=service.hub.blobs.read_verified).check("zk.proof").detail
+    assert "public input hash are not the bundle's inputs" in detail
 
 
 @pytest.mark.slow

@@ -107,6 +107,23 @@ def prove(inputs: Mapping[str, np.ndarray], compiled: Path, pk: Path, srs: Path,
     return json.loads((workdir / "proof.json").read_text())
 
 
+def expected_instances(inputs: Mapping[str, np.ndarray], compiled: Path, workdir: Path) -> list[str]:
+    """The public instances a proof of the circuit on `inputs` must carry: the inputs as field elements (or
+    their Poseidon hash, for hashed inputs), then the outputs — recomputed here by witness generation, which is
+    deterministic and takes milliseconds, so a verifier compares them exactly."""
+    ezkl = _ezkl()
+    workdir.mkdir(parents=True, exist_ok=True)
+    _write_input(workdir / "input.json", inputs)
+    try:
+        ezkl.gen_witness(str(workdir / "input.json"), str(compiled), str(workdir / "witness.json"))
+    except RuntimeError as exc:
+        raise InvalidInput(f"zk witness: the inputs do not fit the circuit: {str(exc).splitlines()[0]}") from exc
+    witness = json.loads((workdir / "witness.json").read_text())
+    hashed = (witness.get("processed_inputs") or {}).get("poseidon_hash")
+    inputs_part = list(hashed) if hashed else [felt for tensor in witness["inputs"] for felt in tensor]
+    return inputs_part + [felt for tensor in witness["outputs"] for felt in tensor]
+
+
 def prove_checked(inputs: Mapping[str, np.ndarray], artifacts: Mapping[str, Path]) -> dict[str, Any]:
     """A proof of the circuit on `inputs`, checked against the verification key before it is returned.
 
