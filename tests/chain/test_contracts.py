@@ -197,7 +197,7 @@ def with_digest(inclusion: Inclusion, slot: int, value: bytes) -> Inclusion:
 
 
 def test_evidence_refused_when_a_proof_does_not_hold(contracts, accounts, cheater):
-    node, tree, first, second = cheater
+    node, _, first, second = cheater
     broken = list(second.proof)
     broken[0] = bytes(32)
     with pytest.raises(Conflict, match="second inclusion proof does not hold"):
@@ -215,7 +215,8 @@ def test_evidence_refused_when_a_proof_does_not_hold(contracts, accounts, cheate
 def test_evidence_refused_against_roots_the_node_did_not_anchor(contracts, accounts, cheater):
     node, tree, first, second = cheater
     with pytest.raises(Conflict, match="tree size was not anchored by the node"):
-        contracts.slash(accounts[5], node.address, first, replace(second, tree_size=6, proof=tuple(tree.inclusion(6, 7))))
+        moved = replace(second, tree_size=6, proof=tuple(tree.inclusion(6, 7)))
+        contracts.slash(accounts[5], node.address, first, moved)
     honest = accounts[2]
     register(contracts, honest, "honest.example")
     with pytest.raises(Conflict, match="tree size was not anchored by the node"):  # proofs of another log's tree
