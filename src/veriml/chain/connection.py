@@ -130,7 +130,9 @@ class Chain:
     def _rpc_error(self, exc: Exception, sender: str, what: str) -> Exception:
         text = str(exc)
         if _no_funds(exc):
-            return PermissionDenied(f"{what}: account {sender} has too little ether for value plus gas: fund it first")
+            return PermissionDenied(
+                f"{what}: account {sender} has {self.balance(sender)} wei, too little for value plus gas: fund it first"
+            )
         if "revert" in text.lower():
             return Conflict(f"{what}: reverted: {_reason(exc)}")
         return Unavailable(f"{what}: chain RPC {self.where} refused it: {text[:300]}")

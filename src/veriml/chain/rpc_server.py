@@ -7,6 +7,7 @@ handles one request at a time (eth-tester is not thread-safe)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -96,10 +97,8 @@ def main() -> int:
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         serve(args.port, args.host)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -46,13 +46,29 @@ def up(
     nodes: Annotated[int, typer.Option("--nodes", help="how many nodes")] = 3,
     directory: DevnetDir = Path("devnet"),
     checkpoint_interval: Annotated[float, typer.Option(help="seconds between checkpoints")] = 1.0,
+    chain: Annotated[
+        str | None,
+        typer.Option("--chain", help="put the nodes on a local chain: embedded (eth-tester) or anvil (npm package)"),
+    ] = None,
+    rpc: Annotated[
+        str | None, typer.Option("--rpc", help="put the nodes on this EVM chain, funded from VERIML_CHAIN_KEY")
+    ] = None,
+    anchor_interval: Annotated[float, typer.Option(help="seconds between anchors, on a chain")] = 2.0,
 ) -> None:
     """Start N node processes on 127.0.0.1 with random free ports, own keys and data dirs, peered together.
 
-    Example: veriml devnet up --nodes 3 --dir ./devnet
+    With --chain or --rpc the contracts are deployed, and the nodes register with a stake, anchor their logs and
+    find each other on chain (docs/chain.md).
+
+    Example: veriml devnet up --nodes 3 --dir ./devnet --chain embedded
     """
-    network = devnets.up(directory, nodes, checkpoint_interval)
+    if chain is not None and rpc is not None:
+        raise InvalidInput("devnet: give --chain or --rpc, not both")
+    network = devnets.up(directory, nodes, checkpoint_interval, chain=chain, rpc=rpc, anchor_interval=anchor_interval)
     _status_table(network)
+    if network.chain:
+        console.print(f"chain: {network.chain['kind']} at {network.chain['rpc']}, contracts in "
+                      f"{network.chain['deployment']}")  # fmt: skip
     console.print(f"admin token and PIDs in {network.root / devnets.STATE_FILE}; stop with `veriml devnet down`")
 
 
