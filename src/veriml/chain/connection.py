@@ -69,8 +69,9 @@ class Chain:
         try:
             return fn()
         except requests.exceptions.RequestException as exc:
-            raise Unavailable(f"chain RPC {self.where}: unreachable while reading {what} ({type(exc).__name__})") \
-                from exc
+            raise Unavailable(
+                f"chain RPC {self.where}: unreachable while reading {what} ({type(exc).__name__})"
+            ) from exc
 
     def balance(self, address: str) -> int:
         return int(self._call(lambda: self.w3.eth.get_balance(address), f"balance of {address}"))

@@ -72,7 +72,8 @@ def deploy(
 
     Example: veriml chain deploy --rpc http://127.0.0.1:8545 --key-file deployer.key --out chain.json
     """
-    from veriml.chain import Chain, deploy as deploy_contracts, load_account
+    from veriml.chain import Chain, load_account
+    from veriml.chain import deploy as deploy_contracts
 
     if not 0 <= reporter_share <= 1:
         raise InvalidInput(f"--reporter-share {reporter_share}: must be between 0 and 1")
