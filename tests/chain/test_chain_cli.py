@@ -94,6 +94,6 @@ def test_wrong_chain_id(rpc, deployed, tmp_path):
 
 
 def test_every_chain_command_has_help_with_an_example():
-    for command in ("deploy", "register", "register-model", "anchor", "status", "evidence"):
+    for command in ("deploy", "register", "register-model", "deploy-verifier", "anchor", "status", "evidence"):
         result = runner.invoke(app, ["chain", command, "--help"])
         assert result.exit_code == 0 and "Example: veriml chain" in result.stdout, command

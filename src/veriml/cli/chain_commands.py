@@ -1,4 +1,4 @@
-"""`veriml chain deploy|register|register-model|anchor|status|evidence`: veriml's contracts on an EVM chain."""
+"""`veriml chain ...`: deploy veriml's contracts, register nodes and models, anchor, show status, build evidence."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from veriml.cli.errors import one_line_errors
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, NotFound
 
 chain_app = typer.Typer(
     help="The chain: node registry and stake, log anchoring, slashing, models and their verifiers.",
@@ -223,3 +223,43 @@ def evidence(
     if submit:
         receipt = built.submit(contracts, load_account(key_file=key_file))
         console.print(f"slashed {built.node} (gas {receipt['gasUsed']:,})")
+
+
+@chain_app.command("deploy-verifier")
+@one_line_errors
+def deploy_verifier(
+    ref: Annotated[str, typer.Argument(help="owner/name@N, set up with `veriml zk setup`")],
+    rpc: Rpc,
+    deployment: DeploymentFile = Path("chain.json"),
+    key_file: KeyFile = None,
+    register: Annotated[
+        bool, typer.Option("--register/--no-register", help="also register the model with this verifier")
+    ] = True,
+) -> None:
+    """Deploy EZKL's Solidity verifier for a model version (compiled here with solcjs) and register it beside the
+    model's manifest id, so contracts can accept the model's outputs with a proof.
+
+    Example: veriml chain deploy-verifier alice/mnist@1 --rpc http://127.0.0.1:8545 --key-file publisher.key
+    """
+    import tempfile
+
+    from veriml.chain import load_account
+    from veriml.chain.proofs import deploy_verifier as deploy_verifier_contract
+    from veriml.service import Service
+
+    contracts = _contracts(rpc, deployment)
+    account = load_account(key_file=key_file)
+    with Service(_home()) as service, tempfile.TemporaryDirectory() as tmp:
+        manifest = service.resolve(ref)
+        source = service.zk_evm_verifier(ref, Path(tmp) / "Verifier.sol")
+        with console.status("compiling (solcjs) and deploying the verifier"):
+            address = deploy_verifier_contract(contracts.chain, account, source)
+    console.print(f"verifier for {manifest.body.ref}: {address}")
+    if register:
+        try:
+            contracts.model(manifest.id)
+        except NotFound:
+            contracts.register_model(account, manifest.id, manifest.body.policy.kind == "exact", address)
+        else:
+            contracts.set_verifier(account, manifest.id, address)
+        console.print(f"registered beside manifest {manifest.id}")
