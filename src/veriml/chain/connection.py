@@ -16,7 +16,7 @@ from veriml.errors import Conflict, InvalidInput, PermissionDenied, Unavailable
 EMBEDDED_KEYS = tuple(f"0x{n:064x}" for n in range(1, 11))
 # anvil's default account #0: public knowledge, for local chains only.
 ANVIL_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-LOCAL_CHAIN_IDS = {31337, 131277322940537}  # anvil, eth-tester
+MAX_TIP = 2 * 10**9  # wei per gas
 
 
 def _web3():  # type: ignore[no-untyped-def]
@@ -87,7 +87,7 @@ class Chain:
 
         sender = account.address
         try:
-            tx = call.build_transaction({"from": sender, "value": value, "nonce": self._nonce(sender)})
+            tx = call.build_transaction({"from": sender, "value": value, "nonce": self._nonce(sender), **self._fees()})
         except ContractLogicError as exc:
             raise Conflict(f"{what}: reverted: {_reason(exc)}") from exc
         except Web3RPCError as exc:
@@ -115,6 +115,15 @@ class Chain:
         if receipt["status"] != 1:
             raise Conflict(f"{what}: reverted on chain (transaction {tx_hash.hex()})")
         return receipt
+
+    def _fees(self) -> dict[str, int]:
+        """EIP-1559 fees: twice the base fee plus a tip capped at MAX_TIP. Without the cap a local chain's tip
+        suggestion (from the tips recently paid) feeds on itself and grows with every transaction."""
+        base = int(self._call(lambda: self.w3.eth.get_block("latest").get("baseFeePerGas", 0), "base fee"))
+        if not base:
+            return {}  # a chain without EIP-1559: web3 fills a legacy gas price
+        tip = min(int(self._call(lambda: self.w3.eth.max_priority_fee, "tip")), MAX_TIP)
+        return {"maxPriorityFeePerGas": tip, "maxFeePerGas": 2 * base + tip}
 
     def _nonce(self, sender: str) -> int:
         return int(self._call(lambda: self.w3.eth.get_transaction_count(sender, "pending"), "nonce"))
