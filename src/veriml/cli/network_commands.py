@@ -81,6 +81,8 @@ def down(directory: DevnetDir = Path("devnet")) -> None:
     """
     network = devnets.down(directory)
     console.print(f"stopped {len(network.nodes)} nodes")
+    if network.chain and network.chain.get("pid"):
+        console.print(f"stopped the {network.chain['kind']} chain")
 
 
 @devnet_app.command("status")
