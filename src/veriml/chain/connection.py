@@ -34,14 +34,16 @@ class Chain:
     tester: Any = None  # the EthereumTester behind an embedded chain (time travel in tests)
 
     @classmethod
-    def connect(cls, rpc: str, chain_id: int | None = None, timeout: float = 30.0) -> Chain:
-        """Connect to an RPC URL; with `chain_id`, refuse a chain with another id (a wrong network)."""
+    def connect(cls, rpc: str, chain_id: int | None = None, timeout: float = 30.0, check: bool = True) -> Chain:
+        """Connect to an RPC URL; with `chain_id`, refuse a chain with another id (a wrong network). With
+        `check=False` nothing is sent yet (a node starting before its chain is reachable)."""
         web3 = _web3()
         if not rpc.startswith(("http://", "https://")):
             raise InvalidInput(f"chain RPC {rpc!r}: expected an http(s) URL")
         w3 = web3.Web3(web3.HTTPProvider(rpc, request_kwargs={"timeout": timeout}))
         chain = cls(w3, rpc)
-        chain.check_chain_id(chain_id)
+        if check:
+            chain.check_chain_id(chain_id)
         return chain
 
     @classmethod

@@ -115,8 +115,9 @@ def deploy(
 class Contracts:
     """veriml's contracts on one chain."""
 
-    def __init__(self, chain: Chain, deployment: Deployment) -> None:
-        chain.check_chain_id(deployment.chain_id)
+    def __init__(self, chain: Chain, deployment: Deployment, check: bool = True) -> None:
+        if check:
+            chain.check_chain_id(deployment.chain_id)
         self.chain = chain
         self.deployment = deployment
         self.registry = chain.contract(deployment.node_registry, compile_vyper("NodeRegistry").abi)

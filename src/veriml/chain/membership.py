@@ -25,8 +25,11 @@ class ChainMembership:
         if not (config.chain_rpc and config.chain_deployment and config.chain_key):
             raise InvalidInput("node config: chain_rpc needs chain_deployment and chain_key too")
         deployment = Deployment.load(Path(config.chain_deployment))
-        chain = Chain.connect(config.chain_rpc, config.chain_id or deployment.chain_id)
-        self.contracts = Contracts(chain, deployment)
+        if config.chain_id is not None and config.chain_id != deployment.chain_id:
+            raise InvalidInput(f"node config: chain_id {config.chain_id}, but {config.chain_deployment} is for"
+                               f" chain {deployment.chain_id}")  # fmt: skip
+        # Nothing is sent before the join thread runs: a node may start before its chain answers.
+        self.contracts = Contracts(Chain.connect(config.chain_rpc, check=False), deployment, check=False)
         self.account = load_account(key_file=Path(config.chain_key))
         self.key = key
         self.stake = config.chain_stake
@@ -38,23 +41,31 @@ class ChainMembership:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._join_then_run, name="chain membership", daemon=True)
 
-    def join(self) -> None:
-        """Register, or bring the registered endpoint up to date; an account bound to another key is refused."""
+    def join(self) -> bool:
+        """Register, or bring the registered endpoint up to date; an account bound to another key is refused.
+        False when the account was slashed or has withdrawn: the node then serves without anchoring."""
+        self.contracts.chain.check_chain_id(self.contracts.deployment.chain_id)
         try:
             node = self.contracts.node(self.account.address)
         except NotFound:
             self.contracts.register(self.account, self.key.public, self.endpoint, self.stake)
             events.info("registered on chain as %s from %s", self.key.public.name, self.account.address)
-            return
+            return True
         if node.ed25519 != self.key.public.public:
             raise InvalidInput(f"chain: account {self.account.address} is registered with another Ed25519 key")
-        if node.endpoint != self.endpoint and node.active:
+        if node.slashed or node.withdrawn:
+            events.error("chain: account %s was %s: not anchoring", self.account.address,
+                         "slashed" if node.slashed else "withdrawn")  # fmt: skip
+            return False
+        if node.endpoint != self.endpoint and node.exit_at == 0:
             self.contracts.set_endpoint(self.account, self.endpoint)
+        return True
 
     def _join_then_run(self) -> None:
+        anchoring = False
         while not self._stop.is_set():
             try:
-                self.join()
+                anchoring = self.join()
                 break
             except VerimlError as exc:
                 events.warning("chain: could not join, retrying: %s", exc)
@@ -63,7 +74,8 @@ class ChainMembership:
             return
         self.joined.set()
         self.discovery.start()
-        self.anchorer.start()
+        if anchoring:
+            self.anchorer.start()
 
     def start(self) -> ChainMembership:
         self._thread.start()
