@@ -97,3 +97,27 @@ def test_every_chain_command_has_help_with_an_example():
     for command in ("deploy", "register", "register-model", "deploy-verifier", "anchor", "status", "evidence"):
         result = runner.invoke(app, ["chain", command, "--help"])
         assert result.exit_code == 0 and "Example: veriml chain" in result.stdout, command
+
+
+def test_anchor_reads_the_nodes_tiles_and_anchors_once(rpc, deployed, log, served, tmp_path):
+    from eth_account import Account
+
+    from veriml.chain import Chain, Contracts, Deployment
+
+    contracts = Contracts(Chain.connect(rpc), Deployment.load(deployed))
+    operator = Account.from_key(EMBEDDED_KEYS[2])
+    contracts.register(operator, log.key.public, served, 10**17)
+    log.append_batch([(b"entry %d" % n, b"") for n in range(5)])
+    log.sign_checkpoint()
+    args = ["chain", "anchor", "--rpc", rpc, "--deployment", str(deployed), "--node", served, "--key-file",
+            str(key_file(tmp_path, EMBEDDED_KEYS[2], "node.key"))]  # fmt: skip
+    result = veriml(tmp_path, *args)
+    assert result.exit_code == 0, result.output
+    assert "anchored tree size 5 (previous anchor 0)" in result.stdout
+    log.append_batch([(b"entry %d" % n, b"") for n in range(5, 300)])
+    log.sign_checkpoint()
+    assert "anchored tree size 300 (previous anchor 5)" in veriml(tmp_path, *args).stdout
+    assert "nothing to anchor" in veriml(tmp_path, *args).stdout
+    assert contracts.node(operator.address).anchored_root == log.root(300)
+    stranger = [*args[:-1], str(key_file(tmp_path, EMBEDDED_KEYS[0], "deployer.key"))]
+    assert "is not a registered node" in one_error_line(veriml(tmp_path, *stranger))

@@ -3,52 +3,14 @@ embedded chain from its tiles alone (as `veriml chain anchor` does) passes the c
 
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from veriml.chain.anchor import AnchorSource, anchor_once
 from veriml.chain.tiles import TileLog
 from veriml.errors import NotFound
-from veriml.identity import SigningKey
-from veriml.tlog import Log, parse_tile_path, read_checkpoint, read_tile
+from veriml.tlog import Log
 
 from .conftest import MIN_STAKE
-
-
-@pytest.fixture()
-def log(tmp_path):  # type: ignore[no-untyped-def]
-    with Log(tmp_path / "log.sqlite", SigningKey.generate("example.com/log")) as opened:
-        yield opened
-
-
-@pytest.fixture()
-def served(log):  # type: ignore[no-untyped-def]
-    """The log's tlog-tiles read side over HTTP on 127.0.0.1, from the same functions the node's routes call."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            try:
-                path = self.path
-                body = read_checkpoint(log) if path == "/checkpoint" else read_tile(log, parse_tile_path(path))
-            except NotFound:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def fill(log: Log, count: int) -> None:
