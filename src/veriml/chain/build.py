@@ -4,6 +4,8 @@ EZKL's Solidity verifier with solcjs from the project's node_modules. No bytecod
 from __future__ import annotations
 
 import functools
+import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -43,17 +45,40 @@ def node_modules() -> Path:
     raise NotFound("node_modules: not found; run `make install` (it runs `npm ci` for anvil and solc)")
 
 
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "veriml" / "contracts"
+
+
 @functools.cache
 def compile_vyper(name: str) -> Artifact:
+    """ABI and bytecode of contracts/<name>.vy. The output is cached on disk by the hash of the source and the
+    compiler version (a node process then starts without importing the compiler); it is never committed."""
     if name not in CONTRACT_NAMES:
         raise InvalidInput(f"contract {name!r}: expected one of {', '.join(CONTRACT_NAMES)}")
-    try:
-        import vyper
-    except ImportError as exc:
-        raise Unavailable("vyper is not installed: `pip install 'veriml[chain]'` (make install does)") from exc
     source = (contracts_dir() / f"{name}.vy").read_text()
+    try:
+        compiler = importlib.metadata.version("vyper")
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise Unavailable("vyper is not installed: `pip install 'veriml[chain]'` (make install does)") from exc
+    key = hashlib.sha256(f"{compiler}\0{name}\0{source}".encode()).hexdigest()
+    cached = _cache_dir() / f"{name}-{key}.json"
+    try:
+        body = json.loads(cached.read_text())
+        return Artifact(name, body["abi"], bytes.fromhex(body["bytecode"]))
+    except (OSError, ValueError, KeyError):
+        pass
+    import vyper
+
     output = vyper.compile_code(source, output_formats=["abi", "bytecode"], contract_path=f"{name}.vy")
-    return Artifact(name, output["abi"], bytes.fromhex(output["bytecode"].removeprefix("0x")))
+    artifact = Artifact(name, output["abi"], bytes.fromhex(output["bytecode"].removeprefix("0x")))
+    try:  # a cache that cannot be written only costs the next process a compile
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"abi": artifact.abi, "bytecode": artifact.bytecode.hex()}))
+        partial.replace(cached)
+    except OSError:
+        pass
+    return artifact
 
 
 # solcjs through a short Node program: standard JSON in, standard JSON out (the solcjs CLI has no JSON mode).

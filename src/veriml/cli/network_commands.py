@@ -47,9 +47,13 @@ def up(
     directory: DevnetDir = Path("devnet"),
     checkpoint_interval: Annotated[float, typer.Option(help="seconds between checkpoints")] = 1.0,
     chain: Annotated[
-        str | None,
-        typer.Option("--chain", help="put the nodes on a local chain: embedded (eth-tester) or anvil (npm package)"),
-    ] = None,
+        str,
+        typer.Option(
+            "--chain",
+            help="the nodes' chain: embedded (eth-tester in its own process), anvil (npm package), or none (a static"
+            " peer list, no chain)",
+        ),
+    ] = "embedded",
     rpc: Annotated[
         str | None, typer.Option("--rpc", help="put the nodes on this EVM chain, funded from VERIML_CHAIN_KEY")
     ] = None,
@@ -57,14 +61,16 @@ def up(
 ) -> None:
     """Start N node processes on 127.0.0.1 with random free ports, own keys and data dirs, peered together.
 
-    With --chain or --rpc the contracts are deployed, and the nodes register with a stake, anchor their logs and
-    find each other on chain (docs/chain.md).
+    On a chain (embedded by default, or --chain anvil, or --rpc URL) the contracts are deployed, and the nodes
+    register with a stake, anchor their logs and find each other there (docs/chain.md); --chain none gives a
+    plain devnet on a static peer list.
 
-    Example: veriml devnet up --nodes 3 --dir ./devnet --chain embedded
+    Example: veriml devnet up --nodes 3 --dir ./devnet --chain anvil
     """
-    if chain is not None and rpc is not None:
-        raise InvalidInput("devnet: give --chain or --rpc, not both")
-    network = devnets.up(directory, nodes, checkpoint_interval, chain=chain, rpc=rpc, anchor_interval=anchor_interval)
+    if chain not in ("embedded", "anvil", "none"):
+        raise InvalidInput(f"devnet: --chain {chain!r}: expected embedded, anvil or none")
+    kind = None if chain == "none" or rpc is not None else chain  # --rpc names the chain itself
+    network = devnets.up(directory, nodes, checkpoint_interval, chain=kind, rpc=rpc, anchor_interval=anchor_interval)
     _status_table(network)
     if network.chain:
         console.print(f"chain: {network.chain['kind']} at {network.chain['rpc']}, contracts in "
