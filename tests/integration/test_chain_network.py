@@ -134,3 +134,28 @@ def test_serve_anchor_and_slash_an_equivocating_node(net, contracts, tmp_path):
             return all(net.urls[2] not in info["peers"] for info in client.refresh().values())
 
     wait_for(dropped, what="the slashed node to leave the peer lists")
+
+
+def test_cli_devnet_runs_on_the_embedded_chain_by_default(tmp_path):
+    root = tmp_path / "devnet"
+    up = CliRunner().invoke(app, ["devnet", "up", "--nodes", "2", "--dir", str(root)])
+    assert up.exit_code == 0, up.output
+    try:
+        network = devnet.Devnet.load(root)
+        assert network.chain["kind"] == "embedded"
+        deployment = Deployment.load(Path(network.chain["deployment"]))
+        contracts = Contracts(Chain.connect(network.chain["rpc"], deployment.chain_id), deployment)
+        wait_for(lambda: len(contracts.nodes()) == 2, what="2 registrations on the embedded chain")
+    finally:
+        down = CliRunner().invoke(app, ["devnet", "down", "--dir", str(root)])
+    assert down.exit_code == 0 and "stopped the embedded chain" in down.stdout
+    assert (
+        not Path(f"/proc/{network.chain['pid']}").exists()
+        or b"veriml.chain.rpc_server" not in Path(f"/proc/{network.chain['pid']}/cmdline").read_bytes()
+    )
+
+
+def test_cli_devnet_refuses_an_unknown_chain(tmp_path):
+    result = CliRunner().invoke(app, ["devnet", "up", "--dir", str(tmp_path / "d"), "--chain", "ganache"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: devnet: --chain 'ganache': expected embedded, anvil or none"
