@@ -6,10 +6,12 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: install demo test test-all lint bench clean
 
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,chain]'
+	npm ci --no-audit --no-fund --loglevel=error  # anvil and solcjs for the chain face, into ./node_modules
 	touch $(INSTALLED)
 
 install: $(INSTALLED)
@@ -32,6 +34,7 @@ bench: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/bench_receipts.py
 	$(BIN)/python benchmarks/bench_tlog.py
+	$(BIN)/python benchmarks/bench_chain.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis

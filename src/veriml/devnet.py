@@ -15,6 +15,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -36,13 +37,14 @@ class Devnet:
     root: Path
     admin_token: str
     nodes: tuple[DevnetNode, ...]
+    chain: dict[str, Any] | None = None  # kind, rpc, pid, port, deployment file (when the devnet runs on a chain)
 
     @property
     def urls(self) -> list[str]:
         return [node.url for node in self.nodes]
 
     def save(self) -> None:
-        body = {"admin_token": self.admin_token, "nodes": [asdict(node) for node in self.nodes]}
+        body = {"admin_token": self.admin_token, "nodes": [asdict(node) for node in self.nodes], "chain": self.chain}
         path = self.root / STATE_FILE
         path.write_text(json.dumps(body, indent=2))
         os.chmod(path, 0o600)  # it holds the admin token
@@ -53,7 +55,8 @@ class Devnet:
         if not path.is_file():
             raise NotFound(f"no devnet at {root}: start one with `veriml devnet up`")
         body = json.loads(path.read_text())
-        return cls(Path(root), body["admin_token"], tuple(DevnetNode(**node) for node in body["nodes"]))
+        nodes = tuple(DevnetNode(**node) for node in body["nodes"])
+        return cls(Path(root), body["admin_token"], nodes, body.get("chain"))
 
 
 def free_port() -> int:
@@ -63,9 +66,17 @@ def free_port() -> int:
 
 
 def _write_config(
-    path: Path, home: Path, port: int, token: str, peers: list[str], interval: float, audit_fraction: float
+    path: Path,
+    home: Path,
+    port: int,
+    token: str,
+    peers: list[str],
+    interval: float,
+    audit_fraction: float,
+    chain_lines: list[str] | None = None,
 ) -> None:
     lines = [
+        *(chain_lines or []),
         f'home = "{home}"',
         'host = "127.0.0.1"',
         f"port = {port}",
@@ -101,10 +112,16 @@ def up(
     wait: float = 60.0,
     commands: dict[int, list[str]] | None = None,
     audit_fraction: float = 0.1,
+    chain: str | None = None,
+    rpc: str | None = None,
+    anchor_interval: float = 2.0,
 ) -> Devnet:
     """Start `count` nodes peered with each other and wait until each answers its health check.
 
-    `commands` replaces the command that runs node N (tests use it to run a node with a fault injected)."""
+    `commands` replaces the command that runs node N (tests use it to run a node with a fault injected).
+    With `chain` ("embedded" or "anvil", a local chain process started here) or `rpc` (any EVM chain, funded
+    from VERIML_CHAIN_KEY), the contracts are deployed, each node gets a funded Ethereum key, and the nodes
+    register, anchor and find each other on chain instead of through a static peer list."""
     root = Path(root).resolve()
     if (root / STATE_FILE).exists():
         raise InvalidInput(f"a devnet is already recorded at {root}: `veriml devnet down --dir {root}` first")
@@ -114,17 +131,26 @@ def up(
     token = secrets.token_urlsafe(24)
     ports = [free_port() for _ in range(count)]
     urls = [f"http://127.0.0.1:{port}" for port in ports]
+    chain_state: dict[str, Any] | None = None
+    chain_lines: list[list[str] | None] = [None] * count
+    if chain is not None or rpc is not None:
+        from veriml.chain.devnet_chain import setup_chain
+
+        chain_state, lines = setup_chain(root, count, chain, rpc, anchor_interval)
+        chain_lines = list(lines)
     nodes = []
     for n, (port, url) in enumerate(zip(ports, urls, strict=True)):
         node_dir = root / f"node{n}"
         node_dir.mkdir(exist_ok=True)
         config = node_dir / "node.toml"
-        peers = [u for u in urls if u != url]
-        _write_config(config, node_dir / "home", port, token, peers, checkpoint_interval, audit_fraction)
+        peers = [] if chain_state else [u for u in urls if u != url]  # on chain, peers come from the registry
+        _write_config(
+            config, node_dir / "home", port, token, peers, checkpoint_interval, audit_fraction, chain_lines[n]
+        )
         log_path = node_dir / "node.log"
         pid = _spawn((commands or {}).get(n, NODE_COMMAND), config, log_path)
         nodes.append(DevnetNode(url, pid, str(node_dir / "home"), str(log_path)))
-    devnet = Devnet(root, token, tuple(nodes))
+    devnet = Devnet(root, token, tuple(nodes), chain_state)
     devnet.save()
     try:
         wait_healthy(devnet.urls, wait)
@@ -159,7 +185,7 @@ def restart(root: Path, number: int, wait: float = 60.0) -> Devnet:
     restarted = DevnetNode(node.url, _spawn(NODE_COMMAND, config, Path(node.log)), node.home, node.log)
     nodes = list(devnet.nodes)
     nodes[number] = restarted
-    devnet = Devnet(devnet.root, devnet.admin_token, tuple(nodes))
+    devnet = Devnet(devnet.root, devnet.admin_token, tuple(nodes), devnet.chain)
     devnet.save()
     wait_healthy([node.url], wait)
     return devnet
@@ -199,5 +225,7 @@ def down(root: Path) -> Devnet:
     devnet = Devnet.load(root)
     for node in devnet.nodes:
         stop_pid(node.pid, config=str(Path(node.home).parent / "node.toml"))
+    if devnet.chain and devnet.chain.get("pid"):
+        stop_pid(int(devnet.chain["pid"]), config=f"--port\0{devnet.chain['port']}")
     (Path(root) / STATE_FILE).unlink()
     return devnet

@@ -21,6 +21,7 @@ from rich.progress import (
 )
 
 from veriml.cli import network_commands, render
+from veriml.cli.chain_commands import chain_app
 from veriml.cli.errors import fail, one_line_errors
 from veriml.cli.input_files import load_input_file
 from veriml.cli.log_commands import log_app
@@ -48,6 +49,7 @@ app.add_typer(log_app, name="log")
 app.add_typer(node_app, name="node")
 app.add_typer(devnet_app, name="devnet")
 app.add_typer(zk_app, name="zk")
+app.add_typer(chain_app, name="chain")
 app.command("pin")(network_commands.pin)
 
 console = Console()

@@ -46,13 +46,35 @@ def up(
     nodes: Annotated[int, typer.Option("--nodes", help="how many nodes")] = 3,
     directory: DevnetDir = Path("devnet"),
     checkpoint_interval: Annotated[float, typer.Option(help="seconds between checkpoints")] = 1.0,
+    chain: Annotated[
+        str,
+        typer.Option(
+            "--chain",
+            help="the nodes' chain: embedded (eth-tester in its own process), anvil (npm package), or none (a static"
+            " peer list, no chain)",
+        ),
+    ] = "embedded",
+    rpc: Annotated[
+        str | None, typer.Option("--rpc", help="put the nodes on this EVM chain, funded from VERIML_CHAIN_KEY")
+    ] = None,
+    anchor_interval: Annotated[float, typer.Option(help="seconds between anchors, on a chain")] = 2.0,
 ) -> None:
     """Start N node processes on 127.0.0.1 with random free ports, own keys and data dirs, peered together.
 
-    Example: veriml devnet up --nodes 3 --dir ./devnet
+    On a chain (embedded by default, or --chain anvil, or --rpc URL) the contracts are deployed, and the nodes
+    register with a stake, anchor their logs and find each other there (docs/chain.md); --chain none gives a
+    plain devnet on a static peer list.
+
+    Example: veriml devnet up --nodes 3 --dir ./devnet --chain anvil
     """
-    network = devnets.up(directory, nodes, checkpoint_interval)
+    if chain not in ("embedded", "anvil", "none"):
+        raise InvalidInput(f"devnet: --chain {chain!r}: expected embedded, anvil or none")
+    kind = None if chain == "none" or rpc is not None else chain  # --rpc names the chain itself
+    network = devnets.up(directory, nodes, checkpoint_interval, chain=kind, rpc=rpc, anchor_interval=anchor_interval)
     _status_table(network)
+    if network.chain:
+        console.print(f"chain: {network.chain['kind']} at {network.chain['rpc']}, contracts in "
+                      f"{network.chain['deployment']}")  # fmt: skip
     console.print(f"admin token and PIDs in {network.root / devnets.STATE_FILE}; stop with `veriml devnet down`")
 
 
@@ -65,6 +87,8 @@ def down(directory: DevnetDir = Path("devnet")) -> None:
     """
     network = devnets.down(directory)
     console.print(f"stopped {len(network.nodes)} nodes")
+    if network.chain and network.chain.get("pid"):
+        console.print(f"stopped the {network.chain['kind']} chain")
 
 
 @devnet_app.command("status")

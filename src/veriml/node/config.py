@@ -34,12 +34,22 @@ class NodeConfig:
     audit_fraction: float = 0.1
     audit_interval: float = 2.0
     provers: int = 1  # concurrent proof jobs; proving is memory-bound
+    # On chain (docs/chain.md): with chain_rpc set, the node registers, anchors and discovers peers there.
+    chain_rpc: str | None = None
+    chain_id: int | None = None  # refuse a chain with another id
+    chain_deployment: str | None = None  # JSON file from `veriml chain deploy`: chain id and contract addresses
+    chain_key: str | None = None  # the node's Ethereum key file (hex, mode 0600)
+    chain_stake: int = 10**17  # wei staked at registration
+    anchor_interval: float = 10.0  # seconds between anchors
+    public_url: str | None = None  # the endpoint registered on chain [default: http://host:port]
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
             raise InvalidInput(f"node config: port {self.port} is not a port number")
         if self.checkpoint_interval <= 0:
             raise InvalidInput("node config: checkpoint_interval must be positive")
+        if self.anchor_interval <= 0:
+            raise InvalidInput("node config: anchor_interval must be positive")
         if not 0 <= self.audit_fraction <= 1:
             raise InvalidInput("node config: audit_fraction must be between 0 and 1")
         for peer in self.peers:
@@ -80,8 +90,8 @@ class NodeConfig:
 def _convert(name: str, value: Any) -> Any:
     if name == "peers":
         return tuple(str(p).rstrip("/") for p in value if str(p))
-    if name in ("port", "max_json_bytes", "max_blob_bytes", "provers"):
+    if name in ("port", "max_json_bytes", "max_blob_bytes", "provers", "chain_id", "chain_stake"):
         return int(value)
-    if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval"):
+    if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval", "anchor_interval"):
         return float(value)
     return value

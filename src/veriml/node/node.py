@@ -32,6 +32,12 @@ class Node:
         self.service = Service(self.home)
         self.key = self.service.node_key
         self.witness = Witness(self.home.root / "witness" / "witness.sqlite", self.key)
+        self.membership: Any = None
+        if discovery is None and config.chain_rpc:
+            from veriml.chain.membership import ChainMembership  # web3 is loaded only for nodes on a chain
+
+            self.membership = ChainMembership(config, self.key, self.service.log)
+            discovery = self.membership.discovery
         self.discovery = discovery or StaticPeers(config.peers, config.peer_timeout)
         self.publisher = CheckpointPublisher(self.service.log, config.checkpoint_interval, self._witnesses)
         self.auditor = Auditor(self, config.audit_fraction, config.audit_interval)
@@ -41,6 +47,8 @@ class Node:
     def start(self) -> Node:
         if isinstance(self.discovery, StaticPeers):
             self.discovery.start()
+        if self.membership is not None:
+            self.membership.start()  # registers, then starts chain discovery and anchoring
         self.publisher.start()
         self.auditor.start()
         self.proofs.start()
@@ -50,6 +58,8 @@ class Node:
         self.proofs.stop()
         self.auditor.stop()
         self.publisher.stop()
+        if self.membership is not None:
+            self.membership.stop()
         if isinstance(self.discovery, StaticPeers):
             self.discovery.stop()
         self.witness.close()
@@ -89,8 +99,9 @@ class Node:
             return self.witness.add_checkpoint(body)
 
     def _refresh_peers(self) -> None:
-        if isinstance(self.discovery, StaticPeers):
-            self.discovery.refresh()
+        refresh = getattr(self.discovery, "refresh", None)  # StaticPeers and ChainPeers can refresh on demand
+        if refresh is not None:
+            refresh()
 
     def _witnesses(self) -> list[tuple[Any, Any]]:
         return [(peer.witness, self.discovery.client(peer.url).add_checkpoint) for peer in self.discovery.peers()]

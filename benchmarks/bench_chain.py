@@ -1,0 +1,186 @@
+"""Gas of veriml's contracts, with baselines measured in the same run (a plain ether transfer, a bare SSTORE call).
+
+1. Node registration.
+2. Anchoring as a function of the consistency-proof length: a node anchors size `old`, then `new` with the RFC
+   9162 proof between them, taken from a real veriml log of 2^16 receipt leaves.
+3. Slashing: two inclusion proofs (16 hashes each) against anchored roots.
+4. On-chain proof verification: the example consumer checking an EZKL proof for the MLP 16-32-8 (EZKL setup
+   takes a while; --no-zk skips it).
+5. Anchoring cost per inference: 100 inferences/s with a 10 s cadence is one anchor per 1,000 receipts.
+
+Run: .venv/bin/python benchmarks/bench_chain.py [--chain anvil|embedded] [--no-zk]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from eth_account import Account
+
+from veriml.chain import Chain, Contracts, Inclusion, deploy, local
+from veriml.chain.connection import ANVIL_KEY, EMBEDDED_KEYS
+from veriml.codec import Digest
+from veriml.devnet import free_port
+from veriml.identity import SigningKey
+from veriml.receipts.leaf import LEAF_SIZE
+from veriml.tlog import Log
+
+LOG_SIZE = 1 << 16
+BARE_STORE = """
+# pragma version ~=0.4.3
+value: public(uint256)
+
+@external
+def set(v: uint256):
+    self.value = v
+"""
+
+
+def leaf(n: int, manifest: bytes, input_digest: bytes, output: bytes | None = None) -> bytes:
+    output = output or n.to_bytes(32, "big")
+    runtime = b"\x07" * 32
+    return manifest + input_digest + output + runtime + (n + 1).to_bytes(32, "big")
+
+
+def gas(receipt: dict) -> int:  # type: ignore[type-arg]
+    return int(receipt["gasUsed"])
+
+
+def fresh_account(chain: Chain, faucet) -> object:  # type: ignore[no-untyped-def]
+    account = Account.create()
+    chain.fund(faucet, account.address, 10**18)
+    return account
+
+
+def baselines(chain: Chain, faucet) -> tuple[int, int, int]:  # type: ignore[no-untyped-def]
+    """(ether transfer, first SSTORE call (zero to nonzero), later SSTORE call (nonzero to nonzero))."""
+    import vyper
+
+    transfer = chain.w3.eth.get_transaction_receipt(
+        chain.w3.eth.get_block("latest")["transactions"][-1]
+    )  # the funding transfer that fresh_account just made
+    compiled = vyper.compile_code(BARE_STORE, output_formats=["abi", "bytecode"])
+    address = chain.deploy(faucet, compiled["abi"], bytes.fromhex(compiled["bytecode"][2:]), what="bare store")
+    store = chain.contract(address, compiled["abi"])
+    first = gas(chain.send(faucet, store.functions.set(1), what="sstore"))
+    later = gas(chain.send(faucet, store.functions.set(2), what="sstore"))
+    return gas(transfer), first, later
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--chain", choices=["anvil", "embedded"], default="anvil")
+    parser.add_argument("--no-zk", action="store_true", help="skip the EZKL setup and on-chain verification")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-chain-"))
+    started = None
+    if args.chain == "anvil":
+        started = local.start("anvil", free_port(), workdir / "anvil.log")
+        chain, faucet = Chain.connect(started.rpc), Account.from_key(ANVIL_KEY)
+    else:
+        chain, faucet = Chain.embedded(), Account.from_key(EMBEDDED_KEYS[0])
+    try:
+        run(chain, faucet, workdir, not args.no_zk)
+    finally:
+        if started is not None:
+            local.stop(started)
+
+
+def run(chain: Chain, faucet, workdir: Path, zk: bool) -> None:  # type: ignore[no-untyped-def]
+    print(f"chain: {chain.where} (id {chain.chain_id}); {platform.python_version()} on {platform.machine()}")
+    contracts = Contracts(chain, deploy(chain, faucet))
+    fresh_account(chain, faucet)
+    transfer, first_store, later_store = baselines(chain, faucet)
+    rows: list[tuple[str, int]] = [
+        ("baseline: ether transfer", transfer),
+        ("baseline: bare SSTORE call, zero to nonzero", first_store),
+        ("baseline: bare SSTORE call, nonzero to nonzero", later_store),
+    ]
+
+    operator = fresh_account(chain, faucet)
+    registration = gas(contracts.register(operator, SigningKey.generate("bench0").public, "http://127.0.0.1:1", 10**17))
+    rows.append(("register a node (stake, key, origin, endpoint)", registration))
+
+    manifest, same_input = b"\x01" * 32, b"\x02" * 32
+    with Log(workdir / "log.sqlite", SigningKey.generate("bench.example/log")) as log:
+        log.append_batch([(leaf(n, manifest, n.to_bytes(32, "big")), b"") for n in range(LOG_SIZE - 2)])
+        # Two receipts for the same input with different outputs, at the end of the log: the slashing case.
+        log.append_batch([(leaf(LOG_SIZE - 2, manifest, same_input, b"\xaa" * 32), b""),
+                          (leaf(LOG_SIZE - 1, manifest, same_input, b"\xbb" * 32), b"")])  # fmt: skip
+        log.integrate()
+        first_anchor = None
+        anchors = []
+        for n, (old, new) in enumerate([(1000, 2000), (3, 4), (5, 8), (7, 15), (63, 1000), (1000, 1001),
+                                        (4095, 5000), (2**15 - 1, LOG_SIZE - 1), (3, LOG_SIZE - 1)]):  # fmt: skip
+            account = fresh_account(chain, faucet)
+            contracts.register(account, SigningKey.generate(f"anchor{n}").public, "http://127.0.0.1:1", 10**17)
+            receipt = contracts.anchor(account, old, log.root(old), [])
+            first_anchor = first_anchor or gas(receipt)
+            proof = log.consistency_proof(old, new)
+            anchors.append((len(proof), old, new, gas(contracts.anchor(account, new, log.root(new), proof))))
+        rows.append(("first anchor (no proof)", first_anchor))
+        for length, old, new, used in sorted(anchors):
+            rows.append((f"anchor {old} -> {new}: consistency proof of {length} hashes", used))
+
+        cheat = fresh_account(chain, faucet)
+        contracts.register(cheat, SigningKey.generate("cheat").public, "http://127.0.0.1:1", 10**17)
+        contracts.anchor(cheat, LOG_SIZE, log.root(LOG_SIZE), [])
+        contracts.register_model(faucet, Digest("sha256", manifest), exact=True)
+        a, b = (Inclusion(log.entry(i)[0], i, LOG_SIZE, tuple(log.inclusion_proof(i, LOG_SIZE)))
+                for i in (LOG_SIZE - 2, LOG_SIZE - 1))  # fmt: skip
+        assert len(a.leaf) == LEAF_SIZE
+        rows.append(
+            (f"slash: two inclusion proofs of {len(a.proof)} hashes", gas(contracts.slash(faucet, cheat.address, a, b)))
+        )
+
+    if zk:
+        direct, consumer = zk_gas(chain, faucet, contracts, workdir)
+        rows.append(("EZKL proof (MLP 16-32-8): the verifier alone (estimate)", direct))
+        rows.append(("EZKL proof: consumer submit (verify + store 8 outputs)", consumer))
+
+    width = max(len(label) for label, _ in rows)
+    print(f"\n{'what':{width}}  {'gas':>10}  {'/ transfer':>10}  {'/ SSTORE call':>13}")
+    for label, used in rows:
+        print(f"{label:{width}}  {used:>10,}  {used / transfer:>10.2f}  {used / first_store:>13.2f}")
+
+    typical = next(used for length, old, new, used in anchors if (old, new) == (1000, 2000))
+    per_anchor = 100 * 10
+    print(f"\nanchoring at 100 inferences/s with a 10 s cadence: one anchor per {per_anchor:,} inferences")
+    print(f"  anchor 1000 -> 2000 costs {typical:,} gas: {typical / per_anchor:.1f} gas per inference"
+          f" ({typical / per_anchor / transfer:.4f} of an ether transfer)")  # fmt: skip
+    print("  per node: 8,640 anchors a day whatever the load; at 1 gwei that is"
+          f" {8640 * typical / 1e9:.3f} ether a day")  # fmt: skip
+
+
+def zk_gas(chain: Chain, faucet, contracts: Contracts, workdir: Path) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """(gas of the verifier called directly with EZKL's calldata, gas of the consumer's submit)."""
+    from veriml import examples
+    from veriml.chain.proofs import deploy_consumer, deploy_verifier, split_calldata
+    from veriml.service import Home, Service
+
+    os.environ.setdefault("EZKL_REPO_PATH", str(workdir / "ezkl"))
+    home = Home(workdir / "home")
+    SigningKey.generate("alice").save(home.publisher_key_path)
+    with Service(home) as service:
+        service.publish(examples.save(examples.mlp(), workdir / "mlp.onnx"), name="alice/mlp")
+        print("EZKL setup and proof for the MLP (about 15 s)...")
+        service.zk_setup("alice/mlp")
+        x = {"x": np.random.default_rng(4).standard_normal((1, 16)).astype(np.float32)}
+        bundle = service.prove(service.infer("alice/mlp", x, prove=True))
+        source = service.zk_evm_verifier("alice/mlp", workdir / "Verifier.sol")
+        calldata = service.zk_evm_calldata(bundle)
+    verifier = deploy_verifier(chain, faucet, source)
+    contracts.register_model(faucet, bundle.manifest.id, exact=True, verifier=verifier)
+    consumer = deploy_consumer(contracts, faucet, bundle.manifest.id, int(np.prod(bundle.outputs["y"].shape)))
+    direct = chain.w3.eth.estimate_gas({"from": faucet.address, "to": verifier, "data": calldata})
+    proof, instances = split_calldata(chain, calldata)
+    return int(direct), gas(chain.send(faucet, consumer.functions.submit(proof, instances), what="submit"))
+
+
+if __name__ == "__main__":
+    main()

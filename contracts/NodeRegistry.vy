@@ -1,0 +1,333 @@
+# pragma version ~=0.4.3
+"""
+@title veriml node registry: stake, exit delay, checkpoint anchoring, slashing for equivocation
+@notice A node registers from its Ethereum account with a stake, its Ed25519 key, its log origin and its
+        endpoint. It anchors its log's checkpoints (size, root); each larger tree must come with an RFC 9162
+        consistency proof from the previous anchor, checked here, so a node's anchored history is append-only.
+        Anything included under an anchored root is attributable to the node's account: two inclusion proofs
+        of receipt leaves for the same manifest (registered with the exact policy), input and runtime but
+        different outputs slash the whole stake, part of it to whoever sent the evidence.
+@dev    Leaf layout (veriml.receipts.leaf): manifest id | input digest | output digest | runtime digest |
+        receipt id, five 32-byte digests; leaf hash = SHA-256(0x00 || leaf), node = SHA-256(0x01 || l || r).
+"""
+
+interface ModelRegistry:
+    def isExact(manifest: bytes32) -> bool: view
+
+MAX_PROOF: constant(uint256) = 64  # hashes; a tree below 2^48 leaves needs fewer
+MAX_SIZE: constant(uint256) = 2**48  # the same bound as veriml.tlog.merkle.MAX_SIZE
+MAX_NODES: constant(uint256) = 1024
+BPS: constant(uint256) = 10000
+
+struct Node:
+    ed25519: bytes32  # raw Ed25519 public key that signs the node's receipts and checkpoints
+    origin: String[128]  # the log origin (the C2SP key name of the node key)
+    endpoint: String[256]  # base URL of the node's HTTP API
+    stake: uint256
+    exit_at: uint256  # 0 while active; the time from which the stake can be withdrawn
+    anchored_size: uint256
+    anchored_root: bytes32
+    anchored_at: uint256
+    slashed: bool
+    withdrawn: bool
+
+struct Receipt:
+    manifest: bytes32
+    input_digest: bytes32
+    output_digest: bytes32
+    runtime_digest: bytes32
+    receipt: bytes32
+
+struct Inclusion:
+    leaf: Receipt
+    index: uint256
+    tree_size: uint256  # must be a size the node anchored
+    proof: DynArray[bytes32, MAX_PROOF]
+
+event Registered:
+    node: indexed(address)
+    ed25519: bytes32
+    origin: String[128]
+    endpoint: String[256]
+    stake: uint256
+
+event EndpointChanged:
+    node: indexed(address)
+    endpoint: String[256]
+
+event ExitRequested:
+    node: indexed(address)
+    exit_at: uint256
+
+event Withdrawn:
+    node: indexed(address)
+    amount: uint256
+
+event Anchored:
+    node: indexed(address)
+    tree_size: uint256
+    root: bytes32
+
+event Slashed:
+    node: indexed(address)
+    reporter: indexed(address)
+    manifest: bytes32
+    reward: uint256
+    burned: uint256
+
+models: public(immutable(address))
+min_stake: public(immutable(uint256))
+exit_delay: public(immutable(uint256))
+reward_bps: public(immutable(uint256))
+
+nodes: public(HashMap[address, Node])
+node_list: public(DynArray[address, MAX_NODES])
+# Every anchored root by tree size: evidence names the size it was proven against.
+roots: public(HashMap[address, HashMap[uint256, bytes32]])
+key_owner: public(HashMap[bytes32, address])
+origin_owner: public(HashMap[bytes32, address])  # keccak256(origin) -> account
+burned: public(uint256)
+
+
+@deploy
+def __init__(model_registry: address, minimum_stake: uint256, exit_delay_seconds: uint256, reporter_bps: uint256):
+    assert model_registry != empty(address), "model registry address is empty"
+    assert minimum_stake > 0, "minimum stake must be positive"
+    assert reporter_bps <= BPS, "reporter share above 100%"
+    models = model_registry
+    min_stake = minimum_stake
+    exit_delay = exit_delay_seconds
+    reward_bps = reporter_bps
+
+
+@external
+@payable
+def register(ed25519: bytes32, origin: String[128], endpoint: String[256]):
+    assert self.nodes[msg.sender].ed25519 == empty(bytes32), "account already registered"
+    assert msg.value >= min_stake, "stake below the minimum"
+    assert ed25519 != empty(bytes32), "Ed25519 key is empty"
+    assert len(origin) > 0, "log origin is empty"
+    assert len(endpoint) > 0, "endpoint is empty"
+    assert self.key_owner[ed25519] == empty(address), "Ed25519 key registered by another account"
+    origin_hash: bytes32 = keccak256(origin)
+    assert self.origin_owner[origin_hash] == empty(address), "log origin registered by another account"
+    self.key_owner[ed25519] = msg.sender
+    self.origin_owner[origin_hash] = msg.sender
+    self.nodes[msg.sender] = Node(
+        ed25519=ed25519, origin=origin, endpoint=endpoint, stake=msg.value, exit_at=0,
+        anchored_size=0, anchored_root=empty(bytes32), anchored_at=0, slashed=False, withdrawn=False,
+    )
+    self.node_list.append(msg.sender)
+    log Registered(node=msg.sender, ed25519=ed25519, origin=origin, endpoint=endpoint, stake=msg.value)
+
+
+@internal
+@view
+def _active(account: address) -> bool:
+    node: Node = self.nodes[account]
+    return node.ed25519 != empty(bytes32) and not node.slashed and not node.withdrawn and node.exit_at == 0
+
+
+@external
+@payable
+def add_stake():
+    assert self._active(msg.sender), "not an active node"
+    self.nodes[msg.sender].stake += msg.value
+
+
+@external
+def set_endpoint(endpoint: String[256]):
+    assert self._active(msg.sender), "not an active node"
+    assert len(endpoint) > 0, "endpoint is empty"
+    self.nodes[msg.sender].endpoint = endpoint
+    log EndpointChanged(node=msg.sender, endpoint=endpoint)
+
+
+@external
+def request_exit():
+    assert self._active(msg.sender), "not an active node"
+    exit_at: uint256 = block.timestamp + exit_delay
+    self.nodes[msg.sender].exit_at = exit_at
+    log ExitRequested(node=msg.sender, exit_at=exit_at)
+
+
+@internal
+def _unlist(account: address):
+    count: uint256 = len(self.node_list)
+    for i: uint256 in range(MAX_NODES):
+        if i >= count:
+            break
+        if self.node_list[i] == account:
+            self.node_list[i] = self.node_list[count - 1]
+            self.node_list.pop()
+            return
+
+
+@external
+@nonreentrant
+def withdraw():
+    node: Node = self.nodes[msg.sender]
+    assert node.ed25519 != empty(bytes32), "not a registered node"
+    assert not node.slashed, "stake was slashed"
+    assert not node.withdrawn, "stake already withdrawn"
+    assert node.exit_at != 0, "request an exit first"
+    assert block.timestamp >= node.exit_at, "exit delay has not passed"
+    amount: uint256 = node.stake
+    self.nodes[msg.sender].stake = 0
+    self.nodes[msg.sender].withdrawn = True  # its key, origin and roots stay bound to the account for good
+    self._unlist(msg.sender)
+    log Withdrawn(node=msg.sender, amount=amount)
+    send(msg.sender, amount)
+
+
+@internal
+@pure
+def _node_hash(left: bytes32, right: bytes32) -> bytes32:
+    return sha256(concat(b"\x01", left, right))
+
+
+@internal
+@pure
+def _consistent(old_size: uint256, new_size: uint256, old_root: bytes32, new_root: bytes32,
+                proof: DynArray[bytes32, MAX_PROOF]) -> bool:
+    # RFC 9162 §2.1.4.2, for 0 < old_size < new_size.
+    if len(proof) == 0:
+        return False
+    fn: uint256 = old_size - 1
+    sn: uint256 = new_size - 1
+    first: uint256 = 0
+    fr: bytes32 = proof[0]
+    if old_size & (old_size - 1) == 0:  # old_size is a power of two: the old root starts the path
+        fr = old_root
+        first = 0
+    else:
+        first = 1
+    for _: uint256 in range(64):
+        if fn & 1 == 0:
+            break
+        fn = fn >> 1
+        sn = sn >> 1
+    sr: bytes32 = fr
+    for i: uint256 in range(MAX_PROOF):
+        if i >= len(proof):
+            break
+        if i < first:
+            continue
+        c: bytes32 = proof[i]
+        if sn == 0:
+            return False
+        if fn & 1 == 1 or fn == sn:
+            fr = self._node_hash(c, fr)
+            sr = self._node_hash(c, sr)
+            if fn & 1 == 0:
+                for _: uint256 in range(64):
+                    if fn & 1 == 1 or fn == 0:
+                        break
+                    fn = fn >> 1
+                    sn = sn >> 1
+        else:
+            sr = self._node_hash(sr, c)
+        fn = fn >> 1
+        sn = sn >> 1
+    return sn == 0 and fr == old_root and sr == new_root
+
+
+@internal
+@pure
+def _leaf_hash(leaf: Receipt) -> bytes32:
+    return sha256(concat(b"\x00", leaf.manifest, leaf.input_digest, leaf.output_digest, leaf.runtime_digest,
+                         leaf.receipt))
+
+
+@internal
+@pure
+def _inclusion_root(index: uint256, tree_size: uint256, leaf: bytes32, proof: DynArray[bytes32, MAX_PROOF]) -> bytes32:
+    # RFC 9162 §2.1.3.2: the root the proof leads to; empty(bytes32) when the proof has the wrong length.
+    assert index < tree_size, "evidence: leaf index outside its tree"
+    fn: uint256 = index
+    sn: uint256 = tree_size - 1
+    r: bytes32 = leaf
+    for p: bytes32 in proof:
+        if sn == 0:
+            return empty(bytes32)
+        if fn & 1 == 1 or fn == sn:
+            r = self._node_hash(p, r)
+            if fn & 1 == 0:
+                for _: uint256 in range(64):
+                    if fn & 1 == 1 or fn == 0:
+                        break
+                    fn = fn >> 1
+                    sn = sn >> 1
+        else:
+            r = self._node_hash(r, p)
+        fn = fn >> 1
+        sn = sn >> 1
+    if sn != 0:
+        return empty(bytes32)
+    return r
+
+
+@external
+def anchor(tree_size: uint256, root: bytes32, proof: DynArray[bytes32, MAX_PROOF]):
+    node: Node = self.nodes[msg.sender]
+    assert node.ed25519 != empty(bytes32) and not node.slashed and not node.withdrawn, "not a registered node"
+    assert tree_size < MAX_SIZE, "tree size out of range"
+    assert tree_size > node.anchored_size, "tree size must grow"
+    if node.anchored_size == 0:
+        assert len(proof) == 0, "first anchor takes no proof"
+    else:
+        assert self._consistent(node.anchored_size, tree_size, node.anchored_root, root, proof), \
+            "consistency proof does not hold"
+    self.nodes[msg.sender].anchored_size = tree_size
+    self.nodes[msg.sender].anchored_root = root
+    self.nodes[msg.sender].anchored_at = block.timestamp
+    self.roots[msg.sender][tree_size] = root
+    log Anchored(node=msg.sender, tree_size=tree_size, root=root)
+
+
+@external
+@view
+def verify_inclusion(account: address, inclusion: Inclusion) -> bool:
+    """@notice Whether a receipt leaf is included under a root the account anchored."""
+    anchored: bytes32 = self.roots[account][inclusion.tree_size]
+    if anchored == empty(bytes32) or inclusion.index >= inclusion.tree_size:
+        return False
+    leaf: bytes32 = self._leaf_hash(inclusion.leaf)
+    return self._inclusion_root(inclusion.index, inclusion.tree_size, leaf, inclusion.proof) == anchored
+
+
+@external
+@nonreentrant
+def slash(account: address, a: Inclusion, b: Inclusion):
+    node: Node = self.nodes[account]
+    assert node.ed25519 != empty(bytes32), "evidence: not a registered node"
+    assert not node.slashed, "evidence: node already slashed"
+    assert not node.withdrawn, "evidence: node has withdrawn its stake"
+    assert a.leaf.manifest == b.leaf.manifest, "evidence: receipts are for different manifests"
+    assert a.leaf.input_digest == b.leaf.input_digest, "evidence: receipts are for different inputs"
+    assert a.leaf.runtime_digest == b.leaf.runtime_digest, "evidence: receipts are for different runtimes"
+    assert a.leaf.output_digest != b.leaf.output_digest, "evidence: outputs are the same"
+    assert staticcall ModelRegistry(models).isExact(a.leaf.manifest), "evidence: manifest is not registered as exact"
+    root_a: bytes32 = self.roots[account][a.tree_size]
+    root_b: bytes32 = self.roots[account][b.tree_size]
+    assert root_a != empty(bytes32) and root_b != empty(bytes32), "evidence: tree size was not anchored by the node"
+    leaf_a: bytes32 = self._leaf_hash(a.leaf)
+    leaf_b: bytes32 = self._leaf_hash(b.leaf)
+    assert self._inclusion_root(a.index, a.tree_size, leaf_a, a.proof) == root_a, "evidence: first inclusion proof does not hold"
+    assert self._inclusion_root(b.index, b.tree_size, leaf_b, b.proof) == root_b, "evidence: second inclusion proof does not hold"
+
+    stake: uint256 = node.stake
+    reward: uint256 = stake * reward_bps // BPS
+    self.nodes[account].stake = 0
+    self.nodes[account].slashed = True
+    self.burned += stake - reward  # locked here for good: nobody can withdraw it
+    self._unlist(account)
+    log Slashed(node=account, reporter=msg.sender, manifest=a.leaf.manifest, reward=reward, burned=stake - reward)
+    if reward > 0:
+        send(msg.sender, reward)
+
+
+@external
+@view
+def node_count() -> uint256:
+    return len(self.node_list)

@@ -1,0 +1,59 @@
+# pragma version ~=0.4.3
+"""
+@title Example consumer: accepts a model output only together with a zero-knowledge proof that verifies
+@notice This is how a contract (a DeFi pool, say) uses an ML result it can trust. It is bound to one model
+        version (manifest id); the EZKL verifier comes from the model registry, where the model's publisher
+        set it. The proof's public instances carry the model's inputs (or their hash) and outputs, as
+        fixed-point field elements; the outputs are the last `output_count` instances.
+"""
+
+interface Models:
+    def verifierOf(manifest: bytes32) -> address: view
+
+MAX_PROOF_BYTES: constant(uint256) = 16384
+MAX_INSTANCES: constant(uint256) = 256
+
+event OutputAccepted:
+    sender: indexed(address)
+    manifest: indexed(bytes32)
+    outputs: DynArray[uint256, MAX_INSTANCES]
+
+models: public(immutable(address))
+manifest: public(immutable(bytes32))
+output_count: public(immutable(uint256))
+latest_outputs: public(DynArray[uint256, MAX_INSTANCES])
+accepted: public(uint256)
+
+
+@deploy
+def __init__(model_registry: address, manifest_id: bytes32, outputs: uint256):
+    assert outputs > 0 and outputs <= MAX_INSTANCES, "output count out of range"
+    models = model_registry
+    manifest = manifest_id
+    output_count = outputs
+
+
+@external
+def submit(proof: Bytes[MAX_PROOF_BYTES], instances: DynArray[uint256, MAX_INSTANCES]):
+    verifier: address = staticcall Models(models).verifierOf(manifest)
+    assert verifier != empty(address), "no verifier registered for this model"
+    assert len(instances) >= output_count, "fewer instances than outputs"
+    ok: bool = False
+    answer: Bytes[32] = b""
+    ok, answer = raw_call(
+        verifier,
+        abi_encode(proof, instances, method_id=method_id("verifyProof(bytes,uint256[])")),
+        max_outsize=32,
+        revert_on_failure=False,
+    )
+    assert ok and len(answer) == 32 and convert(answer, uint256) == 1, "proof does not verify"
+    outputs: DynArray[uint256, MAX_INSTANCES] = []
+    first: uint256 = len(instances) - output_count
+    for i: uint256 in range(MAX_INSTANCES):
+        if i >= len(instances):
+            break
+        if i >= first:
+            outputs.append(instances[i])
+    self.latest_outputs = outputs
+    self.accepted += 1
+    log OutputAccepted(sender=msg.sender, manifest=manifest, outputs=outputs)

@@ -1,0 +1,84 @@
+"""Peer discovery from the on-chain registry, in place of the static peer list (the `Discovery` interface of
+veriml.node.peers). A listed node is taken as a peer only when its endpoint answers with the Ed25519 key and log
+origin registered on chain: the endpoint alone proves nothing."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from veriml.chain.contracts import Contracts
+from veriml.node.peers import PeerClient, PeerInfo
+
+events = logging.getLogger("veriml.chain")
+
+
+class ChainPeers:
+    def __init__(self, contracts: Contracts, own_account: str | None = None, timeout: float = 10.0,
+                 refresh: float = 2.0) -> None:  # fmt: skip
+        self.contracts = contracts
+        self.own_account = own_account
+        self.timeout = timeout
+        self._refresh = refresh
+        self._clients: dict[str, PeerClient] = {}
+        self._infos: dict[str, PeerInfo] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="chain discovery", daemon=True)
+
+    def start(self) -> ChainPeers:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        with self._lock:
+            clients = list(self._clients.values())
+        for client in clients:
+            client.close()
+
+    def refresh(self) -> None:
+        try:
+            listed = [n for n in self.contracts.nodes() if n.account != self.own_account]
+        except Exception as exc:  # the chain may be briefly unreachable: keep the peers known so far
+            events.warning("chain discovery: registry not readable: %s", exc)
+            return
+        infos: dict[str, PeerInfo] = {}
+        for node in listed:
+            client = self.client(node.endpoint)
+            try:
+                info = client.info()
+            except Exception as exc:  # a misbehaving peer must not stop discovery of the others
+                events.debug("peer %s not reachable: %s", node.endpoint, exc)
+                continue
+            if info.node.public != node.ed25519 or info.node.name != node.origin:
+                events.warning("peer %s answers with a key or origin other than its on-chain one", node.endpoint)
+                continue
+            infos[node.endpoint] = info
+        with self._lock:
+            self._infos = infos
+
+    def _run(self) -> None:
+        while True:
+            self.refresh()
+            with self._lock:
+                found = len(self._infos)
+            if self._stop.wait(self._refresh if found else 0.5):
+                return
+
+    def peers(self) -> list[PeerInfo]:
+        with self._lock:
+            return list(self._infos.values())
+
+    def client(self, url: str) -> PeerClient:
+        with self._lock:
+            if url not in self._clients:
+                self._clients[url] = PeerClient(url, self.timeout)
+            return self._clients[url]
+
+
+def node_urls(contracts: Contracts) -> list[str]:
+    """The endpoints of the listed nodes, for an SDK client: `Client(node_urls(contracts))`."""
+    return [node.endpoint for node in contracts.nodes() if node.active]

@@ -1,0 +1,83 @@
+"""Proofs from any node's public tiles (C2SP tlog-tiles): inclusion and consistency proofs for any tree size the
+log covers, computed by the reader, so building evidence or an anchor needs nothing but static GETs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import httpx
+
+from veriml.errors import NotFound, Unavailable, VerificationFailed
+from veriml.tlog import SignedCheckpoint, merkle
+from veriml.tlog.merkle import HASH_SIZE, SubtreeKey
+from veriml.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
+
+
+class TileLog:
+    """A remote log read through its tiles. Hashes of complete subtrees come from the tile at the level just
+    below them, folded; every tile read is checked for length and cached for the reader's life."""
+
+    def __init__(self, url: str, size: int, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self.size = merkle.check_size(size)
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._tiles: dict[str, bytes] = {}
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> TileLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def checkpoint(self) -> SignedCheckpoint:
+        return SignedCheckpoint.parse(self._get("checkpoint"), f"{self.url} checkpoint")
+
+    def _get(self, path: str) -> bytes:
+        try:
+            response = self._http.get(f"/{path}")
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"log {self.url}: {path}: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise NotFound(f"log {self.url}: {path} not found")
+        if response.status_code != 200:
+            raise Unavailable(f"log {self.url}: {path} answered {response.status_code}")
+        return response.content
+
+    def _tile(self, tile_level: int, index: int) -> bytes:
+        available = self.size >> (TILE_HEIGHT * tile_level)  # complete subtrees at that tile level
+        width = min(TILE_WIDTH, available - index * TILE_WIDTH)
+        if width <= 0:
+            raise NotFound(f"log {self.url}: tile {tile_level}/{index} is beyond a tree of {self.size}")
+        path = TileRef(tile_level, index, width).path
+        if path not in self._tiles:
+            data = self._get(path)
+            if len(data) != width * HASH_SIZE:
+                raise VerificationFailed(f"log {self.url}: {path} has {len(data)} bytes, expected {width * 32}")
+            self._tiles[path] = data
+        return self._tiles[path]
+
+    def hashes(self, keys: Sequence[SubtreeKey]) -> list[bytes]:
+        """merkle.HashReader: the root of complete subtree (level, index) for each key."""
+        found = []
+        for level, index in keys:
+            tile_level, height = divmod(level, TILE_HEIGHT)
+            first = index << height  # the subtree's first hash at the tile level
+            tile = self._tile(tile_level, first // TILE_WIDTH)
+            offset = first % TILE_WIDTH
+            row = [tile[i * HASH_SIZE : (i + 1) * HASH_SIZE] for i in range(offset, offset + (1 << height))]
+            while len(row) > 1:
+                row = [merkle.node_hash(row[i], row[i + 1]) for i in range(0, len(row), 2)]
+            found.append(row[0])
+        return found
+
+    def root(self) -> bytes:
+        return merkle.root_hash(self.size, self.hashes)
+
+    def inclusion_proof(self, index: int) -> list[bytes]:
+        return merkle.inclusion_proof(index, self.size, self.hashes)
+
+    def consistency_proof(self, old: int) -> list[bytes]:
+        return merkle.consistency_proof(old, self.size, self.hashes)

@@ -1,0 +1,265 @@
+"""`veriml chain ...`: deploy veriml's contracts, register nodes and models, anchor, show status, build evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from veriml.cli.errors import one_line_errors
+from veriml.errors import InvalidInput, NotFound
+
+chain_app = typer.Typer(
+    help="The chain: node registry and stake, log anchoring, slashing, models and their verifiers.",
+    no_args_is_help=True,
+)
+console = Console()
+
+Rpc = Annotated[str, typer.Option("--rpc", envvar="VERIML_CHAIN_RPC", help="the chain's JSON-RPC URL")]
+DeploymentFile = Annotated[
+    Path,
+    typer.Option("--deployment", envvar="VERIML_CHAIN_DEPLOYMENT", help="JSON from `veriml chain deploy`"),
+]
+KeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file", envvar="VERIML_CHAIN_KEY_FILE", help="Ethereum key file (hex, 0600) [or VERIML_CHAIN_KEY]"
+    ),
+]
+ETHER = 10**18
+
+
+def _home():  # type: ignore[no-untyped-def]
+    from veriml.cli.app import home
+
+    return home()
+
+
+def _contracts(rpc: str, deployment: Path) -> Any:
+    from veriml.chain import Chain, Contracts, Deployment
+
+    loaded = Deployment.load(deployment)
+    return Contracts(Chain.connect(rpc, loaded.chain_id), loaded)
+
+
+def _ether(text: str, what: str) -> int:
+    """'0.1' (ether) or '100000000000000000wei' to wei."""
+    try:
+        if text.endswith("wei"):
+            return int(text[:-3])
+        from decimal import Decimal
+
+        return int(Decimal(text) * ETHER)
+    except (ValueError, ArithmeticError) as exc:
+        raise InvalidInput(f"{what} {text!r}: expected ether (0.1) or wei (100wei)") from exc
+
+
+@chain_app.command("deploy")
+@one_line_errors
+def deploy(
+    rpc: Rpc,
+    key_file: KeyFile = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="where to write the deployment JSON")] = Path("chain.json"),
+    chain_id: Annotated[int | None, typer.Option(help="refuse a chain with another id")] = None,
+    min_stake: Annotated[str, typer.Option(help="minimum node stake, in ether")] = "0.1",
+    exit_delay: Annotated[int, typer.Option(help="seconds between an exit request and the withdrawal")] = 7 * 86400,
+    reporter_share: Annotated[float, typer.Option(help="share of a slashed stake paid to the reporter")] = 0.5,
+) -> None:
+    """Build the Vyper contracts from source and deploy the model registry and the node registry.
+
+    Example: veriml chain deploy --rpc http://127.0.0.1:8545 --key-file deployer.key --out chain.json
+    """
+    from veriml.chain import Chain, load_account
+    from veriml.chain import deploy as deploy_contracts
+
+    if not 0 <= reporter_share <= 1:
+        raise InvalidInput(f"--reporter-share {reporter_share}: must be between 0 and 1")
+    chain = Chain.connect(rpc, chain_id)
+    account = load_account(key_file=key_file)
+    with console.status("compiling and deploying the contracts"):
+        deployment = deploy_contracts(
+            chain, account, _ether(min_stake, "--min-stake"), exit_delay, round(reporter_share * 10000)
+        )
+    deployment.save(out)
+    console.print(f"node registry:  {deployment.node_registry}")
+    console.print(f"model registry: {deployment.model_registry}")
+    console.print(f"chain id {deployment.chain_id}; written to {out}")
+
+
+@chain_app.command("register")
+@one_line_errors
+def register(
+    rpc: Rpc,
+    endpoint: Annotated[str, typer.Option(help="the node's public URL")],
+    deployment: DeploymentFile = Path("chain.json"),
+    key_file: KeyFile = None,
+    stake: Annotated[str, typer.Option(help="stake, in ether")] = "0.1",
+) -> None:
+    """Register this home's node (its Ed25519 key and log origin) with a stake, from an Ethereum account.
+
+    A node with `chain_rpc` in its config does this itself when it starts.
+
+    Example: veriml chain register --rpc http://127.0.0.1:8545 --endpoint https://node1.example --stake 0.5
+    """
+    from veriml.chain import load_account
+    from veriml.identity import SigningKey
+
+    home = _home()
+    if not home.node_key_path.is_file():
+        raise InvalidInput(f"no node key at {home.node_key_path}: create one with `veriml keygen --node`")
+    key = SigningKey.load(home.node_key_path)
+    contracts = _contracts(rpc, deployment)
+    account = load_account(key_file=key_file)
+    contracts.register(account, key.public, endpoint, _ether(stake, "--stake"))
+    console.print(f"registered {key.public.name} from {account.address} with {stake} ether at {endpoint}")
+
+
+@chain_app.command("register-model")
+@one_line_errors
+def register_model(
+    ref: Annotated[str, typer.Argument(help="owner/name@N or a manifest id held in this home")],
+    rpc: Rpc,
+    deployment: DeploymentFile = Path("chain.json"),
+    key_file: KeyFile = None,
+    verifier: Annotated[str | None, typer.Option(help="address of the model's EZKL verifier contract")] = None,
+) -> None:
+    """Tell the chain a model version's comparison policy (from its signed manifest) and, optionally, its EZKL
+    verifier. Slashing for equivocation applies to exact-policy models only.
+
+    Example: veriml chain register-model alice/mnist@1 --rpc http://127.0.0.1:8545 --verifier 0x5FbD...
+    """
+    from veriml.chain import load_account
+    from veriml.service import Service
+
+    with Service(_home()) as service:
+        manifest = service.resolve(ref)
+    exact = manifest.body.policy.kind == "exact"
+    contracts = _contracts(rpc, deployment)
+    contracts.register_model(load_account(key_file=key_file), manifest.id, exact, verifier)
+    console.print(f"registered {manifest.body.ref} ({manifest.id}) as {'exact' if exact else 'tolerance'}")
+
+
+@chain_app.command("anchor")
+@one_line_errors
+def anchor(
+    rpc: Rpc,
+    node: Annotated[str, typer.Option("--node", help="the node's URL: its checkpoint and tiles are read")],
+    deployment: DeploymentFile = Path("chain.json"),
+    key_file: KeyFile = None,
+) -> None:
+    """Anchor a node's latest checkpoint now, with the consistency proof from its previous anchor (computed from
+    the node's tiles). Nodes on a chain do this on their own cadence.
+
+    Example: veriml chain anchor --rpc http://127.0.0.1:8545 --node http://127.0.0.1:8700 --key-file node.key
+    """
+    from veriml.chain import load_account
+    from veriml.chain.anchor import AnchorSource, anchor_once
+    from veriml.chain.tiles import TileLog
+
+    contracts = _contracts(rpc, deployment)
+    account = load_account(key_file=key_file)
+    on_chain = contracts.node(account.address)
+    with TileLog(node, 0) as reader:
+        latest = reader.checkpoint()
+        if latest.checkpoint.origin != on_chain.origin:
+            raise InvalidInput(f"{node} serves log {latest.checkpoint.origin}, not {on_chain.origin} of this account")
+
+        def consistency(old: int, new: int) -> list[bytes]:
+            with TileLog(node, new) as sized:
+                return sized.consistency_proof(old)
+
+        done = anchor_once(contracts, account, AnchorSource(lambda: latest, consistency))
+    if done is None:
+        console.print(f"nothing to anchor: {on_chain.anchored_size} entries anchored already")
+    else:
+        console.print(f"anchored tree size {done[1]} (previous anchor {done[0]})")
+
+
+@chain_app.command("status")
+@one_line_errors
+def status(rpc: Rpc, deployment: DeploymentFile = Path("chain.json")) -> None:
+    """List the registered nodes: account, log origin, endpoint, stake, anchored size, state.
+
+    Example: veriml chain status --rpc http://127.0.0.1:8545 --deployment chain.json
+    """
+    contracts = _contracts(rpc, deployment)
+    table = Table("account", "log origin", "endpoint", "stake (ether)", "anchored", "state")
+    for node in contracts.nodes():
+        state = "active" if node.active else "exiting"
+        table.add_row(node.account, node.origin, node.endpoint, f"{node.stake / ETHER:g}", str(node.anchored_size),
+                      state)  # fmt: skip
+    console.print(f"chain id {contracts.deployment.chain_id}, node registry {contracts.deployment.node_registry}")
+    console.print(table)
+
+
+@chain_app.command("evidence")
+@one_line_errors
+def evidence(
+    first: Annotated[Path, typer.Argument(help="a bundle from the node")],
+    second: Annotated[Path, typer.Argument(help="another bundle from the same node: same input, other output")],
+    rpc: Rpc,
+    deployment: DeploymentFile = Path("chain.json"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="where to write the evidence")] = Path("evidence.json"),
+    submit: Annotated[bool, typer.Option("--submit", help="send it to the contract: slash the node")] = False,
+    key_file: KeyFile = None,
+) -> None:
+    """Build slashing evidence from two bundles of one node (same exact-policy model, input and runtime, different
+    outputs): inclusion proofs under the node's anchored root, checked here; with --submit, slash.
+
+    Example: veriml chain evidence a.bundle.json b.bundle.json --rpc http://127.0.0.1:8545 --submit
+    """
+    from veriml.chain import load_account
+    from veriml.chain.evidence import build_evidence
+    from veriml.receipts import Bundle
+
+    contracts = _contracts(rpc, deployment)
+    built = build_evidence(contracts, Bundle.load(first), Bundle.load(second))
+    built.save(out)
+    console.print(f"evidence against {built.node} written to {out} (entries {built.first.index} and"
+                  f" {built.second.index} under anchored size {built.first.tree_size})")  # fmt: skip
+    if submit:
+        receipt = built.submit(contracts, load_account(key_file=key_file))
+        console.print(f"slashed {built.node} (gas {receipt['gasUsed']:,})")
+
+
+@chain_app.command("deploy-verifier")
+@one_line_errors
+def deploy_verifier(
+    ref: Annotated[str, typer.Argument(help="owner/name@N, set up with `veriml zk setup`")],
+    rpc: Rpc,
+    deployment: DeploymentFile = Path("chain.json"),
+    key_file: KeyFile = None,
+    register: Annotated[
+        bool, typer.Option("--register/--no-register", help="also register the model with this verifier")
+    ] = True,
+) -> None:
+    """Deploy EZKL's Solidity verifier for a model version (compiled here with solcjs) and register it beside the
+    model's manifest id, so contracts can accept the model's outputs with a proof.
+
+    Example: veriml chain deploy-verifier alice/mnist@1 --rpc http://127.0.0.1:8545 --key-file publisher.key
+    """
+    import tempfile
+
+    from veriml.chain import load_account
+    from veriml.chain.proofs import deploy_verifier as deploy_verifier_contract
+    from veriml.service import Service
+
+    contracts = _contracts(rpc, deployment)
+    account = load_account(key_file=key_file)
+    with Service(_home()) as service, tempfile.TemporaryDirectory() as tmp:
+        manifest = service.resolve(ref)
+        source = service.zk_evm_verifier(ref, Path(tmp) / "Verifier.sol")
+        with console.status("compiling (solcjs) and deploying the verifier"):
+            address = deploy_verifier_contract(contracts.chain, account, source)
+    console.print(f"verifier for {manifest.body.ref}: {address}")
+    if register:
+        try:
+            contracts.model(manifest.id)
+        except NotFound:
+            contracts.register_model(account, manifest.id, manifest.body.policy.kind == "exact", address)
+        else:
+            contracts.set_verifier(account, manifest.id, address)
+        console.print(f"registered beside manifest {manifest.id}")

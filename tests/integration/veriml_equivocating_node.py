@@ -1,0 +1,26 @@
+"""A node that equivocates: every second run of a model perturbs the output, so the same input gets two
+different answers, both signed and logged. For the chain tests only: the fault is injected here, by wrapping the
+engine before the node starts; the product has no switch for it. Usage: veriml_equivocating_node.py --config F"""
+
+import itertools
+
+import numpy as np
+
+from veriml.node.__main__ import main
+from veriml.runtime.onnx_engine import OnnxEngine
+
+honest_run = OnnxEngine.run
+runs = itertools.count()
+
+
+def equivocating_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
+    outputs = honest_run(self, blob_id, load, inputs)
+    if next(runs) % 2 == 0:
+        return outputs
+    return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}
+
+
+OnnxEngine.run = equivocating_run  # type: ignore[method-assign]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
