@@ -34,6 +34,9 @@ class NodeConfig:
     audit_fraction: float = 0.1
     audit_interval: float = 2.0
     provers: int = 1  # concurrent proof jobs; proving is memory-bound
+    llm_max_tokens: int = 1024  # the most tokens one generation may ask for
+    llm_n_ctx: int = 2048  # default context size of a generation (capped by the model's)
+    llm_n_batch: int = 512  # default n_batch and n_ubatch
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -42,6 +45,8 @@ class NodeConfig:
             raise InvalidInput("node config: checkpoint_interval must be positive")
         if not 0 <= self.audit_fraction <= 1:
             raise InvalidInput("node config: audit_fraction must be between 0 and 1")
+        if self.llm_max_tokens < 1 or self.llm_n_ctx < 16 or self.llm_n_batch < 2:
+            raise InvalidInput("node config: llm_max_tokens >= 1, llm_n_ctx >= 16 and llm_n_batch >= 2 are required")
         for peer in self.peers:
             if not peer.startswith(("http://", "https://")):
                 raise InvalidInput(f"node config: peer {peer!r} must be an http(s) URL")
@@ -80,7 +85,7 @@ class NodeConfig:
 def _convert(name: str, value: Any) -> Any:
     if name == "peers":
         return tuple(str(p).rstrip("/") for p in value if str(p))
-    if name in ("port", "max_json_bytes", "max_blob_bytes", "provers"):
+    if name in ("port", "max_json_bytes", "max_blob_bytes", "provers", "llm_max_tokens", "llm_n_ctx", "llm_n_batch"):
         return int(value)
     if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval"):
         return float(value)
