@@ -22,7 +22,7 @@ MODEL = examples.smollm2_path()
 if MODEL is None:
     pytest.skip("SmolLM2 GGUF not found: `make install` fetches it", allow_module_level=True)
 
-QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+QUESTION = [{"role": "user", "content": "Which city is the capital of France?"}]
 GREEDY = GenerationParams(max_tokens=12, n_ctx=512)
 
 
@@ -55,7 +55,8 @@ def test_greedy_generation_is_signed_logged_and_replays_exactly(service, greedy)
     generation, bundle = greedy
     assert "Paris" in generation.text
     assert bundle.outputs["tokens"].tolist() == generation.tokens
-    report = verify_bundle(Bundle.from_bytes(bundle.to_bytes()), level="reexecuted", load_blob=load(service))
+    copy = Bundle.from_bytes(bundle.to_bytes())
+    report = verify_bundle(copy, level="reexecuted", load_blob=load(service), engine=service.llm)
     assert report.verified, report.failures()
     assert "replayed exactly" in report.check("reexec").detail
     again, _, _ = service.chat("smol/lm", QUESTION, GREEDY)
@@ -75,20 +76,20 @@ def test_a_changed_token_is_caught_at_its_step_with_the_logit_margin(service, gr
     tokens[3] = (int(tokens[3]) + 1) % 49152
     node = SigningKey.generate("liar")
     forged = _resign(bundle, node, {"tokens": tokens})
-    report = verify_bundle(forged, level="reexecuted", load_blob=load(service))
+    report = verify_bundle(forged, level="reexecuted", load_blob=load(service), engine=service.llm)
     assert not report.verified
     detail = report.check("reexec").detail
     assert "diverges at step 3" in detail and "top-2 logit margin" in detail
 
 
 def test_sampling_with_a_seed_replays_exactly(service):
-    params = GenerationParams(max_tokens=16, temperature=0.9, top_p=0.95, seed=1234, n_ctx=512)
+    params = GenerationParams(max_tokens=8, temperature=0.9, top_p=0.95, seed=1234, n_ctx=512)
     first, bundle, _ = service.chat("smol/lm", QUESTION, params)
     second, _, _ = service.chat("smol/lm", QUESTION, params)
     assert first.tokens == second.tokens
     other, _, _ = service.chat("smol/lm", QUESTION, replace(params, seed=4321))
     assert other.tokens != first.tokens
-    report = verify_bundle(bundle, level="reexecuted", load_blob=load(service))
+    report = verify_bundle(bundle, level="reexecuted", load_blob=load(service), engine=service.llm)
     assert report.check("reexec").status == "pass", report.check("reexec").detail
 
 
@@ -96,16 +97,18 @@ def test_another_runtime_class_is_not_comparable(service, greedy):
     _, bundle = greedy
     fields = dict(bundle.receipt.body.runtime.fields, build="AVX+AVX2+AVX512+FMA")
     forged = _resign(bundle, SigningKey.generate("other"), bundle.outputs, RuntimeFingerprint(fields))
-    report = verify_bundle(forged, level="reexecuted", load_blob=load(service))
+    report = verify_bundle(forged, level="reexecuted", load_blob=load(service), engine=service.llm)
     check = report.check("reexec")
     assert check.status == "skipped" and check.detail.startswith("not comparable")
     assert report.verdict == "incomplete"
 
 
 def test_stop_sequences_end_the_text_and_are_bound(service):
-    generation, bundle, _ = service.chat("smol/lm", QUESTION, replace(GREEDY, max_tokens=24, stop=("Paris",)))
+    generation, bundle, index = service.chat("smol/lm", QUESTION, replace(GREEDY, max_tokens=24, stop=("Paris",)))
     assert generation.finish_reason == "stop" and "Paris" not in generation.text
-    assert verify_bundle(bundle, level="reexecuted", load_blob=load(service)).verified
+    bundle = service.attach_proof(bundle, index)
+    report = verify_bundle(bundle, level="reexecuted", load_blob=load(service), engine=service.llm)
+    assert report.verified, report.failures()
 
 
 def test_streamed_text_is_the_final_text(service):
@@ -155,3 +158,26 @@ def _resign(bundle: Bundle, key: SigningKey, outputs: dict[str, np.ndarray], run
                       output_digest=tensors_digest(outputs), runtime=runtime or old.runtime, mode=old.mode,
                       request_id=old.request_id, timestamp=old.timestamp, node=key.public)  # fmt: skip
     return Bundle(bundle.manifest, Signed.sign(receipt, key), bundle.inputs, outputs)
+
+
+def test_cli_chat_streams_writes_the_bundle_and_verify_replays_it(tmp_path):
+    from typer.testing import CliRunner
+
+    from veriml.cli.app import app
+
+    runner = CliRunner()
+    home = tmp_path / "home"
+    assert runner.invoke(app, ["--home", str(home), "keygen", "--name", "smol"]).exit_code == 0
+    published = runner.invoke(app, ["--home", str(home), "publish", str(MODEL), "--name", "smol/lm"])
+    assert published.exit_code == 0, published.output
+    out = tmp_path / "answer.bundle.json"
+    chat = runner.invoke(app, ["--home", str(home), "chat", "smol/lm", "Which city is the capital of France?",
+                               "--max-tokens", "10", "--out", str(out)])  # fmt: skip
+    assert chat.exit_code == 0, chat.output
+    assert "Paris" in chat.stdout and "receipt" in chat.stdout and out.is_file()
+    verified = runner.invoke(app, ["--home", str(home), "verify", str(out), "--reexec"])
+    assert verified.exit_code == 0, verified.output
+    assert "VERIFIED" in verified.stdout and "regeneration" in verified.stdout
+    refused = runner.invoke(app, ["--home", str(home), "chat", "smol/lm", "hi", "--temperature", "3"])
+    assert refused.exit_code == 2
+    assert refused.stderr.strip() == "error: temperature: must be from 0.0 to 2.0, got 3.0"

@@ -102,7 +102,7 @@ def _chat(console: Console, network: devnets.Devnet, infos: list[dict], client: 
     client.publish(model_path, "demo/smollm2", publisher, license="Apache-2.0", node=network.urls[0])
     for url in network.urls[1:]:
         client.pin("demo/smollm2", url)
-    question = "What is the capital of France? Answer in one sentence."
+    question = "Which city is the capital of France?"
     console.print(f"[bold]user:[/] {question}")
     console.print("[bold]assistant:[/] ", end="")
     result = client.chat("demo/smollm2", question, verify="quorum:3", max_tokens=24,

@@ -42,6 +42,9 @@ _FLAG = re.compile(r"([A-Z0-9_]+) = 1")
 
 def llama_module() -> Any:
     """llama_cpp, or Unavailable saying how to install it."""
+    # llama.cpp's OpenMP threads spin while they wait; on a machine whose cores are busy (other nodes, other
+    # generations) that made generation ten times slower here. Passive waiting costs little when cores are free.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import llama_cpp
     except ImportError as exc:
