@@ -105,17 +105,20 @@ def _chat(console: Console, network: devnets.Devnet, infos: list[dict], client: 
     question = "Which city is the capital of France?"
     console.print(f"[bold]user:[/] {question}")
     console.print("[bold]assistant:[/] ", end="")
-    result = client.chat("demo/smollm2", question, verify="quorum:3", max_tokens=24,
+    result = client.chat("demo/smollm2", question, verify="quorum:3", max_tokens=24, logged=True,
                          on_text=lambda text: console.print(text, end="", soft_wrap=True))  # fmt: skip
     console.print()
     console.print(render.receipt_table(result.bundle))
     model_bytes = model_path.read_bytes()
+    serving = result.bundle.receipt.body.node.vkey
     report = verify_bundle(
         result.bundle,
         level="reexecuted",
         load_blob=lambda _digest: model_bytes,
         trusted_publishers=[publisher.public.vkey],
         trusted_nodes=[info["node"] for info in infos],
+        trusted_witnesses=[info["witness"] for info in infos if info["node"] != serving],
+        witness_quorum=2,
         agreeing_nodes=3,
     )
     console.print(render.report_table(report))
