@@ -222,3 +222,24 @@ def test_gguf_whose_digest_differs_from_the_manifest_is_refused_and_nothing_is_s
         assert hub.registry.names() == [] and not hub.blobs.has(signed.body.blob)
     finally:
         hub.close()
+
+
+def test_receipts_from_another_runtime_class_are_not_comparable_in_a_quorum(bundle):
+    from veriml.client.protocol import attestation, judge_quorum
+    from veriml.errors import VerificationFailed
+    from veriml.identity import Signed
+    from veriml.receipts import Receipt
+    from veriml.runtime import RuntimeFingerprint
+    from veriml.verify import verify_bundle
+
+    other_key = SigningKey.generate("other")
+    old = bundle.receipt.body
+    fields = dict(old.runtime.fields, engine_version="0.0.0-other")
+    receipt = Signed.sign(replace(old, runtime=RuntimeFingerprint(fields), node=other_key.public), other_key)
+    other = replace(bundle, receipt=receipt, log_proof=None)
+    assert isinstance(receipt.body, Receipt)
+    with pytest.raises(VerificationFailed, match="not comparable: the nodes ran different runtime classes"):
+        judge_quorum([("a", bundle), ("b", other)])
+    combined = replace(bundle, attestations=(attestation(other),))
+    check = verify_bundle(combined, agreeing_nodes=2).check("attestations")
+    assert check.status == "fail" and "is not comparable: it ran on" in check.detail

@@ -131,6 +131,11 @@ def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
     nodes = {bundle.receipt.body.node.vkey for _, bundle in results}
     if len(nodes) != len(results):
         raise Disagreement("the quorum repeats a node key", [n for n, _ in results])
+    policy = first.manifest.body.policy
+    classes = {bundle.receipt.body.runtime.runtime_class for _, bundle in results}
+    if policy.kind == "exact" and len(classes) > 1:
+        # Bitwise results are expected only within one runtime class: this is neither agreement nor disagreement.
+        raise VerificationFailed(f"quorum: not comparable: the nodes ran different runtime classes {sorted(classes)}")
     disagreeing = []
     for node, bundle in others:
         if bundle.receipt.body.input_digest != first.receipt.body.input_digest:

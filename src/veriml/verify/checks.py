@@ -180,6 +180,10 @@ def attestations(bundle: Bundle, required_nodes: int, trusted: Collection[str] =
                 return _result("attestations", "fail", f"attestation {number} is for another model or input")
             if tensors_digest(outputs) != body.output_digest:
                 return _result("attestations", "fail", f"attestation {number}: outputs do not match its receipt")
+            theirs, ours = body.runtime.runtime_class, receipt.runtime.runtime_class
+            if policy.kind == "exact" and theirs != ours:
+                detail = f"attestation {number} is not comparable: it ran on {theirs}, the receipt on {ours}"
+                return _result("attestations", "fail", detail)
             comparison = compare_outputs(policy, bundle.outputs, outputs)
             if not comparison.agree:
                 return _result("attestations", "fail", f"node {body.node.key_id} disagrees: {comparison.detail}")
