@@ -16,6 +16,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -156,8 +157,6 @@ def _settle(node: Node, params: GenerationParams, prompt_tokens: int, asked: int
             f"context length: the prompt has {prompt_tokens} tokens{wanted}, over the context of {params.n_ctx} "
             f"tokens; shorten the prompt or lower max_tokens"
         )
-    from dataclasses import replace
-
     return replace(params, max_tokens=asked if asked is not None else min(room, node.config.llm_max_tokens))
 
 
