@@ -58,7 +58,12 @@ def test_openai_client_chat_carries_the_receipt(net, oai):
     veriml = completion.model_extra["veriml"]
     assert raw.headers["veriml-receipt"] == f"{veriml['receipt_id']}; log-index={veriml['log_index']}"
     assert 'rel="veriml-bundle"' in raw.headers["link"]
-    bundle = Bundle.from_json(httpx.get(net.urls[0] + veriml["bundle_url"], timeout=10).json())
+    deadline = time.monotonic() + 30
+    while True:  # the bundle gains its log proof with the next checkpoint
+        bundle = Bundle.from_json(httpx.get(net.urls[0] + veriml["bundle_url"], timeout=10).json())
+        if bundle.log_proof is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert str(bundle.receipt.id) == veriml["receipt_id"]
     assert bundle.outputs["tokens"].size == completion.usage.completion_tokens
     assert verify_bundle(bundle, level="reexecuted", load_blob=lambda _d: MODEL.read_bytes()).verified

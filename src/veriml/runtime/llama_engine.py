@@ -144,11 +144,17 @@ class LlamaEngine:
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self.cache_size = cache_size
         self._models: OrderedDict[tuple[Digest, int, int, int], _Loaded] = OrderedDict()
-        self._lock = threading.Lock()
+        # One lock for loading models and asking llama.cpp about its build: the two raced when a node's /v1/info
+        # and its first generation came at once, and the process died in native code.
+        self._lock = threading.RLock()
         self._fingerprint: RuntimeFingerprint | None = None
 
     @property
     def fingerprint(self) -> RuntimeFingerprint:
+        with self._lock:
+            return self._fingerprint or self._make_fingerprint()
+
+    def _make_fingerprint(self) -> RuntimeFingerprint:
         if self._fingerprint is None:
             llama_cpp = llama_module()
             info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
@@ -187,6 +193,7 @@ class LlamaEngine:
 
     def _load(self, blob_id: Digest, load: BlobLoader, params: GenerationParams) -> _Loaded:
         llama_cpp = llama_module()
+        self._make_fingerprint()  # before any model is loaded, under the same lock
         source = load()
         temporary = None
         if isinstance(source, bytes | bytearray):
