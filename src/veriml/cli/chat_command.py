@@ -44,8 +44,9 @@ def chat(
         from veriml.client import Client
 
         with Client(node) as client:
+            # logged: the bundle waits for its checkpoint, cosigned by another node, so `verify` can check it all.
             result = client.chat(ref, messages, verify=verify, max_tokens=max_tokens, temperature=temperature,
-                                 seed=seed, stop=stop, on_text=_write)  # fmt: skip
+                                 seed=seed, stop=stop, on_text=_write, logged=True)  # fmt: skip
         bundle, finish = result.bundle, result.finish_reason
     else:
         if verify != "signed":
