@@ -22,6 +22,7 @@ from veriml.hub import ComparisonPolicy, Manifest, ModelRef
 from veriml.identity import SigningKey, VerifyingKey
 from veriml.receipts import Bundle, Receipt
 from veriml.runtime import RuntimeSettings
+from veriml.runtime.generation import GenerationParams
 from veriml.service import Home, Service
 from veriml.verify import Report, verify_bundle
 
@@ -32,6 +33,7 @@ __all__ = [
     "ComparisonPolicy",
     "Conflict",
     "Digest",
+    "GenerationParams",
     "Home",
     "InvalidInput",
     "Manifest",

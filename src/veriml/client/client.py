@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from veriml.client.chat import ChatResult, chat_body, checked_bundle, error_of, reply_of, sse_events
 from veriml.client.protocol import (
     STALE_CONNECTION,
     Disagreement,
@@ -27,6 +28,7 @@ from veriml.client.protocol import (
     infer_body,
     judge_quorum,
     parse_infer,
+    raise_for_openai_error,
     raise_for_problem,
 )
 from veriml.codec import Digest
@@ -290,6 +292,108 @@ class Client:
         if len(results) < k:
             raise Unavailable(f"quorum:{k}: only {len(results)} nodes answered ({'; '.join(failures)})")
         return results, indices
+
+    def chat(
+        self,
+        ref: str,
+        messages: str | Sequence[Mapping[str, Any]],
+        *,
+        verify: str = "signed",
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+        on_text: Callable[[str], None] | None = None,
+        logged: bool = False,
+        **extra: Any,
+    ) -> ChatResult:
+        """Ask a language model through the nodes' OpenAI-compatible endpoint: the reply text with the bundle that
+        proves it. `messages` is a user prompt or OpenAI chat messages; `on_text` receives the text as it streams
+        (from the first node). `verify="quorum:K"` asks K nodes and returns only tokens they all generated;
+        greedy decoding (`temperature=0`) is exact, and sampling uses one seed for all of them.
+
+            result = client.chat("smol/lm", "What is 2+2?", verify="quorum:3")
+            print(result.text, result.bundle.receipt.id)
+        """
+        level = VerifyLevel.parse(verify)
+        if level.kind == "proven":
+            raise InvalidInput("chat: verify='proven' is not available for language models")
+        if not self.nodes.infos:
+            self.refresh()
+        body = chat_body(ref, messages, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop,
+                         stream=False, extra=extra)  # fmt: skip
+        if level.kind != "quorum":
+            result = self._chat_first(ref, body, on_text)
+        else:
+            result = self._chat_quorum(ref, body, level.nodes, on_text)
+        if level.kind == "logged" or logged:
+            result = replace(result, bundle=self._wait_logged(result.node, result.bundle, result.log_index))
+        return result
+
+    def _chat_first(self, ref: str, body: dict[str, Any], on_text: Callable[[str], None] | None) -> ChatResult:
+        failures = []
+        for url in self.nodes.order(ref):
+            try:
+                return self._chat_one(url, body, on_text)
+            except Unavailable as exc:
+                failures.append(str(exc))
+        raise Unavailable(f"no node could run {ref}: {'; '.join(failures)}")
+
+    def _chat_quorum(self, ref: str, body: dict[str, Any], k: int, on_text: Callable[[str], None] | None) -> ChatResult:
+        if k > len(self.nodes.urls):
+            raise InvalidInput(f"quorum:{k} needs {k} nodes; the client knows {len(self.nodes.urls)}")
+        urls = self.nodes.order(ref)[:k]
+        with ThreadPoolExecutor(max_workers=k) as pool:
+            futures = [pool.submit(self._chat_one, url, body, None if n else on_text) for n, url in enumerate(urls)]
+            results, failures = [], []
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except VerimlError as exc:
+                    failures.append(str(exc))
+        if len(results) < k:
+            raise Unavailable(f"quorum:{k}: only {len(results)} nodes answered ({'; '.join(failures)})")
+        agreed = judge_quorum([(r.node, r.bundle) for r in results])
+        return replace(results[0], bundle=agreed)
+
+    def _chat_one(self, url: str, body: dict[str, Any], on_text: Callable[[str], None] | None) -> ChatResult:
+        if on_text is None:
+            try:
+                response = self._http.post(url + "/v1/chat/completions", json=body)
+            except httpx.HTTPError as exc:
+                raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
+            raise_for_openai_error(url, response)
+            text, finish, veriml = reply_of(url, response.json())
+        else:
+            text, finish, veriml = self._chat_stream(url, {**body, "stream": True}, on_text)
+        index = int(veriml["log_index"])
+        bundle_json = self._request(url, "GET", f"/v1/log/entries/{index}/bundle").json()
+        return ChatResult(text, finish, checked_bundle(url, bundle_json, veriml), url, index)
+
+    def _chat_stream(
+        self, url: str, body: dict[str, Any], on_text: Callable[[str], None]
+    ) -> tuple[str, str, dict[str, Any]]:
+        pieces: list[str] = []
+        try:
+            with self._http.stream("POST", url + "/v1/chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise_for_openai_error(url, response)
+                for event in sse_events(response.iter_lines()):
+                    if (message := error_of(event)) is not None:
+                        raise Unavailable(f"node {url}: generation failed: {message}")
+                    choice = event["choices"][0]
+                    piece = choice.get("delta", {}).get("content")
+                    if piece:
+                        pieces.append(piece)
+                        on_text(piece)
+                    if choice.get("finish_reason") is not None:
+                        return "".join(pieces), choice["finish_reason"], event["veriml"]
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
+        except (KeyError, IndexError, TypeError) as exc:
+            raise VerificationFailed(f"node {url}: malformed event in the stream ({exc!r})") from exc
+        raise VerificationFailed(f"node {url}: the stream ended without its receipt")
 
     def _wait_logged(self, url: str, bundle: Bundle, index: int) -> Bundle:
         deadline = time.monotonic() + self.log_wait

@@ -80,6 +80,19 @@ def raise_for_problem(node: str, response: httpx.Response) -> None:
     raise error(f"node {node}: {detail}")
 
 
+def raise_for_openai_error(node: str, response: httpx.Response) -> None:
+    """The OpenAI-compatible endpoints answer errors in OpenAI's shape: the same mapping, by status."""
+    if response.status_code < 400:
+        return
+    try:
+        detail = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        detail = response.text[:200]
+    kinds = {400: InvalidInput, 403: PermissionDenied, 404: NotFound, 409: Conflict, 422: VerificationFailed}
+    error = Unavailable if response.status_code >= 500 else kinds.get(response.status_code, InvalidInput)
+    raise error(f"node {node}: {detail}")
+
+
 def infer_body(
     model: str, inputs: Mapping[str, Any], request_id: str | None, verify: str | None = None
 ) -> dict[str, Any]:
@@ -118,6 +131,11 @@ def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
     nodes = {bundle.receipt.body.node.vkey for _, bundle in results}
     if len(nodes) != len(results):
         raise Disagreement("the quorum repeats a node key", [n for n, _ in results])
+    policy = first.manifest.body.policy
+    classes = {bundle.receipt.body.runtime.runtime_class for _, bundle in results}
+    if policy.kind == "exact" and len(classes) > 1:
+        # Bitwise results are expected only within one runtime class: this is neither agreement nor disagreement.
+        raise VerificationFailed(f"quorum: not comparable: the nodes ran different runtime classes {sorted(classes)}")
     disagreeing = []
     for node, bundle in others:
         if bundle.receipt.body.input_digest != first.receipt.body.input_digest:

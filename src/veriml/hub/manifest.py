@@ -13,12 +13,44 @@ from veriml.hub.refs import check_model_name
 from veriml.identity import Domain, Signed, VerifyingKey
 
 FORMAT_VERSION = 1
-FORMATS = ("onnx",)
+FORMATS = ("onnx", "gguf")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 _FIELDS = {
     "format_version", "name", "version", "blob", "size", "format", "opset", "inputs", "outputs", "policy",
     "zk", "description", "license", "parent", "created", "publisher",
 }  # fmt: skip
+_LLM_FIELDS = {"architecture", "context_length", "chat_template"}
+
+
+@dataclass(frozen=True, slots=True)
+class LlmSection:
+    """What a language model's manifest adds, read from the GGUF metadata: a client renders chat prompts with
+    the template and sizes requests by the context length without fetching the weights."""
+
+    architecture: str
+    context_length: int
+    chat_template: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.architecture, str) or not self.architecture:
+            raise InvalidInput("manifest llm: architecture must be a non-empty string")
+        if type(self.context_length) is not int or self.context_length < 1:
+            raise InvalidInput(f"manifest llm: context_length must be a positive integer, got {self.context_length!r}")
+        if not isinstance(self.chat_template, str):
+            raise InvalidInput("manifest llm: chat_template must be text")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "architecture": self.architecture,
+            "context_length": self.context_length,
+            "chat_template": self.chat_template,
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> LlmSection:
+        if not isinstance(obj, dict) or set(obj) != _LLM_FIELDS:
+            raise InvalidInput(f"manifest llm: expected exactly the fields {sorted(_LLM_FIELDS)}")
+        return cls(obj["architecture"], obj["context_length"], obj["chat_template"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +71,8 @@ class Manifest:
     parent: Digest | None = None
     # Filled by the ZK issue: the id of a publisher-signed ZK document naming the circuit artifacts.
     zk: dict[str, Any] | None = None
+    # Language models (format gguf) only; absent from an ONNX manifest's JSON, so those keep their bytes.
+    llm: LlmSection | None = None
 
     DOMAIN: ClassVar[Domain] = Domain.MANIFEST
 
@@ -64,6 +98,8 @@ class Manifest:
             raise InvalidInput(f"manifest {self.name}: description and license must be strings")
         if self.zk is not None and not isinstance(self.zk, dict):
             raise InvalidInput(f"manifest {self.name}: zk must be an object or null")
+        if (self.format == "gguf") != (self.llm is not None):
+            raise InvalidInput(f"manifest {self.name}: a gguf manifest has an llm section, and only a gguf one")
 
     @property
     def signer(self) -> VerifyingKey:
@@ -80,6 +116,12 @@ class Manifest:
         return canonical_json(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
+        body = self._common_json()
+        if self.llm is not None:
+            body["llm"] = self.llm.to_json()
+        return body
+
+    def _common_json(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,
             "name": self.name,
@@ -101,7 +143,8 @@ class Manifest:
 
     @classmethod
     def from_json(cls, obj: object) -> Manifest:
-        obj = expect_document(obj, _FIELDS, "manifest", FORMAT_VERSION)
+        has_llm = isinstance(obj, dict) and "llm" in obj
+        obj = expect_document(obj, _FIELDS | ({"llm"} if has_llm else set()), "manifest", FORMAT_VERSION)
         for group in ("inputs", "outputs"):
             if not isinstance(obj[group], list):
                 raise InvalidInput(f"manifest: {group} must be a list")
@@ -121,6 +164,7 @@ class Manifest:
             parent=None if obj["parent"] is None else Digest.parse(obj["parent"], "manifest parent"),
             created=obj["created"],
             publisher=VerifyingKey.parse(obj["publisher"], "manifest publisher"),
+            llm=LlmSection.from_json(obj["llm"]) if has_llm else None,
         )
 
 

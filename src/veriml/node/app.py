@@ -19,9 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from veriml.codec import Digest, canonical_json, parse_json, tensors_from_json
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
 from veriml.hub import parse_signed_manifest
-from veriml.node import problems
+from veriml.node import openai_api, problems
 from veriml.node.node import Node
-from veriml.receipts import parse_signed_receipt
+from veriml.receipts import Bundle, parse_signed_receipt
 from veriml.tlog import StaleOldSize, parse_tile_path, read_checkpoint, read_tile
 from veriml.tlog.witness import MAX_REQUEST_BYTES
 from veriml.zk import parse_signed_zk_document
@@ -148,14 +148,17 @@ def create_app(node: Node) -> FastAPI:
         """Who this node is: its keys (node and witness), log origin and size, models hosted, peers."""
         return node.info()
 
-    @app.get("/v1/models", tags=["models"])
+    @app.get("/v1/models", tags=["models", "openai"])
     def list_models() -> dict[str, Any]:
+        """Every model held here (`models`), and the language models in OpenAI's list shape (`object`, `data`),
+        so that OpenAI clients can list them too."""
         registry = node.service.hub.registry
         models = []
         for name in registry.names():
             latest = registry.get(name)
-            models.append({"name": name, "version": latest.body.version, "manifest_id": str(latest.id)})
-        return {"models": models}
+            models.append({"name": name, "version": latest.body.version, "manifest_id": str(latest.id),
+                           "format": latest.body.format})  # fmt: skip
+        return {"object": "list", "data": openai_api.model_list(node), "models": models}
 
     @app.get("/v1/models/{owner}/{name}", tags=["models"])
     def show_model(owner: str, name: str, version: int | None = None) -> dict[str, Any]:
@@ -252,6 +255,29 @@ def create_app(node: Node) -> FastAPI:
             proof = None
         return {"index": index, **stored, "proof": proof}
 
+    @app.get("/v1/log/entries/{index}/bundle", tags=["log"])
+    def log_entry_bundle(index: int) -> Response:
+        """The bundle of the receipt at a log index: manifest, signed receipt, inputs and outputs, and its C2SP
+        tlog-proof once a checkpoint covers it. What an OpenAI answer's `veriml.bundle_url` points at."""
+        if not 0 <= index < 1 << 48:
+            raise InvalidInput(f"log index {index}: must be from 0 to 2^48 - 1")
+        log = node.service.log
+        _, extra = log.entry(index)
+        stored = parse_json(extra, "stored receipt")
+        receipt = parse_signed_receipt(stored["receipt"])
+        try:
+            proof = log.prove(index).to_text()
+        except NotFound:
+            proof = None
+        bundle = Bundle(
+            manifest=node.service.hub.registry.by_id(receipt.body.manifest),
+            receipt=receipt,
+            inputs=tensors_from_json(stored["inputs"], "stored inputs"),
+            outputs=tensors_from_json(stored["outputs"], "stored outputs"),
+            log_proof=proof,
+        )
+        return Response(bundle.to_bytes(), media_type="application/json")
+
     @app.post("/v1/attest", tags=["verification"])
     def attest(request: AttestRequest) -> dict[str, Any]:
         """Re-execute another node's receipt here and answer with a signed attestation: agree, disagree, or
@@ -275,6 +301,8 @@ def create_app(node: Node) -> FastAPI:
     def evidence(limit: int = 100) -> dict[str, Any]:
         """Disagreements found by audit: a peer's signed receipt beside this node's signed attestation."""
         return {"evidence": node.auditor.store.attestations("disagree", limit=max(1, min(limit, 1000)))}
+
+    app.include_router(openai_api.create_router(node))
 
     @app.get("/checkpoint", tags=["tlog-tiles"], response_class=PlainTextResponse)
     def checkpoint() -> Response:

@@ -42,6 +42,9 @@ class NodeConfig:
     chain_stake: int = 10**17  # wei staked at registration
     anchor_interval: float = 10.0  # seconds between anchors
     public_url: str | None = None  # the endpoint registered on chain [default: http://host:port]
+    llm_max_tokens: int = 1024  # the most tokens one generation may ask for
+    llm_n_ctx: int = 2048  # default context size of a generation (capped by the model's)
+    llm_n_batch: int = 512  # default n_batch and n_ubatch
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -52,6 +55,8 @@ class NodeConfig:
             raise InvalidInput("node config: anchor_interval must be positive")
         if not 0 <= self.audit_fraction <= 1:
             raise InvalidInput("node config: audit_fraction must be between 0 and 1")
+        if self.llm_max_tokens < 1 or self.llm_n_ctx < 16 or self.llm_n_batch < 2:
+            raise InvalidInput("node config: llm_max_tokens >= 1, llm_n_ctx >= 16 and llm_n_batch >= 2 are required")
         for peer in self.peers:
             if not peer.startswith(("http://", "https://")):
                 raise InvalidInput(f"node config: peer {peer!r} must be an http(s) URL")
@@ -90,7 +95,10 @@ class NodeConfig:
 def _convert(name: str, value: Any) -> Any:
     if name == "peers":
         return tuple(str(p).rstrip("/") for p in value if str(p))
-    if name in ("port", "max_json_bytes", "max_blob_bytes", "provers", "chain_id", "chain_stake"):
+    if name in (
+        "port", "max_json_bytes", "max_blob_bytes", "provers", "chain_id", "chain_stake",
+        "llm_max_tokens", "llm_n_ctx", "llm_n_batch",
+    ):
         return int(value)
     if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval", "anchor_interval"):
         return float(value)

@@ -80,8 +80,18 @@ class Node:
             "models": self.service.hub.registry.names(),
             "peers": [peer.url for peer in self.discovery.peers()],
             "runtime_class": self.service.engine.runtime_class,
+            "llm": self._llm_info(),
             "audited": {p.node.name: self.auditor.audited_size(p.node.name) for p in self.discovery.peers()},
         }
+
+    def _llm_info(self) -> dict[str, Any] | None:
+        """The language-model engine's runtime class and this node's generation limits; None if not installed."""
+        try:
+            runtime_class = self.service.llm.runtime_class
+        except Unavailable:
+            return None
+        return {"runtime_class": runtime_class, "max_tokens": self.config.llm_max_tokens,
+                "n_ctx": self.config.llm_n_ctx, "n_batch": self.config.llm_n_batch}  # fmt: skip
 
     def follow_peers(self) -> None:
         """Witness the logs of the peers known now."""

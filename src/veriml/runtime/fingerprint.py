@@ -19,6 +19,8 @@ _NUMERIC_FLAGS = (
     "asimd", "asimdhp", "asimddp", "sve", "sve2", "i8mm", "bf16",
 )  # fmt: skip
 _CLASS_FIELDS = ("engine", "engine_version", "provider", "graph_optimization", "machine")
+# llama.cpp: the instruction sets it was compiled for pick its kernels, and veriml's sampler turns logits to tokens.
+_CLASS_FIELDS_BY_ENGINE = {"llama.cpp": ("engine", "engine_version", "provider", "build", "machine", "sampler")}
 
 
 @cache
@@ -59,4 +61,5 @@ class RuntimeFingerprint:
     def runtime_class(self) -> str:
         """What must match for two runs to be compared bitwise; CPU features aside, which a tolerance policy
         absorbs."""
-        return "/".join(str(self.fields.get(key)) for key in _CLASS_FIELDS)
+        keys = _CLASS_FIELDS_BY_ENGINE.get(self.fields["engine"], _CLASS_FIELDS)
+        return "/".join(str(self.fields.get(key)) for key in keys)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from veriml.codec import Digest
 from veriml.errors import InvalidInput
+from veriml.runtime.engine import BlobLoader
 from veriml.runtime.fingerprint import RuntimeFingerprint, cpu_features, machine
 from veriml.runtime.settings import RuntimeSettings
 
@@ -21,8 +23,6 @@ _OPTIMIZATION = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-
-BlobLoader = Callable[[], bytes]
 
 
 class OnnxEngine:
@@ -78,7 +78,9 @@ class OnnxEngine:
                 self._sessions.move_to_end(blob_id)
                 return entry
             try:
-                session = ort.InferenceSession(load(), self._session_options(), providers=[PROVIDER])
+                source = load()
+                source = str(source) if isinstance(source, Path) else source
+                session = ort.InferenceSession(source, self._session_options(), providers=[PROVIDER])
             except (
                 ort.capi.onnxruntime_pybind11_state.Fail,
                 ort.capi.onnxruntime_pybind11_state.InvalidGraph,

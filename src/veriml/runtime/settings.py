@@ -20,6 +20,8 @@ class RuntimeSettings:
     graph_optimization: str = "basic"
     max_input_bytes: int = 64 << 20
     session_cache_size: int = 8
+    # llama.cpp threads (0: up to 4, by CPU count); results do not depend on it.
+    llm_threads: int = 0
 
     def __post_init__(self) -> None:
         if self.graph_optimization not in OPTIMIZATION_LEVELS:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +17,20 @@ from veriml.hub import ComparisonPolicy, Hub, ModelRef, Published, SignedManifes
 from veriml.hub.blobs import Progress
 from veriml.identity import Signed, SigningKey
 from veriml.receipts import Bundle, ReceiptLeaf, SignedAttestation, SignedReceipt, sign_attestation, sign_receipt
-from veriml.runtime import OnnxEngine, RuntimeSettings, coerce_inputs, validate_inputs
+from veriml.runtime import (
+    BlobLoader,
+    Engine,
+    Generation,
+    GenerationParams,
+    LlamaEngine,
+    OnnxEngine,
+    RuntimeSettings,
+    coerce_inputs,
+    generation_inputs,
+    validate_inputs,
+)
+from veriml.runtime.chat import check_messages, render_chat
+from veriml.runtime.generation import OUTPUT
 from veriml.service.home import Home
 from veriml.service.publish import hash_file, sign_next_version
 from veriml.tlog import Log
@@ -33,6 +46,7 @@ class Service:
         self.settings = settings or RuntimeSettings()
         self.hub = Hub(home.hub_dir)
         self.engine = OnnxEngine(self.settings)
+        self.llm = LlamaEngine(self.settings.llm_threads or None)  # llama.cpp is imported on first use
         self.logging = log
         self._node_key: SigningKey | None = None
         self._log: Log | None = None
@@ -70,6 +84,7 @@ class Service:
         description: str = "",
         license: str = "",
         progress: Progress | None = None,
+        format: str | None = None,
     ) -> Published:
         """Publish a model file as the next version of `name`; the same bytes again return the version they
         already are."""
@@ -89,11 +104,28 @@ class Service:
             policy=policy,
             description=description,
             license=license,
+            format=format,
         )
         return self.hub.publish(signed, model_path, progress)
 
     def resolve(self, ref: ModelRef | str) -> SignedManifest:
         return self.hub.resolve(ref)
+
+    def engine_for(self, manifest: SignedManifest) -> Engine:
+        """onnxruntime for ONNX models, llama.cpp for GGUF language models."""
+        return self.llm if manifest.body.format == "gguf" else self.engine
+
+    def loader(self, manifest: SignedManifest) -> BlobLoader:
+        """The model's bytes for onnxruntime; for llama.cpp, which maps the file, its path once re-hashed."""
+        blob = manifest.body.blob
+        if manifest.body.format != "gguf":
+            return lambda: self.hub.blobs.read_verified(blob)
+
+        def checked_path() -> Path:
+            self.hub.blobs.check(blob)
+            return self.hub.blobs.path(blob)
+
+        return checked_path
 
     def run(
         self, manifest: SignedManifest, inputs: Mapping[str, Any]
@@ -102,7 +134,7 @@ class Service:
         body = manifest.body
         arrays = coerce_inputs(body.inputs, inputs)
         validate_inputs(body.inputs, arrays, self.settings.max_input_bytes, body.policy.allow_nan)
-        outputs = self.engine.run(body.blob, lambda: self.hub.blobs.read_verified(body.blob), arrays)
+        outputs = self.engine_for(manifest).run(body.blob, self.loader(manifest), arrays)
         return arrays, outputs
 
     def infer(
@@ -132,13 +164,22 @@ class Service:
         an async server can await it without holding a thread. The bundle must not leave before it resolves."""
         manifest = ref if isinstance(ref, Signed) else self.resolve(ref)
         arrays, outputs = self.run(manifest, inputs)
+        return self._sign_and_log(manifest, arrays, outputs, request_id)
+
+    def _sign_and_log(
+        self,
+        manifest: SignedManifest,
+        arrays: dict[str, np.ndarray],
+        outputs: dict[str, np.ndarray],
+        request_id: str | None,
+    ) -> tuple[Bundle, Future[list[int]] | None]:
         receipt = sign_receipt(
             self.node_key,
             manifest=manifest.id,
             blob=manifest.body.blob,
             input_digest=tensors_digest(arrays),
             output_digest=tensors_digest(outputs),
-            runtime=self.engine.fingerprint,
+            runtime=self.engine_for(manifest).fingerprint,
             request_id=request_id,
         )
         logged = None
@@ -151,6 +192,68 @@ class Service:
             }
             logged = self.log.submit_batch([(ReceiptLeaf.of(receipt).to_bytes(), canonical_json(beside))])
         return Bundle(manifest=manifest, receipt=receipt, inputs=arrays, outputs=outputs), logged
+
+    # ---- language models ------------------------------------------------------------------------------
+
+    def _llm_manifest(self, manifest: SignedManifest) -> SignedManifest:
+        if manifest.body.format != "gguf" or manifest.body.llm is None:
+            raise InvalidInput(f"model {manifest.body.ref}: a {manifest.body.format} model, not a language model")
+        return manifest
+
+    def chat_prompt(self, manifest: SignedManifest, messages: object) -> str:
+        """The prompt text for chat messages, rendered with the chat template the publisher signed."""
+        llm = self._llm_manifest(manifest).body.llm
+        assert llm is not None
+        return render_chat(llm.chat_template, check_messages(messages))
+
+    def tokenize(self, manifest: SignedManifest, text: str, params: GenerationParams) -> list[int]:
+        manifest = self._llm_manifest(manifest)
+        if not isinstance(text, str) or not text:
+            raise InvalidInput("prompt: empty; give the text to continue")
+        return self.llm.tokenize(manifest.body.blob, self.loader(manifest), text, params)
+
+    def detokenize(self, manifest: SignedManifest, tokens: Sequence[int], params: GenerationParams) -> str:
+        return self.llm.detokenize(manifest.body.blob, self.loader(manifest), tokens, params)
+
+    def check_generation(self, manifest: SignedManifest, params: GenerationParams) -> None:
+        llm = self._llm_manifest(manifest).body.llm
+        assert llm is not None
+        if params.n_ctx > llm.context_length:
+            raise InvalidInput(
+                f"n_ctx: {params.n_ctx} is over the context length of {manifest.body.ref}, {llm.context_length}"
+            )
+
+    def generate_submit(
+        self,
+        manifest: SignedManifest,
+        prompt_tokens: Sequence[int],
+        params: GenerationParams,
+        request_id: str | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> tuple[Bundle, Generation, Future[list[int]] | None]:
+        """Generate after the prompt's tokens, sign the receipt (its input digest covers the prompt and every
+        parameter) and append it to the log; the text goes to `on_text` as it is generated."""
+        self.check_generation(manifest, params)
+        generation = self.llm.generate(manifest.body.blob, self.loader(manifest), prompt_tokens, params, on_text)
+        arrays = generation_inputs(prompt_tokens, params)
+        outputs = {OUTPUT: np.asarray(generation.tokens, dtype=np.int32)}
+        bundle, logged = self._sign_and_log(manifest, arrays, outputs, request_id)
+        return bundle, generation, logged
+
+    def chat(
+        self,
+        ref: ModelRef | str | SignedManifest,
+        messages: object,
+        params: GenerationParams | None = None,
+        request_id: str | None = None,
+        on_text: Callable[[str], None] | None = None,
+    ) -> tuple[Generation, Bundle, int | None]:
+        """Answer chat messages with a signed, logged generation: (generation, bundle, log index)."""
+        manifest = ref if isinstance(ref, Signed) else self.resolve(ref)
+        params = params or GenerationParams()
+        tokens = self.tokenize(manifest, self.chat_prompt(manifest, messages), params)
+        bundle, generation, logged = self.generate_submit(manifest, tokens, params, request_id, on_text)
+        return generation, bundle, None if logged is None else logged.result()[0]
 
     def attest(
         self,
@@ -167,12 +270,15 @@ class Service:
         if tensors_digest(inputs) != body.input_digest or tensors_digest(outputs) != body.output_digest:
             raise InvalidInput("attest: the inputs or outputs given do not match the receipt's digests")
         _, observed = self.run(manifest, inputs)
-        mine = self.engine.runtime_class
+        mine = self.engine_for(manifest).runtime_class
         if body.runtime.runtime_class != mine and manifest.body.policy.kind == "exact":
             verdict, detail = "not-comparable", f"receipt ran on {body.runtime.runtime_class}, auditor on {mine}"
         else:
             comparison = compare_outputs(manifest.body.policy, dict(outputs), observed)
             verdict, detail = ("agree" if comparison.agree else "disagree"), comparison.detail
+            if not comparison.agree and manifest.body.format == "gguf" and OUTPUT in outputs:
+                # Say where the generations part and by how much the model preferred its token there.
+                detail = self.llm.replay(manifest.body.blob, self.loader(manifest), inputs, outputs[OUTPUT]).detail
         return sign_attestation(
             self.node_key,
             receipt=receipt.id,

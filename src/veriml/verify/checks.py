@@ -7,11 +7,12 @@ from collections.abc import Callable, Collection
 import numpy as np
 
 from veriml.codec import Digest, tensors_digest, tensors_from_json
-from veriml.errors import NotFound, VerimlError
+from veriml.errors import NotFound, Unavailable, VerimlError
 from veriml.hub import compare_outputs
 from veriml.identity import VerifyingKey
 from veriml.receipts import Bundle, ReceiptLeaf, parse_signed_receipt
-from veriml.runtime import OnnxEngine, validate_inputs
+from veriml.runtime import Engine, LlamaEngine, validate_inputs
+from veriml.runtime.generation import OUTPUT
 from veriml.tlog import TlogProof, TrustPolicy
 from veriml.verify.report import CheckResult, Status
 
@@ -96,16 +97,21 @@ def blob_digest(bundle: Bundle, load_blob: BlobLoader | None) -> tuple[CheckResu
     return _result("blob.digest", "pass", f"{len(data)} bytes hash to {blob_id}"), data
 
 
-def reexecution(bundle: Bundle, engine: OnnxEngine | None, blob: bytes | None) -> CheckResult:
+def reexecution(bundle: Bundle, engine: Engine | None, blob: bytes | None) -> CheckResult:
     if engine is None:
         return _result("reexec", "skipped", "re-execution was not asked for")
     if blob is None:
         return _result("reexec", "skipped", "cannot re-execute without the model blob")
     body = bundle.manifest.body
-    theirs, ours = bundle.receipt.body.runtime.runtime_class, engine.runtime_class
+    try:
+        theirs, ours = bundle.receipt.body.runtime.runtime_class, engine.runtime_class
+    except Unavailable as exc:  # the engine for this format is not installed here
+        return _result("reexec", "skipped", str(exc))
     if theirs != ours and body.policy.kind == "exact":
         # Across runtime classes bitwise results are not expected: that is not a disagreement.
         return _result("reexec", "skipped", f"not comparable: receipt ran on {theirs}, this machine is {ours}")
+    if isinstance(engine, LlamaEngine):
+        return _regeneration(bundle, engine, blob, ours)
     try:
         outputs = engine.run(body.blob, lambda: blob, bundle.inputs)
     except VerimlError as exc:
@@ -114,6 +120,21 @@ def reexecution(bundle: Bundle, engine: OnnxEngine | None, blob: bytes | None) -
     if not comparison.agree:
         return _result("reexec", "fail", f"outputs disagree with a local run: {comparison.detail}")
     return _result("reexec", "pass", f"local run on {ours}: {comparison.detail}")
+
+
+def _regeneration(bundle: Bundle, engine: LlamaEngine, blob: bytes, runtime_class: str) -> CheckResult:
+    """Regenerate token by token against the claimed tokens; a mismatch names the first diverging step and the
+    top-2 logit margin there."""
+    claimed = bundle.outputs.get(OUTPUT)
+    if claimed is None or claimed.dtype != np.int32 or claimed.ndim != 1:
+        return _result("reexec", "fail", f"the bundle's outputs have no int32[n] {OUTPUT!r}")
+    try:
+        replay = engine.replay(bundle.manifest.body.blob, lambda: blob, bundle.inputs, claimed.tolist())
+    except VerimlError as exc:
+        return _result("reexec", "fail", f"regeneration failed: {exc}")
+    if not replay.agree:
+        return _result("reexec", "fail", f"tokens disagree with a local regeneration: {replay.detail}")
+    return _result("reexec", "pass", f"local regeneration on {runtime_class}: {replay.detail}")
 
 
 def log_inclusion(bundle: Bundle, witnesses: tuple[VerifyingKey, ...], quorum: int) -> CheckResult:
@@ -159,6 +180,10 @@ def attestations(bundle: Bundle, required_nodes: int, trusted: Collection[str] =
                 return _result("attestations", "fail", f"attestation {number} is for another model or input")
             if tensors_digest(outputs) != body.output_digest:
                 return _result("attestations", "fail", f"attestation {number}: outputs do not match its receipt")
+            theirs, ours = body.runtime.runtime_class, receipt.runtime.runtime_class
+            if policy.kind == "exact" and theirs != ours:
+                detail = f"attestation {number} is not comparable: it ran on {theirs}, the receipt on {ours}"
+                return _result("attestations", "fail", detail)
             comparison = compare_outputs(policy, bundle.outputs, outputs)
             if not comparison.agree:
                 return _result("attestations", "fail", f"node {body.node.key_id} disagrees: {comparison.detail}")

@@ -9,7 +9,7 @@ from veriml.errors import InvalidInput
 from veriml.identity import VerifyingKey
 from veriml.identity.keys import COSIGNATURE_ED25519
 from veriml.receipts import Bundle
-from veriml.runtime import OnnxEngine
+from veriml.runtime import Engine, LlamaEngine, OnnxEngine
 from veriml.verify import checks
 from veriml.verify.checks import BlobLoader
 from veriml.verify.policy import required_checks
@@ -21,7 +21,7 @@ def verify_bundle(
     *,
     level: str = "signed",
     load_blob: BlobLoader | None = None,
-    engine: OnnxEngine | None = None,
+    engine: Engine | None = None,
     trusted_publishers: Collection[str] = (),
     trusted_nodes: Collection[str] = (),
     trusted_witnesses: Collection[str] = (),
@@ -30,7 +30,8 @@ def verify_bundle(
     require_ceremony_srs: bool = False,
 ) -> Report:
     """Check a bundle offline. `level="logged"` also needs the log inclusion proof under a trusted checkpoint;
-    `level="reexecuted"` also runs the model locally (it needs `load_blob`).
+    `level="reexecuted"` also runs the model locally (it needs `load_blob`); a language model's generation is
+    replayed token by token.
 
     Trusted keys are verifier-key texts (`name+hash+base64`); when given, a signer outside them fails.
     Witness keys are cosigner keys (type 0x04); a checkpoint needs `witness_quorum` of them (default: 1 when
@@ -46,7 +47,7 @@ def verify_bundle(
     if not 0 <= quorum <= len(witnesses):
         raise InvalidInput(f"witness quorum {quorum}: must be between 0 and the {len(witnesses)} witnesses given")
     if "reexec" in required and engine is None:
-        engine = OnnxEngine()
+        engine = LlamaEngine() if bundle.manifest.body.format == "gguf" else OnnxEngine()
     manifest, receipt = bundle.manifest.body, bundle.receipt.body
     blob_check, blob = checks.blob_digest(bundle, load_blob)
     results = [
