@@ -37,7 +37,7 @@ def chat(
 ) -> None:
     """Ask a language model; the reply streams, then the receipt summary prints and the bundle is written.
 
-    Example: veriml chat smol/lm "What is the capital of France?" --node http://127.0.0.1:8700 --verify quorum:3
+    Example: veriml chat smol/lm "Which city is the capital of France?" --node http://127.0.0.1:8700 --verify quorum:3
     """
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     if node:
