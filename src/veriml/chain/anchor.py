@@ -5,11 +5,11 @@ none when the log has not grown: chain cost follows time and node count, never i
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from veriml.background import BackgroundJob
 from veriml.chain.contracts import Contracts
 from veriml.errors import VerimlError
 from veriml.tlog import SignedCheckpoint
@@ -39,7 +39,7 @@ def anchor_once(contracts: Contracts, account: Any, source: AnchorSource) -> tup
     return node.anchored_size, size
 
 
-class Anchorer:
+class Anchorer(BackgroundJob):
     """A background thread that anchors every `interval` seconds; a failed round is logged and retried next time."""
 
     def __init__(self, contracts: Contracts, account: Any, source: AnchorSource, interval: float) -> None:
@@ -48,17 +48,7 @@ class Anchorer:
         self.source = source
         self.interval = interval
         self.anchored: tuple[int, int] | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="chain anchoring", daemon=True)
-
-    def start(self) -> Anchorer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        super().__init__("chain anchoring")
 
     def anchor_now(self) -> tuple[int, int] | None:
         done = anchor_once(self.contracts, self.account, self.source)

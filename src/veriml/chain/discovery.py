@@ -7,13 +7,14 @@ from __future__ import annotations
 import logging
 import threading
 
+from veriml.background import BackgroundJob
 from veriml.chain.contracts import Contracts
 from veriml.node.peers import PeerClient, PeerInfo
 
 events = logging.getLogger("veriml.chain")
 
 
-class ChainPeers:
+class ChainPeers(BackgroundJob):
     def __init__(self, contracts: Contracts, own_account: str | None = None, timeout: float = 10.0,
                  refresh: float = 2.0) -> None:  # fmt: skip
         self.contracts = contracts
@@ -23,17 +24,10 @@ class ChainPeers:
         self._clients: dict[str, PeerClient] = {}
         self._infos: dict[str, PeerInfo] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="chain discovery", daemon=True)
-
-    def start(self) -> ChainPeers:
-        self._thread.start()
-        return self
+        super().__init__("chain discovery")
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        super().stop()
         with self._lock:
             clients = list(self._clients.values())
         for client in clients:

@@ -8,6 +8,7 @@ import logging
 import threading
 from pathlib import Path
 
+from veriml.background import BackgroundJob
 from veriml.chain.anchor import Anchorer, AnchorSource
 from veriml.chain.connection import Chain, load_account
 from veriml.chain.contracts import Contracts, Deployment
@@ -20,7 +21,7 @@ from veriml.tlog import Log
 events = logging.getLogger("veriml.chain")
 
 
-class ChainMembership:
+class ChainMembership(BackgroundJob):
     def __init__(self, config: NodeConfig, key: SigningKey, log: Log) -> None:
         if not (config.chain_rpc and config.chain_deployment and config.chain_key):
             raise InvalidInput("node config: chain_rpc needs chain_deployment and chain_key too")
@@ -38,8 +39,7 @@ class ChainMembership:
         source = AnchorSource(log.latest_checkpoint, log.consistency_proof)
         self.anchorer = Anchorer(self.contracts, self.account, source, config.anchor_interval)
         self.joined = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._join_then_run, name="chain membership", daemon=True)
+        super().__init__("chain membership")
 
     def join(self) -> bool:
         """Register, or bring the registered endpoint up to date; an account bound to another key is refused.
@@ -61,7 +61,7 @@ class ChainMembership:
             self.contracts.set_endpoint(self.account, self.endpoint)
         return True
 
-    def _join_then_run(self) -> None:
+    def _run(self) -> None:
         anchoring = False
         while not self._stop.is_set():
             try:
@@ -77,13 +77,7 @@ class ChainMembership:
         if anchoring:
             self.anchorer.start()
 
-    def start(self) -> ChainMembership:
-        self._thread.start()
-        return self
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        super().stop()
         self.anchorer.stop()
         self.discovery.stop()

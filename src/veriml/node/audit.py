@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from veriml.background import BackgroundJob
 from veriml.codec import canonical_json, tensors_from_json
 from veriml.receipts import ReceiptLeaf, SignedAttestation, parse_signed_receipt
 from veriml.tlog import SignedCheckpoint, TlogProof, TrustPolicy
@@ -91,25 +92,20 @@ class AuditStore:
         self._db.close()
 
 
-class Auditor:
+class Auditor(BackgroundJob):
     def __init__(self, node: Node, fraction: float, interval: float) -> None:
         self.node = node
         self.fraction = fraction
         self.interval = interval
         self.store = AuditStore(node.home.root / "audit" / "audit.sqlite")
         self._random = random.SystemRandom()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="audit", daemon=True)
+        super().__init__("audit")
 
     def start(self) -> Auditor:
-        if self.fraction > 0:
-            self._thread.start()
-        return self
+        return super().start() if self.fraction > 0 else self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        super().stop()
         self.store.close()
 
     def _run(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from veriml.background import BackgroundJob
 from veriml.codec import Digest
 from veriml.errors import InvalidInput, NotFound, Unavailable
 from veriml.hub import SignedManifest, parse_signed_manifest
@@ -128,7 +129,7 @@ class Discovery(Protocol):
     def client(self, url: str) -> PeerClient: ...
 
 
-class StaticPeers:
+class StaticPeers(BackgroundJob):
     """The peer list from the node's config; node info is fetched, and refreshed, in the background."""
 
     def __init__(self, urls: tuple[str, ...], timeout: float = 10.0, refresh: float = 2.0) -> None:
@@ -136,18 +137,11 @@ class StaticPeers:
         self._clients = {url: PeerClient(url, timeout) for url in urls}
         self._infos: dict[str, PeerInfo] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._refresh = refresh
-        self._thread = threading.Thread(target=self._run, name="peer discovery", daemon=True)
-
-    def start(self) -> StaticPeers:
-        self._thread.start()
-        return self
+        super().__init__("peer discovery")
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        super().stop()
         for client in self._clients.values():
             client.close()
 

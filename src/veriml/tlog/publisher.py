@@ -5,9 +5,9 @@ not with traffic."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 
+from veriml.background import BackgroundJob
 from veriml.errors import VerimlError
 from veriml.identity import VerifyingKey
 from veriml.tlog.checkpoint import SignedCheckpoint
@@ -17,7 +17,7 @@ DEFAULT_INTERVAL = 1.0
 log_events = logging.getLogger("veriml.tlog")
 
 
-class CheckpointPublisher:
+class CheckpointPublisher(BackgroundJob):
     def __init__(
         self,
         log: Log,
@@ -30,12 +30,7 @@ class CheckpointPublisher:
         # A list, or a function giving the witnesses known now (a node learns its peers as they come up).
         self.witnesses = witnesses if callable(witnesses) else list(witnesses)
         self.published = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"checkpoints {log.origin}", daemon=True)
-
-    def start(self) -> CheckpointPublisher:
-        self._thread.start()
-        return self
+        super().__init__(f"checkpoints {log.origin}")
 
     def publish_now(self) -> SignedCheckpoint | None:
         """One turn of the cadence: a new checkpoint if the log grew since the last one, else None."""
@@ -60,11 +55,6 @@ class CheckpointPublisher:
                 log_events.error("checkpoint for %s not published: %s", self.log.origin, exc)
             except Exception:  # nor may anything a witness answers stop the cadence
                 log_events.exception("checkpoint for %s: unexpected failure", self.log.origin)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
     def __enter__(self) -> CheckpointPublisher:
         return self.start()
