@@ -68,9 +68,7 @@ class TileLog:
             tile = self._tile(tile_level, first // TILE_WIDTH)
             offset = first % TILE_WIDTH
             row = [tile[i * HASH_SIZE : (i + 1) * HASH_SIZE] for i in range(offset, offset + (1 << height))]
-            while len(row) > 1:
-                row = [merkle.node_hash(row[i], row[i + 1]) for i in range(0, len(row), 2)]
-            found.append(row[0])
+            found.append(merkle.root_of_leaves(row))  # a complete row of 2^height hashes folds to its subtree root
         return found
 
     def root(self) -> bytes:
