@@ -47,6 +47,7 @@ events = logging.getLogger("veriml.node")
 MAX_ENTRIES_PER_ROUND = 10_000  # a huge claimed size cannot stall a round
 MAX_SAMPLED_PER_ROUND = 200  # requests per peer per round: well under the peers' per-auditor rate limit
 RETRIES_PER_ROUND = 50  # open refusals asked again per peer per round
+PACE = 80.0  # requests per second at most, under the per-auditor limit peers apply (auditor_auth.RATE)
 SEED_BYTES = 32
 
 _SCHEMA = """
@@ -225,6 +226,7 @@ class Auditor(BackgroundJob):
                                      node.config.audit_retention)  # fmt: skip
         self.retention = Retention(self.disclosure)
         self._http = httpx.Client(timeout=30)
+        self._next_request = 0.0
         super().__init__("audit")
 
     def start(self) -> Auditor:
@@ -296,6 +298,10 @@ class Auditor(BackgroundJob):
         """Ask for one sampled entry (a signed auditor request), check its proof, re-execute it, record what was
         found. False only when the peer did not answer at all."""
         origin, path = round_.log_key.name, f"/v1/log/entries/{index}"
+        now = time.monotonic()
+        if self._next_request > now:
+            self._stop.wait(self._next_request - now)
+        self._next_request = max(now, self._next_request) + 1 / PACE
         headers = sign_request(self.node.key, "GET", path, round_.log_key)
         try:
             response = self._http.get(round_.url + path, headers=headers)

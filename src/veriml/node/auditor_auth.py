@@ -22,7 +22,7 @@ TIMESTAMP_HEADER = "x-veriml-timestamp"
 SIGNATURE_HEADER = "x-veriml-signature"
 FRESHNESS = 60.0  # seconds a signed request stays valid either side of the serving node's clock
 RATE = 100.0  # disclosures per second per auditor, sustained
-BURST = 1000  # disclosures an auditor may take at once; an honest auditor asks for fewer per round
+BURST = 500  # disclosures an auditor may take at once
 
 
 class RateLimited(PermissionDenied):
