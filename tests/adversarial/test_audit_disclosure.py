@@ -25,7 +25,7 @@ from tests.adversarial.audit_support import (
 from veriml import devnet
 from veriml.codec import tensors_digest, tensors_from_json
 from veriml.identity import SigningKey, VerifyingKey
-from veriml.node.auditor_auth import BURST, sign_request
+from veriml.node.auditor_auth import BURST, RATE, sign_request
 from veriml.receipts import ReceiptLeaf, commit, parse_signed_receipt
 from veriml.service import Home
 from veriml.tlog import TlogProof, TrustPolicy
@@ -53,6 +53,10 @@ def _key(network, n: int) -> SigningKey:  # type: ignore[no-untyped-def]
 def _disclosures(network, n: int) -> list[dict]:  # type: ignore[no-untyped-def]
     headers = {"Authorization": f"Bearer {network.admin_token}"}
     return httpx.get(f"{network.urls[n]}/v1/disclosures", params={"limit": 1000}, headers=headers).json()["disclosures"]
+
+
+def _count(network, n: int, index: int, auditor: SigningKey) -> int:  # type: ignore[no-untyped-def]
+    return sum(d["log_index"] == index and d["auditor"] == auditor.public.vkey for d in _disclosures(network, n))
 
 
 def _signed_get(network, by: SigningKey, n: int, path: str, **kwargs) -> httpx.Response:  # type: ignore[no-untyped-def]
@@ -99,13 +103,14 @@ def test_unauthenticated_reader_gets_no_inputs_or_outputs(net):
 def test_forged_or_unregistered_auditor_is_refused(net):
     index, salt = infer(net.urls[1], X)
     path = f"/v1/log/entries/{index}"
-    before = len(_disclosures(net, 1))
     registered, stranger = _key(net, 0), SigningKey.generate("mallory")
+    wait_audited(net.urls[:1], info(net.urls[1])["log_origin"], index + 1)  # node 0's own audit is done
+    before = _count(net, 1, index, registered)
     node1 = VerifyingKey.parse(info(net.urls[1])["node"])
     node2 = VerifyingKey.parse(info(net.urls[2])["node"])
     good = sign_request(registered, "GET", path, node1)
     attempts = {
-        "bad signature": ({**good, "x-veriml-signature": sign_request(registered, "GET", "/v1/log/entries/0", node1)
+        "bad signature": ({**good, "x-veriml-signature": sign_request(registered, "POST", path, node1)
                            ["x-veriml-signature"]}, "signature is not valid"),
         "unknown key": (sign_request(stranger, "GET", path, node1), "not a registered peer"),
         "stale timestamp": (sign_request(registered, "GET", path, node1, now=time.time() - 3600),
@@ -121,12 +126,13 @@ def test_forged_or_unregistered_auditor_is_refused(net):
         bundle = httpx.get(net.urls[1] + path + "/bundle", headers=headers)
         assert bundle.status_code == 403, name
     # The same signed request works once; played again it is refused.
-    assert httpx.get(net.urls[1] + path, headers=good).json()["data"] == "disclosed"
+    first = httpx.get(net.urls[1] + path, headers=good)
+    assert first.status_code == 200 and first.json()["data"] == "disclosed", first.text
     replay = httpx.get(net.urls[1] + path, headers=good)
     assert replay.status_code == 403 and "replay" in replay.json()["detail"]
     _no_data(replay.text, salt)
-    mine = [d for d in _disclosures(net, 1)[: len(_disclosures(net, 1)) - before] if d["log_index"] == index]
-    assert [d["auditor"] for d in mine if d["auditor"] == registered.public.vkey] == [registered.public.vkey]
+    # Only the one accepted request was recorded as a disclosure; no refused one was.
+    assert _count(net, 1, index, registered) == before + 1
     assert stranger.public.vkey not in {d["auditor"] for d in _disclosures(net, 1)}
 
 
@@ -185,8 +191,9 @@ def test_auditor_rate_limit(net):
     node0 = VerifyingKey.parse(info(net.urls[0])["node"])
     path = f"/v1/log/entries/{index}"
     served = limited = 0
+    start = time.monotonic()
     with httpx.Client(base_url=net.urls[0]) as http:
-        for _ in range(3 * BURST):
+        for _ in range(10 * BURST):
             response = http.get(path, headers=sign_request(auditor, "GET", path, node0))
             if response.status_code == 429:
                 limited += 1
@@ -195,7 +202,8 @@ def test_auditor_rate_limit(net):
                 break
             assert response.status_code == 200
             served += 1
-    assert limited == 1 and served <= 2 * BURST
+    # Never more than the burst plus the sustained rate over the time taken.
+    assert limited == 1 and BURST / 2 <= served <= BURST + RATE * (time.monotonic() - start) + 1
     # The limit is per auditor: another registered key is served meanwhile, and so is this one after a pause.
     assert _signed_get(net, _key(net, 2), 0, path).json()["data"] == "disclosed"
     time.sleep(0.5)

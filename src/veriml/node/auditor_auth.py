@@ -1,13 +1,14 @@
 """Authenticated auditors (issue 11): a request for a receipt's inputs, outputs and salt is signed by a node key,
 and the serving node discloses them only to a registered peer, fresh, not replayed, within a rate limit.
 
-A signed request carries three headers: the auditor's verifier key, a Unix timestamp, and an Ed25519 signature
-under the `veriml/audit-request/v1` domain over the canonical JSON of method, path, timestamp and the serving
-node's verifier key — so a signature made for one node, path or moment is worth nothing at another.
+A signed request carries four headers: the auditor's verifier key, a Unix timestamp, a fresh nonce, and an Ed25519
+signature under the `veriml/audit-request/v1` domain over the canonical JSON of method, path, timestamp, nonce and
+the serving node's verifier key — so a signature made for one node, path or moment is worth nothing at another.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -20,6 +21,7 @@ from veriml.identity import Domain, SigningKey, VerifyingKey
 AUDITOR_HEADER = "x-veriml-auditor"
 TIMESTAMP_HEADER = "x-veriml-timestamp"
 SIGNATURE_HEADER = "x-veriml-signature"
+NONCE_HEADER = "x-veriml-nonce"  # 32 hex digits, fresh per request: two requests are never signed alike
 FRESHNESS = 60.0  # seconds a signed request stays valid either side of the serving node's clock
 RATE = 100.0  # disclosures per second per auditor, sustained
 BURST = 500  # disclosures an auditor may take at once
@@ -32,20 +34,23 @@ class RateLimited(PermissionDenied):
     http_status = 429
 
 
-def request_payload(method: str, path: str, timestamp: int, serving_node: VerifyingKey) -> bytes:
-    return canonical_json({"method": method, "path": path, "timestamp": timestamp, "node": serving_node.vkey})
+def request_payload(method: str, path: str, timestamp: int, nonce: str, serving_node: VerifyingKey) -> bytes:
+    return canonical_json(
+        {"method": method, "path": path, "timestamp": timestamp, "nonce": nonce, "node": serving_node.vkey}
+    )
 
 
 def sign_request(key: SigningKey, method: str, path: str, serving_node: VerifyingKey,
                  now: float | None = None) -> dict[str, str]:  # fmt: skip
     """The headers that authenticate `key` as an auditor for one request to `serving_node`."""
-    timestamp = int(time.time() if now is None else now)
-    signature = key.sign(Domain.AUDIT_REQUEST, request_payload(method, path, timestamp, serving_node))
-    return {AUDITOR_HEADER: key.public.vkey, TIMESTAMP_HEADER: str(timestamp), SIGNATURE_HEADER: b64encode(signature)}
+    timestamp, nonce = int(time.time() if now is None else now), secrets.token_hex(16)
+    signature = key.sign(Domain.AUDIT_REQUEST, request_payload(method, path, timestamp, nonce, serving_node))
+    return {AUDITOR_HEADER: key.public.vkey, TIMESTAMP_HEADER: str(timestamp), NONCE_HEADER: nonce,
+            SIGNATURE_HEADER: b64encode(signature)}  # fmt: skip
 
 
 def is_signed(headers: Mapping[str, str]) -> bool:
-    return any(name in headers for name in (AUDITOR_HEADER, TIMESTAMP_HEADER, SIGNATURE_HEADER))
+    return any(name in headers for name in (AUDITOR_HEADER, TIMESTAMP_HEADER, NONCE_HEADER, SIGNATURE_HEADER))
 
 
 @dataclass
@@ -74,6 +79,9 @@ class AuditorGate:
             text = headers.get(TIMESTAMP_HEADER, "")
             if not text.isdigit() or len(text) > 12:
                 raise InvalidInput("auditor request: timestamp must be Unix seconds")
+            nonce = headers.get(NONCE_HEADER, "")
+            if len(nonce) != 32 or not all(c in "0123456789abcdef" for c in nonce):
+                raise InvalidInput("auditor request: nonce must be 32 lower-case hex digits")
             signature = b64decode(headers.get(SIGNATURE_HEADER, ""), "auditor request signature")
         except InvalidInput as exc:
             raise PermissionDenied(f"auditor request: malformed ({exc})") from exc
@@ -86,7 +94,7 @@ class AuditorGate:
         if not any(key.public == peer.public for peer in self.peers()):
             raise PermissionDenied(f"auditor {key.key_id}: not a registered peer of this node")
         try:
-            key.verify(Domain.AUDIT_REQUEST, request_payload(method, path, timestamp, self.node), signature)
+            key.verify(Domain.AUDIT_REQUEST, request_payload(method, path, timestamp, nonce, self.node), signature)
         except VerificationFailed as exc:
             raise PermissionDenied(f"auditor request: {exc} (over {method} {path} to {self.node.key_id})") from exc
         with self._lock:
