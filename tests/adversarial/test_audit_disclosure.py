@@ -6,7 +6,9 @@ rate-limited."""
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -190,20 +192,28 @@ def test_auditor_rate_limit(net):
     auditor = _key(net, 1)
     node0 = VerifyingKey.parse(info(net.urls[0])["node"])
     path = f"/v1/log/entries/{index}"
-    served = limited = 0
-    start = time.monotonic()
-    with httpx.Client(base_url=net.urls[0]) as http:
-        for _ in range(10 * BURST):
-            response = http.get(path, headers=sign_request(auditor, "GET", path, node0))
-            if response.status_code == 429:
-                limited += 1
-                assert "disclosures per second" in response.json()["detail"]
-                _no_data(response.text, salt)
-                break
-            assert response.status_code == 200
-            served += 1
+    start, stop = time.monotonic(), threading.Event()
+
+    def ask(http: httpx.Client) -> tuple[int, str]:
+        if stop.is_set():
+            return 0, ""
+        response = http.get(path, headers=sign_request(auditor, "GET", path, node0))
+        if response.status_code == 429:
+            stop.set()
+        return response.status_code, response.text
+
+    # Several at once: faster than the sustained rate even on a busy machine.
+    with httpx.Client(base_url=net.urls[0]) as http, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: ask(http), range(10 * BURST)))
+    elapsed = time.monotonic() - start
+    served = sum(status == 200 for status, _ in answers)
+    limited = [text for status, text in answers if status == 429]
+    assert {status for status, _ in answers} <= {0, 200, 429}
+    assert limited and all("disclosures per second" in text for text in limited)
+    for text in limited:
+        _no_data(text, salt)
     # Never more than the burst plus the sustained rate over the time taken.
-    assert limited == 1 and BURST / 2 <= served <= BURST + RATE * (time.monotonic() - start) + 1
+    assert BURST / 2 <= served <= BURST + RATE * elapsed + 1
     # The limit is per auditor: another registered key is served meanwhile, and so is this one after a pause.
     assert _signed_get(net, _key(net, 2), 0, path).json()["data"] == "disclosed"
     time.sleep(0.5)
