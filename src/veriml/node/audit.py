@@ -47,6 +47,7 @@ events = logging.getLogger("veriml.node")
 MAX_ENTRIES_PER_ROUND = 10_000  # a huge claimed size cannot stall a round
 MAX_SAMPLED_PER_ROUND = 200  # requests per peer per round: well under the peers' per-auditor rate limit
 RETRIES_PER_ROUND = 50  # open refusals asked again per peer per round
+MIN_RETENTION = 86400.0  # seconds a peer must keep an auditable request's data before deleting it
 PACE = 80.0  # requests per second at most, under the per-auditor limit peers apply (auditor_auth.RATE)
 SEED_BYTES = 32
 
@@ -277,16 +278,19 @@ class Auditor(BackgroundJob):
                 self._examine(round_, index)
                 examined += 1
         position = start = self.audited_size(origin)
-        for index in range(start, min(size, start + MAX_ENTRIES_PER_ROUND)):
-            if self._stop.is_set() or examined >= MAX_SAMPLED_PER_ROUND:
-                break
-            if self.is_sampled(origin, index):
-                examined += 1
-                if not self._examine(round_, index):
-                    position = index + 1  # recorded as refused; a peer that does not answer is not hammered
+        try:
+            for index in range(start, min(size, start + MAX_ENTRIES_PER_ROUND)):
+                if self._stop.is_set() or examined >= MAX_SAMPLED_PER_ROUND:
                     break
-            position = index + 1
-        self.store.set_audited(origin, position)
+                if self.is_sampled(origin, index):
+                    examined += 1
+                    if not self._examine(round_, index):
+                        position = index + 1  # recorded as refused; a peer that does not answer is not hammered
+                        break
+                position = index + 1
+        finally:
+            # Past what was examined or recorded, never further: an error here leaves `index` for next round.
+            self.store.set_audited(origin, position)
         return examined
 
     def _refuse(self, round_: _Round, index: int, reason: str) -> None:
@@ -324,7 +328,9 @@ class Auditor(BackgroundJob):
             self.store.unattestable(origin, index, "private")
             return True
         if entry.get("data") == "deleted":
-            kept_until = _timestamp_seconds(receipt.body.timestamp) + round_.retention
+            # Deleting data before auditors could ask for it is refusing them: the window is the longer of the
+            # node's stated one and the network's minimum.
+            kept_until = _timestamp_seconds(receipt.body.timestamp) + max(round_.retention, MIN_RETENTION)
             if kept_until > time.time() + 5:
                 self._refuse(round_, index, f"data deleted before the {round_.retention:.0f} s retention window ended")
             else:
