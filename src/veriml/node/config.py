@@ -110,7 +110,13 @@ def _convert(name: str, value: Any) -> Any:
         "llm_n_batch",
     ):
         return int(value)
-    if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval", "anchor_interval",
-                "audit_retention"):
+    if name in (
+        "checkpoint_interval",
+        "peer_timeout",
+        "audit_fraction",
+        "audit_interval",
+        "anchor_interval",
+        "audit_retention",
+    ):
         return float(value)
     return value
