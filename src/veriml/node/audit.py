@@ -336,7 +336,11 @@ class Auditor(BackgroundJob):
             else:
                 self.store.unattestable(origin, index, "deleted")
             return True
-        manifest = self.node.pin(str(receipt.body.manifest))
+        try:
+            manifest = self.node.pin(str(receipt.body.manifest))
+        except VerimlError as exc:  # the node ran the model, so it can serve it: else the entry is not examinable
+            self._refuse(round_, index, f"model {receipt.body.manifest} not obtainable: {exc}")
+            return True
         try:
             attestation = self.node.service.attest(
                 manifest,
