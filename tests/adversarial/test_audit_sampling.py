@@ -29,6 +29,7 @@ from veriml.tlog import SignedCheckpoint, TrustPolicy
 
 REFUSING = Path(__file__).with_name("audit_refusing_node.py")
 DODGING = Path(__file__).with_name("audit_dodging_node.py")
+FORGETFUL = Path(__file__).with_name("audit_forgetful_node.py")
 FRACTION = 0.3
 ENTRIES = 60
 
@@ -140,5 +141,24 @@ def test_audit_sample_cannot_be_dodged(tmp_path_factory):
             assert caught == sample & lied  # every sampled lie is evidence of one kind or the other
             expected, spread = FRACTION * len(lied), 6 * (len(lied) * FRACTION * (1 - FRACTION)) ** 0.5
             assert abs(len(caught) - expected) <= spread, (len(caught), expected)
+    finally:
+        devnet.down(root)
+
+
+def test_node_deleting_data_before_auditors_ask_is_recorded_as_evidence(tmp_path_factory):
+    """The node deletes every request's data at once (retention 0): each sampled entry it deleted is a refusal,
+    not an examined entry, because the network's minimum retention had not passed."""
+    root = tmp_path_factory.mktemp("forgetful")
+    try:
+        network, audited, size, _ = _network_with(FORGETFUL, root, 20)
+        origin, subject = audited["log_origin"], audited["node"]
+        assert info(network.urls[2])["audit"]["retention"] == 0
+        for n, url in enumerate(network.urls[:2]):
+            sample = _sample(network.nodes[n], origin, size)
+            found = refusals(url, subject)
+            examined = {a["log_index"] for a in attestations(url, subject)}
+            refused = {r["log_index"] for r in found}
+            assert refused and refused | examined == sample and not refused & examined
+            assert all("deleted before" in r["reason"] for r in found)
     finally:
         devnet.down(root)
