@@ -47,7 +47,8 @@ def test_a_bundle_made_with_fresh_keys_is_not_anchored_without_trust_roots(forge
     assert result.exit_code == 1
     assert report["verdict"] == "unanchored"
     assert report["relative_to"].startswith("no trusted keys")
-    shown = runner.invoke(app, ["--home", str(tmp_path / "user"), "verify", str(path), "--blob", str(model), "--reexec"])
+    user = str(tmp_path / "user")
+    shown = runner.invoke(app, ["--home", user, "verify", str(path), "--blob", str(model), "--reexec"])
     assert shown.exit_code == 1 and "NOT ANCHORED" in shown.stdout and "VERIFIED" not in shown.stdout
 
 
