@@ -275,8 +275,9 @@ class Auditor(BackgroundJob):
         examined = 0
         for index in self.store.open_refusals(origin, RETRIES_PER_ROUND):
             if index < size and not self._stop.is_set():
-                self._examine(round_, index)
                 examined += 1
+                if not self._examine(round_, index):
+                    return examined  # not answering at all: try again next round, not 50 timeouts now
         position = start = self.audited_size(origin)
         try:
             for index in range(start, min(size, start + MAX_ENTRIES_PER_ROUND)):
