@@ -3,6 +3,7 @@ Only the transport differs between them (as in httpx)."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -11,7 +12,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from veriml.codec import tensors_to_json
+from veriml.codec import tensors_digest, tensors_to_json
+from veriml.codec.tensor import describe_array, dtype_name
 from veriml.errors import (
     Conflict,
     InvalidInput,
@@ -21,8 +23,12 @@ from veriml.errors import (
     VerificationFailed,
     VerimlError,
 )
-from veriml.hub import compare_outputs
+from veriml.hub import ModelRef, SignedManifest, compare_outputs, parse_signed_manifest
+from veriml.identity import VerifyingKey
+from veriml.identity.keys import COSIGNATURE_ED25519
 from veriml.receipts import Bundle
+from veriml.receipts.receipt import new_request_id
+from veriml.runtime.inputs import coerce_inputs
 from veriml.verify import verify_bundle
 
 _KINDS: dict[str, type[VerimlError]] = {
@@ -93,27 +99,129 @@ def raise_for_openai_error(node: str, response: httpx.Response) -> None:
     raise error(f"node {node}: {detail}")
 
 
-def infer_body(
-    model: str, inputs: Mapping[str, Any], request_id: str | None, verify: str | None = None
-) -> dict[str, Any]:
-    arrays = {k: v for k, v in inputs.items() if isinstance(v, np.ndarray)}
-    plain = {k: v for k, v in inputs.items() if not isinstance(v, np.ndarray)}
-    body = {"model": model, "inputs": {**plain, **tensors_to_json(arrays)}, "request_id": request_id}
+@dataclass(frozen=True)
+class Asked:
+    """What the client asked, fixed before any node is asked: the manifest it resolved (and so the model version
+    and publisher), the input tensors it converted itself, and a request id it chose. Every answer must be for
+    exactly this (`check_answer`), whichever node gave it."""
+
+    manifest: SignedManifest
+    inputs: dict[str, np.ndarray]
+    request_id: str
+
+    @property
+    def ref(self) -> str:
+        """What is asked of every node: the resolved manifest id, never a name a node could resolve otherwise."""
+        return str(self.manifest.id)
+
+
+def ask(manifest: SignedManifest, inputs: Mapping[str, Any], request_id: str | None) -> Asked:
+    """Convert the caller's inputs to tensors with the node's own conversion, against the resolved manifest's
+    signature, and choose a fresh request id unless the caller gave one."""
+    arrays = coerce_inputs(manifest.body.inputs, inputs)
+    return Asked(manifest, arrays, new_request_id() if request_id is None else request_id)
+
+
+def infer_body(asked: Asked, verify: str | None = None) -> dict[str, Any]:
+    body = {"model": asked.ref, "inputs": tensors_to_json(asked.inputs), "request_id": asked.request_id}
     if verify is not None:
         body["verify"] = verify
     return body
 
 
-def parse_infer(node: str, body: Any) -> tuple[Bundle, int]:
+def publisher_keys(publishers: object) -> frozenset[bytes]:
+    """Pinned publishers as Ed25519 public key bytes (a key is its bytes: another name for it is the same key)."""
+    if publishers is None:
+        return frozenset()
+    if isinstance(publishers, str | VerifyingKey):
+        publishers = [publishers]
+    keys = set()
+    for item in publishers:  # type: ignore[attr-defined]
+        key = item if isinstance(item, VerifyingKey) else VerifyingKey.parse(item, "publisher key")
+        keys.add(key.public)
+    return frozenset(keys)
+
+
+def check_resolved(node: str, ref: str, signed: SignedManifest, publishers: frozenset[bytes]) -> SignedManifest:
+    """A manifest a node gave for `ref`: validly signed, the one the reference names (its content address, or
+    its name and pinned version), and by a pinned publisher when publishers are pinned."""
+    parsed = ModelRef.parse(ref)
     try:
-        bundle = Bundle.from_json(body["bundle"])
-        index = int(body["log_index"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise VerificationFailed(f"node {node}: malformed inference answer ({exc})") from exc
+        signed = signed.verified()
+    except VerimlError as exc:
+        raise VerificationFailed(f"node {node}: manifest for {ref} does not verify: {exc}") from exc
+    body = signed.body
+    if parsed.manifest_id is not None and signed.id != parsed.manifest_id:
+        raise VerificationFailed(f"node {node} answered manifest {signed.id} for {ref}")
+    if parsed.name is not None and body.name != parsed.name:
+        raise VerificationFailed(f"node {node} answered {body.ref} for {ref}")
+    if parsed.version is not None and body.version != parsed.version:
+        raise VerificationFailed(f"node {node} answered {body.ref} for {ref}")
+    if publishers and body.publisher.public not in publishers:
+        raise VerificationFailed(
+            f"node {node}: {body.ref} ({signed.id}) is published by {body.publisher.key_id}, not by a pinned publisher"
+        )
+    return signed
+
+
+def _first_difference(sent: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> str:
+    if set(sent) != set(got):
+        return f"input names {sorted(got)}, sent {sorted(sent)}"
+    for name in sorted(sent):
+        a, b = sent[name], got[name]
+        try:
+            if dtype_name(a) != dtype_name(b) or a.shape != b.shape:
+                return f"input {name!r} is {describe_array(b)}, sent {describe_array(a)}"
+        except VerimlError:
+            return f"input {name!r} has an unsupported dtype"
+        if tensors_digest({name: a}) != tensors_digest({name: b}):
+            return f"input {name!r} holds other values"
+    return "the inputs differ"
+
+
+def check_answer(node: str, bundle: Bundle, asked: Asked) -> None:
+    """Raise VerificationFailed unless the bundle answers this request: the manifest resolved, the inputs sent
+    (dtype, shape and bytes), the request id chosen, and valid signatures at level `signed`."""
+    if bundle.manifest.id != asked.manifest.id:
+        raise VerificationFailed(
+            f"node {node} answered for manifest {bundle.manifest.id} ({bundle.manifest.body.ref} by "
+            f"{bundle.manifest.body.publisher.key_id}), asked {asked.manifest.id} ({asked.manifest.body.ref} by "
+            f"{asked.manifest.body.publisher.key_id})"
+        )
+    try:
+        same = tensors_digest(bundle.inputs) == tensors_digest(asked.inputs)
+    except VerimlError:
+        same = False
+    if not same:
+        raise VerificationFailed(
+            f"node {node} answered for other inputs: {_first_difference(asked.inputs, bundle.inputs)}"
+        )
+    if bundle.receipt.body.request_id != asked.request_id:
+        raise VerificationFailed(
+            f"node {node} answered for request id {bundle.receipt.body.request_id!r}, asked {asked.request_id!r} "
+            "(an older or another caller's answer)"
+        )
     report = verify_bundle(bundle, level="signed")
     if not report.verified:
         raise VerificationFailed(f"node {node}: bundle does not verify: {report.failures()}")
+
+
+def parse_infer(node: str, body: Any, asked: Asked) -> tuple[Bundle, int]:
+    try:
+        bundle = Bundle.from_json(body["bundle"])
+        index = int(body["log_index"])
+    except (KeyError, TypeError, ValueError, VerimlError) as exc:
+        raise VerificationFailed(f"node {node}: malformed inference answer ({exc})") from exc
+    check_answer(node, bundle, asked)
     return bundle, index
+
+
+def node_key(info: Mapping[str, Any]) -> bytes | None:
+    """The Ed25519 public key bytes a node's /v1/info names (what identifies a node; its URL does not)."""
+    try:
+        return VerifyingKey.parse(info.get("node"), "node key").public
+    except VerimlError:
+        return None
 
 
 def attestation(bundle: Bundle) -> dict[str, Any]:
@@ -128,9 +236,11 @@ def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
     manifest_ids = {str(bundle.manifest.id) for _, bundle in results}
     if len(manifest_ids) != 1:
         raise Disagreement(f"nodes ran different manifests: {sorted(manifest_ids)}", [n for n, _ in results])
-    nodes = {bundle.receipt.body.node.vkey for _, bundle in results}
+    # A node is its key's bytes: the same key under two URLs, or renamed, is one node (counted once).
+    nodes = {bundle.receipt.body.node.public for _, bundle in results}
     if len(nodes) != len(results):
-        raise Disagreement("the quorum repeats a node key", [n for n, _ in results])
+        raise Disagreement("the quorum repeats a node key (same Ed25519 key, under another URL or name)",
+                           [n for n, _ in results])  # fmt: skip
     policy = first.manifest.body.policy
     classes = {bundle.receipt.body.runtime.runtime_class for _, bundle in results}
     if policy.kind == "exact" and len(classes) > 1:
@@ -149,3 +259,72 @@ def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
             f"outputs disagree with {first_node}: {'; '.join(disagreeing)}", [first_node, *[n for n, _ in others]]
         )
     return replace(first, attestations=tuple(attestation(bundle) for _, bundle in others))
+
+
+def manifest_request(ref: str) -> tuple[str, dict[str, Any]]:
+    """The GET path and query that ask a node for the manifest a reference names."""
+    parsed = ModelRef.parse(ref)
+    if parsed.manifest_id is not None:
+        return f"/v1/manifests/{parsed.manifest_id}", {}
+    return f"/v1/models/{parsed.name}", {} if parsed.version is None else {"version": parsed.version}
+
+
+def resolved_answer(node: str, ref: str, response: httpx.Response, publishers: frozenset[bytes]) -> SignedManifest:
+    try:
+        signed = parse_signed_manifest(response.json())
+    except (ValueError, VerimlError) as exc:
+        raise VerificationFailed(f"node {node}: malformed manifest for {ref} ({exc})") from exc
+    return check_resolved(node, ref, signed, publishers)
+
+
+def no_answer(what: str, failures: Sequence[VerimlError]) -> VerimlError:
+    """The error when no node gave an acceptable answer: a refused (substituted or unverifiable) answer is
+    VerificationFailed, else NotFound when every node said so, else Unavailable; each node's reason is named."""
+    reasons = "; ".join(str(exc) for exc in failures) or "no node to ask"
+    if any(isinstance(exc, VerificationFailed) for exc in failures):
+        return VerificationFailed(f"{what}: no acceptable answer: {reasons}")
+    if failures and all(isinstance(exc, NotFound) for exc in failures):
+        return NotFound(f"{what}: {reasons}")
+    return Unavailable(f"{what}: {reasons}")
+
+
+class Nodes:
+    """The node list, with a rotating start so load spreads, and what each node said about itself. A node is
+    its key: URLs whose /v1/info names the same Ed25519 key are one node, asked and counted once."""
+
+    def __init__(self, nodes: Sequence[str]) -> None:
+        if not nodes:
+            raise InvalidInput("client: give at least one node URL")
+        self.urls = list(dict.fromkeys(url.rstrip("/") for url in nodes))
+        self._start = itertools.count()
+        self.infos: dict[str, dict[str, Any]] = {}
+
+    def order(self, model: str | None = None) -> list[str]:
+        offset = next(self._start) % len(self.urls)
+        rotated = self.urls[offset:] + self.urls[:offset]
+        seen: set[bytes] = set()
+        distinct = []
+        for url in rotated:
+            key = node_key(self.infos.get(url, {}))
+            if key is not None:
+                if key in seen:
+                    continue
+                seen.add(key)
+            distinct.append(url)
+        if model is None:
+            return distinct
+        name = model.split("@", 1)[0]
+        return sorted(distinct, key=lambda url: name not in self.infos.get(url, {}).get("models", []))
+
+    def witness_keys(self, serving: bytes) -> list[str]:
+        """The witness keys of the other known nodes: one per distinct public key, never the serving node's."""
+        seen, keys = {serving}, []
+        for info in self.infos.values():
+            try:
+                witness = VerifyingKey.parse(info.get("witness"), "witness key", COSIGNATURE_ED25519)
+            except VerimlError:
+                continue
+            if witness.public not in seen and node_key(info) not in seen:
+                seen.add(witness.public)
+                keys.append(witness.vkey)
+        return keys
