@@ -258,7 +258,7 @@ class Client:
             try:
                 response = self._request(url, "POST", "/v1/infer", json=body)
                 bundle, index = parse_infer(url, response.json(), asked)
-            except (Unavailable, VerificationFailed) as exc:
+            except (Unavailable, NotFound, VerificationFailed) as exc:  # another node may hold it, or be honest
                 failures.append(exc)
                 continue
             return url, bundle, index
@@ -371,7 +371,7 @@ class Client:
         for url in self.nodes.order(asked.manifest.body.name):
             try:
                 return self._chat_one(url, asked, on_text)
-            except (Unavailable, VerificationFailed) as exc:
+            except (Unavailable, NotFound, VerificationFailed) as exc:  # another node may hold it, or be honest
                 failures.append(exc)
         raise no_answer(f"no node could run {asked.manifest.body.ref}", failures)
 
@@ -544,7 +544,7 @@ class AsyncClient:
             try:
                 response = await self._request(url, "POST", "/v1/infer", json=body)
                 bundle, index = parse_infer(url, response.json(), asked)
-            except (Unavailable, VerificationFailed) as exc:
+            except (Unavailable, NotFound, VerificationFailed) as exc:  # another node may hold it, or be honest
                 failures.append(exc)
                 continue
             return url, bundle, index
