@@ -364,7 +364,13 @@ class Client:
                     failures.append(exc)
             raise no_answer(f"blob {blob}", failures)
 
-        return self.tokenizers.get(manifest, fetch)
+        try:
+            return self.tokenizers.get(manifest, fetch)
+        except Unavailable as exc:
+            raise Unavailable(
+                f"chat: cannot check the answer against its signed tokens without {manifest.body.ref}'s tokenizer "
+                f"({exc}); pass check_text=False to take the node's text unchecked (ChatResult.text_checked=False)"
+            ) from exc
 
     def _chat_first(self, asked: ChatAsked, on_text: Callable[[str], None] | None) -> ChatResult:
         failures: list[VerimlError] = []
