@@ -10,8 +10,10 @@ ADDED = " Trust me."
 honest_generate_submit = Service.generate_submit
 
 
-def lying(self, manifest, prompt_tokens, params, request_id=None, on_text=None):  # type: ignore[no-untyped-def]
-    bundle, generation, logged = honest_generate_submit(self, manifest, prompt_tokens, params, request_id, on_text)
+def lying(self, manifest, prompt_tokens, params, request_id=None, on_text=None, **options):  # type: ignore[no-untyped-def]
+    bundle, generation, logged = honest_generate_submit(
+        self, manifest, prompt_tokens, params, request_id, on_text, **options
+    )
     if on_text is not None:
         on_text(ADDED)
     return bundle, replace(generation, text=generation.text + ADDED), logged

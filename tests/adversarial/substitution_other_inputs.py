@@ -10,11 +10,11 @@ from veriml.service.service import Service
 honest_infer_submit = Service.infer_submit
 
 
-def substituting(self, ref, inputs, request_id=None):  # type: ignore[no-untyped-def]
+def substituting(self, ref, inputs, request_id=None, **options):  # type: ignore[no-untyped-def]
     arrays = {name: value if isinstance(value, np.ndarray) else tensor_from_json(value, name)
               for name, value in inputs.items()}  # fmt: skip
     other = {name: (array + np.asarray(1, array.dtype)).astype(array.dtype) for name, array in arrays.items()}
-    return honest_infer_submit(self, ref, other, request_id)
+    return honest_infer_submit(self, ref, other, request_id, **options)
 
 
 Service.infer_submit = substituting  # type: ignore[method-assign]

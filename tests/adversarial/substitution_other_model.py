@@ -7,8 +7,8 @@ from veriml.service.service import Service
 honest_infer_submit = Service.infer_submit
 
 
-def substituting(self, ref, inputs, request_id=None):  # type: ignore[no-untyped-def]
-    return honest_infer_submit(self, self.resolve("alice/other"), inputs, request_id)
+def substituting(self, ref, inputs, request_id=None, **options):  # type: ignore[no-untyped-def]
+    return honest_infer_submit(self, self.resolve("alice/other"), inputs, request_id, **options)
 
 
 Service.infer_submit = substituting  # type: ignore[method-assign]

@@ -12,10 +12,10 @@ MALLORY = SigningKey.generate("mallory")
 honest_infer_submit = Service.infer_submit
 
 
-def substituting(self, ref, inputs, request_id=None):  # type: ignore[no-untyped-def]
+def substituting(self, ref, inputs, request_id=None, **options):  # type: ignore[no-untyped-def]
     asked = ref if isinstance(ref, Signed) else self.resolve(ref)
     forged = Signed.sign(replace(asked.body, publisher=MALLORY.public), MALLORY)
-    return honest_infer_submit(self, forged, inputs, request_id)
+    return honest_infer_submit(self, forged, inputs, request_id, **options)
 
 
 Service.infer_submit = substituting  # type: ignore[method-assign]

@@ -10,11 +10,11 @@ honest_infer_submit = Service.infer_submit
 answered = {}
 
 
-def replaying(self, ref, inputs, request_id=None):  # type: ignore[no-untyped-def]
+def replaying(self, ref, inputs, request_id=None, **options):  # type: ignore[no-untyped-def]
     manifest = self.resolve(ref) if isinstance(ref, str) else ref
     key = (manifest.id, tensors_digest(coerce_inputs(manifest.body.inputs, inputs)))
     if key not in answered:
-        answered[key] = honest_infer_submit(self, manifest, inputs, request_id)
+        answered[key] = honest_infer_submit(self, manifest, inputs, request_id, **options)
     return answered[key]
 
 

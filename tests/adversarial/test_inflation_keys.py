@@ -181,7 +181,7 @@ def test_renamed_key_counts_as_the_same_node(net, model, tmp_path):
     result = cli_verify(inflated, tmp_path, "--level", "signed", "--agreeing-nodes", "2")
     assert result.exit_code == 1 and "repeats a node key already counted" in result.output
     honest = replace(answers[0], attestations=(attestation(answers[1]),))
-    assert verify_bundle(honest, agreeing_nodes=2).verified
+    assert verify_bundle(honest, agreeing_nodes=2).consistent
     both = replace(answers[0], attestations=(attestation(answers[1]), attestation(answers[TWIN])))
     result = cli_verify(both, tmp_path, "--level", "signed", "--agreeing-nodes", "3")
     assert result.exit_code == 1 and "repeats a node key already counted" in result.output

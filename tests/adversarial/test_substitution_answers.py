@@ -102,7 +102,7 @@ def test_node_answering_for_other_inputs_is_refused(net, model):
 def test_node_replaying_an_older_answer_is_refused(net, model):
     with Client([net.urls[REPLAY]]) as client:
         first = client.infer("alice/mlp", X)  # the first time, it answers honestly
-        assert verify_bundle(first).verified
+        assert verify_bundle(first).consistent
         with pytest.raises(VerificationFailed) as refused:
             client.infer("alice/mlp", X)
     assert f"node {net.urls[REPLAY]} answered for request id {first.receipt.body.request_id!r}, asked" in str(

@@ -10,10 +10,12 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from veriml.client.protocol import check_salt_and_privacy
 from veriml.client.tokenizer import Tokenizer
 from veriml.errors import InvalidInput, VerificationFailed
 from veriml.hub import SignedManifest
-from veriml.receipts import Bundle
+from veriml.receipts import DEFAULT_PRIVACY, Bundle, new_salt
+from veriml.receipts.commitment import check_privacy
 from veriml.receipts.receipt import new_request_id
 from veriml.runtime.generation import MAX_SEED, OUTPUT, split_inputs
 from veriml.verify import verify_bundle
@@ -50,6 +52,8 @@ class ChatAsked:
     stop: tuple[str, ...]
     extra: Mapping[str, Any]
     tokenizer: Tokenizer | None
+    salt: bytes
+    privacy: str
 
     @cached_property
     def prompt_tokens(self) -> list[int] | None:
@@ -66,6 +70,7 @@ def chat_ask(
     stop: Sequence[str] | None,
     extra: Mapping[str, Any],
     tokenizer: Tokenizer | None,
+    privacy: str = DEFAULT_PRIVACY,
 ) -> ChatAsked:
     if manifest.body.format != "gguf" or manifest.body.llm is None:
         raise InvalidInput(f"model {manifest.body.ref}: a {manifest.body.format} model, not a language model")
@@ -77,7 +82,7 @@ def chat_ask(
     extra = dict(extra)
     request_id = extra.pop("request_id", None) or new_request_id()
     asked = ChatAsked(manifest, [dict(m) for m in messages], request_id, max_tokens, temperature, seed,
-                      tuple(stop or ()), extra, tokenizer)  # fmt: skip
+                      tuple(stop or ()), extra, tokenizer, new_salt(), check_privacy(privacy))  # fmt: skip
     _ = asked.prompt_tokens  # tokenize (and refuse bad messages) before any node is asked
     return asked
 
@@ -91,6 +96,8 @@ def chat_body(asked: ChatAsked, stream: bool) -> dict[str, Any]:
         "temperature": asked.temperature,
         "stream": stream,
         "request_id": asked.request_id,
+        "salt": asked.salt.hex(),  # one per call, the same for every node of a quorum
+        "privacy": asked.privacy,
     }
     if asked.seed is not None:
         body["seed"] = asked.seed
@@ -137,7 +144,7 @@ def checked_chat(
     the caller gets is what the signed tokens decode to, which must be the text the node sent (else the node
     lied about its text). Returns the result with the checked text, or raises VerificationFailed."""
     try:
-        bundle = Bundle.from_json(bundle_json)
+        bundle = Bundle.from_json(veriml["bundle"] if bundle_json is None else bundle_json)
         index = int(veriml["log_index"])
     except (InvalidInput, KeyError, TypeError, ValueError) as exc:
         raise VerificationFailed(f"node {node}: malformed bundle ({exc})") from exc
@@ -152,6 +159,7 @@ def checked_chat(
         raise VerificationFailed(
             f"node {node} answered for request id {bundle.receipt.body.request_id!r}, asked {asked.request_id!r}"
         )
+    check_salt_and_privacy(node, bundle, asked.salt, asked.privacy)
     try:
         prompt, params = split_inputs(bundle.inputs)
         generated = bundle.outputs[OUTPUT]
@@ -170,7 +178,7 @@ def checked_chat(
                 f"node {node} answered for other parameters: {name} {getattr(params, name)!r}, asked {value!r}"
             )
     report = verify_bundle(bundle, level="signed")
-    if not report.verified:
+    if not report.consistent:
         raise VerificationFailed(f"node {node}: bundle does not verify: {report.failures()}")
     if asked.tokenizer is None:
         return ChatResult(text, finish, bundle, node, index, text_checked=False)

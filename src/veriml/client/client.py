@@ -46,7 +46,7 @@ from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFaile
 from veriml.hub import ComparisonPolicy, SignedManifest, parse_signed_manifest
 from veriml.hub.blobs import CHUNK
 from veriml.identity import SigningKey, VerifyingKey
-from veriml.receipts import Bundle
+from veriml.receipts import DEFAULT_PRIVACY, Bundle
 from veriml.service.publish import sign_next_version
 from veriml.tlog import TlogProof
 from veriml.verify import verify_bundle
@@ -193,6 +193,7 @@ class Client:
         logged: bool = False,
         progress: Callable[[str], None] | None = None,
         publisher: Publishers = None,
+        privacy: str = DEFAULT_PRIVACY,
     ) -> Bundle:
         """Run `ref` on `inputs` at a verification level: `signed` (receipt checked), `logged` (also waits for
         a checkpoint covering the receipt, cosigned by another node), `quorum:K` (K distinct nodes in
@@ -200,11 +201,12 @@ class Client:
         for the node's zero-knowledge proof and checks it here; `progress` hears each proof-job status).
         `logged=True` with `quorum:K` also waits for the first node's log proof. At every level the answer is
         for the manifest `ref` resolved to (by `publisher` when pinned), the inputs sent and a fresh request id
-        (or `request_id`); a node answering anything else is refused and the next one asked."""
+        (or `request_id`), salted with a fresh salt of the client's (one for all nodes of a quorum) and recorded
+        with the `privacy` asked; a node answering anything else is refused and the next one asked."""
         level = VerifyLevel.parse(verify)
         if not self.nodes.infos:
             self.refresh()
-        asked = ask(self.manifest(ref, publisher), inputs, request_id)
+        asked = ask(self.manifest(ref, publisher), inputs, request_id, privacy)
         if level.kind == "quorum":
             url, bundle, index = self._quorum(asked, level.nodes)
         elif level.kind == "proven":
@@ -238,7 +240,7 @@ class Client:
 
         report = verify_bundle(proven, level="signed", load_blob=load_blob)
         zk = report.check("zk.proof")
-        if not report.verified or zk.status != "pass":
+        if not report.consistent or zk.status != "pass":
             raise VerificationFailed(f"node {url}: proven bundle does not verify: {zk.detail}")
         return proven
 
@@ -311,6 +313,7 @@ class Client:
         logged: bool = False,
         publisher: Publishers = None,
         check_text: bool = True,
+        privacy: str = DEFAULT_PRIVACY,
         **extra: Any,
     ) -> ChatResult:
         """Ask a language model through the nodes' OpenAI-compatible endpoint: the reply text with the bundle that
@@ -336,7 +339,7 @@ class Client:
         manifest = self.manifest(ref, publisher)
         tokenizer = self.tokenizer(manifest) if check_text else None
         asked = chat_ask(manifest, messages, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop,
-                         extra=extra, tokenizer=tokenizer)  # fmt: skip
+                         extra=extra, tokenizer=tokenizer, privacy=privacy)  # fmt: skip
         if level.kind != "quorum":
             result = self._chat_first(asked, on_text)
         else:
@@ -413,11 +416,11 @@ class Client:
             text, finish, veriml = reply_of(url, response.json())
         else:
             text, finish, veriml = self._chat_stream(url, chat_body(asked, stream=True), on_text)
-        try:
-            index = int(veriml["log_index"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise VerificationFailed(f"node {url}: the answer names no log index ({exc!r})") from exc
-        bundle_json = self._request(url, "GET", f"/v1/log/entries/{index}/bundle").json()
+        if not isinstance(veriml, dict):
+            raise VerificationFailed(f"node {url}: the answer carries no veriml field")
+        bundle_json = None
+        if "bundle" not in veriml:  # an older node: the bundle is at its log entry
+            bundle_json = self._request(url, "GET", f"/v1/log/entries/{int(veriml['log_index'])}/bundle").json()
         return checked_chat(url, bundle_json, veriml, text, finish, asked)
 
     def _chat_stream(
@@ -479,7 +482,7 @@ def _proven(
     if entry.get("proof") is not None:
         proven = replace(bundle, log_proof=entry["proof"])
         report = verify_bundle(proven, level="logged", trusted_witnesses=witnesses, witness_quorum=quorum)
-        if report.verified:
+        if report.consistent:
             return proven
         if TlogProof.parse(entry["proof"]).checkpoint.checkpoint.size <= index:
             raise VerificationFailed(f"node {url}: proof does not cover entry {index}")
@@ -564,6 +567,7 @@ class AsyncClient:
         request_id: str | None = None,
         logged: bool = False,
         publisher: Publishers = None,
+        privacy: str = DEFAULT_PRIVACY,
     ) -> Bundle:
         """As `Client.infer` (proofs: use `Client`)."""
         level = VerifyLevel.parse(verify)
@@ -571,7 +575,7 @@ class AsyncClient:
             raise InvalidInput("AsyncClient: verify='proven' is not supported; use Client")
         if not self.nodes.infos:
             await self.refresh()
-        asked = ask(await self.manifest(ref, publisher), inputs, request_id)
+        asked = ask(await self.manifest(ref, publisher), inputs, request_id, privacy)
         if level.kind != "quorum":
             url, bundle, index = await self._infer_once(asked, self.nodes.order(asked.manifest.body.name))
         else:

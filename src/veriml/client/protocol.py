@@ -26,7 +26,7 @@ from veriml.errors import (
 from veriml.hub import ModelRef, SignedManifest, compare_outputs, parse_signed_manifest
 from veriml.identity import VerifyingKey
 from veriml.identity.keys import COSIGNATURE_ED25519
-from veriml.receipts import Bundle
+from veriml.receipts import DEFAULT_PRIVACY, Bundle, new_salt
 from veriml.receipts.receipt import new_request_id
 from veriml.runtime.inputs import coerce_inputs
 from veriml.verify import verify_bundle
@@ -102,12 +102,15 @@ def raise_for_openai_error(node: str, response: httpx.Response) -> None:
 @dataclass(frozen=True)
 class Asked:
     """What the client asked, fixed before any node is asked: the manifest it resolved (and so the model version
-    and publisher), the input tensors it converted itself, and a request id it chose. Every answer must be for
-    exactly this (`check_answer`), whichever node gave it."""
+    and publisher), the input tensors it converted itself, a request id and a salt it chose, and the privacy it
+    asked for. Every answer must be for exactly this (`check_answer`), whichever node gave it; the salt is one
+    per call, the same for every node of a quorum, so their commitments are equal."""
 
     manifest: SignedManifest
     inputs: dict[str, np.ndarray]
     request_id: str
+    salt: bytes
+    privacy: str = DEFAULT_PRIVACY
 
     @property
     def ref(self) -> str:
@@ -115,15 +118,18 @@ class Asked:
         return str(self.manifest.id)
 
 
-def ask(manifest: SignedManifest, inputs: Mapping[str, Any], request_id: str | None) -> Asked:
+def ask(
+    manifest: SignedManifest, inputs: Mapping[str, Any], request_id: str | None, privacy: str = DEFAULT_PRIVACY
+) -> Asked:
     """Convert the caller's inputs to tensors with the node's own conversion, against the resolved manifest's
-    signature, and choose a fresh request id unless the caller gave one."""
+    signature, and choose a fresh request id (unless the caller gave one) and a fresh salt."""
     arrays = coerce_inputs(manifest.body.inputs, inputs)
-    return Asked(manifest, arrays, new_request_id() if request_id is None else request_id)
+    return Asked(manifest, arrays, new_request_id() if request_id is None else request_id, new_salt(), privacy)
 
 
 def infer_body(asked: Asked, verify: str | None = None) -> dict[str, Any]:
-    body = {"model": asked.ref, "inputs": tensors_to_json(asked.inputs), "request_id": asked.request_id}
+    body = {"model": asked.ref, "inputs": tensors_to_json(asked.inputs), "request_id": asked.request_id,
+            "salt": asked.salt.hex(), "privacy": asked.privacy}  # fmt: skip
     if verify is not None:
         body["verify"] = verify
     return body
@@ -201,9 +207,22 @@ def check_answer(node: str, bundle: Bundle, asked: Asked) -> None:
             f"node {node} answered for request id {bundle.receipt.body.request_id!r}, asked {asked.request_id!r} "
             "(an older or another caller's answer)"
         )
+    check_salt_and_privacy(node, bundle, asked.salt, asked.privacy)
     report = verify_bundle(bundle, level="signed")
-    if not report.verified:
+    if not report.consistent:
         raise VerificationFailed(f"node {node}: bundle does not verify: {report.failures()}")
+
+
+def check_salt_and_privacy(node: str, bundle: Bundle, salt: bytes, privacy: str) -> None:
+    """The commitments are salted with the salt the client chose, and the receipt records the privacy asked."""
+    if bundle.salt != salt:
+        raise VerificationFailed(
+            f"node {node} answered with salt {bundle.salt.hex()[:16]}..., asked {salt.hex()[:16]}..."
+        )
+    if bundle.receipt.body.privacy != privacy:
+        raise VerificationFailed(
+            f"node {node} answered with privacy {bundle.receipt.body.privacy!r}, asked {privacy!r}"
+        )
 
 
 def parse_infer(node: str, body: Any, asked: Asked) -> tuple[Bundle, int]:
@@ -226,7 +245,7 @@ def node_key(info: Mapping[str, Any]) -> bytes | None:
 
 def attestation(bundle: Bundle) -> dict[str, Any]:
     """Another node's signed receipt for the same inference, with its outputs, carried in the bundle."""
-    return {"receipt": bundle.receipt.to_json(), "outputs": tensors_to_json(bundle.outputs)}
+    return {"receipt": bundle.receipt.to_json(), "salt": bundle.salt.hex(), "outputs": tensors_to_json(bundle.outputs)}
 
 
 def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
@@ -248,7 +267,7 @@ def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
         raise VerificationFailed(f"quorum: not comparable: the nodes ran different runtime classes {sorted(classes)}")
     disagreeing = []
     for node, bundle in others:
-        if bundle.receipt.body.input_digest != first.receipt.body.input_digest:
+        if tensors_digest(bundle.inputs) != tensors_digest(first.inputs):
             disagreeing.append(f"{node} (different input digest)")
             continue
         comparison = compare_outputs(first.manifest.body.policy, first.outputs, bundle.outputs)
