@@ -20,9 +20,15 @@ from veriml.receipts import parse_signed_receipt
 from veriml.verify import verify_bundle
 
 HERE = Path(__file__).parent
-SCRIPTS = {2: "substitution_other_model.py", 3: "substitution_other_publisher.py", 4: "substitution_other_inputs.py",
-           5: "substitution_replay.py"}  # fmt: skip
-OTHER_MODEL, OTHER_PUBLISHER, OTHER_INPUTS, REPLAY = 2, 3, 4, 5
+SCRIPTS = {
+    2: "substitution_other_model.py",
+    3: "substitution_other_publisher.py",
+    4: "substitution_other_inputs.py",
+    5: "substitution_replay.py",
+    6: "substitution_own_salt.py",
+    7: "substitution_other_privacy.py",
+}
+OTHER_MODEL, OTHER_PUBLISHER, OTHER_INPUTS, REPLAY, OWN_SALT, OTHER_PRIVACY = 2, 3, 4, 5, 6, 7
 X = {"x": np.random.default_rng(7).standard_normal((1, 16)).astype(np.float32)}
 
 
@@ -30,7 +36,7 @@ X = {"x": np.random.default_rng(7).standard_normal((1, 16)).astype(np.float32)}
 def net(tmp_path_factory):
     root = tmp_path_factory.mktemp("substitution")
     commands = {n: [sys.executable, str(HERE / script)] for n, script in SCRIPTS.items()}
-    network = devnet.up(root, 6, checkpoint_interval=0.3, audit_fraction=0.0, commands=commands)
+    network = devnet.up(root, 8, checkpoint_interval=0.3, audit_fraction=0.0, commands=commands)
     yield network
     devnet.down(root)
 
@@ -154,3 +160,17 @@ def test_async_client_binds_answers_too(net, model):
                 await client.infer("alice/mlp", X, verify="quorum:3")
 
     asyncio.run(main())
+
+
+def test_node_ignoring_the_clients_salt_is_refused(net, model):
+    with Client([net.urls[OWN_SALT]]) as client, pytest.raises(VerificationFailed) as refused:
+        client.infer("alice/mlp", X)
+    assert f"node {net.urls[OWN_SALT]} answered with salt 0000000000000000..., asked" in str(refused.value)
+
+
+def test_node_recording_another_privacy_is_refused(net, model):
+    with Client([net.urls[OTHER_PRIVACY]]) as client:
+        with pytest.raises(VerificationFailed) as refused:
+            client.infer("alice/mlp", X, privacy="private")
+        assert f"node {net.urls[OTHER_PRIVACY]} answered with privacy 'public', asked 'private'" in str(refused.value)
+        assert client.infer("alice/mlp", X, privacy="public").receipt.body.privacy == "public"
