@@ -28,11 +28,13 @@ from veriml.client.protocol import (
     Asked,
     Disagreement,
     Nodes,
+    Resolved,
     VerifyLevel,
     ask,
     infer_body,
     judge_quorum,
     manifest_request,
+    newest,
     no_answer,
     parse_infer,
     publisher_keys,
@@ -59,7 +61,9 @@ Publishers = str | VerifyingKey | Sequence[str | VerifyingKey] | None
 class Client:
     """`publishers` pins whose models this client accepts (verifier keys, compared by public key bytes): a model
     reference by name then resolves only to a manifest one of them signed. `cache_dir` keeps the language-model
-    vocabularies the client checks chat answers with (default ~/.cache/veriml/client)."""
+    vocabularies the client checks chat answers with (default ~/.cache/veriml/client). A bare name resolves to
+    the newest version the nodes know (by the pinned publishers, else by the first answer's publisher) and is
+    reused for `resolve_ttl` seconds; a manifest id or `owner/name@N` resolves once."""
 
     def __init__(
         self,
@@ -70,6 +74,7 @@ class Client:
         proof_wait: float = 600.0,
         publishers: Publishers = None,
         cache_dir: Path | None = None,
+        resolve_ttl: float = 5.0,
     ) -> None:
         self.nodes = Nodes(nodes)
         self.admin_token = admin_token
@@ -77,6 +82,7 @@ class Client:
         self.proof_wait = proof_wait
         self.publishers = publisher_keys(publishers)
         self.tokenizers = Tokenizers(cache_dir)
+        self._resolved = Resolved(resolve_ttl)
         self._http = httpx.Client(timeout=timeout)
 
     def close(self) -> None:
@@ -133,14 +139,23 @@ class Client:
         when `ref` is a manifest id, else the name (and pinned version) it names, signed by a pinned publisher
         (`publisher`, else the client's `publishers`) when any is pinned. A node answering otherwise is skipped."""
         pins = publisher_keys(publisher) or self.publishers
+        held = self._resolved.get(ref, pins)
+        if held is not None:
+            return held
         path, query = manifest_request(ref)
         failures: list[VerimlError] = []
+        answers: list[SignedManifest] = []
         for url in self.nodes.order(ref):
             try:
-                return resolved_answer(url, ref, self._request(url, "GET", path, params=query), pins)
+                answers.append(resolved_answer(url, ref, self._request(url, "GET", path, params=query), pins))
             except (Unavailable, NotFound, VerificationFailed) as exc:
                 failures.append(exc)
-        raise no_answer(f"model {ref}", failures)
+                continue
+            if not self._resolved.asks_all(ref):
+                break
+        if not answers:
+            raise no_answer(f"model {ref}", failures)
+        return self._resolved.put(ref, pins, newest(answers, pins))
 
     resolve = manifest
 
@@ -498,11 +513,17 @@ class AsyncClient:
     shared layer in `protocol`); publishing, pinning, proofs and chat stay on the sync client."""
 
     def __init__(
-        self, nodes: Sequence[str], timeout: float = 30.0, log_wait: float = 15.0, publishers: Publishers = None
+        self,
+        nodes: Sequence[str],
+        timeout: float = 30.0,
+        log_wait: float = 15.0,
+        publishers: Publishers = None,
+        resolve_ttl: float = 5.0,
     ) -> None:
         self.nodes = Nodes(nodes)
         self.log_wait = log_wait
         self.publishers = publisher_keys(publishers)
+        self._resolved = Resolved(resolve_ttl)
         self._http = httpx.AsyncClient(timeout=timeout)
 
     async def aclose(self) -> None:
@@ -537,14 +558,23 @@ class AsyncClient:
     async def manifest(self, ref: str, publisher: Publishers = None) -> SignedManifest:
         """As `Client.manifest`."""
         pins = publisher_keys(publisher) or self.publishers
+        held = self._resolved.get(ref, pins)
+        if held is not None:
+            return held
         path, query = manifest_request(ref)
         failures: list[VerimlError] = []
+        answers: list[SignedManifest] = []
         for url in self.nodes.order(ref):
             try:
-                return resolved_answer(url, ref, await self._request(url, "GET", path, params=query), pins)
+                answers.append(resolved_answer(url, ref, await self._request(url, "GET", path, params=query), pins))
             except (Unavailable, NotFound, VerificationFailed) as exc:
                 failures.append(exc)
-        raise no_answer(f"model {ref}", failures)
+                continue
+            if not self._resolved.asks_all(ref):
+                break
+        if not answers:
+            raise no_answer(f"model {ref}", failures)
+        return self._resolved.put(ref, pins, newest(answers, pins))
 
     async def _infer_once(self, asked: Asked, urls: Sequence[str]) -> tuple[str, Bundle, int]:
         body = infer_body(asked)

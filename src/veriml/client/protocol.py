@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -296,6 +297,14 @@ def resolved_answer(node: str, ref: str, response: httpx.Response, publishers: f
     return check_resolved(node, ref, signed, publishers)
 
 
+def newest(answers: Sequence[SignedManifest], publishers: frozenset[bytes]) -> SignedManifest:
+    """The latest version among the nodes' answers for a bare name: by a pinned publisher, or, with none pinned,
+    by the publisher of the first answer (nodes that lag behind do not pin the client to an old version, and a
+    node naming another publisher's higher version does not move it to that publisher)."""
+    trusted = publishers or {answers[0].body.publisher.public}
+    return max((m for m in answers if m.body.publisher.public in trusted), key=lambda m: m.body.version)
+
+
 def no_answer(what: str, failures: Sequence[VerimlError]) -> VerimlError:
     """The error when no node gave an acceptable answer: a refused (substituted or unverifiable) answer is
     VerificationFailed, else NotFound when every node said so, else Unavailable; each node's reason is named."""
@@ -347,3 +356,31 @@ class Nodes:
                 seen.add(witness.public)
                 keys.append(witness.vkey)
         return keys
+
+
+class Resolved:
+    """Manifests already resolved: by content address or pinned version for good (they name one manifest), by
+    bare name for `ttl` seconds (a newer version may be published). Keyed by the publishers pinned too."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._held: dict[tuple[str, frozenset[bytes]], tuple[float, SignedManifest]] = {}
+
+    @staticmethod
+    def asks_all(ref: str) -> bool:
+        """A bare name asks every node (for the newest version); anything pinned takes the first valid answer."""
+        parsed = ModelRef.parse(ref)
+        return parsed.manifest_id is None and parsed.version is None
+
+    def get(self, ref: str, publishers: frozenset[bytes]) -> SignedManifest | None:
+        held = self._held.get((ref, publishers))
+        if held is None:
+            return None
+        expires, manifest = held
+        return manifest if time.monotonic() < expires else None
+
+    def put(self, ref: str, publishers: frozenset[bytes], manifest: SignedManifest) -> SignedManifest:
+        lifetime = self.ttl if self.asks_all(ref) else float("inf")
+        if lifetime > 0:
+            self._held[(ref, publishers)] = (time.monotonic() + lifetime, manifest)
+        return manifest
