@@ -25,7 +25,8 @@ from veriml.verify import verify_bundle
 class ChatResult:
     """The reply text and the bundle that proves which tokens the model generated (the receipt binds token ids;
     the text is what they decode to). `text_checked` is True when the client decoded the signed tokens itself
-    and the text is that decoding; False only when the caller opted out (`check_text=False`)."""
+    and the text is that decoding (and checked the signed prompt tokens against its own tokenization of the
+    messages); False only when the caller opted out (`check_text=False`): then neither was checked."""
 
     text: str
     finish_reason: str
