@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from veriml.codec import TensorSpec
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, shown
 
 PROMPT = "prompt_tokens"
 OUTPUT = "tokens"
@@ -61,11 +61,11 @@ class GenerationParams:
         for name in _INT:
             value = getattr(self, name)
             if type(value) is not int:
-                raise InvalidInput(f"{name}: expected an integer, got {value!r}")
+                raise InvalidInput(f"{name}: expected an integer, got {shown(value)}")
         for name in _FLOAT:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-                raise InvalidInput(f"{name}: expected a finite number, got {value!r}")
+                raise InvalidInput(f"{name}: expected a finite number, got {shown(value)}")
             object.__setattr__(self, name, float(value))
         _check_range("max_tokens", self.max_tokens, 1, 1 << 20)
         _check_range("temperature", self.temperature, 0.0, 2.0)
