@@ -35,7 +35,9 @@ class LlmSection:
         if not isinstance(self.architecture, str) or not self.architecture:
             raise InvalidInput("manifest llm: architecture must be a non-empty string")
         if type(self.context_length) is not int or self.context_length < 1:
-            raise InvalidInput(f"manifest llm: context_length must be a positive integer, got {shown(self.context_length)}")
+            raise InvalidInput(
+                f"manifest llm: context_length must be a positive integer, got {shown(self.context_length)}"
+            )
         if not isinstance(self.chat_template, str):
             raise InvalidInput("manifest llm: chat_template must be text")
 

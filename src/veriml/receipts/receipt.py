@@ -48,7 +48,9 @@ class Receipt:
         if not isinstance(self.request_id, str) or not _REQUEST_ID.fullmatch(self.request_id):
             raise InvalidInput("receipt: request_id must be 1-128 characters of [A-Za-z0-9._:-]")
         if not isinstance(self.timestamp, str) or not _TIMESTAMP.fullmatch(self.timestamp):
-            raise InvalidInput(f"receipt: timestamp must be RFC 3339 UTC with microseconds, got {shown(self.timestamp)}")
+            raise InvalidInput(
+                f"receipt: timestamp must be RFC 3339 UTC with microseconds, got {shown(self.timestamp)}"
+            )
 
     @property
     def signer(self) -> VerifyingKey:

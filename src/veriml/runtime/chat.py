@@ -45,7 +45,9 @@ def _text(content: Any, number: int) -> str:
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise InvalidInput(f"messages[{number}].content: part of type {shown(kind)} is not supported; only text")
+                raise InvalidInput(
+                    f"messages[{number}].content: part of type {shown(kind)} is not supported; only text"
+                )
             parts.append(part["text"])
         return "".join(parts)
     raise InvalidInput(f"messages[{number}].content: expected text, got {type(content).__name__}")
