@@ -485,6 +485,8 @@ def build_world(tmp: Path) -> World:
         TileRef(level, index, width).path
         for level, index, width in [(0, 0, 256), (1, 1234067, 3), (None, 5, 256), (None, 0, 17), (63, 999, 255)]
     ]
+    world.texts["key_file"] = [publisher.private_text() + "\n", witness.private_text()]
+    world.objects["leaves"] = [ReceiptLeaf.of(bundle.receipt).to_bytes()]
     world.texts["verifier_key"] = [log_key.public.vkey, witness.cosigner_public.vkey, publisher.public.vkey]
     world.texts["model_ref"] = ["alice/mlp", "alice/mlp@1", str(manifest.id), "a.b_c-d/e@123456789"]
     world.texts["add_checkpoint"] = [add_checkpoint_body(0, [], signed).decode(), add_checkpoint_body(
@@ -809,6 +811,25 @@ def _call_verifier_key(text: Any, world: World) -> None:
     VerifyingKey.parse(text)
 
 
+def _call_key_file(data: bytes, world: World) -> None:
+    from veriml.identity import SigningKey
+
+    path = world.tmp / "fuzz.key"
+    path.write_bytes(data)
+    path.chmod(0o600)
+    SigningKey.load(path)
+
+
+def _leaf_gen(rng: random.Random, world: World) -> bytes:
+    return random_bytes(rng) if rng.random() < 0.2 else mutate_bytes(rng, world.objects["leaves"][0])
+
+
+def _call_leaf(data: bytes, world: World) -> None:
+    from veriml.receipts import ReceiptLeaf
+
+    ReceiptLeaf.from_bytes(data)
+
+
 def _call_model_ref(text: str, world: World) -> None:
     from veriml.hub import ModelRef
 
@@ -890,6 +911,8 @@ TARGETS: list[Target] = [
     Target("tile-path", _text_gen("tile_path"), _call_tile_path),
     Target("verifier-key", _text_gen("verifier_key", non_str=True), _call_verifier_key),
     Target("model-ref", _text_gen("model_ref"), _call_model_ref),
+    Target("key-file", _text_gen("key_file", "bytes"), _call_key_file),
+    Target("receipt-leaf", _leaf_gen, _call_leaf),
     Target("runtime-inputs", _inputs_gen, _call_inputs),
     Target("openai-request", _openai_gen, _call_openai_direct, needs_node=True),
     Target("http-infer", _docs_gen("infer", "bytes"), _post("/v1/infer"), needs_node=True),
@@ -936,6 +959,7 @@ class Result:
     unhandled: int = 0
     seconds: float = 0.0
     slowest: float = 0.0
+    slowest_example: str = ""
     failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # "Type @ where" -> count, example
 
 
@@ -958,7 +982,9 @@ def run_target(name: str, count: int, seed: int, world: World) -> Result:
             entry = result.failures.setdefault(key, {"count": 0, "index": index, "example": _short(data),
                                                      "message": str(exc)[:200]})  # fmt: skip
             entry["count"] += 1
-        result.slowest = max(result.slowest, time.perf_counter() - began)
+        took = time.perf_counter() - began
+        if took > result.slowest:
+            result.slowest, result.slowest_example = took, f"input #{index}: {_short(data)}"
         result.inputs += 1
     result.seconds = time.perf_counter() - start
     return result
@@ -1014,7 +1040,8 @@ def run(names: list[str], per_parser: int, seed: int, jobs: int, progress_to: An
         total.accepted += part.accepted
         total.unhandled += part.unhandled
         total.seconds += part.seconds
-        total.slowest = max(total.slowest, part.slowest)
+        if part.slowest > total.slowest:
+            total.slowest, total.slowest_example = part.slowest, part.slowest_example
         for key, entry in part.failures.items():
             if key in total.failures:
                 total.failures[key]["count"] += entry["count"]
@@ -1035,6 +1062,8 @@ def report(results: list[Result], wall: float, out: Any = sys.stdout) -> None:
     total = sum(r.inputs for r in results)
     bad = sum(r.unhandled for r in results)
     print(f"{'total':<{width}}  {total:>9,}  {'':>8}  {bad:>9,}   wall {wall:.0f} s", file=out)
+    for r in sorted(results, key=lambda r: -r.slowest)[:5]:
+        print(f"\nslowest [{r.name}] {r.slowest * 1000:.0f} ms: {r.slowest_example}", file=out)
     for r in results:
         for key, entry in sorted(r.failures.items(), key=lambda item: -item[1]["count"]):
             print(f"\n[{r.name}] {entry['count']} x {key}\n    {entry['message']}\n    input #{entry['index']}: "
