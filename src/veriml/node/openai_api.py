@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
@@ -32,7 +32,7 @@ from veriml.hub import SignedManifest
 from veriml.node.node import Node
 from veriml.receipts import Bundle
 from veriml.runtime import Generation, GenerationParams
-from veriml.runtime.generation import MAX_SEED
+from veriml.runtime.generation import MAX_SEED, MAX_STOP
 
 events = logging.getLogger("veriml.node")
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
@@ -85,7 +85,9 @@ class _Sampling(BaseModel):
     max_tokens: int | None = Field(default=None, description="at most the node's limit (see /v1/info)")
     temperature: float | None = Field(default=None, description="0 decodes greedily; default 1 as OpenAI")
     top_p: float | None = None
-    stop: str | list[str] | None = None
+    # Lists are bounded in the model: pydantic validates (and reports) every element of a list otherwise, and
+    # 600 kB of nulls would cost seconds of CPU before any of veriml's checks ran.
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP)] | None = None
     seed: int | None = Field(default=None, description="sampling seed, recorded in the receipt; random if unset")
     stream: bool = False
     n: int | None = Field(default=None, description="only 1")
@@ -107,7 +109,7 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] = Field(description="the text to continue (one prompt)")
+    prompt: str | Annotated[list[str], Field(max_length=16)] = Field(description="the text to continue (one prompt)")
 
 
 def _params(node: Node, request: _Sampling, manifest: SignedManifest, max_tokens: int | None) -> GenerationParams:
