@@ -504,8 +504,10 @@ CHATML = (
 
 
 def build_node(world: World) -> None:
-    """A real node (no background threads) holding the tiny model, witnessing the world's log, behind
-    FastAPI's TestClient."""
+    """A real node (its app, without background threads) holding the tiny model and witnessing the world's
+    log. Fuzzed requests go straight into its ASGI app (`_asgi_post`); the seeds come from a TestClient call.
+    It holds no language model (llama.cpp is optional): chat and completion requests are parsed and refused
+    at the model, and the request-parsing steps past that are fuzzed directly (`openai-request`)."""
     from fastapi.testclient import TestClient
 
     from veriml.identity import SigningKey
@@ -624,10 +626,6 @@ def _tensor_bytes_gen(rng: random.Random, world: World) -> bytes:
         body = b"".join(struct.pack("<Q", d) for d in dims)
         return header + body + rng.randbytes(rng.choice([0, 1, 2, 4, 8, 16, 64]))
     return mutate_bytes(rng, rng.choice(world.objects["encoded_tensors"]))
-
-
-def _ensure_str_keys(value: Any) -> None:
-    """What a JSON parser can hand over: keys are text."""
 
 
 def _problem_ok(response: Any, openai: bool) -> None:
