@@ -554,6 +554,44 @@ def build_node(world: World) -> None:
     world.docs["completion"] = [completion, {**completion, "model": "alice/nope@2", "prompt": ["a"], "n_ctx": 32}]
 
 
+def llm_available() -> bool:
+    from veriml import examples
+
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return examples.smollm2_path() is not None
+
+
+def build_llm_node(world: World) -> None:
+    """A second real node holding SmolLM2 (when llama.cpp and the GGUF are installed), with tiny generation
+    limits, so that chat and completion requests run through tokenizing and generation too."""
+    from veriml import examples
+    from veriml.identity import SigningKey
+    from veriml.node.app import create_app
+    from veriml.node.config import NodeConfig
+    from veriml.node.node import Node
+    from veriml.service import Home
+
+    home = Home(world.tmp / "llm-node")
+    SigningKey.generate("alice").save(home.publisher_key_path)
+    node = Node(NodeConfig(home=home.root, llm_max_tokens=2, llm_n_ctx=96, llm_n_batch=32))
+    world.closers.append(node.stop)
+    path = examples.smollm2_path()
+    assert path is not None
+    node.service.publish(path, name="alice/smol")
+    loop = asyncio.new_event_loop()
+    world.closers.append(loop.close)
+    world.objects["llm_asgi"] = (create_app(node), loop)
+    chat = {"model": "alice/smol", "messages": [{"role": "system", "content": "Be brief."},
+            {"role": "user", "content": [{"type": "text", "text": "Hi"}]}], "max_tokens": 2, "temperature": 0,
+            "stop": ["\n"], "seed": 1, "stream": False}  # fmt: skip
+    world.docs["llm_chat"] = [chat, {**chat, "stream": True, "top_p": 0.5, "top_k": 3, "temperature": 0.7}]
+    completion = {"model": "alice/smol", "prompt": "Once", "max_tokens": 2, "temperature": 0.7, "top_k": 4}
+    world.docs["llm_completion"] = [completion, {**completion, "prompt": ["a b"], "n_ctx": 32, "stream": True}]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Targets
 # ---------------------------------------------------------------------------------------------------------
@@ -573,6 +611,7 @@ class Target:
     generate: Callable[[random.Random, World], Any]
     call: Callable[[Any, World], None]
     needs_node: bool = False
+    needs_llm: bool = False  # run only where llama.cpp and SmolLM2 are installed
 
 
 def _docs_gen(key: str, form: str) -> Callable[[random.Random, World], Any]:
@@ -633,6 +672,8 @@ def _problem_ok(response: Any, openai: bool) -> None:
     if status >= 500:
         raise Unhandled(f"HTTP {status}: {response.text[:200]}")
     if status < 400:
+        if b"internal error (" in response.content:  # a stream's error event after its 200 status line
+            raise Unhandled(f"HTTP {status} stream ended in {response.text[-200:]}")
         return
     content_type = response.headers.get("content-type", "")
     # C2SP tlog-witness: a 409 answers with the size this witness last cosigned.
@@ -691,9 +732,9 @@ async def _asgi_post(app: Any, path: str, body: bytes, content_type: str | None)
     return answer
 
 
-def _post(path: str, openai: bool = False, raw: bool = False) -> Callable[[Any, World], None]:
+def _post(path: str, openai: bool = False, raw: bool = False, llm: bool = False) -> Callable[[Any, World], None]:
     def call(data: Any, world: World) -> None:
-        app, loop = world.objects["asgi"]
+        app, loop = world.objects["llm_asgi" if llm else "asgi"]
         answer = loop.run_until_complete(_asgi_post(app, path, data, None if raw else "application/json"))
         _problem_ok(answer, openai)
 
@@ -924,7 +965,11 @@ TARGETS: list[Target] = [
     Target("http-completions", _docs_gen("completion", "bytes"), _post("/v1/completions", openai=True), True),
     Target("http-attest", _docs_gen("attest", "bytes"), _post("/v1/attest"), needs_node=True),
     Target("http-add-checkpoint", _text_gen("add_checkpoint", "bytes"), _post("/add-checkpoint", raw=True), True),
-]
+    Target("http-chat-completions-llm", _docs_gen("llm_chat", "bytes"),
+           _post("/v1/chat/completions", openai=True, llm=True), needs_llm=True),
+    Target("http-completions-llm", _docs_gen("llm_completion", "bytes"),
+           _post("/v1/completions", openai=True, llm=True), needs_llm=True),
+]  # fmt: skip
 BY_NAME = {target.name: target for target in TARGETS}
 
 
@@ -997,19 +1042,22 @@ def run_target(name: str, count: int, seed: int, world: World) -> Result:
 _WORLD: World | None = None
 
 
-def _worker_world(needs_node: bool) -> World:
+def _worker_world(needs_node: bool, needs_llm: bool = False) -> World:
     global _WORLD
     if _WORLD is None:
         _WORLD = build_world(Path(tempfile.mkdtemp(prefix="veriml-fuzz-")))
     if needs_node and "client" not in _WORLD.objects:
         build_node(_WORLD)
+    if needs_llm and "llm_asgi" not in _WORLD.objects:
+        build_llm_node(_WORLD)
     return _WORLD
 
 
 def _run_in_worker(args: tuple[str, int, int]) -> Result:
     name, count, seed = args
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 1000))
-    return run_target(name, count, seed, _worker_world(BY_NAME[name].needs_node))
+    target = BY_NAME[name]
+    return run_target(name, count, seed, _worker_world(target.needs_node, target.needs_llm))
 
 
 def run(names: list[str], per_parser: int, seed: int, jobs: int, progress_to: Any = None) -> list[Result]:
@@ -1086,7 +1134,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print("\n".join(BY_NAME))
         return 0
-    names = [n for n in args.only.split(",") if n] or list(BY_NAME)
+    names = [n for n in args.only.split(",") if n] or [
+        target.name for target in TARGETS if not target.needs_llm or llm_available()
+    ]
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         parser.error(f"unknown parser {unknown[0]!r}; see --list")

@@ -90,6 +90,10 @@ class GenerationParams:
                 raise InvalidInput(
                     f"stop: each sequence must be 1 to {MAX_STOP_CHARS} characters, got {sequence!r:.40}"
                 )
+            try:
+                sequence.encode("utf-8")
+            except UnicodeEncodeError as exc:  # JSON can spell a lone surrogate; UTF-8 cannot
+                raise InvalidInput(f"stop: not Unicode text (a lone surrogate at character {exc.start})") from exc
 
     @property
     def greedy(self) -> bool:
