@@ -15,6 +15,7 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "fuzz_parsers.py"
 EXAMPLES = 300
+EXAMPLES_LLM = 60  # requests that reach generation cost ~0.1 s each
 
 
 def _load() -> ModuleType:
@@ -46,8 +47,14 @@ def quiet() -> Iterator[None]:
 
 @pytest.mark.parametrize("name", list(fuzz.BY_NAME))
 def test_hostile_inputs_raise_only_typed_errors(name: str, world: object) -> None:
-    result = fuzz.run_target(name, EXAMPLES, seed=20261126, world=world)
-    assert result.inputs == EXAMPLES
+    if fuzz.BY_NAME[name].needs_llm:
+        if not fuzz.llm_available():
+            pytest.skip("llama.cpp or SmolLM2 is not installed")
+        if "llm_asgi" not in world.objects:
+            fuzz.build_llm_node(world)
+    examples = EXAMPLES_LLM if fuzz.BY_NAME[name].needs_llm else EXAMPLES
+    result = fuzz.run_target(name, examples, seed=20261126, world=world)
+    assert result.inputs == examples
     assert result.unhandled == 0, "\n".join(
         f"{entry['count']} x {key}: {entry['message']} (input #{entry['index']}: {entry['example']})"
         for key, entry in result.failures.items()
