@@ -179,7 +179,7 @@ def test_byzantine_node_is_caught_by_quorum_every_time_and_by_audit_at_its_rate(
             rerun = verify_bundle(lie, level="reexecuted", load_blob=lambda _d: path.read_bytes())
             assert rerun.check("reexec").status == "fail"
             # Any node re-executes a receipt on request, and signs what it found.
-            body = {"receipt": lie.receipt.to_json(), "inputs": tensors_to_json(lie.inputs),
+            body = {"receipt": lie.receipt.to_json(), "salt": lie.salt.hex(), "inputs": tensors_to_json(lie.inputs),
                     "outputs": tensors_to_json(lie.outputs)}  # fmt: skip
             attestation = httpx.post(f"{network.urls[0]}/v1/attest", json=body, timeout=30).json()
             assert attestation["body"]["verdict"] == "disagree"
