@@ -40,6 +40,8 @@ _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: 
                 404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
                 422: "invalid_request_error", 503: "service_unavailable"}  # fmt: skip
 _PARAM = re.compile(r"(?:node \S+: )?([a-z_]+(?:\[\d+\](?:\.[a-z_]+)?)?): ")
+# No token of a real vocabulary spans more characters than this (they run to a few dozen at most).
+_MAX_CHARS_PER_TOKEN = 64
 # Accepted and ignored: they change nothing about the tokens.
 _IGNORED = {"user", "stream_options", "metadata", "store", "service_tier", "parallel_tool_calls"}
 
@@ -189,6 +191,12 @@ def _prepare(node: Node, request: _Sampling, chat: bool) -> tuple[SignedManifest
         if not text:
             raise InvalidInput("prompt: empty; give the text to continue")
     service.check_generation(manifest, params)
+    if len(text) > params.n_ctx * _MAX_CHARS_PER_TOKEN:
+        # Tokenizing costs time in the text's length: text that cannot fit the context is refused unread.
+        raise InvalidInput(
+            f"context length: the prompt has {len(text)} characters, more than a context of {params.n_ctx} "
+            f"tokens can hold; shorten the prompt"
+        )
     tokens = service.tokenize(manifest, text, params)
     return manifest, tokens, _settle(node, params, len(tokens), asked)
 
