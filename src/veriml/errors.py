@@ -5,6 +5,8 @@ The HTTP face maps each kind to an RFC 9457 problem type and status; the CLI map
 
 from __future__ import annotations
 
+import reprlib
+
 
 class VerimlError(Exception):
     """Base of every error veriml raises on purpose. The message names the thing and what was expected."""
@@ -55,3 +57,21 @@ class Unavailable(VerimlError):
 
     kind = "unavailable"
     http_status = 503
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value as an error message shows it: its repr, bounded in length and in depth, so that a hostile value
+    (a list nested a thousand deep, a megabyte string) cannot make the message itself fail or balloon."""
+    text = _SHOWN.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _bounded_repr() -> reprlib.Repr:
+    bounded = reprlib.Repr()
+    bounded.maxlevel, bounded.maxstring, bounded.maxother = 3, 80, 80
+    bounded.maxlist = bounded.maxtuple = bounded.maxdict = bounded.maxset = 6
+    bounded.maxlong = 40
+    return bounded
+
+
+_SHOWN = _bounded_repr()

@@ -14,7 +14,7 @@ from typing import Any
 
 import rfc8785
 
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, shown
 
 _MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -123,6 +123,8 @@ def parse_json(data: bytes | str, what: str = "document") -> Any:
         raise InvalidInput(f"{what}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
     except RecursionError as exc:
         raise InvalidInput(f"{what}: JSON nested too deeply") from exc
+    except ValueError as exc:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise InvalidInput(f"{what}: not valid JSON ({exc})") from exc
 
 
 def b64encode(data: bytes) -> str:
@@ -148,5 +150,5 @@ def expect_document(obj: object, fields: set[str], what: str, format_version: in
         got = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
         raise InvalidInput(f"{what}: expected exactly the fields {sorted(fields)}, got {got}")
     if obj["format_version"] != format_version:
-        raise InvalidInput(f"{what}: format_version {obj['format_version']!r} is not supported")
+        raise InvalidInput(f"{what}: format_version {shown(obj['format_version'])} is not supported")
     return obj

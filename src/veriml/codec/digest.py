@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, shown
 
 _TEXT = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -33,7 +33,7 @@ class Digest:
     def parse(cls, text: object, what: str = "digest") -> Digest:
         # One text form only: upper-case hex or other algorithms would give one value two spellings.
         if not isinstance(text, str) or not _TEXT.fullmatch(text):
-            raise InvalidInput(f"{what}: expected 'sha256:' and 64 lowercase hex digits, got {text!r:.80}")
+            raise InvalidInput(f"{what}: expected 'sha256:' and 64 lowercase hex digits, got {shown(text)}")
         return cls("sha256", bytes.fromhex(text[7:]))
 
     @property

@@ -18,7 +18,7 @@ import numpy as np
 
 from veriml.codec.canonical import b64decode, b64encode, canonical_json
 from veriml.codec.digest import Digest
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, shown
 
 # dtype name -> (ONNX TensorProto element type, little-endian numpy dtype)
 _DTYPE_TABLE: dict[str, tuple[int, str]] = {
@@ -66,8 +66,8 @@ class TensorSpec:
         name, dtype, shape = obj["name"], obj["dtype"], obj["shape"]
         if not isinstance(name, str) or not name:
             raise InvalidInput(f"{what}: name must be a non-empty string")
-        if dtype not in DTYPES:
-            raise InvalidInput(f"{what} {name!r}: unsupported dtype {dtype!r}")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise InvalidInput(f"{what} {name!r}: unsupported dtype {shown(dtype)}")
         if shape is None:
             return cls(name, dtype, None)
         if not isinstance(shape, list) or len(shape) > _MAX_RANK:
@@ -75,7 +75,7 @@ class TensorSpec:
         for dim in shape:
             ok = dim is None or (isinstance(dim, str) and dim) or (type(dim) is int and dim >= 0)
             if not ok:
-                raise InvalidInput(f"{what} {name!r}: dim {dim!r} is not a size, a symbol or null")
+                raise InvalidInput(f"{what} {name!r}: dim {shown(dim)} is not a size, a symbol or null")
         return cls(name, dtype, tuple(shape))
 
     def describe(self) -> str:
@@ -136,7 +136,10 @@ def _array_from_raw(name: str, shape: tuple[int, ...], raw: bytes, what: str) ->
         count *= dim
     if count * dtype.itemsize != len(raw):
         raise InvalidInput(f"{what}: {name}{list(shape)} needs {count * dtype.itemsize} bytes of data, got {len(raw)}")
-    array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    try:
+        array = np.frombuffer(raw, dtype=dtype).reshape(shape)
+    except ValueError as exc:  # an empty tensor whose other dims numpy cannot index (over 2^63 elements)
+        raise InvalidInput(f"{what}: {name}{list(shape)} is not a shape an array can have") from exc
     if name == "bool" and raw and max(raw) > 1:
         # Only 0 and 1 are booleans; any other byte would give one value two encodings.
         raise InvalidInput(f"{what}: bool data holds bytes other than 0 and 1")
@@ -167,8 +170,8 @@ def tensor_from_json(obj: object, what: str = "tensor") -> np.ndarray:
     if not isinstance(obj, dict) or set(obj) != {"dtype", "shape", "data"}:
         raise InvalidInput(f"{what}: expected an object with exactly dtype, shape, data")
     name, shape = obj["dtype"], obj["shape"]
-    if name not in DTYPES:
-        raise InvalidInput(f"{what}: unsupported dtype {name!r}; supported: {', '.join(DTYPES)}")
+    if not isinstance(name, str) or name not in DTYPES:
+        raise InvalidInput(f"{what}: unsupported dtype {shown(name)}; supported: {', '.join(DTYPES)}")
     if (
         not isinstance(shape, list)
         or len(shape) > _MAX_RANK

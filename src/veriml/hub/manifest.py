@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from veriml.codec import Digest, TensorSpec, canonical_json, expect_document
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, shown
 from veriml.hub.policy import ComparisonPolicy
 from veriml.hub.refs import check_model_name
 from veriml.identity import Domain, Signed, VerifyingKey
@@ -35,7 +35,9 @@ class LlmSection:
         if not isinstance(self.architecture, str) or not self.architecture:
             raise InvalidInput("manifest llm: architecture must be a non-empty string")
         if type(self.context_length) is not int or self.context_length < 1:
-            raise InvalidInput(f"manifest llm: context_length must be a positive integer, got {self.context_length!r}")
+            raise InvalidInput(
+                f"manifest llm: context_length must be a positive integer, got {shown(self.context_length)}"
+            )
         if not isinstance(self.chat_template, str):
             raise InvalidInput("manifest llm: chat_template must be text")
 
@@ -79,11 +81,11 @@ class Manifest:
     def __post_init__(self) -> None:
         check_model_name(self.name)
         if type(self.version) is not int or not 1 <= self.version < 10**9:
-            raise InvalidInput(f"manifest {self.name}: version must be a positive integer, got {self.version!r}")
+            raise InvalidInput(f"manifest {self.name}: version must be a positive integer, got {shown(self.version)}")
         if (self.version == 1) != (self.parent is None):
             raise InvalidInput(f"manifest {self.name}@{self.version}: version 1 has no parent; later ones must")
         if self.format not in FORMATS:
-            raise InvalidInput(f"manifest {self.name}: format must be one of {FORMATS}, got {self.format!r}")
+            raise InvalidInput(f"manifest {self.name}: format must be one of {FORMATS}, got {shown(self.format)}")
         if type(self.size) is not int or self.size < 0 or type(self.opset) is not int or self.opset < 0:
             raise InvalidInput(f"manifest {self.name}: size and opset must be non-negative integers")
         if not self.inputs or not self.outputs:
@@ -93,7 +95,7 @@ class Manifest:
             if len(set(names)) != len(names):
                 raise InvalidInput(f"manifest {self.name}: tensor names repeat: {names}")
         if not isinstance(self.created, str) or not _TIMESTAMP.fullmatch(self.created):
-            raise InvalidInput(f"manifest {self.name}: created must be an RFC 3339 UTC time, got {self.created!r}")
+            raise InvalidInput(f"manifest {self.name}: created must be an RFC 3339 UTC time, got {shown(self.created)}")
         if not isinstance(self.description, str) or not isinstance(self.license, str):
             raise InvalidInput(f"manifest {self.name}: description and license must be strings")
         if self.zk is not None and not isinstance(self.zk, dict):

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +26,10 @@ class ComparisonPolicy:
 
     def __post_init__(self) -> None:
         if self.kind not in ("exact", "tolerance"):
-            raise InvalidInput(f"comparison policy: kind must be 'exact' or 'tolerance', got {self.kind!r}")
+            raise InvalidInput(f"comparison policy: kind must be 'exact' or 'tolerance', got {shown(self.kind)}")
         for label, value in (("atol", self.atol), ("rtol", self.rtol)):
             if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
-                raise InvalidInput(f"comparison policy: {label} must be a finite number >= 0, got {value!r}")
+                raise InvalidInput(f"comparison policy: {label} must be a finite number >= 0, got {shown(value)}")
         if self.kind == "exact" and (self.atol or self.rtol):
             raise InvalidInput("comparison policy: 'exact' takes no atol or rtol")
         if not isinstance(self.allow_nan, bool):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from veriml.codec import Digest
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, shown
 
 _SEGMENT = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 _NAME = re.compile(rf"{_SEGMENT}/{_SEGMENT}")
@@ -17,7 +17,7 @@ _REF = re.compile(rf"(?P<name>{_SEGMENT}/{_SEGMENT})(?:@(?P<version>[1-9][0-9]{{
 def check_model_name(name: object) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInput(
-            f"model name {name!r:.80}: expected 'owner/name' (letters, digits, '.', '_', '-'; up to 64 each)"
+            f"model name {shown(name)}: expected 'owner/name' (letters, digits, '.', '_', '-'; up to 64 each)"
         )
     return name
 

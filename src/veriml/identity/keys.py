@@ -197,4 +197,8 @@ class SigningKey:
                 f"key file {path}: mode {stat.S_IMODE(mode):04o} lets others read it; expected 0600 "
                 f"(fix with: chmod 600 {path})"
             )
-        return cls.parse_private(path.read_text(encoding="ascii").strip(), f"key file {path}")
+        try:
+            text = path.read_bytes().decode("ascii")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"key file {path}: not ASCII text (byte {exc.start})") from exc
+        return cls.parse_private(text.strip(), f"key file {path}")

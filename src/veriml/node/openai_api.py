@@ -17,7 +17,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
@@ -33,13 +33,15 @@ from veriml.node.node import Node
 from veriml.receipts import DEFAULT_PRIVACY, Bundle, parse_salt
 from veriml.receipts.commitment import check_privacy
 from veriml.runtime import Generation, GenerationParams
-from veriml.runtime.generation import MAX_SEED
+from veriml.runtime.generation import MAX_SEED, MAX_STOP
 
 events = logging.getLogger("veriml.node")
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                 404: "not_found_error", 409: "conflict_error", 413: "invalid_request_error",
                 422: "invalid_request_error", 503: "service_unavailable"}  # fmt: skip
 _PARAM = re.compile(r"(?:node \S+: )?([a-z_]+(?:\[\d+\](?:\.[a-z_]+)?)?): ")
+# No token of a real vocabulary spans more characters than this (they run to a few dozen at most).
+_MAX_CHARS_PER_TOKEN = 64
 # Accepted and ignored: they change nothing about the tokens.
 _IGNORED = {"user", "stream_options", "metadata", "store", "service_tier", "parallel_tool_calls"}
 
@@ -86,7 +88,9 @@ class _Sampling(BaseModel):
     max_tokens: int | None = Field(default=None, description="at most the node's limit (see /v1/info)")
     temperature: float | None = Field(default=None, description="0 decodes greedily; default 1 as OpenAI")
     top_p: float | None = None
-    stop: str | list[str] | None = None
+    # Lists are bounded in the model: pydantic validates (and reports) every element of a list otherwise, and
+    # 600 kB of nulls would cost seconds of CPU before any of veriml's checks ran.
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP)] | None = None
     seed: int | None = Field(default=None, description="sampling seed, recorded in the receipt; random if unset")
     stream: bool = False
     n: int | None = Field(default=None, description="only 1")
@@ -110,7 +114,7 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] = Field(description="the text to continue (one prompt)")
+    prompt: str | Annotated[list[str], Field(max_length=16)] = Field(description="the text to continue (one prompt)")
 
 
 def _params(node: Node, request: _Sampling, manifest: SignedManifest, max_tokens: int | None) -> GenerationParams:
@@ -187,6 +191,12 @@ def _prepare(node: Node, request: _Sampling, chat: bool) -> tuple[SignedManifest
         if not text:
             raise InvalidInput("prompt: empty; give the text to continue")
     service.check_generation(manifest, params)
+    if len(text) > params.n_ctx * _MAX_CHARS_PER_TOKEN:
+        # Tokenizing costs time in the text's length: text that cannot fit the context is refused unread.
+        raise InvalidInput(
+            f"context length: the prompt has {len(text)} characters, more than a context of {params.n_ctx} "
+            f"tokens can hold; shorten the prompt"
+        )
     tokens = service.tokenize(manifest, text, params)
     return manifest, tokens, _settle(node, params, len(tokens), asked)
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from veriml.codec import Digest, expect_document
 from veriml.codec.clock import utc_timestamp
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, shown
 from veriml.identity import Domain, Signed, SigningKey, VerifyingKey
 
 FORMAT_VERSION = 2
@@ -36,7 +36,7 @@ class Attestation:
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
-            raise InvalidInput(f"attestation: verdict must be one of {VERDICTS}, got {self.verdict!r}")
+            raise InvalidInput(f"attestation: verdict must be one of {VERDICTS}, got {shown(self.verdict)}")
         if not isinstance(self.detail, str) or not isinstance(self.runtime_class, str):
             raise InvalidInput("attestation: detail and runtime_class must be text")
 

@@ -14,7 +14,7 @@ import re
 import secrets
 
 from veriml.codec import Digest
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, shown
 
 SALT_BYTES = 32
 PRIVACY_MODES = ("private", "auditable", "public")
@@ -41,5 +41,5 @@ def parse_salt(text: object, what: str = "salt") -> bytes:
 
 def check_privacy(mode: object) -> str:
     if mode not in PRIVACY_MODES:
-        raise InvalidInput(f"privacy: expected one of {', '.join(PRIVACY_MODES)}, got {mode!r}")
+        raise InvalidInput(f"privacy: expected one of {', '.join(PRIVACY_MODES)}, got {shown(mode)}")
     return mode  # type: ignore[return-value]

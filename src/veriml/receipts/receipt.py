@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from veriml.codec import Digest, Fragment, canonical_json, expect_document
 from veriml.codec.clock import utc_timestamp
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, shown
 from veriml.identity import Domain, Signed, SigningKey, VerifyingKey
 from veriml.receipts.commitment import DEFAULT_PRIVACY, check_privacy
 from veriml.runtime import RuntimeFingerprint
@@ -47,12 +47,14 @@ class Receipt:
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
-            raise InvalidInput(f"receipt: mode must be one of {MODES}, got {self.mode!r}")
+            raise InvalidInput(f"receipt: mode must be one of {MODES}, got {shown(self.mode)}")
         check_privacy(self.privacy)
         if not isinstance(self.request_id, str) or not _REQUEST_ID.fullmatch(self.request_id):
             raise InvalidInput("receipt: request_id must be 1-128 characters of [A-Za-z0-9._:-]")
         if not isinstance(self.timestamp, str) or not _TIMESTAMP.fullmatch(self.timestamp):
-            raise InvalidInput(f"receipt: timestamp must be RFC 3339 UTC with microseconds, got {self.timestamp!r}")
+            raise InvalidInput(
+                f"receipt: timestamp must be RFC 3339 UTC with microseconds, got {shown(self.timestamp)}"
+            )
 
     @property
     def signer(self) -> VerifyingKey:

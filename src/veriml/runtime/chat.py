@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from veriml.errors import InvalidInput, Unavailable
+from veriml.errors import InvalidInput, Unavailable, shown
 
 ROLES = ("system", "user", "assistant")
 MAX_MESSAGES = 1024
@@ -27,7 +27,7 @@ def check_messages(messages: object) -> list[dict[str, str]]:
         role = message.get("role")
         if role not in ROLES:
             expected = ", ".join(ROLES)
-            raise InvalidInput(f"messages[{number}].role: {role!r} is not supported; expected one of {expected}")
+            raise InvalidInput(f"messages[{number}].role: {shown(role)} is not supported; expected one of {expected}")
         content = _text(message.get("content"), number)
         if not content.strip() and role != "assistant":
             raise InvalidInput(f"messages[{number}].content: empty; a {role} message needs text")
@@ -45,7 +45,9 @@ def _text(content: Any, number: int) -> str:
         for part in content:
             if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
                 kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-                raise InvalidInput(f"messages[{number}].content: part of type {kind!r} is not supported; only text")
+                raise InvalidInput(
+                    f"messages[{number}].content: part of type {shown(kind)} is not supported; only text"
+                )
             parts.append(part["text"])
         return "".join(parts)
     raise InvalidInput(f"messages[{number}].content: expected text, got {type(content).__name__}")

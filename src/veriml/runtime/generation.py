@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from veriml.codec import TensorSpec
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, shown
 
 PROMPT = "prompt_tokens"
 OUTPUT = "tokens"
@@ -61,11 +61,11 @@ class GenerationParams:
         for name in _INT:
             value = getattr(self, name)
             if type(value) is not int:
-                raise InvalidInput(f"{name}: expected an integer, got {value!r}")
+                raise InvalidInput(f"{name}: expected an integer, got {shown(value)}")
         for name in _FLOAT:
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-                raise InvalidInput(f"{name}: expected a finite number, got {value!r}")
+                raise InvalidInput(f"{name}: expected a finite number, got {shown(value)}")
             object.__setattr__(self, name, float(value))
         _check_range("max_tokens", self.max_tokens, 1, 1 << 20)
         _check_range("temperature", self.temperature, 0.0, 2.0)
@@ -90,6 +90,10 @@ class GenerationParams:
                 raise InvalidInput(
                     f"stop: each sequence must be 1 to {MAX_STOP_CHARS} characters, got {sequence!r:.40}"
                 )
+            try:
+                sequence.encode("utf-8")
+            except UnicodeEncodeError as exc:  # JSON can spell a lone surrogate; UTF-8 cannot
+                raise InvalidInput(f"stop: not Unicode text (a lone surrogate at character {exc.start})") from exc
 
     @property
     def greedy(self) -> bool:

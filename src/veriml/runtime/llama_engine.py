@@ -222,10 +222,14 @@ class LlamaEngine:
     def tokenize(self, blob_id: Digest, load: BlobLoader, text: str, params: GenerationParams) -> list[int]:
         """Token ids of a rendered prompt; special tokens in the text (a chat template's markers) are parsed as
         special, and a BOS token is added only where the model's metadata asks for one."""
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # JSON can spell a lone surrogate; UTF-8 cannot
+            raise InvalidInput(f"prompt: not Unicode text (a lone surrogate at character {exc.start})") from exc
         loaded = self.model(blob_id, load, params)
         with loaded.lock:
             add_bos = bool(loaded.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true")
-            return list(loaded.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+            return list(loaded.llm.tokenize(data, add_bos=add_bos, special=True))
 
     def detokenize(self, blob_id: Digest, load: BlobLoader, tokens: Sequence[int], params: GenerationParams) -> str:
         loaded = self.model(blob_id, load, params)

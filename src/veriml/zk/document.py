@@ -75,6 +75,8 @@ class ZkDocument:
             raise InvalidInput("zk document: artifacts and shape_bindings must be objects")
         if not all(isinstance(k, str) and type(v) is int and v >= 1 for k, v in bindings.items()):
             raise InvalidInput("zk document: shape_bindings maps symbols to positive sizes")
+        if not isinstance(obj["prover"], str):
+            raise InvalidInput("zk document: prover must be text")
         return cls(
             manifest=Digest.parse(obj["manifest"], "zk document manifest"),
             artifacts={name: Digest.parse(value, f"zk artifact {name}") for name, value in artifacts.items()},
@@ -83,7 +85,7 @@ class ZkDocument:
             input_visibility=obj["input_visibility"],
             output_visibility=obj["output_visibility"],
             shape_bindings=bindings,
-            prover=str(obj["prover"]),
+            prover=obj["prover"],
             created=obj["created"],
             publisher=VerifyingKey.parse(obj["publisher"], "zk document publisher"),
         )
