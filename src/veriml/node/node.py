@@ -11,7 +11,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from veriml.codec import Digest
-from veriml.errors import NotFound, Unavailable, VerificationFailed, VerimlError
+from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed, VerimlError
 from veriml.hub import ModelRef, SignedManifest
 from veriml.node.audit import Auditor
 from veriml.node.config import NodeConfig
@@ -146,14 +146,19 @@ class Node:
 
     def ensure_blob(self, manifest: SignedManifest) -> None:
         """Fetch the manifest's blob from a peer if it is not here; bytes that hash wrong are refused."""
-        blobs, blob = self.service.hub.blobs, manifest.body.blob
-        if blobs.has(blob):
+        hub, blob = self.service.hub, manifest.body.blob
+        hub.refused(manifest)  # refused before: no fetch again
+        if hub.blobs.has(blob):
+            hub.check_model_blob(manifest)
             return
         reasons = []
         for peer in self._peers_for(manifest.body.name):
             try:
                 self._fetch_blob(peer, blob, manifest.body.size)
+                hub.check_model_blob(manifest)  # a model whose honest runs differ is not kept or run
                 return
+            except InvalidInput:
+                raise
             except VerificationFailed as exc:
                 self.bad_peers[peer.url] = str(exc)
                 events.warning("peer %s served wrong bytes for %s: %s", peer.url, blob, exc)
@@ -233,4 +238,7 @@ class Node:
             manifest = self.service.resolve(ref)
         except NotFound:
             return None
-        return manifest if self.service.hub.blobs.has(manifest.body.blob) else None
+        if not self.service.hub.blobs.has(manifest.body.blob):
+            return None
+        self.service.hub.check_model_blob(manifest)  # once per blob; a refused one raises InvalidInput
+        return manifest
