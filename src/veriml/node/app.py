@@ -20,6 +20,7 @@ from veriml.codec import Digest, canonical_json, parse_json, tensors_from_json
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
 from veriml.hub import parse_signed_manifest
 from veriml.node import openai_api, problems
+from veriml.node.limits import ConcurrencyCap, check_reexecution
 from veriml.node.node import Node
 from veriml.receipts import Bundle, parse_signed_receipt
 from veriml.tlog import StaleOldSize, parse_tile_path, read_checkpoint, read_tile
@@ -213,13 +214,15 @@ def create_app(node: Node) -> FastAPI:
         Its inclusion proof is at /v1/log/entries/{log_index} once the next checkpoint is published."""
         if request.verify not in (None, "signed", "proven"):
             raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
+        proof = b""
         if request.verify == "proven":
             manifest = node.held(request.model) or await run_in_threadpool(node.resolve, request.model)
             await run_in_threadpool(node.ensure_zk, manifest)  # 404 unless the circuit is here or at a peer
-        bundle, index = await node.infer_async(request.model, request.inputs, request.request_id)
-        proof = b""
-        if request.verify == "proven":
-            proof = b',"proof_job":"' + node.proofs.submit(bundle).encode() + b'"'
+            with node.proofs.slot():  # 503 before any work when the proof queue is full
+                bundle, index = await node.infer_async(request.model, request.inputs, request.request_id)
+                proof = b',"proof_job":"' + node.proofs.submit(bundle).encode() + b'"'
+        else:
+            bundle, index = await node.infer_async(request.model, request.inputs, request.request_id)
         # The bundle's canonical bytes are written as they are: no second encoding pass over the same data.
         body = b'{"bundle":' + bundle.to_bytes() + b',"log_index":' + str(index).encode() + proof + b"}"
         return Response(body, media_type="application/json")
@@ -278,18 +281,21 @@ def create_app(node: Node) -> FastAPI:
         )
         return Response(bundle.to_bytes(), media_type="application/json")
 
+    attests = ConcurrencyCap(config.max_concurrent_attests, "re-executions for /v1/attest")
+
     @app.post("/v1/attest", tags=["verification"])
     def attest(request: AttestRequest) -> dict[str, Any]:
         """Re-execute another node's receipt here and answer with a signed attestation: agree, disagree, or
-        not comparable."""
-        receipt = parse_signed_receipt(request.receipt)
-        manifest = node.pin(str(receipt.body.manifest))
-        attestation = node.service.attest(
-            manifest,
-            receipt,
-            tensors_from_json(request.inputs, "inputs"),
-            tensors_from_json(request.outputs, "outputs"),
-        )
+        not comparable. Bounded as the node's own requests are (docs/limits.md): a generation's size by the
+        node's limits, checked before anything runs, and at most `max_concurrent_attests` at once (503 beyond)."""
+        receipt = parse_signed_receipt(request.receipt).verified()
+        inputs = tensors_from_json(request.inputs, "inputs")
+        outputs = tensors_from_json(request.outputs, "outputs")
+        with attests.hold():
+            manifest = node.resolve(str(receipt.body.manifest))
+            check_reexecution(config, manifest, inputs)  # before the model is fetched or loaded
+            node.ensure_blob(manifest)
+            attestation = node.service.attest(manifest, receipt, inputs, outputs)
         return attestation.to_json()
 
     @app.get("/v1/attestations", tags=["verification"])
