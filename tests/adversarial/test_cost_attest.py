@@ -16,6 +16,7 @@ from veriml.client import Client
 from veriml.codec import tensors_digest, tensors_to_json
 from veriml.identity import SigningKey
 from veriml.receipts import sign_receipt
+from veriml.receipts.commitment import commit, new_salt
 from veriml.runtime import GenerationParams, RuntimeFingerprint, generation_inputs
 
 pytest.importorskip("llama_cpp", reason="the llm extra is installed by `make install`")
@@ -45,10 +46,12 @@ def attest_body(manifest, params: GenerationParams) -> dict:
     """What an attacker sends: a receipt it signed itself for a generation of its choosing."""
     inputs = generation_inputs([1, 2, 3], params)
     outputs = {"tokens": np.asarray([4, 5], dtype=np.int32)}
+    salt = new_salt()
     receipt = sign_receipt(SigningKey.generate("mallory"), manifest=manifest.id, blob=manifest.body.blob,
-                           input_digest=tensors_digest(inputs), output_digest=tensors_digest(outputs),
-                           runtime=LLAMA)  # fmt: skip
-    return {"receipt": receipt.to_json(), "inputs": tensors_to_json(inputs), "outputs": tensors_to_json(outputs)}
+                           input_commitment=commit(salt, tensors_digest(inputs)),
+                           output_commitment=commit(salt, tensors_digest(outputs)), runtime=LLAMA)  # fmt: skip
+    return {"receipt": receipt.to_json(), "salt": salt.hex(), "inputs": tensors_to_json(inputs),
+            "outputs": tensors_to_json(outputs)}  # fmt: skip
 
 
 @pytest.mark.parametrize(

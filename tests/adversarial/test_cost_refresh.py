@@ -20,7 +20,7 @@ from veriml.tlog import Log
 from veriml.tlog.witness import add_checkpoint_body
 
 COUNTING = Path(__file__).with_name("cost_counting_peer.py")
-REQUESTS = 300
+REQUESTS = 96
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_unknown_model_names_do_not_trigger_a_refresh_storm(net):
         name = f"nobody/m{secrets.token_hex(6)}" if n % 3 else f"sha256:{secrets.token_hex(32)}"
         return http.post(f"{net.urls[1]}/v1/infer", json={"model": name, "inputs": {"x": [[0.0]]}})
 
-    with httpx.Client(timeout=30) as http, ThreadPoolExecutor(8) as pool:
+    with httpx.Client(timeout=30) as http, ThreadPoolExecutor(16) as pool:
         answers = list(pool.map(unknown, range(REQUESTS)))
     elapsed = time.monotonic() - start
     after = hits(net)
@@ -54,7 +54,7 @@ def test_unknown_model_names_do_not_trigger_a_refresh_storm(net):
     statuses = {answer.status_code for answer in answers}
     assert statuses <= {404, 503}, statuses  # not found, or (manifest ids past the rate limit) retry later
     assert any(a.status_code == 503 and "rate-limited" in a.json()["detail"] for a in answers)
-    # Background discovery (every 2 s) plus at most one on-demand refresh per second; 300 without the gate.
+    # Background discovery (every 2 s) plus at most one on-demand refresh per second; 96 without the gate.
     assert info <= elapsed / 2 + elapsed / 1.0 + 3, (info, elapsed)
     # No peer lists these names, so none is asked for them; manifest ids are asked at most the burst plus the rate.
     assert asked.get("/v1/models/*/versions", 0) == 0
@@ -68,10 +68,9 @@ def test_unknown_log_origins_do_not_trigger_a_refresh_storm(net, tmp_path):
         body = add_checkpoint_body(0, [], log.sign_checkpoint())
     before = hits(net).get("/v1/info", 0)
     start = time.monotonic()
-    with httpx.Client(timeout=30) as http:
-        for _ in range(100):
-            answer = http.post(f"{net.urls[1]}/add-checkpoint", content=body)
-            assert answer.status_code == 404, answer.text
+    with httpx.Client(timeout=30) as http, ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda _: http.post(f"{net.urls[1]}/add-checkpoint", content=body), range(50)))
+    assert {answer.status_code for answer in answers} == {404}, answers[0].text
     elapsed = time.monotonic() - start
     info = hits(net).get("/v1/info", 0) - before
     assert info <= elapsed / 2 + elapsed / 1.0 + 3, (info, elapsed)

@@ -89,6 +89,7 @@ def test_quorum_across_cpus_under_exact_is_not_comparable_not_a_disagreement(tmp
     from veriml.errors import VerificationFailed
     from veriml.identity import SigningKey
     from veriml.receipts import sign_receipt
+    from veriml.receipts.commitment import commit
     from veriml.service import Home, Service
 
     path = examples.save(examples.mlp(), tmp_path / "mlp.onnx")
@@ -98,8 +99,8 @@ def test_quorum_across_cpus_under_exact_is_not_comparable_not_a_disagreement(tmp
     other = {name: np.nextafter(v, np.float32(np.inf)) for name, v in bundle.outputs.items()}
     body = bundle.receipt.body
     key = SigningKey.generate("other-cpu")
-    receipt = sign_receipt(key, manifest=body.manifest, blob=body.blob, input_digest=body.input_digest,
-                           output_digest=tensors_digest(other),
+    receipt = sign_receipt(key, manifest=body.manifest, blob=body.blob, input_commitment=body.input_commitment,
+                           output_commitment=commit(bundle.salt, tensors_digest(other)),
                            runtime=_fingerprint(["avx", "avx2"]))  # fmt: skip
     second = replace(bundle, receipt=receipt, outputs=other)
     with pytest.raises(VerificationFailed, match="not comparable") as refused:

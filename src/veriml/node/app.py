@@ -22,7 +22,8 @@ from veriml.hub import parse_signed_manifest
 from veriml.node import openai_api, problems
 from veriml.node.limits import ConcurrencyCap, check_reexecution
 from veriml.node.node import Node
-from veriml.receipts import Bundle, parse_signed_receipt
+from veriml.receipts import DEFAULT_PRIVACY, Bundle, parse_salt, parse_signed_receipt
+from veriml.receipts.commitment import check_privacy
 from veriml.tlog import StaleOldSize, parse_tile_path, read_checkpoint, read_tile
 from veriml.tlog.witness import MAX_REQUEST_BYTES
 from veriml.zk import parse_signed_zk_document
@@ -36,6 +37,10 @@ class InferRequest(BaseModel):
     inputs: dict[str, Any] = Field(description="input name -> nested lists, or {dtype, shape, data(base64)}")
     request_id: str | None = Field(default=None, description="echoed into the receipt; 1-128 of [A-Za-z0-9._:-]")
     verify: str | None = Field(default=None, description="'proven' queues a zero-knowledge proof of the result")
+    privacy: str = Field(default=DEFAULT_PRIVACY, description="'private' (never disclosed, not kept), 'auditable' "
+                         "(disclosed only to authenticated auditors) or 'public' (readable by anyone)")  # fmt: skip
+    salt: str | None = Field(default=None, description="64 hex digits salting the receipt's commitments; "
+                             "drawn by the node when absent (the answer's bundle carries it)")  # fmt: skip
 
 
 class InferResponse(BaseModel):
@@ -46,6 +51,7 @@ class InferResponse(BaseModel):
 
 class AttestRequest(BaseModel):
     receipt: dict[str, Any] = Field(description="another node's signed receipt")
+    salt: str = Field(description="the salt that opens the receipt's commitments (64 hex digits)")
     inputs: dict[str, Any] = Field(description="the inputs it names, in the tensor JSON form")
     outputs: dict[str, Any] = Field(description="the outputs it names, in the tensor JSON form")
 
@@ -215,14 +221,17 @@ def create_app(node: Node) -> FastAPI:
         if request.verify not in (None, "signed", "proven"):
             raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
         proof = b""
+        salt = None if request.salt is None else parse_salt(request.salt, "salt")
+        privacy = check_privacy(request.privacy)
         if request.verify == "proven":
             manifest = node.held(request.model) or await run_in_threadpool(node.resolve, request.model)
             await run_in_threadpool(node.ensure_zk, manifest)  # 404 unless the circuit is here or at a peer
             with node.proofs.slot():  # 503 before any work when the proof queue is full
-                bundle, index = await node.infer_async(request.model, request.inputs, request.request_id)
+                bundle, index = await node.infer_async(request.model, request.inputs, request.request_id, salt,
+                                                       privacy)  # fmt: skip
                 proof = b',"proof_job":"' + node.proofs.submit(bundle).encode() + b'"'
         else:
-            bundle, index = await node.infer_async(request.model, request.inputs, request.request_id)
+            bundle, index = await node.infer_async(request.model, request.inputs, request.request_id, salt, privacy)
         # The bundle's canonical bytes are written as they are: no second encoding pass over the same data.
         body = b'{"bundle":' + bundle.to_bytes() + b',"log_index":' + str(index).encode() + proof + b"}"
         return Response(body, media_type="application/json")
@@ -268,6 +277,8 @@ def create_app(node: Node) -> FastAPI:
         _, extra = log.entry(index)
         stored = parse_json(extra, "stored receipt")
         receipt = parse_signed_receipt(stored["receipt"])
+        if "salt" not in stored:
+            raise NotFound(f"log entry {index}: a private request; its bundle went to its client only")
         try:
             proof = log.prove(index).to_text()
         except NotFound:
@@ -275,6 +286,7 @@ def create_app(node: Node) -> FastAPI:
         bundle = Bundle(
             manifest=node.service.hub.registry.by_id(receipt.body.manifest),
             receipt=receipt,
+            salt=parse_salt(stored["salt"], "stored salt"),
             inputs=tensors_from_json(stored["inputs"], "stored inputs"),
             outputs=tensors_from_json(stored["outputs"], "stored outputs"),
             log_proof=proof,
@@ -289,13 +301,14 @@ def create_app(node: Node) -> FastAPI:
         not comparable. Bounded as the node's own requests are (docs/limits.md): a generation's size by the
         node's limits, checked before anything runs, and at most `max_concurrent_attests` at once (503 beyond)."""
         receipt = parse_signed_receipt(request.receipt).verified()
+        salt = parse_salt(request.salt, "salt")
         inputs = tensors_from_json(request.inputs, "inputs")
         outputs = tensors_from_json(request.outputs, "outputs")
         with attests.hold():
             manifest = node.resolve(str(receipt.body.manifest))
             check_reexecution(config, manifest, inputs)  # before the model is fetched or loaded
             node.ensure_blob(manifest)
-            attestation = node.service.attest(manifest, receipt, inputs, outputs)
+            attestation = node.service.attest(manifest, receipt, salt, inputs, outputs)
         return attestation.to_json()
 
     @app.get("/v1/attestations", tags=["verification"])

@@ -227,33 +227,47 @@ class Discovery(Protocol):
 
 class RefreshGate:
     """Peer refreshes asked for on a caller's behalf (an unknown model name or log origin): one at a time, and at
-    most one per `interval` seconds. A caller arriving while one runs, or sooner than `interval` after the last,
-    does not wait and uses what is known. So unknown names sent at any rate cost the peers at most one round of
-    /v1/info (and, on chain, one registry read) per interval, and no caller waits behind a slow peer's refresh
-    but the one that started it."""
+    most one per `interval` seconds, shared. A caller waits for the first refresh that starts after it arrived
+    (at most `interval` plus `max_wait` seconds: a slow peer cannot hold callers longer), then uses what is known.
+    So unknown names sent at any rate cost the peers at most one round of /v1/info (and, on chain, one registry
+    read) per interval, and a name published at a peer a moment ago is still found."""
 
-    def __init__(self, refresh: Callable[[], None], interval: float) -> None:
+    def __init__(self, refresh: Callable[[], None], interval: float, max_wait: float = 5.0) -> None:
         self._refresh = refresh
-        self.interval = interval
-        self._lock = threading.Lock()
-        self._last = float("-inf")
+        self.interval, self.max_wait = interval, max_wait
+        self._changed = threading.Condition()
+        self._running = False
+        self._started = float("-inf")  # when the last finished refresh started
+        self._finished = float("-inf")
         self.count = 0  # refreshes made
 
     def __call__(self) -> bool:
-        """Refresh unless one runs now or finished within the interval; True if this call refreshed."""
-        if not self._lock.acquire(blocking=False):
-            return False
+        """Wait for a refresh that started after this call (running one if it is this call's turn); True if this
+        call ran it, False if it shared another's or gave up waiting."""
+        arrived = time.monotonic()
+        deadline = arrived + self.interval + self.max_wait
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                if self._started >= arrived:
+                    return False  # a refresh that started after we arrived has finished: its result is ours
+                if not self._running and now - self._finished >= self.interval:
+                    break
+                if now >= deadline:
+                    return False
+                wait = deadline - now if self._running else min(deadline, self._finished + self.interval) - now
+                self._changed.wait(max(wait, 0.001))
+            self._running = True
+        started = time.monotonic()
         try:
-            if time.monotonic() - self._last < self.interval:
-                return False
-            try:
-                self._refresh()
-            finally:
-                self._last = time.monotonic()
-                self.count += 1
-            return True
+            self._refresh()
         finally:
-            self._lock.release()
+            with self._changed:
+                self._running = False
+                self._started, self._finished = started, time.monotonic()
+                self.count += 1
+                self._changed.notify_all()
+        return True
 
 
 class RateLimit:
