@@ -83,3 +83,24 @@ def test_attests_at_once_are_capped(net, manifest):
     assert "re-executions for /v1/attest" in refused["detail"] and "at most 2" in refused["detail"]
     verdicts = {answer.json()["body"]["verdict"] for answer in answers if answer.status_code == 200}
     assert verdicts and "agree" not in verdicts  # the attacker's claimed tokens are not what the model generates
+
+
+@pytest.mark.parametrize(
+    ("extra", "refusal"),
+    [
+        ({"n_ctx": 4096}, "n_ctx: 4096 is over this node's limit of 2048"),
+        ({"n_batch": 1 << 16}, "n_batch: 65536 is over this node's limit of 512"),
+        ({"max_tokens": 1 << 20}, "max_tokens: 1048576 is over this node's limit of 1024"),
+        ({"n": 64}, "n: only 1 choice per request is supported"),
+        ({"logprobs": True}, "logprobs: not supported"),
+        ({"stop": ["a"] * 100}, "stop: at most 4 sequences"),
+        ({"messages": [{"role": "user", "content": "x" * (2 << 20)}]}, "prompt: 2097"),
+    ],
+)
+def test_openai_requests_over_the_node_limits_are_refused(net, manifest, extra, refusal):
+    body = {"model": "smol/lm", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4} | extra
+    start = time.monotonic()
+    answer = httpx.post(f"{net.urls[0]}/v1/chat/completions", json=body, timeout=60)
+    assert answer.status_code == 400, answer.text
+    assert refusal in answer.json()["error"]["message"]
+    assert time.monotonic() - start < 5
