@@ -195,6 +195,10 @@ def infer(
         str, typer.Option(help="with --node: signed, logged, quorum:K or proven (waits for a ZK proof)")
     ] = "signed",
     timeout: Annotated[float, typer.Option(help="with --node: seconds to wait for a proof or a checkpoint")] = 600.0,
+    publisher: Annotated[
+        list[str] | None,
+        typer.Option("--publisher", help="with --node: accept the model only from this publisher key (repeatable)"),
+    ] = None,
 ) -> None:
     """Run a model on inputs and write the bundle that proves it: here (signed, appended to this home's log,
     with its inclusion proof) or, with --node, on a network of nodes at a verification level.
@@ -204,7 +208,7 @@ def infer(
     """
     inputs = load_input_file(input)
     if node:
-        bundle = _infer_on_nodes(ref, inputs, node, verify, timeout)
+        bundle = _infer_on_nodes(ref, inputs, node, verify, timeout, publisher or [])
     elif verify != "signed":
         raise InvalidInput("--verify needs --node: a local run is signed and logged in this home")
     else:
@@ -220,10 +224,12 @@ def infer(
     console.print(f"bundle written to [bold]{target}[/]")
 
 
-def _infer_on_nodes(ref: str, inputs: dict[str, Any], nodes: list[str], verify: str, timeout: float) -> Bundle:
+def _infer_on_nodes(
+    ref: str, inputs: dict[str, Any], nodes: list[str], verify: str, timeout: float, publishers: list[str]
+) -> Bundle:
     from veriml.client import Client
 
-    with Client(nodes, log_wait=timeout, proof_wait=timeout) as client:
+    with Client(nodes, log_wait=timeout, proof_wait=timeout, publishers=publishers) as client:
         if verify != "proven":
             return client.infer(ref, inputs, verify=verify)
         # Proving takes seconds to minutes: show the job's status and the time spent while waiting.

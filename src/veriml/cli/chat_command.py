@@ -34,8 +34,14 @@ def chat(
     node: Annotated[list[str] | None, typer.Option("--node", help="node URL (repeatable) [default: run here]")] = None,
     verify: Annotated[str, typer.Option(help="with --node: signed, logged or quorum:K")] = "signed",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="where to write the bundle")] = None,
+    publisher: Annotated[
+        list[str] | None,
+        typer.Option("--publisher", help="with --node: accept the model only from this publisher key (repeatable)"),
+    ] = None,
 ) -> None:
     """Ask a language model; the reply streams, then the receipt summary prints and the bundle is written.
+    Through nodes, the streamed text is provisional: at the end it must be what the signed tokens decode to, and
+    the signed prompt the tokenization of these messages (checked here; needs the `llm` extra), else an error.
 
     Example: veriml chat smol/lm "Which city is the capital of France?" --node http://127.0.0.1:8700 --verify quorum:3
     """
@@ -43,7 +49,7 @@ def chat(
     if node:
         from veriml.client import Client
 
-        with Client(node) as client:
+        with Client(node, publishers=publisher or []) as client:
             # logged: the bundle waits for its checkpoint, cosigned by another node, so `verify` can check it all.
             result = client.chat(ref, messages, verify=verify, max_tokens=max_tokens, temperature=temperature,
                                  seed=seed, stop=stop, on_text=_write, logged=True)  # fmt: skip
