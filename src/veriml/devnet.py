@@ -77,6 +77,8 @@ def _write_config(
 ) -> None:
     lines = [
         *(chain_lines or []),
+        # The devnet's nodes find each other on chain at 127.0.0.1: allow that, and only that, private address.
+        *(['allow_endpoint_networks = ["127.0.0.1/32"]'] if chain_lines else []),
         f'home = "{home}"',
         'host = "127.0.0.1"',
         f"port = {port}",

@@ -1,6 +1,7 @@
 """Peer discovery from the on-chain registry, in place of the static peer list (the `Discovery` interface of
 veriml.node.peers). A listed node is taken as a peer only when its endpoint answers with the Ed25519 key and log
-origin registered on chain: the endpoint alone proves nothing."""
+origin registered on chain: the endpoint alone proves nothing. Anyone can register an endpoint, so one is fetched
+only if it passes the node's EndpointPolicy (http(s), public addresses unless configured otherwise)."""
 
 from __future__ import annotations
 
@@ -9,15 +10,16 @@ import threading
 
 from veriml.background import BackgroundJob
 from veriml.chain.contracts import Contracts
-from veriml.node.peers import PeerClient, PeerInfo
+from veriml.node.peers import EndpointPolicy, PeerClient, PeerInfo
 
 events = logging.getLogger("veriml.chain")
 
 
 class ChainPeers(BackgroundJob):
     def __init__(self, contracts: Contracts, own_account: str | None = None, timeout: float = 10.0,
-                 refresh: float = 2.0) -> None:  # fmt: skip
+                 refresh: float = 2.0, policy: EndpointPolicy | None = None) -> None:  # fmt: skip
         self.contracts = contracts
+        self.policy = policy or EndpointPolicy()
         self.own_account = own_account
         self.timeout = timeout
         self._refresh = refresh
@@ -41,9 +43,8 @@ class ChainPeers(BackgroundJob):
             return
         infos: dict[str, PeerInfo] = {}
         for node in listed:
-            client = self.client(node.endpoint)
             try:
-                info = client.info()
+                info = self.client(node.endpoint).info()
             except Exception as exc:  # a misbehaving peer must not stop discovery of the others
                 events.debug("peer %s not reachable: %s", node.endpoint, exc)
                 continue
@@ -69,7 +70,7 @@ class ChainPeers(BackgroundJob):
     def client(self, url: str) -> PeerClient:
         with self._lock:
             if url not in self._clients:
-                self._clients[url] = PeerClient(url, self.timeout)
+                self._clients[url] = PeerClient(url, self.timeout, self.policy)
             return self._clients[url]
 
 

@@ -16,6 +16,7 @@ from veriml.chain.discovery import ChainPeers
 from veriml.errors import InvalidInput, NotFound, VerimlError
 from veriml.identity import SigningKey
 from veriml.node.config import NodeConfig
+from veriml.node.peers import EndpointPolicy
 from veriml.tlog import Log
 
 events = logging.getLogger("veriml.chain")
@@ -35,7 +36,8 @@ class ChainMembership(BackgroundJob):
         self.key = key
         self.stake = config.chain_stake
         self.endpoint = config.public_url or f"http://{config.host}:{config.port}"
-        self.discovery = ChainPeers(self.contracts, self.account.address, config.peer_timeout)
+        self.discovery = ChainPeers(self.contracts, self.account.address, config.peer_timeout,
+                                    policy=EndpointPolicy(config.allow_endpoint_networks))  # fmt: skip
         source = AnchorSource(log.latest_checkpoint, log.consistency_proof)
         self.anchorer = Anchorer(self.contracts, self.account, source, config.anchor_interval)
         self.joined = threading.Event()

@@ -181,6 +181,43 @@ def tensor_from_json(obj: object, what: str = "tensor") -> np.ndarray:
     return _array_from_raw(name, tuple(shape), b64decode(obj["data"], f"{what} data"), what)
 
 
+_NUMBER_TYPES = (int, float, bool)
+
+
+def nested_list_shape(value: object, what: str, max_elements: int) -> tuple[int, ...]:
+    """The shape of a number or a rectangular nested list of numbers, found without building any array: depth,
+    raggedness and element count are checked level by level, and the walk stops as soon as the count would pass
+    `max_elements`, so a huge or hostile list costs no more than the limit it is refused at."""
+    shape: list[int] = []
+    level: list[Any] = [value]
+    count = 1
+    while level and type(level[0]) is list:
+        width = len(level[0])
+        for item in level:
+            if type(item) is not list:
+                raise InvalidInput(f"{what}: expected numbers or nested lists of numbers, got lists mixed with values")
+            if len(item) != width:
+                raise InvalidInput(f"{what}: nested lists are ragged (lengths {width} and {len(item)} at depth "
+                                   f"{len(shape)})")  # fmt: skip
+        shape.append(width)
+        if len(shape) > _MAX_RANK:
+            raise InvalidInput(f"{what}: nested deeper than {_MAX_RANK} levels")
+        count *= width
+        if count > max_elements:
+            raise InvalidInput(f"{what}: over {max_elements} elements ({' x '.join(map(str, shape))} so far)")
+        if width and type(level[0][0]) is not list:
+            for row in level:
+                for item in row:
+                    if type(item) not in _NUMBER_TYPES:
+                        raise InvalidInput(f"{what}: expected numbers or nested lists of numbers, got "
+                                           f"{type(item).__name__}")  # fmt: skip
+            return tuple(shape)
+        level = [item for row in level for item in row]
+    if not shape and type(value) not in _NUMBER_TYPES:
+        raise InvalidInput(f"{what}: expected numbers or nested lists of numbers, got {type(value).__name__}")
+    return tuple(shape)
+
+
 def tensors_to_json(tensors: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return {name: tensor_to_json(array) for name, array in tensors.items()}
 

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from veriml.codec import Digest
 from veriml.errors import Conflict, InvalidInput, PermissionDenied
 from veriml.hub.blobs import BlobStore, Progress
 from veriml.hub.manifest import SignedManifest
+from veriml.hub.onnx_model import check_onnx_bytes
 from veriml.hub.refs import ModelRef
 from veriml.hub.registry import Registry
 from veriml.identity import VerifyingKey
@@ -25,6 +27,10 @@ class Hub:
         self.root = Path(root)
         self.blobs = BlobStore(self.root / "blobs")
         self.registry = Registry(self.root / "registry.sqlite")
+        # Blobs checked runnable (see check_model_blob) and blobs refused, with why: a refused blob is not
+        # fetched again on every request that names it.
+        self._checked: set[Digest] = set()
+        self._refused: dict[Digest, str] = {}
 
     def close(self) -> None:
         self.registry.close()
@@ -66,8 +72,36 @@ class Hub:
                     f"model {body.name}@{body.version}: parent must be {latest.id} (version {latest.body.version})"
                 )
             self._store_blob(signed, blob_source, progress)
+            self.check_model_blob(signed)
             self.registry.insert(signed)
         return Published(signed, created=True)
+
+    def refused(self, manifest: SignedManifest) -> None:
+        """Raise InvalidInput at once if the manifest's blob was refused before (no fetch, no parse)."""
+        why = self._refused.get(manifest.body.blob)
+        if why is not None:
+            raise InvalidInput(why)
+
+    def check_model_blob(self, manifest: SignedManifest) -> None:
+        """Refuse to keep or run an ONNX blob whose honest runs can differ (random operators): on publish, and
+        when a node takes a model in from a peer. A refused blob is removed from the store and remembered."""
+        body = manifest.body
+        if body.format != "onnx" or body.blob in self._checked:
+            return
+        why = self._refused.get(body.blob)
+        if why is None:
+            try:
+                check_onnx_bytes(self.blobs.read_verified(body.blob), f"model {body.ref}")
+            except InvalidInput as exc:
+                why = str(exc)
+                if len(self._refused) >= 4096:
+                    self._refused.pop(next(iter(self._refused)))
+                self._refused[body.blob] = why
+            else:
+                self._checked.add(body.blob)
+                return
+        self.blobs.path(body.blob).unlink(missing_ok=True)
+        raise InvalidInput(why)
 
     def add_replica(self, chain: list[SignedManifest]) -> SignedManifest:
         """Take in versions 1..N of a name as another node holds them (signatures, owner and parent links all

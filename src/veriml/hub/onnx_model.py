@@ -1,12 +1,15 @@
-"""Reading an ONNX model file: run the checker, then read the signature a manifest records."""
+"""Reading an ONNX model file: run the checker, refuse operators whose honest runs can differ, then read the
+signature a manifest records."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import AttributeProto, GraphProto, NodeProto, TensorProto, numpy_helper
 
 from veriml.codec import DTYPES, TensorSpec
 from veriml.errors import InvalidInput
@@ -18,6 +21,20 @@ _ONNX_DTYPES = {
     TensorProto.UINT64: "uint64", TensorProto.BOOL: "bool",
 }  # fmt: skip
 assert set(_ONNX_DTYPES.values()) == set(DTYPES)
+
+
+# Operators whose every run draws new random numbers: two honest runs of the same model on the same input differ,
+# so an agreement check could name an honest node as wrong, and an exact model could get it slashed for
+# "equivocation". A seed does not help: onnxruntime keeps one generator per kernel, so the next run of a seeded
+# op gives the next numbers. Refused under every comparison policy, since the outputs differ by arbitrary amounts.
+RANDOM_OPS = frozenset({
+    "RandomUniform", "RandomUniformLike", "RandomNormal", "RandomNormalLike", "Bernoulli", "Multinomial",
+})  # fmt: skip
+# onnxruntime's contrib operators (domain com.microsoft) that draw random masks.
+_CONTRIB_RANDOM_OPS = frozenset({"BiasDropout", "BitmaskDropout", "BitmaskBiasDropout", "Dropout"})
+# Domains whose operators are known here. Any other domain (a custom op library) is refused: nothing says its
+# runs are deterministic, and a node never loads custom op libraries anyway.
+_KNOWN_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +66,101 @@ def _spec(value: onnx.ValueInfoProto, path: Path) -> TensorSpec:
     return TensorSpec(value.name, dtype, tuple(dims))
 
 
+def _walk(model: onnx.ModelProto) -> Iterator[tuple[NodeProto, str]]:
+    """Every node of the model with where it sits: the main graph, the subgraphs of If, Loop and Scan (at any
+    depth), and the bodies of the model's local functions. An explicit stack: a hostile file may nest deeply."""
+    stack: list[tuple[GraphProto | list[NodeProto], str]] = [(model.graph, "the main graph")]
+    for function in model.functions:
+        stack.append((list(function.node), f"function {function.domain}.{function.name}"))
+    while stack:
+        graph, where = stack.pop()
+        nodes = graph.node if isinstance(graph, GraphProto) else graph
+        for node in nodes:
+            yield node, where
+            for attribute in node.attribute:
+                inside = f"{where} > {node.op_type} {node.name!r} attribute {attribute.name!r}"
+                if attribute.type == AttributeProto.GRAPH:
+                    stack.append((attribute.g, inside))
+                elif attribute.type == AttributeProto.GRAPHS:
+                    stack.extend((g, f"{inside}[{n}]") for n, g in enumerate(attribute.graphs))
+
+
+def _graphs(model: onnx.ModelProto) -> Iterator[GraphProto]:
+    stack = [model.graph]
+    while stack:
+        graph = stack.pop()
+        yield graph
+        for node in graph.node:
+            for attribute in node.attribute:
+                stack.extend([attribute.g] if attribute.type == AttributeProto.GRAPH else attribute.graphs)
+
+
+def _constant_false(name: str, constants: dict[str, TensorProto]) -> bool:
+    tensor = constants.get(name)
+    if tensor is None:
+        return False
+    try:
+        return not np.asarray(numpy_helper.to_array(tensor)).any()
+    except Exception:  # a malformed constant is not known to be false
+        return False
+
+
+def nondeterministic_op(model: onnx.ModelProto) -> str | None:
+    """A description of the first operator whose honest runs can differ, or None when there is none."""
+    local_domains = {function.domain for function in model.functions}
+    constants: dict[str, TensorProto] = {}
+    for graph in _graphs(model):
+        constants.update((t.name, t) for t in graph.initializer)
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output:
+                tensors = (a.t for a in node.attribute if a.name == "value" and a.type == AttributeProto.TENSOR)
+                value = next(tensors, None)
+                if value is not None:
+                    constants[node.output[0]] = value
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    for node, where in _walk(model):
+        op, domain = node.op_type, node.domain
+        label = f"operator {op} (node {node.name!r} in {where})"
+        if domain in ("", "ai.onnx"):
+            if op in RANDOM_OPS:
+                return f"{label} draws random numbers"
+            if op == "Dropout":
+                # From opset 12 a third input switches training mode on, which drops at random; before opset 7
+                # the is_test attribute did.
+                training = node.input[2] if len(node.input) > 2 else ""
+                if training and not _constant_false(training, constants):
+                    return f"{label} may run in training mode (its training_mode input is not a constant false)"
+                is_test = next((a.i for a in node.attribute if a.name == "is_test"), None)
+                if opset < 7 and not is_test:
+                    return f"{label} runs in training mode (is_test is not set)"
+        elif domain == "com.microsoft":
+            if op in _CONTRIB_RANDOM_OPS:
+                return f"{label} in domain com.microsoft draws random masks"
+        elif domain not in _KNOWN_DOMAINS and domain not in local_domains:
+            return f"{label} is in domain {domain!r}, whose operators are not known to be deterministic"
+    return None
+
+
+def check_deterministic(model: onnx.ModelProto, what: str) -> None:
+    """Raise InvalidInput naming the operator if two honest runs of the model could differ."""
+    found = nondeterministic_op(model)
+    if found is not None:
+        raise InvalidInput(
+            f"{what}: {found}; two honest runs of this model would differ, so no node could be checked against "
+            "another (models with random operators are refused under every comparison policy)"
+        )
+
+
+def check_onnx_bytes(data: bytes, what: str) -> None:
+    """The checks a node makes of an ONNX blob before it runs it: it parses, and its runs cannot differ."""
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except Exception as exc:  # DecodeError, RecursionError from a hostile nesting, and others
+        raise InvalidInput(f"{what}: not an ONNX model ({type(exc).__name__})") from exc
+    check_deterministic(model, what)
+
+
 def describe_onnx(path: Path) -> OnnxDescription:
     """Check the model with onnx.checker and read its opset and tensor signature."""
     path = Path(path)
@@ -68,6 +180,7 @@ def describe_onnx(path: Path) -> OnnxDescription:
     except Exception as exc:  # ValidationError, InferenceError
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInput(f"{path}: fails the ONNX checker: {first_line}") from exc
+    check_deterministic(model, str(path))
     initializers = {tensor.name for tensor in model.graph.initializer}
     inputs = tuple(_spec(v, path) for v in model.graph.input if v.name not in initializers)
     outputs = tuple(_spec(v, path) for v in model.graph.output)

@@ -20,6 +20,7 @@ from veriml.codec import Digest, canonical_json, tensors_from_json
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
 from veriml.hub import parse_signed_manifest
 from veriml.node import openai_api, problems
+from veriml.node.limits import ConcurrencyCap, check_reexecution
 from veriml.node.node import Node
 from veriml.receipts import DEFAULT_PRIVACY, parse_salt, parse_signed_receipt
 from veriml.receipts.commitment import check_privacy
@@ -219,15 +220,18 @@ def create_app(node: Node) -> FastAPI:
         Its inclusion proof is at /v1/log/entries/{log_index} once the next checkpoint is published."""
         if request.verify not in (None, "signed", "proven"):
             raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
+        proof = b""
+        salt = None if request.salt is None else parse_salt(request.salt, "salt")
+        privacy = check_privacy(request.privacy)
         if request.verify == "proven":
             manifest = node.held(request.model) or await run_in_threadpool(node.resolve, request.model)
             await run_in_threadpool(node.ensure_zk, manifest)  # 404 unless the circuit is here or at a peer
-        salt = None if request.salt is None else parse_salt(request.salt, "salt")
-        privacy = check_privacy(request.privacy)
-        bundle, index = await node.infer_async(request.model, request.inputs, request.request_id, salt, privacy)
-        proof = b""
-        if request.verify == "proven":
-            proof = b',"proof_job":"' + node.proofs.submit(bundle).encode() + b'"'
+            with node.proofs.slot():  # 503 before any work when the proof queue is full
+                bundle, index = await node.infer_async(request.model, request.inputs, request.request_id, salt,
+                                                       privacy)  # fmt: skip
+                proof = b',"proof_job":"' + node.proofs.submit(bundle).encode() + b'"'
+        else:
+            bundle, index = await node.infer_async(request.model, request.inputs, request.request_id, salt, privacy)
         # The bundle's canonical bytes are written as they are: no second encoding pass over the same data.
         body = b'{"bundle":' + bundle.to_bytes() + b',"log_index":' + str(index).encode() + proof + b"}"
         return Response(body, media_type="application/json")
@@ -270,19 +274,22 @@ def create_app(node: Node) -> FastAPI:
         (admin)."""
         return {"disclosures": node.auditor.disclosure.disclosures(limit=max(1, min(limit, 1000)))}
 
+    attests = ConcurrencyCap(config.max_concurrent_attests, "re-executions for /v1/attest")
+
     @app.post("/v1/attest", tags=["verification"])
     def attest(request: AttestRequest) -> dict[str, Any]:
         """Re-execute another node's receipt here and answer with a signed attestation: agree, disagree, or
-        not comparable."""
-        receipt = parse_signed_receipt(request.receipt)
-        manifest = node.pin(str(receipt.body.manifest))
-        attestation = node.service.attest(
-            manifest,
-            receipt,
-            parse_salt(request.salt, "salt"),
-            tensors_from_json(request.inputs, "inputs"),
-            tensors_from_json(request.outputs, "outputs"),
-        )
+        not comparable. Bounded as the node's own requests are (docs/limits.md): a generation's size by the
+        node's limits, checked before anything runs, and at most `max_concurrent_attests` at once (503 beyond)."""
+        receipt = parse_signed_receipt(request.receipt).verified()
+        salt = parse_salt(request.salt, "salt")
+        inputs = tensors_from_json(request.inputs, "inputs")
+        outputs = tensors_from_json(request.outputs, "outputs")
+        with attests.hold():
+            manifest = node.resolve(str(receipt.body.manifest))
+            check_reexecution(config, manifest, inputs)  # before the model is fetched or loaded
+            node.ensure_blob(manifest)
+            attestation = node.service.attest(manifest, receipt, salt, inputs, outputs)
         return attestation.to_json()
 
     @app.get("/v1/attestations", tags=["verification"])

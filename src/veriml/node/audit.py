@@ -36,6 +36,7 @@ from veriml.fsutil import atomic_write
 from veriml.identity import VerifyingKey
 from veriml.node.auditor_auth import AuditorGate, sign_request
 from veriml.node.disclosure import Disclosure, Retention, _timestamp_seconds
+from veriml.node.limits import check_reexecution
 from veriml.receipts import ReceiptLeaf, SignedAttestation, parse_signed_receipt
 from veriml.receipts.commitment import parse_salt
 from veriml.tlog import SignedCheckpoint, TlogProof, TrustPolicy
@@ -64,7 +65,7 @@ CREATE TABLE IF NOT EXISTS audited (origin TEXT PRIMARY KEY, size INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS examined (  -- every sampled entry and what became of it
     origin TEXT NOT NULL,
     log_index INTEGER NOT NULL,
-    outcome TEXT NOT NULL,        -- agree, disagree, not-comparable, private, deleted, refused
+    outcome TEXT NOT NULL,        -- agree, disagree, not-comparable, private, deleted, over-limits, refused
     PRIMARY KEY (origin, log_index)
 );
 CREATE TABLE IF NOT EXISTS refusals (
@@ -343,11 +344,23 @@ class Auditor(BackgroundJob):
             self._refuse(round_, index, f"model {receipt.body.manifest} not obtainable: {exc}")
             return True
         try:
+            inputs = tensors_from_json(entry.get("inputs"), "disclosed inputs")
+        except InvalidInput as exc:
+            self._refuse(round_, index, f"data withheld or wrong ({entry.get('data')!r}): {exc}")
+            return True
+        try:
+            check_reexecution(self.node.config, manifest, inputs)
+        except InvalidInput:
+            # Over this auditor's limits (docs/limits.md): not re-executed, so a peer cannot make its auditors
+            # do more than its callers could; recorded, not counted against the peer.
+            self.store.unattestable(origin, index, "over-limits")
+            return True
+        try:
             attestation = self.node.service.attest(
                 manifest,
                 receipt,
                 parse_salt(entry.get("salt"), "disclosed salt"),
-                tensors_from_json(entry.get("inputs"), "disclosed inputs"),
+                inputs,
                 tensors_from_json(entry.get("outputs"), "disclosed outputs"),
             )
         except InvalidInput as exc:

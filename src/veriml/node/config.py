@@ -7,10 +7,14 @@ admin_token = "change-me"            # bearer token for publish and pin; reads a
 peers = ["http://127.0.0.1:8701"]
 checkpoint_interval = 1.0
 max_json_bytes = 67108864
+allow_endpoint_networks = ["127.0.0.1/32"]   # a devnet's nodes on chain; production nodes leave it empty
+
+Every limit here bounds what one caller can make the node do; docs/limits.md lists them per endpoint.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -45,7 +49,21 @@ class NodeConfig:
     public_url: str | None = None  # the endpoint registered on chain [default: http://host:port]
     llm_max_tokens: int = 1024  # the most tokens one generation may ask for
     llm_n_ctx: int = 2048  # default context size of a generation (capped by the model's)
-    llm_n_batch: int = 512  # default n_batch and n_ubatch
+    llm_n_batch: int = 512  # default n_batch and n_ubatch, and the most a request may ask for
+    llm_max_prompt_bytes: int = 1 << 20  # the most prompt text one generation may send to the tokenizer
+    max_input_bytes: int = 64 << 20  # the most tensor bytes one inference may take (nested lists are sized first)
+    # Proof jobs: at most this many queued (more answer 503); at most this many finished ones are kept.
+    max_proof_jobs_queued: int = 16
+    proof_jobs_kept: int = 10_000
+    # Re-executions for other parties (/v1/attest) at once; more answer 503 at once rather than queue.
+    max_concurrent_attests: int = 2
+    # Asking peers on a caller's behalf (an unknown model name, manifest id or log origin): the peer list is
+    # refreshed at most once per this many seconds, and an unknown name is remembered as unknown this long.
+    peer_refresh_interval: float = 1.0
+    peer_negative_ttl: float = 10.0
+    # Endpoints registered on chain are fetched only when they are http(s) URLs whose host resolves to public
+    # addresses; networks listed here (CIDR) are allowed besides. Redirects are never followed.
+    allow_endpoint_networks: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -60,6 +78,18 @@ class NodeConfig:
             raise InvalidInput("node config: audit_fraction must be between 0 and 1")
         if self.llm_max_tokens < 1 or self.llm_n_ctx < 16 or self.llm_n_batch < 2:
             raise InvalidInput("node config: llm_max_tokens >= 1, llm_n_ctx >= 16 and llm_n_batch >= 2 are required")
+        positive = ("llm_max_prompt_bytes", "max_input_bytes", "max_proof_jobs_queued", "proof_jobs_kept",
+                    "max_concurrent_attests")  # fmt: skip
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise InvalidInput(f"node config: {name} must be at least 1")
+        if self.peer_refresh_interval < 0 or self.peer_negative_ttl < 0:
+            raise InvalidInput("node config: peer_refresh_interval and peer_negative_ttl must be >= 0")
+        for network in self.allow_endpoint_networks:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise InvalidInput(f"node config: allow_endpoint_networks: {network!r} is not a network") from exc
         for peer in self.peers:
             if not peer.startswith(("http://", "https://")):
                 raise InvalidInput(f"node config: peer {peer!r} must be an http(s) URL")
@@ -79,7 +109,7 @@ class NodeConfig:
         for name in known:
             raw = env.get(f"VERIML_NODE_{name.upper()}")
             if raw is not None:
-                values[name] = raw.split(",") if name == "peers" else raw
+                values[name] = raw.split(",") if name in ("peers", "allow_endpoint_networks") else raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(values) - set(known)
         if unknown:
@@ -95,28 +125,21 @@ class NodeConfig:
             raise InvalidInput(f"node config: {exc}") from exc
 
 
+_INT_SETTINGS = frozenset({
+    "port", "max_json_bytes", "max_blob_bytes", "provers", "chain_id", "chain_stake",
+    "llm_max_tokens", "llm_n_ctx", "llm_n_batch", "llm_max_prompt_bytes", "max_input_bytes",
+    "max_proof_jobs_queued", "proof_jobs_kept", "max_concurrent_attests",
+})  # fmt: skip
+
+
 def _convert(name: str, value: Any) -> Any:
     if name == "peers":
         return tuple(str(p).rstrip("/") for p in value if str(p))
-    if name in (
-        "port",
-        "max_json_bytes",
-        "max_blob_bytes",
-        "provers",
-        "chain_id",
-        "chain_stake",
-        "llm_max_tokens",
-        "llm_n_ctx",
-        "llm_n_batch",
-    ):
+    if name == "allow_endpoint_networks":
+        return tuple(str(n).strip() for n in value if str(n).strip())
+    if name in _INT_SETTINGS:
         return int(value)
-    if name in (
-        "checkpoint_interval",
-        "peer_timeout",
-        "audit_fraction",
-        "audit_interval",
-        "anchor_interval",
-        "audit_retention",
-    ):
+    if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval", "anchor_interval",
+                "audit_retention", "peer_refresh_interval", "peer_negative_ttl"):  # fmt: skip
         return float(value)
     return value

@@ -11,13 +11,23 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from veriml.codec import Digest
-from veriml.errors import NotFound, Unavailable, VerificationFailed, VerimlError
+from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed, VerimlError
 from veriml.hub import ModelRef, SignedManifest
 from veriml.node.audit import Auditor
 from veriml.node.config import NodeConfig
-from veriml.node.peers import Discovery, PeerInfo, StaticPeers
+from veriml.node.peers import (
+    LOOKUP_BURST,
+    LOOKUPS_PER_SECOND,
+    Discovery,
+    NegativeCache,
+    PeerInfo,
+    RateLimit,
+    RefreshGate,
+    StaticPeers,
+)
 from veriml.node.proofs import ProofJobs
 from veriml.receipts import DEFAULT_PRIVACY, Bundle
+from veriml.runtime import RuntimeSettings
 from veriml.service import Home, Service
 from veriml.tlog import CheckpointPublisher, Witness
 
@@ -29,7 +39,7 @@ class Node:
     def __init__(self, config: NodeConfig, discovery: Discovery | None = None) -> None:
         self.config = config
         self.home = Home(config.home)
-        self.service = Service(self.home)
+        self.service = Service(self.home, RuntimeSettings(max_input_bytes=config.max_input_bytes))
         self.key = self.service.node_key
         self.witness = Witness(self.home.root / "witness" / "witness.sqlite", self.key)
         self.membership: Any = None
@@ -41,7 +51,13 @@ class Node:
         self.discovery = discovery or StaticPeers(config.peers, config.peer_timeout)
         self.publisher = CheckpointPublisher(self.service.log, config.checkpoint_interval, self._witnesses)
         self.auditor = Auditor(self, config.audit_fraction, config.audit_interval)
-        self.proofs = ProofJobs(self.home.root / "proofs" / "jobs.sqlite", self.service, config.provers)
+        self.proofs = ProofJobs(self.home.root / "proofs" / "jobs.sqlite", self.service, config.provers,
+                                config.max_proof_jobs_queued, config.proof_jobs_kept)  # fmt: skip
+        # Work done at peers on a caller's behalf is bounded: refreshes gated, id lookups rate-limited and
+        # their misses remembered (docs/limits.md).
+        self._refresh_gate = RefreshGate(self._refresh_now, config.peer_refresh_interval)
+        self._lookups = RateLimit(LOOKUPS_PER_SECOND, LOOKUP_BURST)
+        self._unknown = NegativeCache(config.peer_negative_ttl)
         self.bad_peers: dict[str, str] = {}  # peer url -> why it was last refused (wrong bytes, say)
 
     def start(self) -> Node:
@@ -110,6 +126,9 @@ class Node:
             return self.witness.add_checkpoint(body)
 
     def _refresh_peers(self) -> None:
+        self._refresh_gate()
+
+    def _refresh_now(self) -> None:
         refresh = getattr(self.discovery, "refresh", None)  # StaticPeers and ChainPeers can refresh on demand
         if refresh is not None:
             refresh()
@@ -128,7 +147,8 @@ class Node:
         parsed = ModelRef.parse(ref)
         name = parsed.name or self._name_of(parsed.manifest_id)
         reasons = []
-        for peer in self._peers_for(name):
+        # Only peers that list the name are asked: a name no peer holds costs the peers no request.
+        for peer in (p for p in self._peers_for(name) if name in p.models):
             try:
                 self.service.hub.add_replica(self.discovery.client(peer.url).manifest_chain(name))
                 return self.service.resolve(ref)
@@ -137,24 +157,38 @@ class Node:
         raise NotFound(f"model {ref}: not held here or by any reachable peer ({'; '.join(reasons) or 'no peers'})")
 
     def _name_of(self, manifest_id: Digest | None) -> str:
-        """The model name of a manifest id, from the first peer that holds the manifest."""
+        """The model name of a manifest id, from the first peer that holds the manifest. This asks every peer, so
+        it is rate-limited, and an id no peer holds is remembered for a while."""
+        key = f"manifest {manifest_id}"
+        known = self._unknown.get(key)
+        if known is not None:
+            raise NotFound(known)
+        if not self._lookups.take():
+            raise Unavailable(f"{key}: not held here, and lookups at peers are rate-limited; retry in a second")
         for peer in self._peers_for(""):
             try:
                 return self.discovery.client(peer.url).manifest(manifest_id).verified().body.name  # type: ignore[arg-type]
             except VerimlError:
                 continue
-        raise NotFound(f"manifest {manifest_id}: not held here or by any reachable peer")
+        why = f"{key}: not held here or by any reachable peer"
+        self._unknown.add(key, why)
+        raise NotFound(why)
 
     def ensure_blob(self, manifest: SignedManifest) -> None:
         """Fetch the manifest's blob from a peer if it is not here; bytes that hash wrong are refused."""
-        blobs, blob = self.service.hub.blobs, manifest.body.blob
-        if blobs.has(blob):
+        hub, blob = self.service.hub, manifest.body.blob
+        hub.refused(manifest)  # refused before: no fetch again
+        if hub.blobs.has(blob):
+            hub.check_model_blob(manifest)
             return
         reasons = []
         for peer in self._peers_for(manifest.body.name):
             try:
                 self._fetch_blob(peer, blob, manifest.body.size)
+                hub.check_model_blob(manifest)  # a model whose honest runs differ is not kept or run
                 return
+            except InvalidInput:
+                raise
             except VerificationFailed as exc:
                 self.bad_peers[peer.url] = str(exc)
                 events.warning("peer %s served wrong bytes for %s: %s", peer.url, blob, exc)
@@ -248,4 +282,7 @@ class Node:
             manifest = self.service.resolve(ref)
         except NotFound:
             return None
-        return manifest if self.service.hub.blobs.has(manifest.body.blob) else None
+        if not self.service.hub.blobs.has(manifest.body.blob):
+            return None
+        self.service.hub.check_model_blob(manifest)  # once per blob; a refused one raises InvalidInput
+        return manifest

@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException
 
 from veriml.errors import InvalidInput, VerimlError
 from veriml.hub import SignedManifest
+from veriml.node.limits import check_generation
 from veriml.node.node import Node
 from veriml.receipts import DEFAULT_PRIVACY, Bundle, parse_salt
 from veriml.receipts.commitment import check_privacy
@@ -191,6 +192,10 @@ def _prepare(node: Node, request: _Sampling, chat: bool) -> tuple[SignedManifest
         if not text:
             raise InvalidInput("prompt: empty; give the text to continue")
     service.check_generation(manifest, params)
+    check_generation(node.config, manifest, params)  # n_ctx, n_batch, max_tokens within this node's limits
+    size = len(text.encode("utf-8", "replace"))  # a lone surrogate is refused when tokenized
+    if size > node.config.llm_max_prompt_bytes:
+        raise InvalidInput(f"prompt: {size} bytes, over this node's limit of {node.config.llm_max_prompt_bytes}")
     if len(text) > params.n_ctx * _MAX_CHARS_PER_TOKEN:
         # Tokenizing costs time in the text's length: text that cannot fit the context is refused unread.
         raise InvalidInput(

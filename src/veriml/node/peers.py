@@ -4,17 +4,25 @@ registry can replace the static peer list later."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import json
 import logging
+import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from veriml.background import BackgroundJob
 from veriml.codec import Digest
-from veriml.errors import InvalidInput, NotFound, Unavailable
+from veriml.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
 from veriml.hub import SignedManifest, parse_signed_manifest
 from veriml.identity import VerifyingKey
 from veriml.identity.keys import COSIGNATURE_ED25519
@@ -22,6 +30,80 @@ from veriml.tlog import StaleOldSize
 from veriml.zk import SignedZkDocument, parse_signed_zk_document
 
 events = logging.getLogger("veriml.node")
+# Lookups that ask every peer on a caller's behalf (a manifest id not held here): at most this many per second
+# after a burst, across all callers.
+LOOKUPS_PER_SECOND = 2.0
+LOOKUP_BURST = 10
+MAX_PEER_JSON_BYTES = 64 << 20  # the most a peer's JSON answer may hold; more is refused while it streams in
+
+
+class EndpointPolicy:
+    """Which endpoints that others registered (on chain) a node may fetch: http(s) URLs, without credentials,
+    whose host resolves only to public addresses, or to networks the node's config allows. Private, loopback,
+    link-local (cloud metadata at 169.254.169.254 included), shared, multicast and reserved addresses are
+    refused. The address is checked when connecting, on the very address connected to, so a name that
+    resolves elsewhere later (DNS rebinding) is caught too."""
+
+    def __init__(self, allowed_networks: tuple[str, ...] = ()) -> None:
+        self.allowed = tuple(ipaddress.ip_network(network, strict=False) for network in allowed_networks)
+
+    def check_url(self, url: str) -> None:
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+            parts.port  # noqa: B018 - a malformed port raises here
+        except ValueError as exc:
+            raise PermissionDenied(f"endpoint {url!r}: not a URL ({exc})") from exc
+        if parts.scheme not in ("http", "https") or not host:
+            raise PermissionDenied(f"endpoint {url!r}: only http(s) URLs with a host are fetched")
+        if parts.username is not None or parts.password is not None:
+            raise PermissionDenied(f"endpoint {url!r}: URLs with credentials are not fetched")
+        with contextlib.suppress(ValueError):  # a name: its addresses are checked when connecting
+            self.check_address(host, url)
+
+    def check_address(self, address: str, what: str) -> None:
+        """PermissionDenied unless the address is public or in an allowed network; ValueError if not an IP."""
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in network for network in self.allowed):
+            return
+        if not ip.is_global or ip.is_multicast:
+            raise PermissionDenied(
+                f"endpoint {what}: {ip} is not a public address; not fetched (a node's config may allow its "
+                "network with allow_endpoint_networks)"
+            )
+
+    def transport(self) -> httpx.HTTPTransport:
+        """An httpx transport that connects only to addresses this policy allows (no proxies, no redirects)."""
+        transport = httpx.HTTPTransport()
+        pool = transport._pool  # httpcore.ConnectionPool: the backend that opens sockets is its to choose
+        if not hasattr(pool, "_network_backend"):
+            raise RuntimeError("httpcore changed: the guarded peer transport needs ConnectionPool._network_backend")
+        pool._network_backend = _GuardedBackend(self)
+        return transport
+
+
+class _GuardedBackend(httpcore.SyncBackend):
+    def __init__(self, policy: EndpointPolicy) -> None:
+        self.policy = policy
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:  # fmt: skip
+        try:
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(f"{host}: {exc}") from exc
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in found))
+        for address in addresses:  # every address the name has must be allowed, not just the first
+            self.policy.check_address(address, f"{host}:{port}")
+        last: Exception = httpcore.ConnectError(f"{host}: no address")
+        for address in addresses:
+            try:
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                last = exc
+        raise last
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,29 +129,43 @@ class PeerInfo:
 class PeerClient:
     """Synchronous calls to one peer. Errors come back as veriml errors, never as raw HTTP failures."""
 
-    def __init__(self, url: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, timeout: float = 10.0, policy: EndpointPolicy | None = None) -> None:
+        """With a `policy` (peers found on chain), the URL and every address connected to are checked first."""
         self.url = url.rstrip("/")
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.timeout = timeout
+        if policy is None:
+            self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        else:
+            policy.check_url(self.url)
+            self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=policy.transport(),
+                                      trust_env=False, follow_redirects=False)  # fmt: skip
 
     def close(self) -> None:
         self._http.close()
 
-    def _get(self, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self._http.get(path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise Unavailable(f"peer {self.url}: {type(exc).__name__}") from exc
-        if response.status_code == 404:
+    def _check_status(self, path: str, status: int) -> None:
+        if status == 404:
             raise NotFound(f"peer {self.url}: {path} not found")
-        if response.status_code >= 400:
-            raise Unavailable(f"peer {self.url}: {path} answered {response.status_code}")
-        return response
+        if status >= 300:  # redirects are not followed: a peer answers at its own URL
+            raise Unavailable(f"peer {self.url}: {path} answered {status}")
 
     def _json(self, path: str) -> Any:
-        response = self._get(path)
+        """A JSON answer of at most MAX_PEER_JSON_BYTES, read within a few timeouts however slowly it comes."""
+        deadline = time.monotonic() + 3 * self.timeout
+        body = bytearray()
         try:
-            return response.json()
-        except ValueError as exc:
+            with self._http.stream("GET", path) as response:
+                self._check_status(path, response.status_code)
+                for chunk in response.iter_bytes(1 << 16):
+                    body += chunk
+                    if len(body) > MAX_PEER_JSON_BYTES or time.monotonic() > deadline:
+                        raise Unavailable(f"peer {self.url}: {path} answered more than {MAX_PEER_JSON_BYTES} bytes"
+                                          f" or took over {3 * self.timeout:g} s")  # fmt: skip
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"peer {self.url}: {type(exc).__name__}") from exc
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as exc:
             raise Unavailable(f"peer {self.url}: {path} did not answer JSON") from exc
 
     def info(self) -> PeerInfo:
@@ -96,7 +192,7 @@ class PeerClient:
             with self._http.stream("GET", f"/v1/blobs/{blob}") as response:
                 if response.status_code == 404:
                     raise NotFound(f"peer {self.url}: blob {blob} not held")
-                if response.status_code >= 400:
+                if response.status_code >= 300:
                     raise Unavailable(f"peer {self.url}: blob {blob} answered {response.status_code}")
                 yield from response.iter_bytes(1 << 20)
         except httpx.HTTPError as exc:
@@ -127,6 +223,100 @@ class Discovery(Protocol):
     def peers(self) -> list[PeerInfo]: ...
 
     def client(self, url: str) -> PeerClient: ...
+
+
+class RefreshGate:
+    """Peer refreshes asked for on a caller's behalf (an unknown model name or log origin): one at a time, and at
+    most one per `interval` seconds, shared. A caller waits for the first refresh that starts after it arrived
+    (at most `interval` plus `max_wait` seconds: a slow peer cannot hold callers longer), then uses what is known.
+    So unknown names sent at any rate cost the peers at most one round of /v1/info (and, on chain, one registry
+    read) per interval, and a name published at a peer a moment ago is still found."""
+
+    def __init__(self, refresh: Callable[[], None], interval: float, max_wait: float = 5.0) -> None:
+        self._refresh = refresh
+        self.interval, self.max_wait = interval, max_wait
+        self._changed = threading.Condition()
+        self._running = False
+        self._started = float("-inf")  # when the last finished refresh started
+        self._finished = float("-inf")
+        self.count = 0  # refreshes made
+
+    def __call__(self) -> bool:
+        """Wait for a refresh that started after this call (running one if it is this call's turn); True if this
+        call ran it, False if it shared another's or gave up waiting."""
+        arrived = time.monotonic()
+        deadline = arrived + self.interval + self.max_wait
+        with self._changed:
+            while True:
+                now = time.monotonic()
+                if self._started >= arrived:
+                    return False  # a refresh that started after we arrived has finished: its result is ours
+                if not self._running and now - self._finished >= self.interval:
+                    break
+                if now >= deadline:
+                    return False
+                wait = deadline - now if self._running else min(deadline, self._finished + self.interval) - now
+                self._changed.wait(max(wait, 0.001))
+            self._running = True
+        started = time.monotonic()
+        try:
+            self._refresh()
+        finally:
+            with self._changed:
+                self._running = False
+                self._started, self._finished = started, time.monotonic()
+                self.count += 1
+                self._changed.notify_all()
+        return True
+
+
+class RateLimit:
+    """A token bucket: `burst` at once, then `per_second`. Used for lookups that ask every peer (a manifest id
+    that is not held here), which no cache can absorb when each request names another id."""
+
+    def __init__(self, per_second: float, burst: int) -> None:
+        self.per_second, self.burst = per_second, burst
+        self._tokens = float(burst)
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.per_second)
+            self._at = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+class NegativeCache:
+    """Lookups that found nothing, remembered for `ttl` seconds (at most `size` of them, oldest dropped)."""
+
+    def __init__(self, ttl: float, size: int = 4096) -> None:
+        self.ttl, self.size = ttl, size
+        self._found: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            entry = self._found.get(key)
+            if entry is None:
+                return None
+            if time.monotonic() - entry[0] >= self.ttl:
+                del self._found[key]
+                return None
+            return entry[1]
+
+    def add(self, key: str, why: str) -> None:
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            self._found[key] = (time.monotonic(), why)
+            self._found.move_to_end(key)
+            while len(self._found) > self.size:
+                self._found.popitem(last=False)
 
 
 class StaticPeers(BackgroundJob):

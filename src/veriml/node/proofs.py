@@ -1,6 +1,7 @@
 """Proof jobs: proving is slow and memory-bound, so `verify=proven` answers with the receipt at once and queues
 a job; a small worker pool (one prover by default) works through the queue. Jobs are kept in SQLite, so queued
-and interrupted work survives a restart.
+and interrupted work survives a restart. The queue is bounded: when `max_queued` jobs wait, a request for another
+proof is refused (503) before its inference runs; one job per receipt; only the newest `kept` finished jobs stay.
 
 The proving itself runs in worker processes, not threads: EZKL holds the GIL for a whole proof (measured: a
 4.6 s proof stalled a ticking thread for 4.6 s), which would freeze the node's event loop — and a prover that
@@ -17,13 +18,15 @@ import signal
 import sqlite3
 import sys
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from veriml.codec import Digest, canonical_json
-from veriml.errors import NotFound
+from veriml.errors import NotFound, Unavailable
 from veriml.receipts import Bundle
 
 if TYPE_CHECKING:
@@ -39,11 +42,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     zk_proof TEXT,                 -- the bundle's zk_proof slot once done
     error TEXT
 );
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs(status);
 """
 
 
 class ProofJobs:
-    def __init__(self, path: Path, service: Service, workers: int = 1) -> None:
+    def __init__(
+        self, path: Path, service: Service, workers: int = 1, max_queued: int = 16, kept: int = 10_000
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -56,6 +62,8 @@ class ProofJobs:
         self._stop = False
         self.service = service
         self._workers = workers
+        self.max_queued, self.kept = max_queued, kept
+        self._reserved = 0  # requests holding a slot whose job is not queued yet
         self._pool = self._new_pool()
         self._threads = [threading.Thread(target=self._work, name=f"prover {n}", daemon=True) for n in range(workers)]
 
@@ -85,7 +93,28 @@ class ProofJobs:
         pool.shutdown(wait=True, cancel_futures=True)
         self._db.close()
 
+    def _queued(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """A place in the queue, held while the inference to prove runs; Unavailable (503) when the queue is full,
+        so a refused request costs no inference and leaves no receipt."""
+        with self._lock:
+            waiting = self._queued() + self._reserved
+            if waiting >= self.max_queued:
+                raise Unavailable(
+                    f"proof queue: full ({waiting} jobs waiting, at most {self.max_queued}); retry when one is done"
+                )
+            self._reserved += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reserved -= 1
+
     def submit(self, bundle: Bundle) -> str:
+        """Queue a proof of the bundle; the same receipt again is the same job."""
         receipt = str(bundle.receipt.id)
         with self._wake:
             self._db.execute(
@@ -137,6 +166,11 @@ class ProofJobs:
             with self._lock:
                 self._db.execute(
                     "UPDATE jobs SET status = ?, zk_proof = ?, error = ? WHERE receipt = ?", (*result, receipt)
+                )
+                self._db.execute(  # finished jobs beyond the newest `kept` are dropped: the table stays bounded
+                    "DELETE FROM jobs WHERE status IN ('done', 'failed') AND rowid NOT IN (SELECT rowid FROM jobs"
+                    " WHERE status IN ('done', 'failed') ORDER BY rowid DESC LIMIT ?)",
+                    (self.kept,),
                 )
 
 

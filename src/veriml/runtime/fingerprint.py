@@ -12,14 +12,21 @@ from typing import Any
 from veriml.codec import Digest, canonical_json
 from veriml.errors import InvalidInput
 
-# CPU flags that change which kernels numeric libraries pick (x86 SIMD, Arm NEON/SVE), and so their numbers.
+# CPU flags that change which kernels numeric libraries pick, and so their bits: the instruction sets
+# onnxruntime's MLAS dispatches on (SSE4, AVX, AVX2 with FMA, F16C, the AVX-512 families, VNNI, AMX) and their
+# Arm counterparts (NEON dot product and half precision, SVE, I8MM, BF16). A flag listed here that a library
+# ignores only splits runtime classes more finely (more "not comparable"); a flag left out would let honest
+# nodes on different CPUs be judged as disagreeing.
 _NUMERIC_FLAGS = (
-    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq", "avx512bw", "avx512vl",
-    "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile",
+    "sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512cd", "avx512dq", "avx512bw", "avx512vl",
+    "avx512ifma", "avx512vbmi", "avx512_vbmi2", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni",
+    "avx_vnni_int8", "avx_ne_convert", "amx_bf16", "amx_fp16", "amx_int8", "amx_tile",
     "asimd", "asimdhp", "asimddp", "sve", "sve2", "i8mm", "bf16",
 )  # fmt: skip
-_CLASS_FIELDS = ("engine", "engine_version", "provider", "graph_optimization", "machine")
-# llama.cpp: the instruction sets it was compiled for pick its kernels, and veriml's sampler turns logits to tokens.
+# The CPU features are part of onnxruntime's class: kernels are chosen at run time by instruction set.
+_CLASS_FIELDS = ("engine", "engine_version", "provider", "graph_optimization", "machine", "cpu_features")
+# llama.cpp: the instruction sets it was compiled for pick its kernels (a fixed-ISA build gives the same logits on
+# every CPU that runs it), and veriml's sampler turns logits to tokens.
 _CLASS_FIELDS_BY_ENGINE = {"llama.cpp": ("engine", "engine_version", "provider", "build", "machine", "sampler")}
 
 
@@ -59,7 +66,14 @@ class RuntimeFingerprint:
 
     @property
     def runtime_class(self) -> str:
-        """What must match for two runs to be compared bitwise; CPU features aside, which a tolerance policy
-        absorbs."""
+        """What must match for two runs to be compared bitwise: everything that changes the bits, the CPU
+        features that select kernels included. Across classes an exact policy says "not comparable"; a
+        tolerance policy compares across classes, its bounds absorbing kernel differences."""
         keys = _CLASS_FIELDS_BY_ENGINE.get(self.fields["engine"], _CLASS_FIELDS)
-        return "/".join(str(self.fields.get(key)) for key in keys)
+        return "/".join(_class_part(self.fields.get(key)) for key in keys)
+
+
+def _class_part(value: Any) -> str:
+    if isinstance(value, list):  # a set of flags: its order is not part of the class
+        return "+".join(sorted(str(item) for item in value)) or "none"
+    return str(value)

@@ -9,36 +9,53 @@ from typing import Any
 import numpy as np
 
 from veriml.codec import DTYPES, TensorSpec, tensor_from_json
-from veriml.codec.tensor import describe_array, dtype_name
+from veriml.codec.tensor import describe_array, dtype_name, nested_list_shape
 from veriml.errors import InvalidInput
 
 
-def coerce_inputs(specs: Sequence[TensorSpec], raw: Mapping[str, Any]) -> dict[str, np.ndarray]:
+def coerce_inputs(
+    specs: Sequence[TensorSpec], raw: Mapping[str, Any], max_bytes: int = 64 << 20
+) -> dict[str, np.ndarray]:
     """Arrays pass through; the JSON tensor form is decoded; plain (nested) lists and numbers take the dtype
-    the model declares, and are refused if that would change a value (1.5 into an int, 300 into a uint8)."""
+    the model declares, and are refused if that would change a value (1.5 into an int, 300 into a uint8).
+
+    Names the model does not take are refused first, and nested lists are sized (depth, raggedness, element
+    count against `max_bytes` over all inputs) before any is converted: nothing oversized becomes an array."""
     by_name = {spec.name: spec for spec in specs}
+    for name in raw:
+        if name not in by_name:
+            expected = ", ".join(sorted(by_name))
+            raise InvalidInput(f"input {name!r}: the model has no such input; it takes {expected}")
+    budget = max_bytes
     result: dict[str, np.ndarray] = {}
     for name, value in raw.items():
         if isinstance(value, np.ndarray):
             result[name] = value
         elif isinstance(value, dict):
             result[name] = tensor_from_json(value, f"input {name!r}")
-        elif name in by_name and isinstance(value, list | int | float | bool):
-            result[name] = _from_plain(name, value, by_name[name].dtype)
         else:
-            result[name] = _from_plain(name, value, None)
+            dtype = by_name[name].dtype
+            itemsize = max(DTYPES[dtype].itemsize, 1)
+            shape = nested_list_shape(value, f"input {name!r}", budget // itemsize)
+            elements = 1
+            for dim in shape:
+                elements *= dim
+            budget -= elements * itemsize
+            result[name] = _from_plain(name, value, dtype)
+        if isinstance(value, np.ndarray | dict):
+            budget -= result[name].nbytes
+        if budget < 0:
+            raise InvalidInput(f"inputs: over the limit of {max_bytes} bytes")
     return result
 
 
-def _from_plain(name: str, value: Any, dtype: str | None) -> np.ndarray:
+def _from_plain(name: str, value: Any, dtype: str) -> np.ndarray:
     try:
         loose = np.array(value)
     except ValueError as exc:
         raise InvalidInput(f"input {name!r}: nested lists are ragged ({exc})") from exc
     if loose.dtype == object or loose.dtype.kind not in "biuf":
         raise InvalidInput(f"input {name!r}: expected numbers or nested lists of numbers")
-    if dtype is None:
-        return loose
     target = DTYPES[dtype]
     with np.errstate(all="ignore"):
         converted = loose.astype(target)

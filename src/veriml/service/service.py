@@ -143,7 +143,7 @@ class Service:
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Check inputs against the manifest and run the model: (inputs as tensors, outputs)."""
         body = manifest.body
-        arrays = coerce_inputs(body.inputs, inputs)
+        arrays = coerce_inputs(body.inputs, inputs, self.settings.max_input_bytes)
         validate_inputs(body.inputs, arrays, self.settings.max_input_bytes, body.policy.allow_nan)
         outputs = self.engine_for(manifest).run(body.blob, self.loader(manifest), arrays)
         return arrays, outputs
