@@ -1,14 +1,21 @@
 # pragma version ~=0.4.3
 """
-@title veriml node registry: stake, exit delay, checkpoint anchoring, slashing for equivocation
+@title veriml node registry: stake, exit delay, checkpoint anchoring on a cadence, slashing for equivocation
 @notice A node registers from its Ethereum account with a stake, its Ed25519 key, its log origin and its
-        endpoint. It anchors its log's checkpoints (size, root); each larger tree must come with an RFC 9162
-        consistency proof from the previous anchor, checked here, so a node's anchored history is append-only.
-        Anything included under an anchored root is attributable to the node's account: two inclusion proofs
-        of receipt leaves for the same manifest (registered with the exact policy), input and runtime but
-        different outputs slash the whole stake, part of it to whoever sent the evidence.
-@dev    Leaf layout (veriml.receipts.leaf): manifest id | input digest | output digest | runtime digest |
-        receipt id, five 32-byte digests; leaf hash = SHA-256(0x00 || leaf), node = SHA-256(0x01 || l || r).
+        endpoint, in two steps (commit, then reveal at least one block later) so that nobody can copy a pending
+        registration and claim its key and origin first. Registration anchors the empty tree; from then on
+        the node anchors its log's checkpoints (size, root) at least every `max_anchor_gap` seconds (the same
+        root again when the log has not grown); each larger tree must come with an RFC 9162 consistency proof
+        from the previous anchor, checked here, so a node's anchored history is append-only. A node that
+        stops anchoring can be reported stale by anyone: it is delisted and its exit starts (its stake stays
+        slashable for the exit delay). Anything included under an anchored root is attributable to the node's
+        account: two inclusion proofs of receipt leaves, opened to the same manifest (registered with the
+        exact policy), input and runtime but different outputs, slash the whole stake, part of it to the
+        reporter. Reports are commit-reveal too, and the reward goes to the account that committed first.
+@dev    Leaf layout (veriml.receipts.leaf): manifest id | input commitment | output commitment | runtime
+        digest | receipt id, five 32-byte digests; a commitment is SHA-256(salt || digest), opened by
+        (salt, digest). A zero salt opens a receipt v1 leaf, whose digests are unsalted.
+        leaf hash = SHA-256(0x00 || leaf), node = SHA-256(0x01 || l || r).
 """
 
 interface ModelRegistry:
@@ -18,6 +25,7 @@ MAX_PROOF: constant(uint256) = 64  # hashes; a tree below 2^48 leaves needs fewe
 MAX_SIZE: constant(uint256) = 2**48  # the same bound as veriml.tlog.merkle.MAX_SIZE
 MAX_NODES: constant(uint256) = 1024
 BPS: constant(uint256) = 10000
+EMPTY_ROOT: constant(bytes32) = 0xe3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  # SHA-256("")
 
 struct Node:
     ed25519: bytes32  # raw Ed25519 public key that signs the node's receipts and checkpoints
@@ -30,6 +38,7 @@ struct Node:
     anchored_at: uint256
     slashed: bool
     withdrawn: bool
+    stale: bool  # reported for not anchoring within max_anchor_gap
 
 struct Receipt:
     manifest: bytes32
@@ -38,11 +47,17 @@ struct Receipt:
     runtime_digest: bytes32
     receipt: bytes32
 
+struct Opening:
+    salt: bytes32  # zero for a receipt v1 leaf (unsalted digests)
+    input_digest: bytes32
+    output_digest: bytes32
+
 struct Inclusion:
     leaf: Receipt
     index: uint256
     tree_size: uint256  # must be a size the node anchored
     proof: DynArray[bytes32, MAX_PROOF]
+    opening: Opening
 
 event Registered:
     node: indexed(address)
@@ -68,6 +83,15 @@ event Anchored:
     tree_size: uint256
     root: bytes32
 
+event Committed:
+    account: indexed(address)
+    commitment: bytes32
+
+event Stale:
+    node: indexed(address)
+    reporter: indexed(address)
+    anchored_at: uint256
+
 event Slashed:
     node: indexed(address)
     reporter: indexed(address)
@@ -79,6 +103,7 @@ models: public(immutable(address))
 min_stake: public(immutable(uint256))
 exit_delay: public(immutable(uint256))
 reward_bps: public(immutable(uint256))
+max_anchor_gap: public(immutable(uint256))
 
 nodes: public(HashMap[address, Node])
 node_list: public(DynArray[address, MAX_NODES])
@@ -87,13 +112,18 @@ roots: public(HashMap[address, HashMap[uint256, bytes32]])
 key_owner: public(HashMap[bytes32, address])
 origin_owner: public(HashMap[bytes32, address])  # keccak256(origin) -> account
 burned: public(uint256)
+# commitments[account][commitment] = block number of the commit; a reveal needs a commit from an earlier block
+commitments: public(HashMap[address, HashMap[bytes32, uint256]])
 
 
 @deploy
-def __init__(model_registry: address, minimum_stake: uint256, exit_delay_seconds: uint256, reporter_bps: uint256):
+def __init__(model_registry: address, minimum_stake: uint256, exit_delay_seconds: uint256, reporter_bps: uint256,
+             max_anchor_gap_seconds: uint256):
     assert model_registry != empty(address), "model registry address is empty"
     assert minimum_stake > 0, "minimum stake must be positive"
     assert reporter_bps <= BPS, "reporter share above 100%"
+    assert max_anchor_gap_seconds > 0, "anchor gap must be positive"
+    max_anchor_gap = max_anchor_gap_seconds
     models = model_registry
     min_stake = minimum_stake
     exit_delay = exit_delay_seconds
@@ -101,8 +131,32 @@ def __init__(model_registry: address, minimum_stake: uint256, exit_delay_seconds
 
 
 @external
+def commit(commitment: bytes32):
+    """@notice First step of `register` and `slash`: a hash that names the sender (see those functions)."""
+    assert commitment != empty(bytes32), "commitment is empty"
+    assert self.commitments[msg.sender][commitment] == 0, "already committed"
+    self.commitments[msg.sender][commitment] = block.number
+    log Committed(account=msg.sender, commitment=commitment)
+
+
+@internal
+def _reveal(commitment: bytes32, what: String[32]):
+    committed: uint256 = self.commitments[msg.sender][commitment]
+    assert committed != 0, concat("no commitment from this account for this ", what)
+    assert committed < block.number, concat("reveal a ", what, " in a later block than its commitment")
+    self.commitments[msg.sender][commitment] = 0
+
+
+@external
+@pure
+def registration_commitment(account: address, ed25519: bytes32, origin: String[128], nonce: bytes32) -> bytes32:
+    return keccak256(abi_encode(account, ed25519, keccak256(origin), nonce))
+
+
+@external
 @payable
-def register(ed25519: bytes32, origin: String[128], endpoint: String[256]):
+def register(ed25519: bytes32, origin: String[128], endpoint: String[256], nonce: bytes32):
+    """@notice Reveal a registration committed from this account in an earlier block."""
     assert self.nodes[msg.sender].ed25519 == empty(bytes32), "account already registered"
     assert msg.value >= min_stake, "stake below the minimum"
     assert ed25519 != empty(bytes32), "Ed25519 key is empty"
@@ -111,12 +165,15 @@ def register(ed25519: bytes32, origin: String[128], endpoint: String[256]):
     assert self.key_owner[ed25519] == empty(address), "Ed25519 key registered by another account"
     origin_hash: bytes32 = keccak256(origin)
     assert self.origin_owner[origin_hash] == empty(address), "log origin registered by another account"
+    self._reveal(keccak256(abi_encode(msg.sender, ed25519, origin_hash, nonce)), "registration")
     self.key_owner[ed25519] = msg.sender
     self.origin_owner[origin_hash] = msg.sender
     self.nodes[msg.sender] = Node(
         ed25519=ed25519, origin=origin, endpoint=endpoint, stake=msg.value, exit_at=0,
-        anchored_size=0, anchored_root=empty(bytes32), anchored_at=0, slashed=False, withdrawn=False,
+        anchored_size=0, anchored_root=EMPTY_ROOT, anchored_at=block.timestamp, slashed=False, withdrawn=False,
+        stale=False,
     )
+    self.roots[msg.sender][0] = EMPTY_ROOT
     self.node_list.append(msg.sender)
     log Registered(node=msg.sender, ed25519=ed25519, origin=origin, endpoint=endpoint, stake=msg.value)
 
@@ -269,9 +326,16 @@ def _inclusion_root(index: uint256, tree_size: uint256, leaf: bytes32, proof: Dy
 
 @external
 def anchor(tree_size: uint256, root: bytes32, proof: DynArray[bytes32, MAX_PROOF]):
+    """@notice Anchor a larger tree with its consistency proof, or the same (size, root) again as a heartbeat."""
     node: Node = self.nodes[msg.sender]
     assert node.ed25519 != empty(bytes32) and not node.slashed and not node.withdrawn, "not a registered node"
+    assert not node.stale, "node was reported stale"
     assert tree_size < MAX_SIZE, "tree size out of range"
+    if tree_size == node.anchored_size:
+        assert root == node.anchored_root and len(proof) == 0, "same tree size with another root"
+        self.nodes[msg.sender].anchored_at = block.timestamp
+        log Anchored(node=msg.sender, tree_size=tree_size, root=root)
+        return
     assert tree_size > node.anchored_size, "tree size must grow"
     if node.anchored_size == 0:
         assert len(proof) == 0, "first anchor takes no proof"
@@ -285,6 +349,34 @@ def anchor(tree_size: uint256, root: bytes32, proof: DynArray[bytes32, MAX_PROOF
     log Anchored(node=msg.sender, tree_size=tree_size, root=root)
 
 
+@internal
+@view
+def _is_stale(node: Node) -> bool:
+    return block.timestamp > node.anchored_at + max_anchor_gap
+
+
+@external
+@view
+def is_stale(account: address) -> bool:
+    """@notice Whether a listed node has gone longer than max_anchor_gap without anchoring (reported or not)."""
+    node: Node = self.nodes[account]
+    return node.stale or (node.ed25519 != empty(bytes32) and self._is_stale(node))
+
+
+@external
+def report_stale(account: address):
+    """@notice Delist a node that has not anchored for max_anchor_gap and start its exit: it stays slashable
+            for the exit delay, for everything it anchored."""
+    node: Node = self.nodes[account]
+    assert self._active(account), "not an active node"
+    assert self._is_stale(node), "node anchored within the allowed gap"
+    self.nodes[account].stale = True
+    self.nodes[account].exit_at = block.timestamp + exit_delay
+    self._unlist(account)
+    log Stale(node=account, reporter=msg.sender, anchored_at=node.anchored_at)
+    log ExitRequested(node=account, exit_at=block.timestamp + exit_delay)
+
+
 @external
 @view
 def verify_inclusion(account: address, inclusion: Inclusion) -> bool:
@@ -296,23 +388,43 @@ def verify_inclusion(account: address, inclusion: Inclusion) -> bool:
     return self._inclusion_root(inclusion.index, inclusion.tree_size, leaf, inclusion.proof) == anchored
 
 
+@internal
+@pure
+def _opens(opening: Opening, leaf: Receipt) -> bool:
+    if opening.salt == empty(bytes32):  # receipt v1: the leaf holds the digests themselves
+        return opening.input_digest == leaf.input_digest and opening.output_digest == leaf.output_digest
+    return sha256(concat(opening.salt, opening.input_digest)) == leaf.input_digest and \
+        sha256(concat(opening.salt, opening.output_digest)) == leaf.output_digest
+
+
+@external
+@pure
+def slash_commitment(reporter: address, account: address, a: Receipt, b: Receipt, nonce: bytes32) -> bytes32:
+    return keccak256(abi_encode(reporter, account, self._leaf_hash(a), self._leaf_hash(b), nonce))
+
+
 @external
 @nonreentrant
-def slash(account: address, a: Inclusion, b: Inclusion):
+def slash(account: address, a: Inclusion, b: Inclusion, nonce: bytes32):
+    """@notice Reveal a report committed from this account in an earlier block (see slash_commitment)."""
     node: Node = self.nodes[account]
     assert node.ed25519 != empty(bytes32), "evidence: not a registered node"
     assert not node.slashed, "evidence: node already slashed"
     assert not node.withdrawn, "evidence: node has withdrawn its stake"
+    assert msg.sender != account, "evidence: a node cannot report itself"
     assert a.leaf.manifest == b.leaf.manifest, "evidence: receipts are for different manifests"
-    assert a.leaf.input_digest == b.leaf.input_digest, "evidence: receipts are for different inputs"
     assert a.leaf.runtime_digest == b.leaf.runtime_digest, "evidence: receipts are for different runtimes"
-    assert a.leaf.output_digest != b.leaf.output_digest, "evidence: outputs are the same"
+    assert self._opens(a.opening, a.leaf), "evidence: first opening does not match its commitments"
+    assert self._opens(b.opening, b.leaf), "evidence: second opening does not match its commitments"
+    assert a.opening.input_digest == b.opening.input_digest, "evidence: receipts are for different inputs"
+    assert a.opening.output_digest != b.opening.output_digest, "evidence: outputs are the same"
     assert staticcall ModelRegistry(models).isExact(a.leaf.manifest), "evidence: manifest is not registered as exact"
     root_a: bytes32 = self.roots[account][a.tree_size]
     root_b: bytes32 = self.roots[account][b.tree_size]
     assert root_a != empty(bytes32) and root_b != empty(bytes32), "evidence: tree size was not anchored by the node"
     leaf_a: bytes32 = self._leaf_hash(a.leaf)
     leaf_b: bytes32 = self._leaf_hash(b.leaf)
+    self._reveal(keccak256(abi_encode(msg.sender, account, leaf_a, leaf_b, nonce)), "report")
     assert self._inclusion_root(a.index, a.tree_size, leaf_a, a.proof) == root_a, "evidence: first inclusion proof does not hold"
     assert self._inclusion_root(b.index, b.tree_size, leaf_b, b.proof) == root_b, "evidence: second inclusion proof does not hold"
 

@@ -41,6 +41,12 @@ class ChainPeers(BackgroundJob):
             return
         infos: dict[str, PeerInfo] = {}
         for node in listed:
+            try:
+                if self.contracts.is_stale(node.account):  # stopped anchoring: its answers are not attributable
+                    continue
+            except Exception as exc:
+                events.warning("chain discovery: registry not readable: %s", exc)
+                return
             client = self.client(node.endpoint)
             try:
                 info = client.info()
@@ -75,4 +81,4 @@ class ChainPeers(BackgroundJob):
 
 def node_urls(contracts: Contracts) -> list[str]:
     """The endpoints of the listed nodes, for an SDK client: `Client(node_urls(contracts))`."""
-    return [node.endpoint for node in contracts.nodes() if node.active]
+    return [node.endpoint for node in contracts.nodes() if node.active and not contracts.is_stale(node.account)]
