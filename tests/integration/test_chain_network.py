@@ -83,8 +83,12 @@ def test_serve_anchor_and_slash_an_equivocating_node(net, contracts, tmp_path):
     publisher_account = load_account(ANVIL_KEY)
     path = examples.save(examples.mlp(), tmp_path / "mlp.onnx")
     with Client(net.urls, admin_token=net.admin_token) as client:
-        manifest = client.publish(path, "alice/mlp", SigningKey.generate("alice"), node=net.urls[0])
-    contracts.register_model(publisher_account, manifest.id, exact=manifest.body.policy.kind == "exact")
+        manifest = client.publish(
+            path, "alice/mlp", SigningKey.generate("alice"), node=net.urls[0],
+            chain_account=publisher_account.address.lower(),
+        )  # fmt: skip
+    contracts.register_model(publisher_account, manifest)
+    assert contracts.model(manifest.id)[:2] == (publisher_account.address, True)
 
     # An honest node serves and anchors.
     with Client(net.urls) as client:

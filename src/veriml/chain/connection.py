@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,24 @@ class Chain:
         self._check_funds(account.address, tx, f"fund {to}")
         signed = account.sign_transaction(tx)
         self.w3.eth.wait_for_transaction_receipt(self.w3.eth.send_raw_transaction(signed.raw_transaction))
+
+    def wait_past(self, block: int, timeout: float = 120.0) -> None:
+        """Return once the chain's latest block is after `block` (a reveal must land, and be estimated, in a
+        later block than its commitment). A local chain that mines only on transactions is asked to mine one."""
+        deadline = time.monotonic() + timeout
+        while self._call(lambda: self.w3.eth.block_number, "block number") <= block:
+            if self.tester is not None:
+                self.tester.mine_blocks()
+                continue
+            try:
+                self.w3.provider.make_request("evm_mine", [])  # anvil, hardhat; other chains refuse it
+            except Exception:
+                pass
+            if self._call(lambda: self.w3.eth.block_number, "block number") > block:
+                return
+            if time.monotonic() > deadline:
+                raise Unavailable(f"chain: no block after {block} within {timeout:.0f} s")
+            time.sleep(1.0)
 
     def increase_time(self, seconds: int) -> None:
         """Move a local chain's clock forward (exit delays in tests and demos); other chains refuse."""

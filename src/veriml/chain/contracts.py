@@ -165,7 +165,10 @@ class Contracts:
     # ---- nodes -------------------------------------------------------------------------------------------
 
     def commit(self, account: Any, commitment: bytes, what: str = "commit") -> Any:
-        return self.chain.send(account, self.registry.functions.commit(commitment), what=what)
+        """Send a commitment and return once a later block exists, so that its reveal can follow."""
+        receipt = self.chain.send(account, self.registry.functions.commit(commitment), what=what)
+        self.chain.wait_past(int(receipt["blockNumber"]))
+        return receipt
 
     def registration_commitment(self, account: str, key: VerifyingKey, nonce: bytes) -> bytes:
         address = self.chain.w3.to_checksum_address(account)
