@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from eth_account import Account
 
+from tests.chain.trees import Tree, chain_manifest, digest
 from veriml.chain import Chain, Contracts, deploy, local
 from veriml.chain.connection import ANVIL_KEY, EMBEDDED_KEYS
 from veriml.chain.contracts import Inclusion, Opening
@@ -21,7 +22,6 @@ from veriml.codec import Digest
 from veriml.devnet import free_port
 from veriml.errors import Conflict, NotFound
 from veriml.identity import SigningKey
-from tests.chain.trees import Tree, chain_manifest, digest
 
 from .chain_attackers import (
     copy_commitment,

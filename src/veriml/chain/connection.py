@@ -4,6 +4,7 @@ id, an account without funds, a reverted transaction (with its revert reason).""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -190,10 +191,8 @@ class Chain:
             if self.tester is not None:
                 self.tester.mine_blocks()
                 continue
-            try:
-                self.w3.provider.make_request("evm_mine", [])  # anvil, hardhat; other chains refuse it
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):  # anvil and hardhat mine on request; other chains refuse
+                self.w3.provider.make_request("evm_mine", [])
             if self._call(lambda: self.w3.eth.block_number, "block number") > block:
                 return
             if time.monotonic() > deadline:
