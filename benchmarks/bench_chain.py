@@ -103,7 +103,7 @@ def run(chain: Chain, faucet, workdir: Path, zk: bool) -> None:  # type: ignore[
     ]
 
     operator = fresh_account(chain, faucet)
-    registration = gas(contracts.register(operator, SigningKey.generate("bench0").public, "http://127.0.0.1:1", 10**17))
+    registration = gas(contracts.register(operator, SigningKey.generate("bench0"), "http://127.0.0.1:1", 10**17))
     rows.append(("register a node (stake, key, origin, endpoint)", registration))
 
     manifest, same_input = b"\x01" * 32, b"\x02" * 32
@@ -118,7 +118,7 @@ def run(chain: Chain, faucet, workdir: Path, zk: bool) -> None:  # type: ignore[
         for n, (old, new) in enumerate([(1000, 2000), (3, 4), (5, 8), (7, 15), (63, 1000), (1000, 1001),
                                         (4095, 5000), (2**15 - 1, LOG_SIZE - 1), (3, LOG_SIZE - 1)]):  # fmt: skip
             account = fresh_account(chain, faucet)
-            contracts.register(account, SigningKey.generate(f"anchor{n}").public, "http://127.0.0.1:1", 10**17)
+            contracts.register(account, SigningKey.generate(f"anchor{n}"), "http://127.0.0.1:1", 10**17)
             receipt = contracts.anchor(account, old, log.root(old), [])
             first_anchor = first_anchor or gas(receipt)
             proof = log.consistency_proof(old, new)
@@ -128,7 +128,7 @@ def run(chain: Chain, faucet, workdir: Path, zk: bool) -> None:  # type: ignore[
             rows.append((f"anchor {old} -> {new}: consistency proof of {length} hashes", used))
 
         cheat = fresh_account(chain, faucet)
-        contracts.register(cheat, SigningKey.generate("cheat").public, "http://127.0.0.1:1", 10**17)
+        contracts.register(cheat, SigningKey.generate("cheat"), "http://127.0.0.1:1", 10**17)
         contracts.anchor(cheat, LOG_SIZE, log.root(LOG_SIZE), [])
         contracts.register_model(faucet, Digest("sha256", manifest), exact=True)
         a, b = (Inclusion(log.entry(i)[0], i, LOG_SIZE, tuple(log.inclusion_proof(i, LOG_SIZE)))

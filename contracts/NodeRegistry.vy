@@ -2,8 +2,9 @@
 """
 @title veriml node registry: stake, exit delay, checkpoint anchoring on a cadence, slashing for equivocation
 @notice A node registers from its Ethereum account with a stake, its Ed25519 key, its log origin and its
-        endpoint, in two steps (commit, then reveal at least one block later) so that nobody can copy a pending
-        registration and claim its key and origin first. Registration anchors the empty tree; from then on
+        endpoint, and an Ed25519 signature by that key over a binding statement that names this registry, the
+        chain and the account (verified here, ~1M gas once): nobody else can claim its key, nor copy its pending
+        registration. Registration anchors the empty tree; from then on
         the node anchors its log's checkpoints (size, root) at least every `max_anchor_gap` seconds (the same
         root again when the log has not grown); each larger tree must come with an RFC 9162 consistency proof
         from the previous anchor, checked here, so a node's anchored history is append-only. A node that
@@ -11,12 +12,21 @@
         slashable for the exit delay). Anything included under an anchored root is attributable to the node's
         account: two inclusion proofs of receipt leaves, opened to the same manifest (registered with the
         exact policy), input and runtime but different outputs, slash the whole stake, part of it to the
-        reporter. Reports are commit-reveal too, and the reward goes to the account that committed first.
+        reporter. So does a checkpoint the node signed (its Ed25519 signature, checked here) that contradicts
+        its anchored history: the same size with another root, or a leaf index where the signed tree and an
+        anchored tree hold different leaves (a shadow history). Reports are commit-reveal: the reward goes to
+        the account that committed to the report in an earlier block, never to the reported account.
 @dev    Leaf layout (veriml.receipts.leaf): manifest id | input commitment | output commitment | runtime
         digest | receipt id, five 32-byte digests; a commitment is SHA-256(salt || digest), opened by
         (salt, digest). A zero salt opens a receipt v1 leaf, whose digests are unsalted.
         leaf hash = SHA-256(0x00 || leaf), node = SHA-256(0x01 || l || r).
 """
+
+MAX_SIGNED: constant(uint256) = 512  # bytes of a message signed with Ed25519 that the contract checks
+BINDING_DOMAIN: constant(Bytes[24]) = b"veriml/chain-binding/v1\x00"
+
+interface Ed25519Verifier:
+    def verify(key: bytes32, message: Bytes[MAX_SIGNED], signature: Bytes[64]) -> bool: view
 
 interface ModelRegistry:
     def isExact(manifest: bytes32) -> bool: view
@@ -51,6 +61,20 @@ struct Opening:
     salt: bytes32  # zero for a receipt v1 leaf (unsalted digests)
     input_digest: bytes32
     output_digest: bytes32
+
+struct SignedCheckpoint:
+    size: uint256
+    root: bytes32
+    note: Bytes[MAX_SIGNED]  # the C2SP note text the node signed: origin, size, base64 root, extensions
+    signature: Bytes[64]  # the node key's Ed25519 signature over the note text
+
+struct Fork:
+    anchored_size: uint256  # a size the node anchored; equal to the checkpoint's size for a root mismatch
+    index: uint256  # otherwise: a leaf index below both sizes...
+    signed_leaf: bytes32  # ...the leaf hash there under the signed checkpoint's root
+    signed_proof: DynArray[bytes32, MAX_PROOF]
+    anchored_leaf: bytes32  # ...and a different leaf hash there under the anchored root
+    anchored_proof: DynArray[bytes32, MAX_PROOF]
 
 struct Inclusion:
     leaf: Receipt
@@ -100,6 +124,7 @@ event Slashed:
     burned: uint256
 
 models: public(immutable(address))
+ed25519_verifier: public(immutable(address))  # contracts/Ed25519.vy (its own contract: code size)
 min_stake: public(immutable(uint256))
 exit_delay: public(immutable(uint256))
 reward_bps: public(immutable(uint256))
@@ -117,9 +142,11 @@ commitments: public(HashMap[address, HashMap[bytes32, uint256]])
 
 
 @deploy
-def __init__(model_registry: address, minimum_stake: uint256, exit_delay_seconds: uint256, reporter_bps: uint256,
-             max_anchor_gap_seconds: uint256):
+def __init__(model_registry: address, ed25519: address, minimum_stake: uint256, exit_delay_seconds: uint256,
+             reporter_bps: uint256, max_anchor_gap_seconds: uint256):
     assert model_registry != empty(address), "model registry address is empty"
+    assert ed25519 != empty(address), "Ed25519 verifier address is empty"
+    ed25519_verifier = ed25519
     assert minimum_stake > 0, "minimum stake must be positive"
     assert reporter_bps <= BPS, "reporter share above 100%"
     assert max_anchor_gap_seconds > 0, "anchor gap must be positive"
@@ -148,15 +175,17 @@ def _reveal(commitment: bytes32, what: String[32]):
 
 
 @external
-@pure
-def registration_commitment(account: address, ed25519: bytes32, origin: String[128], nonce: bytes32) -> bytes32:
-    return keccak256(abi_encode(account, ed25519, keccak256(origin), nonce))
+@view
+def binding_message(account: address, origin: String[128]) -> Bytes[MAX_SIGNED]:
+    """@notice What a node key signs to be registered by `account`: domain, chain id, registry, account, origin."""
+    return concat(BINDING_DOMAIN, convert(chain.id, bytes32), convert(self, bytes20), convert(account, bytes20),
+                  convert(origin, Bytes[128]))
 
 
 @external
 @payable
-def register(ed25519: bytes32, origin: String[128], endpoint: String[256], nonce: bytes32):
-    """@notice Reveal a registration committed from this account in an earlier block."""
+def register(ed25519: bytes32, origin: String[128], endpoint: String[256], signature: Bytes[64]):
+    """@notice Register from this account; `signature` is the node key's over binding_message(this account)."""
     assert self.nodes[msg.sender].ed25519 == empty(bytes32), "account already registered"
     assert msg.value >= min_stake, "stake below the minimum"
     assert ed25519 != empty(bytes32), "Ed25519 key is empty"
@@ -165,7 +194,10 @@ def register(ed25519: bytes32, origin: String[128], endpoint: String[256], nonce
     assert self.key_owner[ed25519] == empty(address), "Ed25519 key registered by another account"
     origin_hash: bytes32 = keccak256(origin)
     assert self.origin_owner[origin_hash] == empty(address), "log origin registered by another account"
-    self._reveal(keccak256(abi_encode(msg.sender, ed25519, origin_hash, nonce)), "registration")
+    message: Bytes[MAX_SIGNED] = concat(BINDING_DOMAIN, convert(chain.id, bytes32), convert(self, bytes20),
+                                        convert(msg.sender, bytes20), convert(origin, Bytes[128]))
+    assert self._ed25519_verify(ed25519, message, signature), \
+        "the Ed25519 key did not sign this account's registration"
     self.key_owner[ed25519] = msg.sender
     self.origin_owner[origin_hash] = msg.sender
     self.nodes[msg.sender] = Node(
@@ -428,15 +460,95 @@ def slash(account: address, a: Inclusion, b: Inclusion, nonce: bytes32):
     assert self._inclusion_root(a.index, a.tree_size, leaf_a, a.proof) == root_a, "evidence: first inclusion proof does not hold"
     assert self._inclusion_root(b.index, b.tree_size, leaf_b, b.proof) == root_b, "evidence: second inclusion proof does not hold"
 
-    stake: uint256 = node.stake
+    self._take_stake(account, a.leaf.manifest)
+
+
+@internal
+def _take_stake(account: address, manifest: bytes32):
+    stake: uint256 = self.nodes[account].stake
     reward: uint256 = stake * reward_bps // BPS
     self.nodes[account].stake = 0
     self.nodes[account].slashed = True
     self.burned += stake - reward  # locked here for good: nobody can withdraw it
     self._unlist(account)
-    log Slashed(node=account, reporter=msg.sender, manifest=a.leaf.manifest, reward=reward, burned=stake - reward)
+    log Slashed(node=account, reporter=msg.sender, manifest=manifest, reward=reward, burned=stake - reward)
     if reward > 0:
         send(msg.sender, reward)
+
+
+@internal
+@pure
+def _base64_root(root: bytes32) -> Bytes[44]:
+    """Standard base64 of 32 bytes (44 characters, one '=' of padding), as in a checkpoint's root line."""
+    v: uint256 = convert(root, uint256)
+    head: uint256 = 0  # characters 0..31
+    tail: uint256 = 0  # characters 32..43, left-aligned
+    for i: uint256 in range(44):
+        d: uint256 = 0
+        if i < 42:
+            d = (v >> (250 - 6 * i)) & 63
+        elif i == 42:
+            d = (v & 15) << 2
+        c: uint256 = 61  # '='
+        if i < 43:
+            if d < 26:
+                c = 65 + d
+            elif d < 52:
+                c = 71 + d
+            elif d < 62:
+                c = d - 4
+            elif d == 62:
+                c = 43
+            else:
+                c = 47
+        if i < 32:
+            head = head | (c << (8 * (31 - i)))
+        else:
+            tail = tail | (c << (8 * (63 - i)))
+    return concat(convert(head, bytes32), slice(convert(tail, bytes32), 0, 12))
+
+
+@external
+@pure
+def shadow_commitment(reporter: address, account: address, note: Bytes[MAX_SIGNED], nonce: bytes32) -> bytes32:
+    return keccak256(abi_encode(reporter, account, keccak256(note), nonce))
+
+
+@external
+@nonreentrant
+def slash_shadow(account: address, checkpoint: SignedCheckpoint, fork: Fork, nonce: bytes32):
+    """@notice Slash a node whose signed checkpoint contradicts its anchored history (commit first)."""
+    node: Node = self.nodes[account]
+    assert node.ed25519 != empty(bytes32), "evidence: not a registered node"
+    assert not node.slashed, "evidence: node already slashed"
+    assert not node.withdrawn, "evidence: node has withdrawn its stake"
+    assert msg.sender != account, "evidence: a node cannot report itself"
+    assert checkpoint.size < MAX_SIZE, "evidence: tree size out of range"
+    prefix: Bytes[256] = concat(convert(node.origin, Bytes[128]), b"\n", convert(uint2str(checkpoint.size), Bytes[78]),
+                                b"\n", self._base64_root(checkpoint.root), b"\n")
+    assert len(checkpoint.note) >= len(prefix) and slice(checkpoint.note, 0, len(prefix)) == prefix, \
+        "evidence: the note is not a checkpoint of this node's log with that size and root"
+    assert self._ed25519_verify(node.ed25519, checkpoint.note, checkpoint.signature), \
+        "evidence: the node's key did not sign this checkpoint"
+    anchored: bytes32 = self.roots[account][fork.anchored_size]
+    assert anchored != empty(bytes32), "evidence: tree size was not anchored by the node"
+    if fork.anchored_size == checkpoint.size:
+        assert anchored != checkpoint.root, "evidence: the checkpoint agrees with the anchored root"
+    else:
+        assert fork.index < checkpoint.size and fork.index < fork.anchored_size, "evidence: leaf index outside a tree"
+        assert fork.signed_leaf != fork.anchored_leaf, "evidence: the leaves are the same"
+        assert self._inclusion_root(fork.index, checkpoint.size, fork.signed_leaf, fork.signed_proof) == \
+            checkpoint.root, "evidence: inclusion proof under the signed checkpoint does not hold"
+        assert self._inclusion_root(fork.index, fork.anchored_size, fork.anchored_leaf, fork.anchored_proof) == \
+            anchored, "evidence: inclusion proof under the anchored root does not hold"
+    self._reveal(keccak256(abi_encode(msg.sender, account, keccak256(checkpoint.note), nonce)), "report")
+    self._take_stake(account, empty(bytes32))
+
+
+@internal
+@view
+def _ed25519_verify(key: bytes32, message: Bytes[MAX_SIGNED], signature: Bytes[64]) -> bool:
+    return staticcall Ed25519Verifier(ed25519_verifier).verify(key, message, signature)
 
 
 @external

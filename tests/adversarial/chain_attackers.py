@@ -11,8 +11,9 @@ import functools
 from typing import Any
 
 from veriml.chain import Contracts
-from veriml.chain.contracts import Inclusion
-from veriml.identity import VerifyingKey
+from veriml.chain.contracts import Inclusion, ShadowCheckpoint
+from veriml.identity import Domain, SigningKey, VerifyingKey
+from veriml.tlog import Checkpoint, SignedCheckpoint, sign_note
 
 # A verifier that accepts every proof: what a front-runner would register beside someone else's model, and
 # the stand-in for a SNARK verifier in the consumer test (anyone can prove any input; what matters is whether
@@ -44,21 +45,28 @@ def copy_manifest_registration(contracts: Contracts, attacker: Any, canonical: b
     return contracts.register_model(attacker, canonical, verifier)
 
 
-def copy_registration_reveal(contracts: Contracts, attacker: Any, key: VerifyingKey, endpoint: str, stake: int,
-                             nonce: bytes) -> Any:  # fmt: skip
-    """The victim's pending reveal (key, origin, endpoint, nonce are all in its calldata), sent by the attacker."""
-    return contracts.reveal_registration(attacker, key, endpoint, stake, nonce)
+def copy_registration(contracts: Contracts, attacker: Any, key: VerifyingKey, endpoint: str, stake: int,
+                      signature: bytes) -> Any:  # fmt: skip
+    """A registration call (key, origin, endpoint, the key's binding signature) sent from the attacker."""
+    return contracts.register_signed(attacker, key, endpoint, stake, signature)
+
+
+def forge_binding(contracts: Contracts, attacker: Any, key: VerifyingKey) -> bytes:
+    """The best an attacker without the node's private key can do: sign the binding with a key of its own."""
+    payload = contracts.binding(attacker.address, key)
+    prefix = Domain.CHAIN_BINDING.message(b"")
+    return SigningKey.generate(key.name).sign(Domain.CHAIN_BINDING, payload[len(prefix) :])
+
+
+def shadow_checkpoint(key: SigningKey, size: int, root: bytes) -> ShadowCheckpoint:
+    """A checkpoint the node signs for a tree it does not anchor (what it shows some clients)."""
+    checkpoint = Checkpoint(key.name, size, root)
+    return ShadowCheckpoint.of(SignedCheckpoint(checkpoint, sign_note(checkpoint.text(), key)))
 
 
 def copy_commitment(contracts: Contracts, attacker: Any, commitment: bytes) -> Any:
-    """The victim's pending commit, sent by the attacker: the same hash under the attacker's account."""
+    """A pending commit, sent by the attacker: the same hash under the attacker's account."""
     return contracts.commit(attacker, commitment, what="copied commitment")
-
-
-def squat_registration(contracts: Contracts, attacker: Any, key: VerifyingKey, endpoint: str, stake: int) -> Any:
-    """Register a node's public key and origin (both served at /v1/info) from the attacker's own account, with
-    a proper commit and reveal of its own."""
-    return contracts.register(attacker, key, endpoint, stake)
 
 
 def copy_slash_reveal(contracts: Contracts, copier: Any, node: str, first: Inclusion, second: Inclusion,

@@ -16,20 +16,21 @@ from eth_account import Account
 from tests.chain.trees import Tree, chain_manifest, digest
 from veriml.chain import Chain, Contracts, deploy, local
 from veriml.chain.connection import ANVIL_KEY, EMBEDDED_KEYS
-from veriml.chain.contracts import Inclusion, Opening
+from veriml.chain.contracts import Fork, Inclusion, Opening
 from veriml.chain.proofs import deploy_consumer
 from veriml.codec import Digest
 from veriml.devnet import free_port
 from veriml.errors import Conflict, NotFound
-from veriml.identity import SigningKey
+from veriml.identity import Domain, SigningKey
 
 from .chain_attackers import (
     copy_commitment,
     copy_manifest_registration,
-    copy_registration_reveal,
+    copy_registration,
     copy_slash_reveal,
     deploy_accept_all_verifier,
-    squat_registration,
+    forge_binding,
+    shadow_checkpoint,
 )
 
 MIN_STAKE = 10**17
@@ -95,7 +96,7 @@ def served(manifest: bytes, d_in: bytes, d_out: bytes, n: int, salt: bytes | Non
 def logged_node(world: World, receipts: list[Served]) -> tuple[Any, list[Inclusion]]:
     """A registered node that logged `receipts` (among filler entries) and anchored them; their inclusions."""
     account = world.account()
-    world.contracts.register(account, node_key("node").public, "http://127.0.0.1:9", MIN_STAKE * 2)
+    world.contracts.register(account, node_key("node"), "http://127.0.0.1:9", MIN_STAKE * 2)
     tree = Tree()
     indexes = []
     for n, receipt in enumerate(receipts):
@@ -208,30 +209,34 @@ def test_consumer_refuses_a_proof_for_inputs_it_did_not_ask_about(world):
 def test_account_cannot_register_another_nodes_key_or_origin(world):
     contracts = world.contracts
     node, attacker = world.account(), world.account()
-    key = node_key("victim").public
+    key = node_key("victim")
     endpoint = "http://127.0.0.1:9/victim"
-    nonce = os.urandom(32)
-    commitment = contracts.registration_commitment(node.address, key, nonce)
-    contracts.commit(node, commitment)
+    binding = contracts.binding(node.address, key.public)
+    signature = key.sign(Domain.CHAIN_BINDING, binding[len(Domain.CHAIN_BINDING.message(b"")) :])
 
-    # The attacker copies the pending commit, then the pending reveal: the commitment names the node's account.
-    copy_commitment(contracts, attacker, commitment)
-    with pytest.raises(Conflict, match="no commitment from this account for this registration"):
-        copy_registration_reveal(contracts, attacker, key, endpoint, MIN_STAKE, nonce)
-    contracts.reveal_registration(node, key, endpoint, MIN_STAKE, nonce)
+    # The node's pending registration, copied: the key signed a statement naming the node's account.
+    with pytest.raises(Conflict, match="the Ed25519 key did not sign this account's registration"):
+        copy_registration(contracts, attacker, key.public, endpoint, MIN_STAKE, signature)
+    # The key and origin (public at /v1/info) claimed with a signature the attacker can make: its own key's.
+    forged = forge_binding(contracts, attacker, key.public)
+    with pytest.raises(Conflict, match="the Ed25519 key did not sign this account's registration"):
+        copy_registration(contracts, attacker, key.public, endpoint, MIN_STAKE, forged)
+    with pytest.raises(NotFound, match="not a registered node"):
+        contracts.node(attacker.address)
 
-    # Once registered, the key and the origin are the node's for good.
+    contracts.register_signed(node, key.public, endpoint, MIN_STAKE, signature)
+    assert contracts.node(node.address).ed25519 == key.public.public
+    # Once registered, the key and the origin are the node's for good, even with a valid binding of its own.
     with pytest.raises(Conflict, match="Ed25519 key registered by another account"):
-        squat_registration(contracts, attacker, key, endpoint, MIN_STAKE)
-    same_origin = SigningKey.generate(key.name).public
+        copy_registration(contracts, attacker, key.public, endpoint, MIN_STAKE, signature)
+    same_origin = SigningKey.generate(key.name)
     with pytest.raises(Conflict, match="log origin registered by another account"):
-        squat_registration(contracts, attacker, same_origin, "http://127.0.0.1:9/attacker", MIN_STAKE)
-    assert contracts.node(node.address).ed25519 == key.public
+        contracts.register(attacker, same_origin, "http://127.0.0.1:9/attacker", MIN_STAKE)
     with pytest.raises(NotFound, match="not a registered node"):
         contracts.node(attacker.address)
     # One registration per account: a node cannot take a second key or origin either.
     with pytest.raises(Conflict, match="account already registered"):
-        squat_registration(contracts, node, node_key("second").public, endpoint, MIN_STAKE)
+        contracts.register(node, node_key("second"), endpoint, MIN_STAKE)
 
 
 # ---- 4. a slash report copied, or collected by the slashed operator ----------------------------------------
@@ -308,10 +313,72 @@ def test_node_that_stops_anchoring_is_reported_stale(world):
 def test_a_new_node_anchors_the_empty_tree_at_registration(world):
     contracts = world.contracts
     account = world.account()
-    contracts.register(account, node_key("fresh").public, "http://127.0.0.1:9", MIN_STAKE)
+    contracts.register(account, node_key("fresh"), "http://127.0.0.1:9", MIN_STAKE)
     node = contracts.node(account.address)
     assert (node.anchored_size, node.anchored_root) == (0, hashlib.sha256(b"").digest())
     assert node.anchored_at > 0 and not contracts.is_stale(account.address)
+
+
+def shadow_node(world: World) -> tuple[Any, SigningKey, Tree, Tree]:
+    """A node that anchors tree A (8 entries) and signs checkpoints of tree B, which holds other entries from
+    index 3 on: the history it shows to some clients is not the one it committed to on chain."""
+    account, key = world.account(), node_key("shadow")
+    world.contracts.register(account, key, "http://127.0.0.1:9", MIN_STAKE * 2)
+    entries = [served(digest("m"), digest(f"in {n}"), digest(f"out {n}"), n).leaf for n in range(8)]
+    anchored, shadow = Tree(entries), Tree(entries[:3])
+    for n in range(3, 8):
+        shadow.append(served(digest("m"), digest(f"in {n}"), digest(f"other {n}"), n).leaf)
+    world.contracts.anchor(account, 4, anchored.root(4), [])
+    world.contracts.anchor(account, 8, anchored.root(8), anchored.consistency(4, 8))
+    return account, key, anchored, shadow
+
+
+def test_node_anchoring_one_history_and_serving_another_is_slashable(world):
+    contracts = world.contracts
+    reporter = world.account()
+    # Same size, another root: the signed checkpoint alone is the evidence.
+    node, key, _, shadow = shadow_node(world)
+    checkpoint = shadow_checkpoint(key, 8, shadow.root(8))
+    contracts.slash_shadow(reporter, node.address, checkpoint, Fork(anchored_size=8))
+    assert contracts.node(node.address).slashed and contracts.node(node.address).stake == 0
+
+    # Another size: a leaf index where the signed tree and an anchored tree differ, each with its proof.
+    node, key, anchored, shadow = shadow_node(world)
+    checkpoint = shadow_checkpoint(key, 6, shadow.root(6))
+    fork = Fork(
+        anchored_size=4, index=3,
+        signed_leaf=shadow.hashes[(0, 3)], signed_proof=tuple(shadow.inclusion(3, 6)),
+        anchored_leaf=anchored.hashes[(0, 3)], anchored_proof=tuple(anchored.inclusion(3, 4)),
+    )  # fmt: skip
+    with pytest.raises(Conflict, match="evidence: a node cannot report itself"):
+        contracts.slash_shadow(node, node.address, checkpoint, fork)
+    before = contracts.chain.balance(reporter.address)
+    receipt = contracts.slash_shadow(reporter, node.address, checkpoint, fork)
+    paid = receipt["gasUsed"] * receipt["effectiveGasPrice"]
+    assert contracts.chain.balance(reporter.address) > before + MIN_STAKE - paid - 10**16  # half of 2x, less gas
+    assert contracts.node(node.address).slashed
+
+
+def test_honest_node_cannot_be_slashed_for_a_shadow_history(world):
+    contracts = world.contracts
+    reporter = world.account()
+    node, key, anchored, _ = shadow_node(world)
+    honest = shadow_checkpoint(key, 8, anchored.root(8))
+    with pytest.raises(Conflict, match="evidence: the checkpoint agrees with the anchored root"):
+        contracts.slash_shadow(reporter, node.address, honest, Fork(anchored_size=8))
+    grown = shadow_checkpoint(key, 6, anchored.root(6))
+    same = Fork(4, 3, anchored.hashes[(0, 3)], tuple(anchored.inclusion(3, 6)), anchored.hashes[(0, 3)],
+                tuple(anchored.inclusion(3, 4)))  # fmt: skip
+    with pytest.raises(Conflict, match="evidence: the leaves are the same"):
+        contracts.slash_shadow(reporter, node.address, grown, same)
+    # A checkpoint the node never signed (another key), or of another log, is no evidence.
+    stranger = shadow_checkpoint(SigningKey.generate(key.name), 8, digest("made up"))
+    with pytest.raises(Conflict, match="evidence: the node's key did not sign this checkpoint"):
+        contracts.slash_shadow(reporter, node.address, stranger, Fork(anchored_size=8))
+    other_log = shadow_checkpoint(node_key("other"), 8, digest("made up"))
+    with pytest.raises(Conflict, match="evidence: the note is not a checkpoint of this node's log"):
+        contracts.slash_shadow(reporter, node.address, other_log, Fork(anchored_size=8))
+    assert not contracts.node(node.address).slashed and contracts.node(node.address).stake == MIN_STAKE * 2
 
 
 # ---- an honest node cannot be framed ---------------------------------------------------------------------

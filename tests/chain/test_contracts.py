@@ -22,7 +22,7 @@ RUNTIME = digest("onnxruntime 1.20 cpu")
 
 def register(contracts: Contracts, account, name: str, stake: int = MIN_STAKE) -> SigningKey:  # type: ignore[no-untyped-def]
     key = SigningKey.generate(name)
-    contracts.register(account, key.public, f"http://127.0.0.1:9/{name}", stake)
+    contracts.register(account, key, f"http://127.0.0.1:9/{name}", stake)
     return key
 
 
@@ -45,7 +45,7 @@ def test_registration_refuses_low_stake_and_reuse(contracts, accounts):
     with pytest.raises(Conflict, match="account already registered"):
         register(contracts, accounts[1], "node1b.example")
     with pytest.raises(Conflict, match="Ed25519 key registered by another account"):
-        contracts.register(accounts[2], key.public, "http://127.0.0.1:9", MIN_STAKE)
+        contracts.register(accounts[2], key, "http://127.0.0.1:9", MIN_STAKE)
     with pytest.raises(Conflict, match="log origin registered by another account"):
         register(contracts, accounts[2], "node1.example")
     with pytest.raises(NotFound, match="not a registered node"):
@@ -84,7 +84,7 @@ def test_no_funds_is_a_clear_error(contracts, chain):
 
     broke = Account.create()
     with pytest.raises(PermissionDenied, match=f"account {broke.address} has 0 wei"):
-        contracts.register(broke, SigningKey.generate("broke").public, "http://127.0.0.1:9", MIN_STAKE)
+        contracts.register(broke, SigningKey.generate("broke"), "http://127.0.0.1:9", MIN_STAKE)
 
 
 # ---- anchoring -------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ def test_a_tile_beyond_the_tree_is_not_found(log, served):
 
 
 def test_anchoring_from_tiles_passes_the_contract(log, served, contracts, accounts):
-    contracts.register(accounts[1], log.key.public, served, MIN_STAKE)
+    contracts.register(accounts[1], log.key, served, MIN_STAKE)
 
     def source() -> AnchorSource:
         tiles = TileLog(served, 0)

@@ -17,7 +17,8 @@ from veriml.chain.connection import Chain
 from veriml.codec import Digest
 from veriml.errors import InvalidInput, NotFound
 from veriml.hub.manifest import SignedManifest
-from veriml.identity import VerifyingKey
+from veriml.identity import Domain, SigningKey, VerifyingKey
+from veriml.tlog import SignedCheckpoint
 
 ETHER = 10**18
 DEFAULT_MIN_STAKE = ETHER // 10
@@ -132,6 +133,43 @@ class Inclusion:
         return inclusion
 
 
+@dataclass(frozen=True)
+class ShadowCheckpoint:
+    """A checkpoint a node signed: its note text (origin, size, base64 root, extensions) and signature."""
+
+    size: int
+    root: bytes
+    note: bytes
+    signature: bytes
+
+    @classmethod
+    def of(cls, signed: SignedCheckpoint) -> ShadowCheckpoint:
+        if len(signed.note.signatures) != 1:
+            raise InvalidInput("shadow evidence: expected a checkpoint with the node's signature only")
+        text = signed.note.text.encode("utf-8")
+        return cls(signed.checkpoint.size, signed.checkpoint.root, text, signed.note.signatures[0].signature)
+
+    def as_abi(self) -> tuple[Any, ...]:
+        return (self.size, self.root, self.note, self.signature)
+
+
+@dataclass(frozen=True)
+class Fork:
+    """Where a signed checkpoint and an anchored tree disagree: the same size (a root mismatch, no proofs), or a
+    leaf index below both sizes with different leaf hashes, each with its inclusion proof."""
+
+    anchored_size: int
+    index: int = 0
+    signed_leaf: bytes = ZERO32
+    signed_proof: tuple[bytes, ...] = ()
+    anchored_leaf: bytes = ZERO32
+    anchored_proof: tuple[bytes, ...] = ()
+
+    def as_abi(self) -> tuple[Any, ...]:
+        return (self.anchored_size, self.index, self.signed_leaf, list(self.signed_proof), self.anchored_leaf,
+                list(self.anchored_proof))  # fmt: skip
+
+
 def deploy(
     chain: Chain,
     account: Any,
@@ -143,9 +181,12 @@ def deploy(
     """Compile the Vyper contracts and deploy the model registry and the node registry from `account`."""
     models = compile_vyper("ModelRegistry")
     registry = compile_vyper("NodeRegistry")
+    ed25519 = compile_vyper("Ed25519")
     model_address = chain.deploy(account, models.abi, models.bytecode, what="ModelRegistry")
+    ed25519_address = chain.deploy(account, ed25519.abi, ed25519.bytecode, what="Ed25519")
     registry_address = chain.deploy(
-        account, registry.abi, registry.bytecode, model_address, min_stake, exit_delay, reporter_bps, max_anchor_gap,
+        account, registry.abi, registry.bytecode, model_address, ed25519_address, min_stake, exit_delay,
+        reporter_bps, max_anchor_gap,
         what="NodeRegistry",
     )  # fmt: skip
     return Deployment(chain.chain_id, registry_address, model_address)
@@ -170,20 +211,24 @@ class Contracts:
         self.chain.wait_past(int(receipt["blockNumber"]))
         return receipt
 
-    def registration_commitment(self, account: str, key: VerifyingKey, nonce: bytes) -> bytes:
+    def binding(self, account: str, key: VerifyingKey) -> bytes:
+        """The statement a node key signs (under Domain.CHAIN_BINDING) for `account` to register it here."""
         address = self.chain.w3.to_checksum_address(account)
-        return bytes(self.registry.functions.registration_commitment(address, key.public, key.name, nonce).call())
+        return bytes(self.registry.functions.binding_message(address, key.name).call())
 
-    def reveal_registration(self, account: Any, key: VerifyingKey, endpoint: str, stake: int, nonce: bytes) -> Any:
-        call = self.registry.functions.register(key.public, key.name, endpoint, nonce)
+    def register_signed(self, account: Any, key: VerifyingKey, endpoint: str, stake: int, signature: bytes) -> Any:
+        call = self.registry.functions.register(key.public, key.name, endpoint, signature)
         return self.chain.send(account, call, value=stake, what=f"register node {key.name}")
 
-    def register(self, account: Any, key: VerifyingKey, endpoint: str, stake: int) -> Any:
-        """Commit to the registration, then reveal it in a later block (each send waits for its block)."""
-        nonce = secrets.token_bytes(32)
-        commitment = self.registration_commitment(account.address, key, nonce)
-        self.commit(account, commitment, what=f"commit to registering node {key.name}")
-        return self.reveal_registration(account, key, endpoint, stake, nonce)
+    def register(self, account: Any, key: SigningKey, endpoint: str, stake: int) -> Any:
+        """Register the node key from `account`, with the key's signature binding it to that account (the
+        contract verifies it: nobody else can register the key, or copy this registration)."""
+        payload = self.binding(account.address, key.public)
+        prefix = Domain.CHAIN_BINDING.message(b"")
+        if not payload.startswith(prefix):
+            raise InvalidInput("chain: the registry's binding statement has an unexpected domain")
+        signature = key.sign(Domain.CHAIN_BINDING, payload[len(prefix) :])
+        return self.register_signed(account, key.public, endpoint, stake, signature)
 
     def report_stale(self, account: Any, node: str) -> Any:
         call = self.registry.functions.report_stale(self.chain.w3.to_checksum_address(node))
@@ -253,6 +298,29 @@ class Contracts:
     def verify_inclusion(self, node: str, inclusion: Inclusion) -> bool:
         address = self.chain.w3.to_checksum_address(node)
         return bool(self.registry.functions.verify_inclusion(address, inclusion.as_abi()).call())
+
+    def shadow_commitment(self, reporter: str, node: str, note: bytes, nonce: bytes) -> bytes:
+        to_address = self.chain.w3.to_checksum_address
+        return bytes(
+            self.registry.functions.shadow_commitment(to_address(reporter), to_address(node), note, nonce).call()
+        )
+
+    def reveal_shadow(self, account: Any, node: str, checkpoint: ShadowCheckpoint, fork: Fork, nonce: bytes) -> Any:
+        address = self.chain.w3.to_checksum_address(node)
+        call = self.registry.functions.slash_shadow(address, checkpoint.as_abi(), fork.as_abi(), nonce)
+        return self.chain.send(account, call, what=f"slash {node} for a shadow history")
+
+    def slash_shadow(self, account: Any, node: str, checkpoint: ShadowCheckpoint, fork: Fork) -> Any:
+        """Slash a node whose signed checkpoint contradicts what it anchored (commit, then reveal)."""
+        nonce = secrets.token_bytes(32)
+        self.commit(account, self.shadow_commitment(account.address, node, checkpoint.note, nonce))
+        return self.reveal_shadow(account, node, checkpoint, fork, nonce)
+
+    def verify_ed25519(self, key: bytes, message: bytes, signature: bytes) -> bool:
+        """The chain's own Ed25519 check (contracts/Ed25519.vy), as the registry calls it."""
+        address = self.registry.functions.ed25519_verifier().call()
+        verifier = self.chain.contract(address, compile_vyper("Ed25519").abi)
+        return bool(verifier.functions.verify(key, message, signature).call())
 
     # ---- models ------------------------------------------------------------------------------------------
 

@@ -121,7 +121,7 @@ def register(
     key = SigningKey.load(home.node_key_path)
     contracts = _contracts(rpc, deployment)
     account = load_account(key_file=key_file)
-    contracts.register(account, key.public, endpoint, _ether(stake, "--stake"))
+    contracts.register(account, key, endpoint, _ether(stake, "--stake"))
     console.print(f"registered {key.public.name} from {account.address} with {stake} ether at {endpoint}")
 
 

@@ -11,6 +11,7 @@ class Domain(Enum):
     RECEIPT = "veriml/receipt/v1"
     ATTESTATION = "veriml/attestation/v1"
     ZK_DOCUMENT = "veriml/zk-document/v1"
+    CHAIN_BINDING = "veriml/chain-binding/v1"  # a node key naming the EVM account that registers it
 
     def message(self, payload: bytes) -> bytes:
         # The NUL cannot occur in a prefix, so prefix and payload can never be re-split differently.
