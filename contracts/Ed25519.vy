@@ -133,12 +133,6 @@ def _rev(x: uint256) -> uint256:
 
 @internal
 @pure
-def _rotr(x: uint256, n: uint256) -> uint256:
-    return ((x >> n) | (x << (64 - n))) & MASK64
-
-
-@internal
-@pure
 def _word(data: Bytes[SHA_IN], n: uint256, total: uint256, pos: uint256) -> uint256:
     """The big-endian 64-bit word at `pos` of the SHA-512-padded message."""
     if pos + 8 <= n:
@@ -173,8 +167,8 @@ def _sha512(data: Bytes[SHA_IN]) -> (uint256, uint256):
         for j: uint256 in range(16, 80):
             x: uint256 = w[j - 15]
             y: uint256 = w[j - 2]
-            s0: uint256 = self._rotr(x, 1) ^ self._rotr(x, 8) ^ (x >> 7)
-            s1: uint256 = self._rotr(y, 19) ^ self._rotr(y, 61) ^ (y >> 6)
+            s0: uint256 = ((((x >> 1) | (x << 63))) & MASK64) ^ ((((x >> 8) | (x << 56))) & MASK64) ^ (x >> 7)
+            s1: uint256 = ((((y >> 19) | (y << 45))) & MASK64) ^ ((((y >> 61) | (y << 3))) & MASK64) ^ (y >> 6)
             w[j] = unsafe_add(unsafe_add(w[j - 16], s0), unsafe_add(w[j - 7], s1)) & MASK64
         a: uint256 = h[0]
         b: uint256 = h[1]
@@ -186,11 +180,11 @@ def _sha512(data: Bytes[SHA_IN]) -> (uint256, uint256):
         hh: uint256 = h[7]
         for j: uint256 in range(80):
             t1: uint256 = unsafe_add(
-                unsafe_add(hh, self._rotr(e, 14) ^ self._rotr(e, 18) ^ self._rotr(e, 41)),
+                unsafe_add(hh, ((((e >> 14) | (e << 50))) & MASK64) ^ ((((e >> 18) | (e << 46))) & MASK64) ^ ((((e >> 41) | (e << 23))) & MASK64)),
                 unsafe_add(unsafe_add((e & f) ^ ((e ^ MASK64) & g), SHA512_K[j]), w[j]),
             ) & MASK64
             t2: uint256 = unsafe_add(
-                self._rotr(a, 28) ^ self._rotr(a, 34) ^ self._rotr(a, 39), (a & b) ^ (a & c) ^ (b & c)
+                ((((a >> 28) | (a << 36))) & MASK64) ^ ((((a >> 34) | (a << 30))) & MASK64) ^ ((((a >> 39) | (a << 25))) & MASK64), (a & b) ^ (a & c) ^ (b & c)
             ) & MASK64
             hh = g
             g = f
@@ -234,23 +228,6 @@ def _ed_add(x1: uint256, y1: uint256, z1: uint256, t1: uint256,
     f: uint256 = uint256_addmod(d, P - c, P)
     g: uint256 = uint256_addmod(d, c, P)
     h: uint256 = uint256_addmod(b, a, P)
-    return uint256_mulmod(e, f, P), uint256_mulmod(g, h, P), uint256_mulmod(f, g, P), uint256_mulmod(e, h, P)
-
-
-@internal
-@pure
-def _ed_double(x1: uint256, y1: uint256, z1: uint256) -> (uint256, uint256, uint256, uint256):
-    # dbl-2008-hwcd for a = -1
-    a: uint256 = uint256_mulmod(x1, x1, P)
-    b: uint256 = uint256_mulmod(y1, y1, P)
-    c: uint256 = uint256_mulmod(uint256_addmod(z1, z1, P), z1, P)
-    s: uint256 = uint256_addmod(x1, y1, P)
-    e: uint256 = uint256_addmod(uint256_mulmod(s, s, P), P - uint256_addmod(a, b, P), P)
-    g: uint256 = uint256_addmod(b, P - a, P)  # D + B with D = -A
-    f: uint256 = uint256_addmod(g, P - c, P)
-    h: uint256 = P - uint256_addmod(a, b, P)  # D - B
-    if h == P:
-        h = 0
     return uint256_mulmod(e, f, P), uint256_mulmod(g, h, P), uint256_mulmod(f, g, P), uint256_mulmod(e, h, P)
 
 
@@ -317,15 +294,51 @@ def _ed25519_verify(pubkey: bytes32, message: Bytes[MAX_SIGNED], signature: Byte
     qt: uint256 = 0
     for i: uint256 in range(253):
         bit: uint256 = 252 - i
-        qx, qy, qz, qt = self._ed_double(qx, qy, qz)
+        # double (dbl-2008-hwcd, a = -1)
+        a: uint256 = uint256_mulmod(qx, qx, P)
+        b: uint256 = uint256_mulmod(qy, qy, P)
+        c: uint256 = uint256_mulmod(uint256_addmod(qz, qz, P), qz, P)
+        ab: uint256 = uint256_addmod(a, b, P)
+        e: uint256 = uint256_addmod(qx, qy, P)
+        e = uint256_addmod(uint256_mulmod(e, e, P), P - ab, P)
+        g: uint256 = uint256_addmod(b, P - a, P)
+        f: uint256 = uint256_addmod(g, P - c, P)
+        h: uint256 = (P - ab) % P
+        qx = uint256_mulmod(e, f, P)
+        qy = uint256_mulmod(g, h, P)
+        qz = uint256_mulmod(f, g, P)
+        qt = uint256_mulmod(e, h, P)
         sb: uint256 = (s >> bit) & 1
         kb: uint256 = (k >> bit) & 1
-        if sb == 1 and kb == 1:
-            qx, qy, qz, qt = self._ed_add(qx, qy, qz, qt, sx, sy, sz, st)
-        elif sb == 1:
-            qx, qy, qz, qt = self._ed_add(qx, qy, qz, qt, BX, BY, 1, bt)
-        elif kb == 1:
-            qx, qy, qz, qt = self._ed_add(qx, qy, qz, qt, nax, ay, 1, nat)
+        if sb == 0 and kb == 0:
+            continue
+        # add (add-2008-hwcd-3, a = -1) the precomputed point for this pair of bits
+        px: uint256 = sx
+        py: uint256 = sy
+        pz: uint256 = sz
+        pt: uint256 = st
+        if kb == 0:
+            px = BX
+            py = BY
+            pz = 1
+            pt = bt
+        elif sb == 0:
+            px = nax
+            py = ay
+            pz = 1
+            pt = nat
+        a = uint256_mulmod(uint256_addmod(qy, P - qx, P), uint256_addmod(py, P - px, P), P)
+        b = uint256_mulmod(uint256_addmod(qy, qx, P), uint256_addmod(py, px, P), P)
+        c = uint256_mulmod(uint256_mulmod(qt, ED_D2, P), pt, P)
+        d: uint256 = uint256_mulmod(uint256_addmod(qz, qz, P), pz, P)
+        e = uint256_addmod(b, P - a, P)
+        f = uint256_addmod(d, P - c, P)
+        g = uint256_addmod(d, c, P)
+        h = uint256_addmod(b, a, P)
+        qx = uint256_mulmod(e, f, P)
+        qy = uint256_mulmod(g, h, P)
+        qz = uint256_mulmod(f, g, P)
+        qt = uint256_mulmod(e, h, P)
     zinv: uint256 = self._pow(qz, P - 2)
     x: uint256 = uint256_mulmod(qx, zinv, P)
     y: uint256 = uint256_mulmod(qy, zinv, P)
