@@ -1,5 +1,6 @@
 """Slashing evidence from two bundles: receipts of one node for the same manifest, input and runtime with
-different outputs, each proven included under a tree the node anchored on chain. The proofs are computed from
+different outputs, each proven included under a tree the node anchored on chain, each leaf opened by its
+bundle's salt and unsalted tensor digests (receipt v2: the leaves hold salted commitments). The proofs are computed from
 the node's public tiles and checked here against the anchored root before anything is sent."""
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from veriml.chain.contracts import Contracts, Inclusion
+from veriml.chain.contracts import Contracts, Inclusion, Opening
 from veriml.chain.tiles import TileLog
+from veriml.codec import Digest, tensors_digest
 from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed
 from veriml.receipts import Bundle
+from veriml.receipts.commitment import commit
 from veriml.receipts.leaf import ReceiptLeaf
 from veriml.tlog import TlogProof, merkle
 
@@ -49,15 +52,24 @@ def _log_index(bundle: Bundle, which: str) -> int:
     return TlogProof.parse(bundle.log_proof, f"{which} bundle log proof").index
 
 
-def check_equivocation(first: ReceiptLeaf, second: ReceiptLeaf) -> None:
+def opening_of(bundle: Bundle) -> Opening:
+    """What opens the bundle's receipt commitments: its salt and the unsalted digests of its tensors."""
+    return Opening(bundle.salt, tensors_digest(bundle.inputs).value, tensors_digest(bundle.outputs).value)
+
+
+def check_equivocation(first: ReceiptLeaf, second: ReceiptLeaf, a: Opening, b: Opening) -> None:
     """The contract's rule, checked first here so that a user learns why before spending gas."""
     if first.manifest != second.manifest:
         raise InvalidInput("evidence: the receipts are for different manifests")
-    if first.input_commitment != second.input_commitment:
-        raise InvalidInput("evidence: the receipts are for different inputs")
     if first.runtime_digest != second.runtime_digest:
         raise InvalidInput("evidence: the receipts name different runtimes (not comparable)")
-    if first.output_commitment == second.output_commitment:
+    for which, leaf, opening in (("first", first, a), ("second", second, b)):
+        opens_input = commit(opening.salt, Digest("sha256", opening.input_digest)) == leaf.input_commitment
+        if not opens_input or commit(opening.salt, Digest("sha256", opening.output_digest)) != leaf.output_commitment:
+            raise InvalidInput(f"evidence: the {which} bundle's salt and tensors do not open its receipt's commitments")
+    if a.input_digest != b.input_digest:
+        raise InvalidInput("evidence: the receipts are for different inputs")
+    if a.output_digest == b.output_digest:
         raise InvalidInput("evidence: the receipts have the same output: no equivocation")
 
 
@@ -66,7 +78,8 @@ def build_evidence(contracts: Contracts, first: Bundle, second: Bundle, timeout:
     if receipts[0].body.node.public != receipts[1].body.node.public:
         raise InvalidInput("evidence: the receipts were signed by different nodes")
     leaves = [ReceiptLeaf.of(receipt) for receipt in receipts]
-    check_equivocation(*leaves)
+    openings = [opening_of(first), opening_of(second)]
+    check_equivocation(*leaves, *openings)
     _, exact, _ = contracts.model(leaves[0].manifest)
     if not exact:
         raise InvalidInput(f"evidence: manifest {leaves[0].manifest} is not registered on chain as exact")
@@ -83,7 +96,7 @@ def build_evidence(contracts: Contracts, first: Bundle, second: Bundle, timeout:
         )
     inclusions = []
     with TileLog(node.endpoint, node.anchored_size, timeout) as log:
-        for index, leaf in zip(indexes, leaves, strict=True):
+        for index, leaf, opening in zip(indexes, leaves, openings, strict=True):
             proof = log.inclusion_proof(index)
             try:
                 merkle.verify_inclusion(
@@ -94,5 +107,5 @@ def build_evidence(contracts: Contracts, first: Bundle, second: Bundle, timeout:
                     f"evidence: entry {index} is not under the root {node.origin} anchored at size"
                     f" {node.anchored_size}: {exc}"
                 ) from exc
-            inclusions.append(Inclusion(leaf.to_bytes(), index, node.anchored_size, tuple(proof)))
+            inclusions.append(Inclusion(leaf.to_bytes(), index, node.anchored_size, tuple(proof), opening))
     return Evidence(node.account, inclusions[0], inclusions[1])
