@@ -271,3 +271,22 @@ def test_model_registry_binds_policy_and_verifier_to_the_publisher(contracts, ac
         contracts.set_verifier(accounts[3], manifest, accounts[8].address)
     with pytest.raises(NotFound, match="not registered"):
         contracts.model(Digest("sha256", digest("nothing")))
+
+
+def test_a_manifests_chain_section_copies_its_policy_and_keeps_other_manifests_bytes():
+    import json
+
+    from veriml.errors import InvalidInput
+    from veriml.hub.manifest import Manifest
+
+    signed = chain_manifest("0x" + "ab" * 20)
+    body = json.loads(signed.canonical)
+    assert body["chain"] == {"account": "0x" + "ab" * 20, "exact": True}
+    assert Manifest.from_json(body).chain_account == "0x" + "ab" * 20
+    body["chain"]["exact"] = False  # a copy that disagrees with the signed policy is no manifest
+    with pytest.raises(InvalidInput, match="exact must equal the policy"):
+        Manifest.from_json(body)
+    with pytest.raises(InvalidInput, match="40 lowercase hex digits"):
+        Manifest.from_json({**json.loads(signed.canonical), "chain": {"account": "0x" + "AB" * 20, "exact": True}})
+    unbound = chain_manifest(None)
+    assert b'"chain"' not in unbound.canonical and unbound.body.chain_account is None
