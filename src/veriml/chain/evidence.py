@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from veriml.chain.contracts import Contracts, Inclusion, Opening
+from veriml.chain.contracts import Contracts, Fork, Inclusion, Opening, ShadowCheckpoint
 from veriml.chain.tiles import TileLog
 from veriml.codec import Digest, tensors_digest
 from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed
+from veriml.identity import VerifyingKey
 from veriml.receipts import Bundle
 from veriml.receipts.commitment import commit
 from veriml.receipts.leaf import ReceiptLeaf
-from veriml.tlog import TlogProof, merkle
+from veriml.tlog import TlogProof, merkle, verify_note
 
 
 @dataclass(frozen=True)
@@ -109,3 +110,67 @@ def build_evidence(contracts: Contracts, first: Bundle, second: Bundle, timeout:
                 ) from exc
             inclusions.append(Inclusion(leaf.to_bytes(), index, node.anchored_size, tuple(proof), opening))
     return Evidence(node.account, inclusions[0], inclusions[1])
+
+
+@dataclass(frozen=True)
+class ShadowEvidence:
+    """A checkpoint a node signed that contradicts what it anchored, and where (see NodeRegistry.slash_shadow)."""
+
+    node: str
+    checkpoint: ShadowCheckpoint
+    fork: Fork
+
+    def submit(self, contracts: Contracts, account: Any) -> Any:
+        return contracts.slash_shadow(account, self.node, self.checkpoint, self.fork)
+
+
+def shadow_evidence(
+    contracts: Contracts, node_key: VerifyingKey, leaf: bytes, proof: TlogProof, timeout: float = 10.0
+) -> ShadowEvidence:
+    """Evidence from one logged entry: `leaf` at `proof.index` under the checkpoint the node signed in `proof`.
+    When the node anchored that size, a different root is the evidence; otherwise the entry at that index in
+    the node's latest anchored tree (read from its tiles, checked against the anchored root) must differ."""
+    signed = proof.checkpoint
+    verify_note(signed.note, [node_key], "evidence checkpoint")
+    signature = next(s for s in signed.note.signatures if s.matches(node_key))
+    checkpoint = ShadowCheckpoint(
+        signed.checkpoint.size, signed.checkpoint.root, signed.note.text.encode("utf-8"), signature.signature
+    )
+    leaf_hash = merkle.leaf_hash(leaf)
+    merkle.verify_inclusion(proof.index, checkpoint.size, leaf_hash, list(proof.hashes), checkpoint.root)
+    owner = contracts.registry.functions.key_owner(node_key.public).call()
+    if int(owner, 16) == 0:
+        raise NotFound(f"evidence: node {node_key.name} is not registered on chain")
+    node = contracts.node(owner)
+    anchored = contracts.root(node.account, checkpoint.size)
+    if anchored != bytes(32):
+        if anchored == checkpoint.root:
+            raise InvalidInput(f"evidence: {node.origin} anchored this very checkpoint: no shadow history")
+        return ShadowEvidence(node.account, checkpoint, Fork(anchored_size=checkpoint.size))
+    if proof.index >= node.anchored_size:
+        raise Unavailable(
+            f"evidence: {node.origin} has anchored {node.anchored_size} entries; entry {proof.index} is not anchored"
+            " yet (wait for its next anchor, or report it stale once it misses the gap)"
+        )
+    with TileLog(node.endpoint, node.anchored_size, timeout) as tiles:
+        (anchored_leaf,) = tiles.hashes([(0, proof.index)])
+        anchored_proof = tiles.inclusion_proof(proof.index)
+    try:
+        merkle.verify_inclusion(proof.index, node.anchored_size, anchored_leaf, anchored_proof, node.anchored_root)
+    except VerificationFailed as exc:
+        raise VerificationFailed(
+            f"evidence: {node.origin} serves tiles that do not match its anchored root: {exc}"
+        ) from exc
+    if anchored_leaf == leaf_hash:
+        raise InvalidInput(f"evidence: entry {proof.index} is the same in {node.origin}'s anchored tree: no fork")
+    fork = Fork(node.anchored_size, proof.index, leaf_hash, tuple(proof.hashes), anchored_leaf, tuple(anchored_proof))
+    return ShadowEvidence(node.account, checkpoint, fork)
+
+
+def build_shadow_evidence(contracts: Contracts, bundle: Bundle, timeout: float = 10.0) -> ShadowEvidence:
+    """Shadow-history evidence from a bundle whose log proof names a checkpoint the node did not anchor."""
+    receipt = bundle.receipt.verified()
+    if bundle.log_proof is None:
+        raise InvalidInput("evidence: the bundle has no log proof (fetch it once a checkpoint covers it)")
+    proof = TlogProof.parse(bundle.log_proof, "bundle log proof")
+    return shadow_evidence(contracts, receipt.body.node, ReceiptLeaf.of(receipt).to_bytes(), proof, timeout)

@@ -234,6 +234,34 @@ def evidence(
         console.print(f"slashed {built.node} (gas {receipt['gasUsed']:,})")
 
 
+@chain_app.command("shadow-evidence")
+@one_line_errors
+def shadow_evidence(
+    bundle: Annotated[Path, typer.Argument(help="a bundle whose log proof names a checkpoint the node signed")],
+    rpc: Rpc,
+    deployment: DeploymentFile = Path("chain.json"),
+    submit: Annotated[bool, typer.Option("--submit", help="send it to the contract: slash the node")] = False,
+    key_file: KeyFile = None,
+) -> None:
+    """Check a bundle's signed checkpoint against what its node anchored; if they contradict (same size and
+    another root, or another entry at the bundle's index in the anchored tree), build the evidence and, with
+    --submit, slash the node for a shadow history.
+
+    Example: veriml chain shadow-evidence a.bundle.json --rpc http://127.0.0.1:8545 --submit
+    """
+    from veriml.chain import load_account
+    from veriml.chain.evidence import build_shadow_evidence
+    from veriml.receipts import Bundle
+
+    contracts = _contracts(rpc, deployment)
+    built = build_shadow_evidence(contracts, Bundle.load(bundle))
+    console.print(f"shadow history of {built.node}: signed size {built.checkpoint.size}, anchored size"
+                  f" {built.fork.anchored_size}")  # fmt: skip
+    if submit:
+        receipt = built.submit(contracts, load_account(key_file=key_file))
+        console.print(f"slashed {built.node} (gas {receipt['gasUsed']:,})")
+
+
 @chain_app.command("report-stale")
 @one_line_errors
 def report_stale(
