@@ -33,7 +33,6 @@ owner: public(immutable(address))
 asked: public(HashMap[bytes32, bool])  # question id = keccak256 of the ABI-encoded input instances
 answered: public(HashMap[bytes32, bool])
 answers: public(HashMap[bytes32, DynArray[uint256, MAX_INSTANCES]])
-latest_outputs: public(DynArray[uint256, MAX_INSTANCES])
 accepted: public(uint256)
 
 
@@ -91,7 +90,6 @@ def submit(proof: Bytes[MAX_PROOF_BYTES], instances: DynArray[uint256, MAX_INSTA
             break
         if i >= first:
             outputs.append(instances[i])
-    self.latest_outputs = outputs
     self.answers[question] = outputs
     self.answered[question] = True
     self.accepted += 1
