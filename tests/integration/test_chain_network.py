@@ -20,6 +20,7 @@ from veriml.chain.devnet_chain import DEVNET_STAKE
 from veriml.chain.evidence import build_evidence
 from veriml.cli.app import app
 from veriml.client import Client
+from veriml.client.protocol import ask
 from veriml.errors import Conflict
 from veriml.identity import SigningKey
 from veriml.receipts import Bundle
@@ -33,7 +34,8 @@ def infer_logged_at(client: Client, url: str) -> Bundle:
     """Inference at one given node, with its log proof cosigned by the others (the client picks nodes itself
     otherwise, and needs the other nodes' witness keys for the log proof)."""
     client.refresh()
-    _, bundle, index = client._infer_once("alice/mlp", X, None, [url])
+    asked = ask(client.manifest("alice/mlp"), X, None)
+    _, bundle, index = client._infer_once(asked, [url])
     return client._wait_logged(url, bundle, index)
 
 
