@@ -1,9 +1,12 @@
 """Gas of veriml's contracts, with baselines measured in the same run (a plain ether transfer, a bare SSTORE call).
 
-1. Node registration.
+1. Node registration (the node key's Ed25519 signature over the account binding is verified on chain), and
+   Ed25519 verification alone by message length.
 2. Anchoring as a function of the consistency-proof length: a node anchors size `old`, then `new` with the RFC
    9162 proof between them, taken from a real veriml log of 2^16 receipt leaves.
-3. Slashing: two inclusion proofs (16 hashes each) against anchored roots.
+3. Slashing: commit, then reveal two inclusion proofs (16 hashes each) with their openings; a shadow-history
+   slash (a signed checkpoint against an anchored root); a stale report; a heartbeat anchor.
+   Model registration from the canonical manifest bytes (re-hashed on chain).
 4. On-chain proof verification: the example consumer checking an EZKL proof for the MLP 16-32-8 (EZKL setup
    takes a while; --no-zk skips it).
 5. Anchoring cost per inference: 100 inferences/s with a 10 s cadence is one anchor per 1,000 receipts.
@@ -22,13 +25,15 @@ from pathlib import Path
 import numpy as np
 from eth_account import Account
 
-from veriml.chain import Chain, Contracts, Inclusion, deploy, local
+from veriml.chain import Chain, Contracts, Inclusion, compile_vyper, deploy, local
 from veriml.chain.connection import ANVIL_KEY, EMBEDDED_KEYS
-from veriml.codec import Digest
+from veriml.chain.contracts import Fork, ShadowCheckpoint
+from veriml.codec import Digest, TensorSpec
 from veriml.devnet import free_port
-from veriml.identity import SigningKey
+from veriml.hub import ComparisonPolicy, Manifest
+from veriml.identity import Signed, SigningKey
 from veriml.receipts.leaf import LEAF_SIZE
-from veriml.tlog import Log
+from veriml.tlog import Checkpoint, Log, SignedCheckpoint, sign_note
 
 LOG_SIZE = 1 << 16
 BARE_STORE = """
@@ -45,6 +50,17 @@ def leaf(n: int, manifest: bytes, input_digest: bytes, output: bytes | None = No
     output = output or n.to_bytes(32, "big")
     runtime = b"\x07" * 32
     return manifest + input_digest + output + runtime + (n + 1).to_bytes(32, "big")
+
+
+def chain_manifest(account: str, name: str, description: str = "") -> Signed[Manifest]:
+    publisher = SigningKey.generate("bench")
+    manifest = Manifest(
+        name=name, version=1, blob=Digest("sha256", b"\x05" * 32), size=1, format="onnx", opset=17,
+        inputs=(TensorSpec("x", "float32", (1, 16)),), outputs=(TensorSpec("y", "float32", (1, 8)),),
+        publisher=publisher.public, created="2026-01-01T00:00:00Z", policy=ComparisonPolicy(),
+        description=description, chain_account=account.lower(),
+    )  # fmt: skip
+    return Signed.sign(manifest, publisher)
 
 
 def gas(receipt: dict) -> int:  # type: ignore[type-arg]
@@ -103,10 +119,22 @@ def run(chain: Chain, faucet, workdir: Path, zk: bool) -> None:  # type: ignore[
     ]
 
     operator = fresh_account(chain, faucet)
-    registration = gas(contracts.register(operator, SigningKey.generate("bench0").public, "http://127.0.0.1:1", 10**17))
-    rows.append(("register a node (stake, key, origin, endpoint)", registration))
+    node_key = SigningKey.generate("veriml-node-0123456789ab")
+    registration = gas(contracts.register(operator, node_key, "http://127.0.0.1:1", 10**17))
+    rows.append(("register a node (stake, key, origin, endpoint, Ed25519 binding checked)", registration))
+    verifier = chain.contract(contracts.registry.functions.ed25519_verifier().call(), compile_vyper("Ed25519").abi)
+    for length in (0, 136, 400):
+        message = os.urandom(length)
+        used = verifier.functions.verify(node_key.public.public, message, node_key.sign_raw(message)).estimate_gas()
+        rows.append((f"Ed25519 verify alone, {length}-byte message (estimate)", int(used) - 21000))
+    for label, description in (("small", ""), ("4 KiB description", "x" * 4096)):
+        signed = chain_manifest(faucet.address, f"bench/{label.split()[0]}", description=description)
+        used = gas(contracts.register_model(faucet, signed))
+        rows.append((f"register a model from its manifest ({label}, {len(signed.canonical):,} bytes)", used))
 
-    manifest, same_input = b"\x01" * 32, b"\x02" * 32
+    manifest, same_input = chain_manifest(faucet.address, "bench/mlp"), b"\x02" * 32
+    contracts.register_model(faucet, manifest)
+    manifest = manifest.id.value
     with Log(workdir / "log.sqlite", SigningKey.generate("bench.example/log")) as log:
         log.append_batch([(leaf(n, manifest, n.to_bytes(32, "big")), b"") for n in range(LOG_SIZE - 2)])
         # Two receipts for the same input with different outputs, at the end of the log: the slashing case.
@@ -118,7 +146,7 @@ def run(chain: Chain, faucet, workdir: Path, zk: bool) -> None:  # type: ignore[
         for n, (old, new) in enumerate([(1000, 2000), (3, 4), (5, 8), (7, 15), (63, 1000), (1000, 1001),
                                         (4095, 5000), (2**15 - 1, LOG_SIZE - 1), (3, LOG_SIZE - 1)]):  # fmt: skip
             account = fresh_account(chain, faucet)
-            contracts.register(account, SigningKey.generate(f"anchor{n}").public, "http://127.0.0.1:1", 10**17)
+            contracts.register(account, SigningKey.generate(f"anchor{n}"), "http://127.0.0.1:1", 10**17)
             receipt = contracts.anchor(account, old, log.root(old), [])
             first_anchor = first_anchor or gas(receipt)
             proof = log.consistency_proof(old, new)
@@ -128,15 +156,35 @@ def run(chain: Chain, faucet, workdir: Path, zk: bool) -> None:  # type: ignore[
             rows.append((f"anchor {old} -> {new}: consistency proof of {length} hashes", used))
 
         cheat = fresh_account(chain, faucet)
-        contracts.register(cheat, SigningKey.generate("cheat").public, "http://127.0.0.1:1", 10**17)
+        cheat_key = SigningKey.generate("cheat")
+        contracts.register(cheat, cheat_key, "http://127.0.0.1:1", 10**17)
         contracts.anchor(cheat, LOG_SIZE, log.root(LOG_SIZE), [])
-        contracts.register_model(faucet, Digest("sha256", manifest), exact=True)
+        heartbeat = gas(contracts.anchor(cheat, LOG_SIZE, log.root(LOG_SIZE), []))
+        rows.append(("heartbeat anchor (same tree again)", heartbeat))
         a, b = (Inclusion(log.entry(i)[0], i, LOG_SIZE, tuple(log.inclusion_proof(i, LOG_SIZE)))
                 for i in (LOG_SIZE - 2, LOG_SIZE - 1))  # fmt: skip
         assert len(a.leaf) == LEAF_SIZE
-        rows.append(
-            (f"slash: two inclusion proofs of {len(a.proof)} hashes", gas(contracts.slash(faucet, cheat.address, a, b)))
-        )
+        nonce = os.urandom(32)
+        commit = gas(contracts.commit(faucet, contracts.slash_commitment(faucet.address, cheat.address, a, b, nonce)))
+        rows.append(("slash report: commit", commit))
+        reveal = gas(contracts.reveal_slash(faucet, cheat.address, a, b, nonce))
+        rows.append((f"slash report: reveal two inclusion proofs of {len(a.proof)} hashes (v1 openings)", reveal))
+
+        shadow = fresh_account(chain, faucet)
+        shadow_key = SigningKey.generate("veriml-node-shadow0000000")
+        contracts.register(shadow, shadow_key, "http://127.0.0.1:1", 10**17)
+        contracts.anchor(shadow, 2000, log.root(2000), [])
+        checkpoint = Checkpoint(shadow_key.name, 2000, log.root(1999))
+        signed = ShadowCheckpoint.of(SignedCheckpoint(checkpoint, sign_note(checkpoint.text(), shadow_key)))
+        nonce = os.urandom(32)
+        contracts.commit(faucet, contracts.shadow_commitment(faucet.address, shadow.address, signed.note, nonce))
+        used = gas(contracts.reveal_shadow(faucet, shadow.address, signed, Fork(anchored_size=2000), nonce))
+        rows.append(("shadow-history slash: reveal a signed checkpoint against an anchored root", used))
+
+        idle = fresh_account(chain, faucet)
+        contracts.register(idle, SigningKey.generate("idle"), "http://127.0.0.1:1", 10**17)
+        chain.increase_time(contracts.max_anchor_gap() + 1)
+        rows.append(("report a stale node", gas(contracts.report_stale(faucet, idle.address))))
 
     if zk:
         direct, consumer = zk_gas(chain, faucet, contracts, workdir)
@@ -167,7 +215,9 @@ def zk_gas(chain: Chain, faucet, contracts: Contracts, workdir: Path) -> tuple[i
     home = Home(workdir / "home")
     SigningKey.generate("alice").save(home.publisher_key_path)
     with Service(home) as service:
-        service.publish(examples.save(examples.mlp(), workdir / "mlp.onnx"), name="alice/mlp")
+        service.publish(
+            examples.save(examples.mlp(), workdir / "mlp.onnx"), name="alice/mlp", chain_account=faucet.address.lower()
+        )
         print("EZKL setup and proof for the MLP (about 15 s)...")
         service.zk_setup("alice/mlp")
         x = {"x": np.random.default_rng(4).standard_normal((1, 16)).astype(np.float32)}
@@ -175,10 +225,12 @@ def zk_gas(chain: Chain, faucet, contracts: Contracts, workdir: Path) -> tuple[i
         source = service.zk_evm_verifier("alice/mlp", workdir / "Verifier.sol")
         calldata = service.zk_evm_calldata(bundle)
     verifier = deploy_verifier(chain, faucet, source)
-    contracts.register_model(faucet, bundle.manifest.id, exact=True, verifier=verifier)
-    consumer = deploy_consumer(contracts, faucet, bundle.manifest.id, int(np.prod(bundle.outputs["y"].shape)))
+    contracts.register_model(faucet, bundle.manifest, verifier=verifier)
+    outputs = int(np.prod(bundle.outputs["y"].shape))
+    consumer = deploy_consumer(contracts, faucet, bundle.manifest.id, outputs)
     direct = chain.w3.eth.estimate_gas({"from": faucet.address, "to": verifier, "data": calldata})
     proof, instances = split_calldata(chain, calldata)
+    chain.send(faucet, consumer.functions.ask(instances[: len(instances) - outputs]), what="ask")
     return int(direct), gas(chain.send(faucet, consumer.functions.submit(proof, instances), what="submit"))
 
 

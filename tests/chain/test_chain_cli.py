@@ -106,7 +106,7 @@ def test_anchor_reads_the_nodes_tiles_and_anchors_once(rpc, deployed, log, serve
 
     contracts = Contracts(Chain.connect(rpc), Deployment.load(deployed))
     operator = Account.from_key(EMBEDDED_KEYS[2])
-    contracts.register(operator, log.key.public, served, 10**17)
+    contracts.register(operator, log.key, served, 10**17)
     log.append_batch([(b"entry %d" % n, b"") for n in range(5)])
     log.sign_checkpoint()
     args = ["chain", "anchor", "--rpc", rpc, "--deployment", str(deployed), "--node", served, "--key-file",

@@ -12,16 +12,17 @@ from veriml.errors import Conflict, NotFound, PermissionDenied
 from veriml.identity import SigningKey
 
 from .conftest import EXIT_DELAY, MIN_STAKE
-from .trees import Tree, digest, receipt_leaf
+from .trees import Tree, chain_manifest, digest, receipt_leaf
 
-MANIFEST = digest("manifest alice/mlp@1")
+EXACT = chain_manifest("0x7e5f4552091a69125d5dfcb7b8c2659029395bdf")  # accounts[0], eth-tester's key 0x…01
+MANIFEST = EXACT.id.value
 INPUT = digest("input 1")
 RUNTIME = digest("onnxruntime 1.20 cpu")
 
 
 def register(contracts: Contracts, account, name: str, stake: int = MIN_STAKE) -> SigningKey:  # type: ignore[no-untyped-def]
     key = SigningKey.generate(name)
-    contracts.register(account, key.public, f"http://127.0.0.1:9/{name}", stake)
+    contracts.register(account, key, f"http://127.0.0.1:9/{name}", stake)
     return key
 
 
@@ -44,7 +45,7 @@ def test_registration_refuses_low_stake_and_reuse(contracts, accounts):
     with pytest.raises(Conflict, match="account already registered"):
         register(contracts, accounts[1], "node1b.example")
     with pytest.raises(Conflict, match="Ed25519 key registered by another account"):
-        contracts.register(accounts[2], key.public, "http://127.0.0.1:9", MIN_STAKE)
+        contracts.register(accounts[2], key, "http://127.0.0.1:9", MIN_STAKE)
     with pytest.raises(Conflict, match="log origin registered by another account"):
         register(contracts, accounts[2], "node1.example")
     with pytest.raises(NotFound, match="not a registered node"):
@@ -83,7 +84,7 @@ def test_no_funds_is_a_clear_error(contracts, chain):
 
     broke = Account.create()
     with pytest.raises(PermissionDenied, match=f"account {broke.address} has 0 wei"):
-        contracts.register(broke, SigningKey.generate("broke").public, "http://127.0.0.1:9", MIN_STAKE)
+        contracts.register(broke, SigningKey.generate("broke"), "http://127.0.0.1:9", MIN_STAKE)
 
 
 # ---- anchoring -------------------------------------------------------------------------------------------
@@ -130,8 +131,9 @@ def test_anchoring_refuses_a_smaller_or_equal_size_and_strangers(contracts, acco
     contracts.anchor(accounts[1], 8, tree.root(), [])
     with pytest.raises(Conflict, match="tree size must grow"):
         contracts.anchor(accounts[1], 7, tree.root(7), [])
-    with pytest.raises(Conflict, match="tree size must grow"):
-        contracts.anchor(accounts[1], 8, tree.root(8), [])
+    with pytest.raises(Conflict, match="same tree size with another root"):
+        contracts.anchor(accounts[1], 8, tree.root(7), [])
+    contracts.anchor(accounts[1], 8, tree.root(8), [])  # the same tree again: a heartbeat
     with pytest.raises(Conflict, match="not a registered node"):
         contracts.anchor(accounts[2], 8, tree.root(), [])
 
@@ -143,7 +145,7 @@ def test_anchoring_refuses_a_smaller_or_equal_size_and_strangers(contracts, acco
 def cheater(contracts, accounts):  # type: ignore[no-untyped-def]
     """A node that logged two different outputs for the same exact-policy manifest, input and runtime, and
     anchored both: leaf 2 under an anchor of size 4, leaf 6 under an anchor of size 7."""
-    contracts.register_model(accounts[0], Digest("sha256", MANIFEST), exact=True)
+    contracts.register_model(accounts[0], EXACT)
     register(contracts, accounts[1], "cheat.example", MIN_STAKE * 2)
     tree = grown_tree(2)
     tree.append(receipt_leaf(MANIFEST, INPUT, digest("output A"), RUNTIME, 2))
@@ -162,8 +164,10 @@ def test_valid_evidence_slashes_and_rewards_the_reporter(contracts, accounts, ch
     node, _, first, second = cheater
     assert contracts.verify_inclusion(node.address, first) and contracts.verify_inclusion(node.address, second)
     reporter = accounts[5]
+    nonce = bytes(range(32))
+    contracts.commit(reporter, contracts.slash_commitment(reporter.address, node.address, first, second, nonce))
     before = contracts.chain.balance(reporter.address)
-    receipt = contracts.slash(reporter, node.address, first, second)
+    receipt = contracts.reveal_slash(reporter, node.address, first, second, nonce)
     slashed = contracts.node(node.address)
     assert slashed.slashed and slashed.stake == 0
     assert contracts.nodes() == []  # no longer discovered
@@ -239,8 +243,9 @@ def test_evidence_refused_when_digests_do_not_make_equivocation(contracts, accou
 
 
 def test_evidence_refused_for_a_model_not_under_the_exact_policy(contracts, accounts):
-    tolerance_manifest = digest("manifest alice/float@1")
-    contracts.register_model(accounts[0], Digest("sha256", tolerance_manifest), exact=False)
+    signed = chain_manifest(accounts[0].address, "alice/float", exact=False)
+    tolerance_manifest = signed.id.value
+    contracts.register_model(accounts[0], signed)
     register(contracts, accounts[1], "node1.example")
     tree = Tree([receipt_leaf(tolerance_manifest, INPUT, digest(f"out {n}"), RUNTIME, n) for n in range(2)])
     contracts.anchor(accounts[1], 2, tree.root(), [])
@@ -253,10 +258,11 @@ def test_evidence_refused_for_a_model_not_under_the_exact_policy(contracts, acco
 
 
 def test_model_registry_binds_policy_and_verifier_to_the_publisher(contracts, accounts):
-    manifest = Digest("sha256", digest("manifest bob/cnn@2"))
-    contracts.register_model(accounts[3], manifest, exact=True)
+    signed = chain_manifest(accounts[3].address, "bob/cnn")
+    manifest = signed.id
+    contracts.register_model(accounts[3], signed)
     with pytest.raises(Conflict, match="manifest already registered"):
-        contracts.register_model(accounts[4], manifest, exact=False)
+        contracts.register_model(accounts[3], signed)
     with pytest.raises(Conflict, match="only the model's publisher account"):
         contracts.set_verifier(accounts[4], manifest, accounts[4].address)
     contracts.set_verifier(accounts[3], manifest, accounts[7].address)
@@ -265,3 +271,22 @@ def test_model_registry_binds_policy_and_verifier_to_the_publisher(contracts, ac
         contracts.set_verifier(accounts[3], manifest, accounts[8].address)
     with pytest.raises(NotFound, match="not registered"):
         contracts.model(Digest("sha256", digest("nothing")))
+
+
+def test_a_manifests_chain_section_copies_its_policy_and_keeps_other_manifests_bytes():
+    import json
+
+    from veriml.errors import InvalidInput
+    from veriml.hub.manifest import Manifest
+
+    signed = chain_manifest("0x" + "ab" * 20)
+    body = json.loads(signed.canonical)
+    assert body["chain"] == {"account": "0x" + "ab" * 20, "exact": True}
+    assert Manifest.from_json(body).chain_account == "0x" + "ab" * 20
+    body["chain"]["exact"] = False  # a copy that disagrees with the signed policy is no manifest
+    with pytest.raises(InvalidInput, match="exact must equal the policy"):
+        Manifest.from_json(body)
+    with pytest.raises(InvalidInput, match="40 lowercase hex digits"):
+        Manifest.from_json({**json.loads(signed.canonical), "chain": {"account": "0x" + "AB" * 20, "exact": True}})
+    unbound = chain_manifest(None)
+    assert b'"chain"' not in unbound.canonical and unbound.body.chain_account is None

@@ -38,7 +38,7 @@ def test_a_tile_beyond_the_tree_is_not_found(log, served):
 
 
 def test_anchoring_from_tiles_passes_the_contract(log, served, contracts, accounts):
-    contracts.register(accounts[1], log.key.public, served, MIN_STAKE)
+    contracts.register(accounts[1], log.key, served, MIN_STAKE)
 
     def source() -> AnchorSource:
         tiles = TileLog(served, 0)
@@ -59,3 +59,29 @@ def test_anchoring_from_tiles_passes_the_contract(log, served, contracts, accoun
     assert anchor_once(contracts, accounts[1], source()) is None  # nothing new: no transaction
     node = contracts.node(accounts[1].address)
     assert (node.anchored_size, node.anchored_root) == (1300, log.root(1300))
+
+
+def test_shadow_evidence_from_an_entry_the_node_signed_but_did_not_anchor(log, served, contracts, accounts):
+    from veriml.chain.evidence import shadow_evidence
+    from veriml.errors import InvalidInput
+    from veriml.tlog import Checkpoint, SignedCheckpoint, TlogProof, sign_note
+
+    from .trees import Tree
+
+    fill(log, 10)
+    contracts.register(accounts[1], log.key, served, MIN_STAKE)
+    contracts.anchor(accounts[1], 10, log.root(10), [])
+    # The node signs a checkpoint of another history (entries 6.. differ) and gives a client entry 7 of it.
+    shadow = Tree([b"entry %d" % n for n in range(6)] + [b"other %d" % n for n in range(6, 12)])
+    checkpoint = Checkpoint(log.key.name, 12, shadow.root())
+    signed = SignedCheckpoint(checkpoint, sign_note(checkpoint.text(), log.key))
+    proof = TlogProof(7, tuple(shadow.inclusion(7)), signed)
+    evidence = shadow_evidence(contracts, log.key.public, b"other 7", proof)
+    assert (evidence.fork.anchored_size, evidence.fork.index) == (10, 7)
+    evidence.submit(contracts, accounts[5])
+    assert contracts.node(accounts[1].address).slashed
+
+    # An entry of the history the node anchored is no evidence.
+    honest = TlogProof(3, tuple(log.inclusion_proof(3, 10)), log.sign_checkpoint())
+    with pytest.raises(InvalidInput, match="anchored this very checkpoint"):
+        shadow_evidence(contracts, log.key.public, b"entry 3", honest)

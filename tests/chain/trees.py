@@ -44,3 +44,20 @@ class Tree:
 
     def consistency(self, old: int, new: int | None = None) -> list[bytes]:
         return merkle.consistency_proof(old, len(self.leaves) if new is None else new, self._read)
+
+
+def chain_manifest(account: str | None, name: str = "alice/mlp", exact: bool = True, description: str = ""):  # type: ignore[no-untyped-def]
+    """A signed manifest naming `account` as the one that may register it on chain (None: no chain section)."""
+    from veriml.codec import Digest, TensorSpec
+    from veriml.hub import ComparisonPolicy, Manifest
+    from veriml.identity import Signed, SigningKey
+
+    publisher = SigningKey.generate(name.split("/")[0])
+    manifest = Manifest(
+        name=name, version=1, blob=Digest("sha256", digest(f"blob of {name}")), size=1, format="onnx", opset=17,
+        inputs=(TensorSpec("x", "float32", (1, 16)),), outputs=(TensorSpec("y", "float32", (1, 4)),),
+        publisher=publisher.public, created="2026-01-01T00:00:00Z",
+        policy=ComparisonPolicy() if exact else ComparisonPolicy.tolerance(1e-3, 0.0, False),
+        description=description, chain_account=None if account is None else account.lower(),
+    )  # fmt: skip
+    return Signed.sign(manifest, publisher)

@@ -20,6 +20,7 @@ from veriml.chain.devnet_chain import DEVNET_STAKE
 from veriml.chain.evidence import build_evidence
 from veriml.cli.app import app
 from veriml.client import Client
+from veriml.client.protocol import ask
 from veriml.errors import Conflict
 from veriml.identity import SigningKey
 from veriml.receipts import Bundle
@@ -33,7 +34,8 @@ def infer_logged_at(client: Client, url: str) -> Bundle:
     """Inference at one given node, with its log proof cosigned by the others (the client picks nodes itself
     otherwise, and needs the other nodes' witness keys for the log proof)."""
     client.refresh()
-    _, bundle, index = client._infer_once("alice/mlp", X, None, [url])
+    asked = ask(client.manifest("alice/mlp"), X, None)
+    _, bundle, index = client._infer_once(asked, [url])
     return client._wait_logged(url, bundle, index)
 
 
@@ -83,8 +85,12 @@ def test_serve_anchor_and_slash_an_equivocating_node(net, contracts, tmp_path):
     publisher_account = load_account(ANVIL_KEY)
     path = examples.save(examples.mlp(), tmp_path / "mlp.onnx")
     with Client(net.urls, admin_token=net.admin_token) as client:
-        manifest = client.publish(path, "alice/mlp", SigningKey.generate("alice"), node=net.urls[0])
-    contracts.register_model(publisher_account, manifest.id, exact=manifest.body.policy.kind == "exact")
+        manifest = client.publish(
+            path, "alice/mlp", SigningKey.generate("alice"), node=net.urls[0],
+            chain_account=publisher_account.address.lower(),
+        )  # fmt: skip
+    contracts.register_model(publisher_account, manifest)
+    assert contracts.model(manifest.id)[:2] == (publisher_account.address, True)
 
     # An honest node serves and anchors.
     with Client(net.urls) as client:

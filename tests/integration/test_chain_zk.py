@@ -29,7 +29,8 @@ def proven_mlp(tmp_path_factory):  # type: ignore[no-untyped-def]
     home = Home(root / "home")
     SigningKey.generate("alice").save(home.publisher_key_path)
     service = Service(home)
-    service.publish(examples.save(examples.mlp(), root / "mlp.onnx"), name="alice/mlp")
+    publisher = Account.from_key(ANVIL_KEY).address.lower()  # the account that alone may register it on chain
+    service.publish(examples.save(examples.mlp(), root / "mlp.onnx"), name="alice/mlp", chain_account=publisher)
     service.zk_setup("alice/mlp")
     x = {"x": np.random.default_rng(4).standard_normal((1, 16)).astype(np.float32)}
     bundle = service.prove(service.infer("alice/mlp", x, prove=True))
@@ -59,15 +60,22 @@ def test_consumer_accepts_an_output_only_with_a_proof_that_verifies(proven_mlp, 
         chain.send(publisher, consumer.functions.submit(proof, instances), what="submit")
 
     verifier = deploy_verifier(chain, publisher, verifier_source)
-    contracts.register_model(publisher, manifest, exact=True, verifier=verifier)
+    contracts.register_model(publisher, service.resolve("alice/mlp"), verifier=verifier)
     assert contracts.model(manifest)[2] == verifier
 
     user = Account.create()
     chain.fund(publisher, user.address, 10**18)
+    with pytest.raises(Conflict, match="proof is for inputs this consumer did not ask about"):
+        chain.send(user, consumer.functions.submit(proof, instances), what="submit")
+    question = instances[: len(instances) - outputs]
+    with pytest.raises(Conflict, match="only the consumer's owner may ask"):
+        chain.send(user, consumer.functions.ask(question), what="ask")
+    chain.send(publisher, consumer.functions.ask(question), what="ask")
     receipt = chain.send(user, consumer.functions.submit(proof, instances), what="submit")
     assert receipt["gasUsed"] > 300_000  # the pairing check ran
     assert consumer.functions.accepted().call() == 1
-    accepted = [consumer.functions.latest_outputs(i).call() for i in range(outputs)]
+    asked = chain.w3.keccak(chain.w3.codec.encode(["uint256[]"], [question]))
+    accepted = [consumer.functions.answers(asked, i).call() for i in range(outputs)]
     assert accepted == instances[-outputs:]
 
     tampered = list(instances)

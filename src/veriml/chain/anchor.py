@@ -25,18 +25,26 @@ class AnchorSource:
     consistency_proof: Callable[[int, int], Sequence[bytes]]
 
 
-def anchor_once(contracts: Contracts, account: Any, source: AnchorSource) -> tuple[int, int] | None:
-    """Anchor the latest checkpoint if it is larger than the last anchor: (old size, new size), or None."""
+def anchor_once(
+    contracts: Contracts, account: Any, source: AnchorSource, gap: int | None = None
+) -> tuple[int, int] | None:
+    """Anchor the latest checkpoint if it is larger than the last anchor: (old size, new size). When the log has
+    not grown, anchor the same tree again once half of the contract's max_anchor_gap has passed since the last
+    anchor (a heartbeat: a node that misses the gap can be reported stale); None when nothing was sent."""
     latest = source.latest()
-    if latest is None:
-        return None
     node = contracts.node(account.address)
-    size, root = latest.checkpoint.size, latest.checkpoint.root
-    if size <= node.anchored_size:
-        return None
-    proof = source.consistency_proof(node.anchored_size, size) if node.anchored_size else []
-    contracts.anchor(account, size, root, proof)
-    return node.anchored_size, size
+    size = node.anchored_size if latest is None else latest.checkpoint.size
+    if size > node.anchored_size:
+        assert latest is not None
+        proof = source.consistency_proof(node.anchored_size, size) if node.anchored_size else []
+        contracts.anchor(account, size, latest.checkpoint.root, proof)
+        return node.anchored_size, size
+    gap = contracts.max_anchor_gap() if gap is None else gap
+    now = int(contracts.chain.w3.eth.get_block("latest")["timestamp"])
+    if size == node.anchored_size and now - node.anchored_at >= gap // 2:
+        contracts.anchor(account, node.anchored_size, node.anchored_root, [])
+        return node.anchored_size, node.anchored_size
+    return None
 
 
 class Anchorer(BackgroundJob):

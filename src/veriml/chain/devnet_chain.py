@@ -15,6 +15,7 @@ from veriml.devnet import free_port
 
 DEVNET_STAKE = ETHER // 10
 DEVNET_EXIT_DELAY = 600  # seconds: short, so that a devnet can show an exit end to end
+DEVNET_ANCHOR_GAP = 600  # seconds without an anchor after which a devnet node can be reported stale
 NODE_FUNDS = ETHER  # for gas: an anchor costs ~0.0001 ether at 1 gwei
 
 
@@ -29,7 +30,9 @@ def setup_chain(
         faucet = load_account()  # VERIML_CHAIN_KEY: the account that pays for the deployment and funds nodes
     try:
         chain = Chain.connect(rpc)
-        deployment = deploy(chain, faucet, min_stake=DEVNET_STAKE, exit_delay=DEVNET_EXIT_DELAY)
+        deployment = deploy(
+            chain, faucet, min_stake=DEVNET_STAKE, exit_delay=DEVNET_EXIT_DELAY, max_anchor_gap=DEVNET_ANCHOR_GAP
+        )
         deployment_path = root / "chain.json"
         deployment.save(deployment_path)
         lines = []

@@ -44,6 +44,12 @@ class ChainPeers(BackgroundJob):
         infos: dict[str, PeerInfo] = {}
         for node in listed:
             try:
+                if self.contracts.is_stale(node.account):  # stopped anchoring: its answers are not attributable
+                    continue
+            except Exception as exc:
+                events.warning("chain discovery: registry not readable: %s", exc)
+                return
+            try:
                 info = self.client(node.endpoint).info()
             except Exception as exc:  # a misbehaving peer must not stop discovery of the others
                 events.debug("peer %s not reachable: %s", node.endpoint, exc)
@@ -76,4 +82,4 @@ class ChainPeers(BackgroundJob):
 
 def node_urls(contracts: Contracts) -> list[str]:
     """The endpoints of the listed nodes, for an SDK client: `Client(node_urls(contracts))`."""
-    return [node.endpoint for node in contracts.nodes() if node.active]
+    return [node.endpoint for node in contracts.nodes() if node.active and not contracts.is_stale(node.account)]

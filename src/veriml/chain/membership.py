@@ -50,7 +50,7 @@ class ChainMembership(BackgroundJob):
         try:
             node = self.contracts.node(self.account.address)
         except NotFound:
-            self.contracts.register(self.account, self.key.public, self.endpoint, self.stake)
+            self.contracts.register(self.account, self.key, self.endpoint, self.stake)
             events.info("registered on chain as %s from %s", self.key.public.name, self.account.address)
             return True
         if node.ed25519 != self.key.public.public:

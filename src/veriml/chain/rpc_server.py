@@ -22,7 +22,9 @@ class _Chain:
         from web3 import EthereumTesterProvider, Web3
         from web3.middleware import combine_middleware
 
-        provider = EthereumTesterProvider(EthereumTester())
+        from veriml.chain.connection import fast_estimates
+
+        provider = EthereumTesterProvider(fast_estimates(EthereumTester()))
         # The provider's own middleware turns JSON-RPC params (hex) into eth-tester's Python values and back.
         self.request = combine_middleware(
             middleware=tuple(provider._middleware), w3=Web3(provider), provider_request_fn=provider.make_request

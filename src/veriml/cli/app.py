@@ -106,6 +106,9 @@ def publish(
     format: Annotated[
         str | None, typer.Option("--format", help="onnx or gguf [default: told apart by the file's first bytes]")
     ] = None,
+    chain_account: Annotated[
+        str | None, typer.Option("--chain-account", help="0x account that alone may register it on chain")
+    ] = None,
 ) -> None:
     """Check an ONNX model or a GGUF language model, sign its manifest with your publisher key, and store it as
     the next version.
@@ -131,6 +134,7 @@ def publish(
             license=license,
             progress=advance,
             format=format,
+            chain_account=None if chain_account is None else chain_account.lower(),
         )
     verb = "published" if published.created else "already published (same bytes)"
     console.print(f"{verb}: [bold]{published.manifest.body.ref}[/]")

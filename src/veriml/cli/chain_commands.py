@@ -67,6 +67,9 @@ def deploy(
     min_stake: Annotated[str, typer.Option(help="minimum node stake, in ether")] = "0.1",
     exit_delay: Annotated[int, typer.Option(help="seconds between an exit request and the withdrawal")] = 7 * 86400,
     reporter_share: Annotated[float, typer.Option(help="share of a slashed stake paid to the reporter")] = 0.5,
+    max_anchor_gap: Annotated[
+        int, typer.Option(help="seconds a node may go without anchoring before anyone can report it stale")
+    ] = 86400,
 ) -> None:
     """Build the Vyper contracts from source and deploy the model registry and the node registry.
 
@@ -81,7 +84,12 @@ def deploy(
     account = load_account(key_file=key_file)
     with console.status("compiling and deploying the contracts"):
         deployment = deploy_contracts(
-            chain, account, _ether(min_stake, "--min-stake"), exit_delay, round(reporter_share * 10000)
+            chain,
+            account,
+            _ether(min_stake, "--min-stake"),
+            exit_delay,
+            round(reporter_share * 10000),
+            max_anchor_gap,
         )
     deployment.save(out)
     console.print(f"node registry:  {deployment.node_registry}")
@@ -113,7 +121,7 @@ def register(
     key = SigningKey.load(home.node_key_path)
     contracts = _contracts(rpc, deployment)
     account = load_account(key_file=key_file)
-    contracts.register(account, key.public, endpoint, _ether(stake, "--stake"))
+    contracts.register(account, key, endpoint, _ether(stake, "--stake"))
     console.print(f"registered {key.public.name} from {account.address} with {stake} ether at {endpoint}")
 
 
@@ -126,8 +134,9 @@ def register_model(
     key_file: KeyFile = None,
     verifier: Annotated[str | None, typer.Option(help="address of the model's EZKL verifier contract")] = None,
 ) -> None:
-    """Tell the chain a model version's comparison policy (from its signed manifest) and, optionally, its EZKL
-    verifier. Slashing for equivocation applies to exact-policy models only.
+    """Register a model version on chain from its signed manifest, which must name this key's account (publish
+    with a chain account): the contract hashes the manifest into its id and reads the account and exactness
+    from it. Optionally its EZKL verifier. Slashing for equivocation applies to exact-policy models only.
 
     Example: veriml chain register-model alice/mnist@1 --rpc http://127.0.0.1:8545 --verifier 0x5FbD...
     """
@@ -138,7 +147,7 @@ def register_model(
         manifest = service.resolve(ref)
     exact = manifest.body.policy.kind == "exact"
     contracts = _contracts(rpc, deployment)
-    contracts.register_model(load_account(key_file=key_file), manifest.id, exact, verifier)
+    contracts.register_model(load_account(key_file=key_file), manifest, verifier)
     console.print(f"registered {manifest.body.ref} ({manifest.id}) as {'exact' if exact else 'tolerance'}")
 
 
@@ -225,6 +234,54 @@ def evidence(
         console.print(f"slashed {built.node} (gas {receipt['gasUsed']:,})")
 
 
+@chain_app.command("shadow-evidence")
+@one_line_errors
+def shadow_evidence(
+    bundle: Annotated[Path, typer.Argument(help="a bundle whose log proof names a checkpoint the node signed")],
+    rpc: Rpc,
+    deployment: DeploymentFile = Path("chain.json"),
+    submit: Annotated[bool, typer.Option("--submit", help="send it to the contract: slash the node")] = False,
+    key_file: KeyFile = None,
+) -> None:
+    """Check a bundle's signed checkpoint against what its node anchored; if they contradict (same size and
+    another root, or another entry at the bundle's index in the anchored tree), build the evidence and, with
+    --submit, slash the node for a shadow history.
+
+    Example: veriml chain shadow-evidence a.bundle.json --rpc http://127.0.0.1:8545 --submit
+    """
+    from veriml.chain import load_account
+    from veriml.chain.evidence import build_shadow_evidence
+    from veriml.receipts import Bundle
+
+    contracts = _contracts(rpc, deployment)
+    built = build_shadow_evidence(contracts, Bundle.load(bundle))
+    console.print(f"shadow history of {built.node}: signed size {built.checkpoint.size}, anchored size"
+                  f" {built.fork.anchored_size}")  # fmt: skip
+    if submit:
+        receipt = built.submit(contracts, load_account(key_file=key_file))
+        console.print(f"slashed {built.node} (gas {receipt['gasUsed']:,})")
+
+
+@chain_app.command("report-stale")
+@one_line_errors
+def report_stale(
+    node: Annotated[str, typer.Argument(help="the node's 0x account")],
+    rpc: Rpc,
+    deployment: DeploymentFile = Path("chain.json"),
+    key_file: KeyFile = None,
+) -> None:
+    """Report a node that has not anchored within the registry's max anchor gap: it is delisted and its exit
+    starts (its stake stays slashable for the exit delay).
+
+    Example: veriml chain report-stale 0x70997970C51812dc3A010C7d01b50e0d17dc79C8 --rpc http://127.0.0.1:8545
+    """
+    from veriml.chain import load_account
+
+    contracts = _contracts(rpc, deployment)
+    contracts.report_stale(load_account(key_file=key_file), node)
+    console.print(f"reported {node} stale: delisted, exit started")
+
+
 @chain_app.command("deploy-verifier")
 @one_line_errors
 def deploy_verifier(
@@ -259,7 +316,7 @@ def deploy_verifier(
         try:
             contracts.model(manifest.id)
         except NotFound:
-            contracts.register_model(account, manifest.id, manifest.body.policy.kind == "exact", address)
+            contracts.register_model(account, manifest, address)
         else:
             contracts.set_verifier(account, manifest.id, address)
         console.print(f"registered beside manifest {manifest.id}")

@@ -168,6 +168,7 @@ class Client:
         description: str = "",
         license: str = "",
         node: str | None = None,
+        chain_account: str | None = None,
     ) -> SignedManifest:
         """Sign the manifest of the next version of `name` and push blob and manifest to one node."""
         url = (node or self.nodes.urls[0]).rstrip("/")
@@ -183,6 +184,7 @@ class Client:
             policy=policy,
             description=description,
             license=license,
+            chain_account=chain_account,
         )
         return self.push(signed, Path(model_path), url)
 

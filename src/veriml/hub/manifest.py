@@ -20,6 +20,7 @@ _FIELDS = {
     "zk", "description", "license", "parent", "created", "publisher",
 }  # fmt: skip
 _LLM_FIELDS = {"architecture", "context_length", "chat_template"}
+_CHAIN_ACCOUNT = re.compile(r"0x[0-9a-f]{40}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,9 @@ class Manifest:
     zk: dict[str, Any] | None = None
     # Language models (format gguf) only; absent from an ONNX manifest's JSON, so those keep their bytes.
     llm: LlmSection | None = None
+    # The EVM account (lowercase 0x hex) that alone may register this version on chain (contracts/ModelRegistry.vy).
+    # Absent from the JSON when None, so manifests without it keep their bytes; they just cannot be registered.
+    chain_account: str | None = None
 
     DOMAIN: ClassVar[Domain] = Domain.MANIFEST
 
@@ -102,6 +106,10 @@ class Manifest:
             raise InvalidInput(f"manifest {self.name}: zk must be an object or null")
         if (self.format == "gguf") != (self.llm is not None):
             raise InvalidInput(f"manifest {self.name}: a gguf manifest has an llm section, and only a gguf one")
+        if self.chain_account is not None and (
+            not isinstance(self.chain_account, str) or not _CHAIN_ACCOUNT.fullmatch(self.chain_account)
+        ):
+            raise InvalidInput(f"manifest {self.name}: chain account must be 0x and 40 lowercase hex digits")
 
     @property
     def signer(self) -> VerifyingKey:
@@ -121,6 +129,8 @@ class Manifest:
         body = self._common_json()
         if self.llm is not None:
             body["llm"] = self.llm.to_json()
+        if self.chain_account is not None:  # exact is the policy's, copied where a contract can read it
+            body["chain"] = {"account": self.chain_account, "exact": self.policy.kind == "exact"}
         return body
 
     def _common_json(self) -> dict[str, Any]:
@@ -145,8 +155,9 @@ class Manifest:
 
     @classmethod
     def from_json(cls, obj: object) -> Manifest:
-        has_llm = isinstance(obj, dict) and "llm" in obj
-        obj = expect_document(obj, _FIELDS | ({"llm"} if has_llm else set()), "manifest", FORMAT_VERSION)
+        optional = {key for key in ("llm", "chain") if isinstance(obj, dict) and key in obj}
+        has_llm = "llm" in optional
+        obj = expect_document(obj, _FIELDS | optional, "manifest", FORMAT_VERSION)
         for group in ("inputs", "outputs"):
             if not isinstance(obj[group], list):
                 raise InvalidInput(f"manifest: {group} must be a list")
@@ -167,7 +178,20 @@ class Manifest:
             created=obj["created"],
             publisher=VerifyingKey.parse(obj["publisher"], "manifest publisher"),
             llm=LlmSection.from_json(obj["llm"]) if has_llm else None,
+            chain_account=_chain_account(obj["chain"], obj["policy"]) if "chain" in optional else None,
         )
+
+
+def _chain_account(section: object, policy: object) -> str:
+    """The chain section's account; its `exact` must be the policy's (the contract reads the copy)."""
+    if not isinstance(section, dict) or set(section) != {"account", "exact"}:
+        raise InvalidInput("manifest chain: expected exactly the fields ['account', 'exact']")
+    if not isinstance(section["account"], str):
+        raise InvalidInput("manifest chain: account must be a string")
+    exact = isinstance(policy, dict) and policy.get("kind") == "exact"
+    if section["exact"] is not exact:
+        raise InvalidInput("manifest chain: exact must equal the policy's kind == 'exact'")
+    return section["account"]
 
 
 SignedManifest = Signed[Manifest]

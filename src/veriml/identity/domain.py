@@ -12,6 +12,7 @@ class Domain(Enum):
     ATTESTATION = "veriml/attestation/v1"
     ZK_DOCUMENT = "veriml/zk-document/v1"
     AUDIT_REQUEST = "veriml/audit-request/v1"  # an auditor's signed request for a receipt's inputs and outputs
+    CHAIN_BINDING = "veriml/chain-binding/v1"  # a node key naming the EVM account that registers it
 
     def message(self, payload: bytes) -> bytes:
         # The NUL cannot occur in a prefix, so prefix and payload can never be re-split differently.

@@ -45,6 +45,7 @@ def sign_manifest(
     description: str = "",
     license: str = "",
     format: str | None = None,
+    chain_account: str | None = None,
 ) -> SignedManifest:
     """Describe a model file and sign its manifest for `name@version`. ONNX files go through onnx.checker; GGUF
     files (language models) have their header and metadata read. `format=None` tells them apart by the magic."""
@@ -86,6 +87,7 @@ def sign_manifest(
         policy=policy or ComparisonPolicy(),
         license=license,
         parent=parent,
+        chain_account=chain_account,
         **fields,  # type: ignore[arg-type]
     )
     return Signed.sign(manifest, publisher)
@@ -101,6 +103,7 @@ def sign_next_version(
     description: str = "",
     license: str = "",
     format: str | None = None,
+    chain_account: str | None = None,
 ) -> SignedManifest:
     """The signed manifest of the version after `latest` (version 1 when there is none), naming it as parent."""
     return sign_manifest(
@@ -113,4 +116,5 @@ def sign_next_version(
         description=description,
         license=license,
         format=format,
+        chain_account=chain_account,
     )

@@ -96,6 +96,7 @@ class Service:
         license: str = "",
         progress: Progress | None = None,
         format: str | None = None,
+        chain_account: str | None = None,
     ) -> Published:
         """Publish a model file as the next version of `name`; the same bytes again return the version they
         already are."""
@@ -116,6 +117,7 @@ class Service:
             description=description,
             license=license,
             format=format,
+            chain_account=chain_account,
         )
         return self.hub.publish(signed, model_path, progress)
 
