@@ -41,7 +41,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 @pytest.fixture(autouse=True)
 def quiet() -> Iterator[None]:
     logging.disable(logging.CRITICAL)  # the node logs each refused request
+    # A node process keeps Python's default recursion limit (veriml.chain restores it after importing web3); this
+    # test process may have imported py-evm or py_ecc through other tests, which raise it past what the C stack
+    # holds, and the in-process node's JSON bodies would then crash the process rather than be refused.
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
     yield
+    sys.setrecursionlimit(limit)
     logging.disable(logging.NOTSET)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +23,15 @@ MAX_TIP = 2 * 10**9  # wei per gas
 
 
 def _web3():  # type: ignore[no-untyped-def]
+    limit = sys.getrecursionlimit()
     try:
         import web3
     except ImportError as exc:
         raise Unavailable("web3 is not installed: `pip install 'veriml[chain]'` (make install does)") from exc
+    finally:
+        # web3's dependencies (py_ecc) raise the limit to 100,000 on import, past what the C stack holds: a node
+        # would then die on a deeply nested JSON request body instead of refusing it. The client needs no more.
+        sys.setrecursionlimit(limit)
     return web3
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
@@ -112,10 +113,32 @@ def _no_constant(name: str) -> Any:
     raise InvalidInput(f"JSON holds {name}, which is not valid JSON")
 
 
+# Deeper than any veriml document. The check comes before json.loads because the C decoder recurses on the C stack:
+# with a process's recursion limit raised (py-evm and py_ecc raise it to 100,000 when web3 is imported), a deeply
+# nested document overflows the stack and kills the process instead of raising RecursionError.
+MAX_JSON_DEPTH = 256
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def check_json_depth(text: str, what: str = "document", limit: int = MAX_JSON_DEPTH) -> None:
+    if text.count("[") + text.count("{") <= limit:  # the common case: no document can nest that deep
+        return
+    depth = 0
+    for match in _STRUCTURE.finditer(text):
+        token = match.group()
+        if token in ("[", "{"):
+            depth += 1
+            if depth > limit:
+                raise InvalidInput(f"{what}: JSON nested more than {limit} deep")
+        elif token in ("]", "}"):
+            depth -= 1
+
+
 def parse_json(data: bytes | str, what: str = "document") -> Any:
-    """Parse JSON, refusing duplicate keys, NaN/Infinity and invalid UTF-8."""
+    """Parse JSON, refusing duplicate keys, NaN/Infinity, invalid UTF-8 and nesting past MAX_JSON_DEPTH."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        check_json_depth(text, what)
         return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
