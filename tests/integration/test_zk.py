@@ -28,7 +28,7 @@ def proven(tmp_path_factory):
     service.publish(examples.save(examples.mlp(), root / "mlp.onnx"), name="alice/mlp")
     document = service.zk_setup("alice/mlp")
     x = {"x": np.random.default_rng(4).standard_normal((1, 16)).astype(np.float32)}
-    bundle = service.prove(service.infer("alice/mlp", x, prove=True))
+    bundle = service.prove(service.infer("alice/mlp", x, prove=True, circuit=True))
     yield service, document, bundle
     service.close()
 
@@ -65,7 +65,7 @@ def test_wrong_proofs_and_documents_fail(proven):
     other = Bundle(
         bundle.manifest, bundle.receipt, bundle.inputs, forged_outputs, bundle.log_proof, (), bundle.zk_proof
     )
-    assert "proven outputs differ" in verify_bundle(other, level="proven", load_blob=load).check("zk.proof").detail
+    assert "is not the proven value" in verify_bundle(other, level="proven", load_blob=load).check("zk.proof").detail
 
     mallory = SigningKey.generate("alice")
     swapped = ZkDocument(**{**{f: getattr(document.body, f) for f in document.body.__slots__ if f != "publisher"},
@@ -121,7 +121,7 @@ def test_private_inputs_are_hashed_and_the_proof_still_verifies(proven, tmp_path
     private = service.zk_setup("alice/private", srs=srs, input_visibility="hashed")
     assert private.body.input_visibility == "hashed"
     x = {"x": np.random.default_rng(8).standard_normal((1, 16)).astype(np.float32)}
-    bundle = service.prove(service.infer("alice/private", x, prove=True))
+    bundle = service.prove(service.infer("alice/private", x, prove=True, circuit=True))
     report = verify_bundle(bundle, level="proven", load_blob=service.hub.blobs.read_verified)
     assert report.verified, report.failures()
     # The hash binds the private inputs: the same proof on other inputs fails, exactly.
@@ -144,5 +144,5 @@ def test_cnn_end_to_end(tmp_path):
         service.publish(examples.save(examples.cnn(), tmp_path / "cnn.onnx"), name="alice/cnn")
         service.zk_setup("alice/cnn")
         x = {"x": np.random.default_rng(1).standard_normal((1, 1, 28, 28)).astype(np.float32)}
-        bundle = service.prove(service.infer("alice/cnn", x, prove=True))
+        bundle = service.prove(service.infer("alice/cnn", x, prove=True, circuit=True))
         assert verify_bundle(bundle, level="proven", load_blob=service.hub.blobs.read_verified).verified

@@ -213,13 +213,17 @@ def create_app(node: Node) -> FastAPI:
         Its inclusion proof is at /v1/log/entries/{log_index} once the next checkpoint is published."""
         if request.verify not in (None, "signed", "proven"):
             raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
+        proof = b""
         if request.verify == "proven":
             manifest = node.held(request.model) or await run_in_threadpool(node.resolve, request.model)
             await run_in_threadpool(node.ensure_zk, manifest)  # 404 unless the circuit is here or at a peer
-        bundle, index = await node.infer_async(request.model, request.inputs, request.request_id)
-        proof = b""
-        if request.verify == "proven":
+            # A proven result is the circuit's (fixed point), not onnxruntime's: the proof carries exactly it.
+            bundle, index = await run_in_threadpool(
+                node.service.infer_logged, manifest, request.inputs, request.request_id, True
+            )
             proof = b',"proof_job":"' + node.proofs.submit(bundle).encode() + b'"'
+        else:
+            bundle, index = await node.infer_async(request.model, request.inputs, request.request_id)
         # The bundle's canonical bytes are written as they are: no second encoding pass over the same data.
         body = b'{"bundle":' + bundle.to_bytes() + b',"log_index":' + str(index).encode() + proof + b"}"
         return Response(body, media_type="application/json")

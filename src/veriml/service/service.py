@@ -24,6 +24,7 @@ from veriml.runtime import (
     GenerationParams,
     LlamaEngine,
     OnnxEngine,
+    RuntimeFingerprint,
     RuntimeSettings,
     coerce_inputs,
     generation_inputs,
@@ -138,12 +139,18 @@ class Service:
         return arrays, outputs
 
     def infer(
-        self, ref: ModelRef | str, inputs: Mapping[str, Any], request_id: str | None = None, prove: bool = False
+        self,
+        ref: ModelRef | str | SignedManifest,
+        inputs: Mapping[str, Any],
+        request_id: str | None = None,
+        prove: bool = False,
+        circuit: bool = False,
     ) -> Bundle:
         """Run a model and return the signed result as a bundle. With `prove=True` the log signs a checkpoint
         at once and the bundle carries the inclusion proof (for one-shot local use; a node signs checkpoints
-        on a cadence instead)."""
-        bundle, index = self.infer_logged(ref, inputs, request_id)
+        on a cadence instead). With `circuit=True` the model's ZK circuit computes the result (see
+        `run_circuit`): the result a proof can then be made for."""
+        bundle, index = self.infer_logged(ref, inputs, request_id, circuit)
         if prove:
             if index is None:
                 raise ValueError("prove=True needs a Service with log=True")
@@ -151,20 +158,69 @@ class Service:
         return bundle
 
     def infer_logged(
-        self, ref: ModelRef | str | SignedManifest, inputs: Mapping[str, Any], request_id: str | None = None
+        self,
+        ref: ModelRef | str | SignedManifest,
+        inputs: Mapping[str, Any],
+        request_id: str | None = None,
+        circuit: bool = False,
     ) -> tuple[Bundle, int | None]:
         """Run a model, sign the receipt and append it to the log: (bundle, log index or None when not logging)."""
-        bundle, logged = self.infer_submit(ref, inputs, request_id)
+        bundle, logged = self.infer_submit(ref, inputs, request_id, circuit)
         return bundle, None if logged is None else logged.result()[0]
 
     def infer_submit(
-        self, ref: ModelRef | str | SignedManifest, inputs: Mapping[str, Any], request_id: str | None = None
+        self,
+        ref: ModelRef | str | SignedManifest,
+        inputs: Mapping[str, Any],
+        request_id: str | None = None,
+        circuit: bool = False,
     ) -> tuple[Bundle, Future[list[int]] | None]:
         """Like `infer_logged`, but hands back the log append as a future instead of waiting for the disk, so
         an async server can await it without holding a thread. The bundle must not leave before it resolves."""
         manifest = ref if isinstance(ref, Signed) else self.resolve(ref)
+        if circuit:
+            arrays, outputs, runtime = self.run_circuit(manifest, inputs)
+            return self._sign_and_log(manifest, arrays, outputs, request_id, runtime, "proven")
         arrays, outputs = self.run(manifest, inputs)
         return self._sign_and_log(manifest, arrays, outputs, request_id)
+
+    def run_circuit(
+        self, manifest: SignedManifest, inputs: Mapping[str, Any]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], RuntimeFingerprint]:
+        """Check inputs against the manifest and compute the model's ZK circuit on them (EZKL witness generation:
+        deterministic field arithmetic, milliseconds): (inputs, the circuit's fixed-point outputs dequantized
+        exactly, the circuit's runtime fingerprint). A `proven` result is this one: a float runtime's outputs
+        differ from the circuit's by quantization, so they can never be proven exactly. The runtime names the
+        circuit, so a proven receipt is never compared with an onnxruntime one (nor counted as equivocation)."""
+        from veriml.zk import ezkl_pipeline
+
+        body = manifest.body
+        arrays = coerce_inputs(body.inputs, inputs)
+        validate_inputs(body.inputs, arrays, self.settings.max_input_bytes, body.policy.allow_nan)
+        document = self.zk_document(manifest)
+        paths = self._zk_paths(document, ("compiled", "settings"))
+        with tempfile.TemporaryDirectory(prefix="veriml-circuit-") as tmp:
+            outputs = ezkl_pipeline.circuit_outputs(
+                arrays, [spec.name for spec in body.inputs], body.outputs, paths["compiled"], paths["settings"],
+                Path(tmp),
+            )  # fmt: skip
+        runtime = RuntimeFingerprint({
+            "engine": "ezkl",
+            "engine_version": document.body.prover.removeprefix("ezkl "),
+            "provider": f"circuit {document.body.artifacts['compiled']}",
+            "settings": str(document.body.artifacts["settings"]),
+            "machine": "any",  # field arithmetic: the same integers on every machine
+        })  # fmt: skip
+        return arrays, outputs, runtime
+
+    def _zk_paths(self, document: SignedZkDocument, names: Sequence[str]) -> dict[str, Path]:
+        paths = {}
+        for name in names:
+            blob = document.body.artifacts[name]
+            paths[name] = self.hub.blobs.path(blob)
+            if not paths[name].is_file():
+                raise NotFound(f"zk artifact {name} ({blob}) is not in this store")
+        return paths
 
     def _sign_and_log(
         self,
@@ -172,6 +228,8 @@ class Service:
         arrays: dict[str, np.ndarray],
         outputs: dict[str, np.ndarray],
         request_id: str | None,
+        runtime: RuntimeFingerprint | None = None,
+        mode: str = "signed",
     ) -> tuple[Bundle, Future[list[int]] | None]:
         receipt = sign_receipt(
             self.node_key,
@@ -179,7 +237,8 @@ class Service:
             blob=manifest.body.blob,
             input_digest=tensors_digest(arrays),
             output_digest=tensors_digest(outputs),
-            runtime=self.engine_for(manifest).fingerprint,
+            runtime=runtime or self.engine_for(manifest).fingerprint,
+            mode=mode,
             request_id=request_id,
         )
         logged = None
@@ -269,6 +328,8 @@ class Service:
             raise InvalidInput(f"attest: the receipt is for manifest {body.manifest}, not {manifest.id}")
         if tensors_digest(inputs) != body.input_digest or tensors_digest(outputs) != body.output_digest:
             raise InvalidInput("attest: the inputs or outputs given do not match the receipt's digests")
+        if body.runtime.fields.get("engine") == "ezkl":
+            return self._attest_circuit(manifest, receipt, inputs, outputs)
         _, observed = self.run(manifest, inputs)
         mine = self.engine_for(manifest).runtime_class
         if body.runtime.runtime_class != mine and manifest.body.policy.kind == "exact":
@@ -279,6 +340,43 @@ class Service:
             if not comparison.agree and manifest.body.format == "gguf" and OUTPUT in outputs:
                 # Say where the generations part and by how much the model preferred its token there.
                 detail = self.llm.replay(manifest.body.blob, self.loader(manifest), inputs, outputs[OUTPUT]).detail
+        return sign_attestation(
+            self.node_key,
+            receipt=receipt.id,
+            subject=body.node,
+            manifest=manifest.id,
+            input_digest=body.input_digest,
+            claimed_output=body.output_digest,
+            observed_output=tensors_digest(observed),
+            verdict=verdict,
+            detail=detail,
+            runtime_class=mine,
+        )
+
+    def _attest_circuit(
+        self,
+        manifest: SignedManifest,
+        receipt: SignedReceipt,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+    ) -> SignedAttestation:
+        """A proven receipt's outputs are the circuit's: recompute them with the circuit, exactly, or say the
+        receipt is not comparable here (no circuit, or another one)."""
+        body = receipt.body
+        observed: Mapping[str, np.ndarray] = outputs
+        try:
+            _, observed, mine_runtime = self.run_circuit(manifest, inputs)
+            mine = mine_runtime.runtime_class
+        except NotFound as exc:
+            verdict, detail, mine = "not-comparable", f"no ZK circuit here: {exc}", "ezkl (no circuit)"
+        else:
+            if mine_runtime.fields != body.runtime.fields:
+                verdict, detail = "not-comparable", f"receipt ran on {body.runtime.runtime_class}, auditor on {mine}"
+                observed = outputs
+            elif tensors_digest(observed) == body.output_digest:
+                verdict, detail = "agree", "the circuit's outputs, bit for bit"
+            else:
+                verdict, detail = "disagree", "the outputs are not the circuit's on these inputs"
         return sign_attestation(
             self.node_key,
             receipt=receipt.id,
@@ -319,8 +417,9 @@ class Service:
         with tempfile.TemporaryDirectory(prefix="veriml-zk-") as tmp:
             model_path = Path(tmp) / "model.onnx"
             model_path.write_bytes(self.hub.blobs.read_verified(manifest.body.blob))
+            names = [spec.name for spec in manifest.body.inputs]  # declared order: EZKL takes inputs by position
             files = ezkl_pipeline.setup(model_path, sample, Path(tmp) / "setup", bindings, input_visibility,
-                                        calibration, srs, memory_cap)  # fmt: skip
+                                        calibration, srs, memory_cap, names)  # fmt: skip
             artifacts = {
                 name: self.hub.blobs.put_file(getattr(files, name))
                 for name in ("settings", "compiled", "vk", "pk", "srs")
@@ -356,21 +455,29 @@ class Service:
         return manifest
 
     def prove(self, bundle: Bundle, executor: Executor | None = None) -> Bundle:
-        """The bundle with a zero-knowledge proof that its outputs are the model's on its inputs; the proof is
-        checked before it is returned. With an `executor` the proving runs there (a node uses a process pool)."""
+        """The bundle with a zero-knowledge proof that its outputs are the model's circuit's on its inputs; the
+        proof is checked before it is returned. The bundle must be a circuit result (`infer(..., circuit=True)`,
+        or a node's `verify=proven` answer): its outputs must be exactly what the proof will carry. With an
+        `executor` the proving runs there (a node uses a process pool)."""
         from veriml.zk import ezkl_pipeline
 
         document = self.zk_document(bundle.manifest)
-        paths = {}
-        for name, blob in document.body.artifacts.items():
-            paths[name] = self.hub.blobs.path(blob)
-            if not paths[name].is_file():
-                raise NotFound(f"zk artifact {name} ({blob}) is not in this store")
+        paths = self._zk_paths(document, list(document.body.artifacts))
+        names = [spec.name for spec in bundle.manifest.body.inputs]
         inputs = dict(bundle.inputs)
+        with tempfile.TemporaryDirectory(prefix="veriml-circuit-") as tmp:
+            expected = ezkl_pipeline.circuit_outputs(
+                inputs, names, bundle.manifest.body.outputs, paths["compiled"], paths["settings"], Path(tmp)
+            )
+        if tensors_digest(expected) != tensors_digest(bundle.outputs):
+            raise InvalidInput(
+                "zk prove: the bundle's outputs are not its model's circuit's (a float runtime's differ by "
+                "quantization); prove a circuit result: infer with verify=proven"
+            )
         if executor is None:
-            proof = ezkl_pipeline.prove_checked(inputs, paths)
+            proof = ezkl_pipeline.prove_checked(inputs, names, paths)
         else:
-            proof = executor.submit(ezkl_pipeline.prove_checked, inputs, paths).result()
+            proof = executor.submit(ezkl_pipeline.prove_checked, inputs, names, paths).result()
         return replace(bundle, zk_proof={"document": document.to_json(), "proof": proof})
 
     def zk_evm_verifier(self, ref: ModelRef | str, out: Path) -> Path:
