@@ -94,7 +94,7 @@ def main() -> None:
         print("|---|---|---|---|")
         for bundle in bundles:
             data = bundle.to_bytes()
-            assert verify_bundle(Bundle.from_bytes(data)).verified
+            assert verify_bundle(Bundle.from_bytes(data)).consistent
             times = interleaved(
                 {
                     "full": lambda d=data: verify_bundle(Bundle.from_bytes(d)),

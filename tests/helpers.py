@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from veriml.codec import tensors_digest
 from veriml.identity import Signed, SigningKey
-from veriml.receipts import Bundle, Receipt
+from veriml.receipts import Bundle, Receipt, commit
 
 
 def resign(bundle: Bundle, node_key: SigningKey, outputs: dict[str, np.ndarray] | None = None) -> Bundle:
@@ -16,12 +18,13 @@ def resign(bundle: Bundle, node_key: SigningKey, outputs: dict[str, np.ndarray] 
     receipt = Receipt(
         manifest=old.manifest,
         blob=old.blob,
-        input_digest=old.input_digest,
-        output_digest=tensors_digest(outputs),
+        input_commitment=old.input_commitment,
+        output_commitment=commit(bundle.salt, tensors_digest(outputs)),
         runtime=old.runtime,
         mode=old.mode,
+        privacy=old.privacy,
         request_id=old.request_id,
         timestamp=old.timestamp,
         node=node_key.public,
     )
-    return Bundle(bundle.manifest, Signed.sign(receipt, node_key), bundle.inputs, outputs)
+    return replace(bundle, receipt=Signed.sign(receipt, node_key), outputs=outputs, log_proof=None, attestations=())

@@ -89,7 +89,7 @@ def test_serve_anchor_and_slash_an_equivocating_node(net, contracts, tmp_path):
     # An honest node serves and anchors.
     with Client(net.urls) as client:
         honest = infer_logged_at(client, net.urls[0])
-    assert verify_bundle(honest).verified
+    assert verify_bundle(honest).consistent
     honest_account = next(n.account for n in contracts.nodes() if n.endpoint == net.urls[0])
     wait_for(lambda: contracts.node(honest_account).anchored_size >= 1, what="the honest node's anchor")
 
@@ -97,7 +97,7 @@ def test_serve_anchor_and_slash_an_equivocating_node(net, contracts, tmp_path):
     with Client(net.urls) as client:
         first = infer_logged_at(client, net.urls[2])
         second = infer_logged_at(client, net.urls[2])
-    assert first.receipt.body.output_digest != second.receipt.body.output_digest
+    assert first.receipt.body.output_commitment != second.receipt.body.output_commitment
     cheat = next(n for n in contracts.nodes() if n.endpoint == net.urls[2])
     wait_for(lambda: contracts.node(cheat.account).anchored_size >= 2, what="the cheating node's anchor")
 

@@ -12,7 +12,7 @@ from veriml import examples
 from veriml.codec import tensors_digest
 from veriml.errors import InvalidInput
 from veriml.identity import Signed, SigningKey
-from veriml.receipts import Bundle, Receipt
+from veriml.receipts import Bundle, Receipt, commit
 from veriml.runtime import GenerationParams, RuntimeFingerprint
 from veriml.service import Home, Service
 from veriml.verify import verify_bundle
@@ -57,7 +57,7 @@ def test_greedy_generation_is_signed_logged_and_replays_exactly(service, greedy)
     assert bundle.outputs["tokens"].tolist() == generation.tokens
     copy = Bundle.from_bytes(bundle.to_bytes())
     report = verify_bundle(copy, level="reexecuted", load_blob=load(service), engine=service.llm)
-    assert report.verified, report.failures()
+    assert report.consistent, report.failures()
     assert "replayed exactly" in report.check("reexec").detail
     again, _, _ = service.chat("smol/lm", QUESTION, GREEDY)
     assert again.tokens == generation.tokens
@@ -66,7 +66,7 @@ def test_greedy_generation_is_signed_logged_and_replays_exactly(service, greedy)
 def test_the_input_digest_covers_the_parameters(service, greedy):
     _, bundle = greedy
     _, other, _ = service.chat("smol/lm", QUESTION, replace(GREEDY, n_batch=256, n_ubatch=256))
-    assert other.receipt.body.input_digest != bundle.receipt.body.input_digest
+    assert tensors_digest(other.inputs) != tensors_digest(bundle.inputs)
     assert other.outputs["tokens"].tolist() == bundle.outputs["tokens"].tolist()  # n_batch changes no token
 
 
@@ -77,7 +77,7 @@ def test_a_changed_token_is_caught_at_its_step_with_the_logit_margin(service, gr
     node = SigningKey.generate("liar")
     forged = _resign(bundle, node, {"tokens": tokens})
     report = verify_bundle(forged, level="reexecuted", load_blob=load(service), engine=service.llm)
-    assert not report.verified
+    assert not report.consistent
     detail = report.check("reexec").detail
     assert "diverges at step 3" in detail and "top-2 logit margin" in detail
 
@@ -108,7 +108,7 @@ def test_stop_sequences_end_the_text_and_are_bound(service):
     assert generation.finish_reason == "stop" and "Paris" not in generation.text
     bundle = service.attach_proof(bundle, index)
     report = verify_bundle(bundle, level="reexecuted", load_blob=load(service), engine=service.llm)
-    assert report.verified, report.failures()
+    assert report.consistent, report.failures()
 
 
 def test_streamed_text_is_the_final_text(service):
@@ -120,12 +120,12 @@ def test_streamed_text_is_the_final_text(service):
 def test_attestation_of_a_generation(service, greedy):
     _, bundle = greedy
     manifest = service.resolve("smol/lm")
-    attestation = service.attest(manifest, bundle.receipt, bundle.inputs, bundle.outputs)
+    attestation = service.attest(manifest, bundle.receipt, bundle.salt, bundle.inputs, bundle.outputs)
     assert attestation.body.verdict == "agree"
     tokens = bundle.outputs["tokens"].copy()
     tokens[0] = 0
     lie = _resign(bundle, SigningKey.generate("liar"), {"tokens": tokens})
-    attestation = service.attest(manifest, lie.receipt, lie.inputs, lie.outputs)
+    attestation = service.attest(manifest, lie.receipt, lie.salt, lie.inputs, lie.outputs)
     assert attestation.body.verdict == "disagree" and "diverges at step 0" in attestation.body.detail
 
 
@@ -154,10 +154,11 @@ def test_an_onnx_model_is_not_a_chat_model(service, mlp_path):
 
 def _resign(bundle: Bundle, key: SigningKey, outputs: dict[str, np.ndarray], runtime=None) -> Bundle:
     old = bundle.receipt.body
-    receipt = Receipt(manifest=old.manifest, blob=old.blob, input_digest=old.input_digest,
-                      output_digest=tensors_digest(outputs), runtime=runtime or old.runtime, mode=old.mode,
-                      request_id=old.request_id, timestamp=old.timestamp, node=key.public)  # fmt: skip
-    return Bundle(bundle.manifest, Signed.sign(receipt, key), bundle.inputs, outputs)
+    receipt = Receipt(manifest=old.manifest, blob=old.blob, input_commitment=old.input_commitment,
+                      output_commitment=commit(bundle.salt, tensors_digest(outputs)), runtime=runtime or old.runtime,
+                      mode=old.mode, privacy=old.privacy, request_id=old.request_id, timestamp=old.timestamp,
+                      node=key.public)  # fmt: skip
+    return replace(bundle, receipt=Signed.sign(receipt, key), outputs=outputs, log_proof=None)
 
 
 def test_cli_chat_streams_writes_the_bundle_and_verify_replays_it(tmp_path):
@@ -175,7 +176,8 @@ def test_cli_chat_streams_writes_the_bundle_and_verify_replays_it(tmp_path):
                                "--max-tokens", "10", "--out", str(out)])  # fmt: skip
     assert chat.exit_code == 0, chat.output
     assert "Paris" in chat.stdout and "receipt" in chat.stdout and out.is_file()
-    verified = runner.invoke(app, ["--home", str(home), "verify", str(out), "--reexec"])
+    publisher = SigningKey.load(Home(home).publisher_key_path).public.vkey
+    verified = runner.invoke(app, ["--home", str(home), "verify", str(out), "--reexec", "--publisher", publisher])
     assert verified.exit_code == 0, verified.output
     assert "VERIFIED" in verified.stdout and "regeneration" in verified.stdout
     refused = runner.invoke(app, ["--home", str(home), "chat", "smol/lm", "hi", "--temperature", "3"])

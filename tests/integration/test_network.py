@@ -68,14 +68,14 @@ def test_quorum_replicates_agrees_and_is_cosigned(net, model, publisher):
         witness_quorum=2,
         agreeing_nodes=3,
     )
-    assert report.verified, report.failures()
+    assert report.consistent, report.failures()
 
 
 def test_client_fails_over_past_a_dead_node(net, model):
     dead = f"http://127.0.0.1:{devnet.free_port()}"
     with Client([dead, net.urls[1]]) as client:
         bundle = client.infer("alice/mlp", X)
-    assert verify_bundle(bundle).verified
+    assert verify_bundle(bundle).consistent
 
 
 def test_checkpoints_and_tiles_are_served(net, model):
@@ -175,11 +175,11 @@ def test_byzantine_node_is_caught_by_quorum_every_time_and_by_audit_at_its_rate(
             with Client([network.urls[2]]) as alone:
                 lie = alone.infer("alice/mlp", X)
             report = verify_bundle(lie, level="signed")
-            assert report.verified and lie.receipt.body.node.key_id == byzantine
+            assert report.consistent and lie.receipt.body.node.key_id == byzantine
             rerun = verify_bundle(lie, level="reexecuted", load_blob=lambda _d: path.read_bytes())
             assert rerun.check("reexec").status == "fail"
             # Any node re-executes a receipt on request, and signs what it found.
-            body = {"receipt": lie.receipt.to_json(), "inputs": tensors_to_json(lie.inputs),
+            body = {"receipt": lie.receipt.to_json(), "salt": lie.salt.hex(), "inputs": tensors_to_json(lie.inputs),
                     "outputs": tensors_to_json(lie.outputs)}  # fmt: skip
             attestation = httpx.post(f"{network.urls[0]}/v1/attest", json=body, timeout=30).json()
             assert attestation["body"]["verdict"] == "disagree"
@@ -297,9 +297,9 @@ def test_async_client_at_every_level(net, model):
         return signed, quorum, logged
 
     signed, quorum, logged = asyncio.run(run())
-    assert verify_bundle(signed).verified
-    assert len(quorum.attestations) == 2 and verify_bundle(quorum, agreeing_nodes=3).verified
-    assert logged.log_proof is not None and verify_bundle(logged, level="logged").verified
+    assert verify_bundle(signed).consistent
+    assert len(quorum.attestations) == 2 and verify_bundle(quorum, agreeing_nodes=3).consistent
+    assert logged.log_proof is not None and verify_bundle(logged, level="logged").consistent
 
 
 def test_quorum_runs_one_version_when_nodes_disagree_on_the_latest(net, publisher, tmp_path):
@@ -312,4 +312,4 @@ def test_quorum_runs_one_version_when_nodes_disagree_on_the_latest(net, publishe
         client.publish(v2, "alice/versions", publisher, node=net.urls[0])  # only node0 knows @2
         bundle = client.infer("alice/versions", X, verify="quorum:3")
     assert bundle.manifest.body.version == 2
-    assert verify_bundle(bundle, agreeing_nodes=3).verified
+    assert verify_bundle(bundle, agreeing_nodes=3).consistent

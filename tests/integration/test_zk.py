@@ -3,6 +3,7 @@ document, a proof that verifies under its key, and refusals for every way a proo
 
 import copy
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -37,7 +38,7 @@ def test_a_proven_bundle_verifies_without_running_the_model(proven):
     service, document, bundle = proven
     loaded = Bundle.from_bytes(bundle.to_bytes())
     report = verify_bundle(loaded, level="proven", load_blob=service.hub.blobs.read_verified)
-    assert report.verified, report.failures()
+    assert report.consistent, report.failures()
     detail = report.check("zk.proof").detail
     assert "development SRS" in detail and "logrows" in detail
     assert report.check("reexec").status == "skipped"  # a proof stands in for re-execution
@@ -62,9 +63,7 @@ def test_wrong_proofs_and_documents_fail(proven):
     assert report.check("zk.proof").status == "fail"
 
     forged_outputs = {"y": bundle.outputs["y"] + np.float32(1.0)}
-    other = Bundle(
-        bundle.manifest, bundle.receipt, bundle.inputs, forged_outputs, bundle.log_proof, (), bundle.zk_proof
-    )
+    other = replace(bundle, outputs=forged_outputs)
     assert "is not the proven value" in verify_bundle(other, level="proven", load_blob=load).check("zk.proof").detail
 
     mallory = SigningKey.generate("alice")
@@ -81,7 +80,7 @@ def test_wrong_proofs_and_documents_fail(proven):
 def test_a_proof_for_another_input_fails(proven):
     service, _, bundle = proven
     other = {"x": bundle.inputs["x"] + np.float32(0.5)}
-    moved = Bundle(bundle.manifest, bundle.receipt, other, bundle.outputs, bundle.log_proof, (), bundle.zk_proof)
+    moved = replace(bundle, inputs=other)
     report = verify_bundle(moved, level="proven", load_blob=service.hub.blobs.read_verified)
     assert "public input values are not the bundle's inputs" in report.check("zk.proof").detail
 
@@ -123,11 +122,11 @@ def test_private_inputs_are_hashed_and_the_proof_still_verifies(proven, tmp_path
     x = {"x": np.random.default_rng(8).standard_normal((1, 16)).astype(np.float32)}
     bundle = service.prove(service.infer("alice/private", x, prove=True, circuit=True))
     report = verify_bundle(bundle, level="proven", load_blob=service.hub.blobs.read_verified)
-    assert report.verified, report.failures()
+    assert report.consistent, report.failures()
     # The hash binds the private inputs: the same proof on other inputs fails, exactly.
     nudged = {"x": bundle.inputs["x"].copy()}
     nudged["x"][0, 1] += np.float32(0.01)
-    moved = Bundle(bundle.manifest, bundle.receipt, nudged, bundle.outputs, bundle.log_proof, (), bundle.zk_proof)
+    moved = replace(bundle, inputs=nudged)
     detail = verify_bundle(moved, level="proven", load_blob=service.hub.blobs.read_verified).check("zk.proof").detail
     assert "public input hash are not the bundle's inputs" in detail
 
@@ -145,4 +144,4 @@ def test_cnn_end_to_end(tmp_path):
         service.zk_setup("alice/cnn")
         x = {"x": np.random.default_rng(1).standard_normal((1, 1, 28, 28)).astype(np.float32)}
         bundle = service.prove(service.infer("alice/cnn", x, prove=True, circuit=True))
-        assert verify_bundle(bundle, level="proven", load_blob=service.hub.blobs.read_verified).verified
+        assert verify_bundle(bundle, level="proven", load_blob=service.hub.blobs.read_verified).consistent

@@ -9,7 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from veriml.cli.app import app
+from veriml.identity import SigningKey
 from veriml.receipts import Bundle
+from veriml.service import Home
 
 runner = CliRunner()
 
@@ -51,11 +53,15 @@ def test_publish_infer_verify_round_trip(cli_home, mlp_path, tmp_path):
     assert inferred.exit_code == 0, inferred.output
     assert Bundle.load(out).outputs["y"].shape == (1, 8)
 
-    verified = veriml(cli_home, "verify", str(out), "--reexec")
+    unanchored = veriml(cli_home, "verify", str(out), "--reexec")
+    assert unanchored.exit_code == 1, unanchored.output
+    assert "NOT ANCHORED" in unanchored.stdout and "no trusted keys" in unanchored.stdout
+    publisher = SigningKey.load(Home(cli_home).publisher_key_path).public.vkey
+    verified = veriml(cli_home, "verify", str(out), "--reexec", "--publisher", publisher)
     assert verified.exit_code == 0, verified.output
-    assert "VERIFIED" in verified.stdout
-    report = json.loads(veriml(cli_home, "verify", str(out), "--json").stdout)
-    assert report["verdict"] == "verified"
+    assert "VERIFIED" in verified.stdout and "1 trusted publisher key(s)" in verified.stdout
+    report = json.loads(veriml(cli_home, "verify", str(out), "--json", "--publisher", publisher).stdout)
+    assert report["verdict"] == "verified" and report["trust"]["publishers"] == 1
 
 
 def test_npz_inputs(cli_home, mlp_path, tmp_path):

@@ -13,14 +13,29 @@ def statuses(report):
     return {check.name: check.status for check in report.checks}
 
 
-def test_fresh_bundle_verifies_at_every_level(service, bundle):
-    assert verify_bundle(bundle).verdict == "verified"
-    assert verify_bundle(bundle, level="logged").verdict == "verified"
-    report = verify_bundle(bundle, level="reexecuted", load_blob=service.hub.blobs.read_verified)
+def test_fresh_bundle_verifies_at_every_level(service, bundle, publisher):
+    trusted = {"trusted_publishers": [publisher.public.vkey], "trusted_nodes": [service.node_key.public.vkey]}
+    assert verify_bundle(bundle, **trusted).verdict == "verified"
+    assert verify_bundle(bundle, level="logged", **trusted).verdict == "verified"
+    report = verify_bundle(bundle, level="reexecuted", load_blob=service.hub.blobs.read_verified, **trusted)
     assert report.verdict == "verified"
+    assert "1 trusted publisher key(s), 1 trusted node key(s)" in report.trust.describe()
     assert {statuses(report)[n] for n in ("reexec", "blob.digest", "log.inclusion")} == {"pass"}
     # Checks a later layer adds are reported as not run, never as passed.
     assert {statuses(report)[n] for n in ("attestations", "zk.proof")} == {"skipped"}
+
+
+def test_a_bundle_checked_against_no_trust_root_is_unanchored_not_verified(service, bundle):
+    # Attack 8 (docs/threat-model.md): anyone can make a self-consistent bundle with fresh keys.
+    report = verify_bundle(bundle, level="logged")
+    assert report.consistent and not report.verified
+    assert report.verdict == "unanchored"
+    assert report.to_json()["relative_to"].startswith("no trusted keys")
+    forger = SigningKey.generate("veriml.local/node-forger")
+    forged = verify_bundle(resign(bundle, forger), level="signed")
+    assert forged.verdict == "unanchored"  # reads exactly like the honest one: only trust roots tell them apart
+    anchored = verify_bundle(resign(bundle, forger), trusted_nodes=[service.node_key.public.vkey])
+    assert anchored.verdict == "failed" and anchored.check("receipt.node").status == "fail"
 
 
 def test_logged_level_needs_the_inclusion_proof(service, published, x):
@@ -28,7 +43,7 @@ def test_logged_level_needs_the_inclusion_proof(service, published, x):
     assert unproven.log_proof is None
     report = verify_bundle(unproven, level="logged")
     assert report.verdict == "incomplete" and report.check("log.inclusion").status == "skipped"
-    assert verify_bundle(unproven).verified  # level "signed" does not ask for it
+    assert verify_bundle(unproven).consistent  # level "signed" does not ask for it
 
 
 def test_log_proof_from_another_log_or_entry_fails(service, bundle, x):
@@ -55,7 +70,7 @@ def test_witness_cosignatures_and_quorum(service, published, x, tmp_path):
     witnessed = service.attach_proof(bundle, index)
     trusted = [witness.public.vkey]
     report = verify_bundle(witnessed, level="logged", trusted_witnesses=trusted)
-    assert report.verified and "cosigned by 1 trusted witness(es), 1 required" in report.check("log.inclusion").detail
+    assert report.consistent and "cosigned by 1 trusted witness(es), 1 required" in report.check("log.inclusion").detail
     stranger = SigningKey.generate("witness.example/w2").cosigner_public.vkey
     report = verify_bundle(witnessed, level="logged", trusted_witnesses=[stranger])
     assert report.verdict == "failed" and "cosigned by 0 of the trusted witnesses, 1 required" in str(report.failures())
@@ -71,7 +86,7 @@ def test_bundle_file_round_trips_byte_for_byte(bundle, tmp_path):
     bundle.save(path)
     loaded = Bundle.load(path)
     assert loaded.to_bytes() == path.read_bytes()
-    assert verify_bundle(loaded).verified
+    assert verify_bundle(loaded).consistent
 
 
 def flip_char_inside(data: bytes, marker: bytes, offset: int = 8) -> bytes:
@@ -90,7 +105,7 @@ def flip_char_inside(data: bytes, marker: bytes, offset: int = 8) -> bytes:
         (b'"inputs":{"x":{"data":"', "inputs.digest"),
         (b'"outputs":{"y":{"data":"', "outputs.digest"),
         (b'"receipt":{"body":{"blob":"sha256:', "receipt.signature"),
-        (b'"output_digest":"sha256:', "receipt.signature"),
+        (b'"output_commitment":"sha256:', "receipt.signature"),
         (b'"manifest":{"body":{"blob":"sha256:', "manifest.signature"),
         (b'"receipt":{"body":', None),  # handled below: signature of the receipt
     ],
@@ -123,12 +138,12 @@ def test_bundle_re_signed_by_another_node_key(bundle):
     stranger = SigningKey.generate("veriml-node")
     forged = resign(bundle, stranger)
     # Self-consistent, so only a trust decision can catch it: name the node keys you trust.
-    assert verify_bundle(forged).verified
+    assert verify_bundle(forged).consistent
     trusted = [bundle.receipt.body.node.vkey]
     report = verify_bundle(forged, trusted_nodes=trusted)
     assert report.verdict == "failed"
     assert "is not one of the 1 trusted node keys" in report.check("receipt.node").detail
-    assert verify_bundle(bundle, trusted_nodes=trusted).verified
+    assert verify_bundle(bundle, trusted_nodes=trusted).consistent
 
 
 def test_receipt_signature_swapped_in_from_another_key(bundle):
@@ -148,7 +163,7 @@ def test_untrusted_publisher_fails(bundle):
 def test_lying_node_passes_signatures_but_fails_reexecution(service, bundle):
     wrong = {"y": bundle.outputs["y"] + np.float32(1e-3)}
     lie = resign(bundle, service.node_key, outputs=wrong)
-    assert verify_bundle(lie).verified  # signatures alone cannot tell
+    assert verify_bundle(lie).consistent  # signatures alone cannot tell
     report = verify_bundle(lie, level="reexecuted", load_blob=service.hub.blobs.read_verified)
     assert report.verdict == "failed"
     assert "outputs disagree with a local run" in report.check("reexec").detail
@@ -194,7 +209,7 @@ def test_not_comparable_runtime_is_skipped_not_disagreement(service, bundle):
     from veriml.identity import Signed
 
     receipt = replace(bundle.receipt.body, runtime=other_runtime)
-    moved = Bundle(bundle.manifest, Signed.sign(receipt, service.node_key), bundle.inputs, bundle.outputs)
+    moved = replace(bundle, receipt=Signed.sign(receipt, service.node_key), log_proof=None)
     report = verify_bundle(moved, level="reexecuted", load_blob=service.hub.blobs.read_verified)
     assert report.check("reexec").status == "skipped"
     assert "not comparable" in report.check("reexec").detail
@@ -209,11 +224,11 @@ def test_quorum_attestations_count_only_trusted_nodes(service, bundle):
     other = SigningKey.generate("veriml.local/node-other")
     agreeing = with_fields(bundle, attestations=(attestation(resign(bundle, other)),))
     primary = bundle.receipt.body.node.vkey
-    assert verify_bundle(agreeing, agreeing_nodes=2).verified  # distinct keys, none named trusted
+    assert verify_bundle(agreeing, agreeing_nodes=2).consistent  # distinct keys, none named trusted
     assert "none named as trusted" in verify_bundle(agreeing, agreeing_nodes=2).check("attestations").detail
     report = verify_bundle(agreeing, agreeing_nodes=2, trusted_nodes=[primary])
     assert report.verdict == "failed" and "untrusted node" in report.check("attestations").detail
-    assert verify_bundle(agreeing, agreeing_nodes=2, trusted_nodes=[primary, other.public.vkey]).verified
+    assert verify_bundle(agreeing, agreeing_nodes=2, trusted_nodes=[primary, other.public.vkey]).consistent
     assert verify_bundle(bundle, agreeing_nodes=2).verdict == "failed"  # a quorum was asked, none carried
     lying = with_fields(bundle, attestations=(attestation(resign(bundle, other, {"y": bundle.outputs["y"] + 1})),))
     assert "disagrees" in verify_bundle(lying, agreeing_nodes=2).check("attestations").detail

@@ -53,11 +53,11 @@ def check_equivocation(first: ReceiptLeaf, second: ReceiptLeaf) -> None:
     """The contract's rule, checked first here so that a user learns why before spending gas."""
     if first.manifest != second.manifest:
         raise InvalidInput("evidence: the receipts are for different manifests")
-    if first.input_digest != second.input_digest:
+    if first.input_commitment != second.input_commitment:
         raise InvalidInput("evidence: the receipts are for different inputs")
     if first.runtime_digest != second.runtime_digest:
         raise InvalidInput("evidence: the receipts name different runtimes (not comparable)")
-    if first.output_digest == second.output_digest:
+    if first.output_commitment == second.output_commitment:
         raise InvalidInput("evidence: the receipts have the same output: no equivocation")
 
 

@@ -268,9 +268,10 @@ def verify(
 ) -> None:
     """Check a bundle offline: signatures, digests, the log inclusion proof, and with --reexec a local re-run.
 
-    Exits 0 when verified, 1 when a check failed or a required check could not run, 2 on bad input.
+    Exits 0 when verified against the keys you name (--publisher, --node, --witness), 1 when a check failed, a
+    required check could not run, or no key was named (verdict "not anchored"), 2 on bad input.
 
-    Example: veriml verify result.bundle.json --reexec --witness witness.example/w1+1a2b3c4d+BB...
+    Example: veriml verify result.bundle.json --reexec --publisher alice+1a2b3c4d+AB... --witness w1+5e6f7a8b+BB...
     """
     level = level or ("reexecuted" if reexec else "logged")
     bundle = Bundle.load(bundle_path)

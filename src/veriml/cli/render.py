@@ -18,6 +18,7 @@ from veriml.verify import Report
 _STATUS_STYLE = {"pass": "[green]pass[/]", "fail": "[bold red]FAIL[/]", "skipped": "[yellow]skipped[/]"}
 _VERDICT_STYLE = {
     "verified": "[bold green]VERIFIED[/]",
+    "unanchored": "[bold yellow]NOT ANCHORED[/] (every check passed, but against no key you trust)",
     "failed": "[bold red]FAILED[/]",
     "incomplete": "[bold yellow]INCOMPLETE[/]",
 }
@@ -96,3 +97,6 @@ def report_table(report: Report) -> Table:
 
 def print_verdict(console: Console, report: Report) -> None:
     console.print(f"verdict: {_VERDICT_STYLE[report.verdict]}")
+    console.print(f"relative to: {report.trust.describe()}")
+    if report.verdict == "unanchored":
+        console.print("name the keys you trust: --publisher, --node, --witness (see docs/threat-model.md)")

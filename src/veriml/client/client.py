@@ -233,7 +233,7 @@ class Client:
 
         report = verify_bundle(proven, level="signed", load_blob=load_blob)
         zk = report.check("zk.proof")
-        if not report.verified or zk.status != "pass":
+        if not report.consistent or zk.status != "pass":
             raise VerificationFailed(f"node {url}: proven bundle does not verify: {zk.detail}")
         return proven
 
@@ -417,7 +417,7 @@ def _proven(
     if entry.get("proof") is not None:
         proven = replace(bundle, log_proof=entry["proof"])
         report = verify_bundle(proven, level="logged", trusted_witnesses=witnesses, witness_quorum=quorum)
-        if report.verified:
+        if report.consistent:
             return proven
         if TlogProof.parse(entry["proof"]).checkpoint.checkpoint.size <= index:
             raise VerificationFailed(f"node {url}: proof does not cover entry {index}")

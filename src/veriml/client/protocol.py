@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from veriml.codec import tensors_to_json
+from veriml.codec import tensors_digest, tensors_to_json
 from veriml.errors import (
     Conflict,
     InvalidInput,
@@ -22,7 +22,7 @@ from veriml.errors import (
     VerimlError,
 )
 from veriml.hub import compare_outputs
-from veriml.receipts import Bundle
+from veriml.receipts import DEFAULT_PRIVACY, Bundle, new_salt
 from veriml.verify import verify_bundle
 
 _KINDS: dict[str, type[VerimlError]] = {
@@ -94,11 +94,19 @@ def raise_for_openai_error(node: str, response: httpx.Response) -> None:
 
 
 def infer_body(
-    model: str, inputs: Mapping[str, Any], request_id: str | None, verify: str | None = None
+    model: str,
+    inputs: Mapping[str, Any],
+    request_id: str | None,
+    verify: str | None = None,
+    *,
+    salt: bytes | None = None,
+    privacy: str = DEFAULT_PRIVACY,
 ) -> dict[str, Any]:
+    """The /v1/infer body. The salt is the client's: one per call, the same for every node of a quorum."""
     arrays = {k: v for k, v in inputs.items() if isinstance(v, np.ndarray)}
     plain = {k: v for k, v in inputs.items() if not isinstance(v, np.ndarray)}
-    body = {"model": model, "inputs": {**plain, **tensors_to_json(arrays)}, "request_id": request_id}
+    body = {"model": model, "inputs": {**plain, **tensors_to_json(arrays)}, "request_id": request_id,
+            "salt": (new_salt() if salt is None else salt).hex(), "privacy": privacy}  # fmt: skip
     if verify is not None:
         body["verify"] = verify
     return body
@@ -111,14 +119,14 @@ def parse_infer(node: str, body: Any) -> tuple[Bundle, int]:
     except (KeyError, TypeError, ValueError) as exc:
         raise VerificationFailed(f"node {node}: malformed inference answer ({exc})") from exc
     report = verify_bundle(bundle, level="signed")
-    if not report.verified:
+    if not report.consistent:
         raise VerificationFailed(f"node {node}: bundle does not verify: {report.failures()}")
     return bundle, index
 
 
 def attestation(bundle: Bundle) -> dict[str, Any]:
     """Another node's signed receipt for the same inference, with its outputs, carried in the bundle."""
-    return {"receipt": bundle.receipt.to_json(), "outputs": tensors_to_json(bundle.outputs)}
+    return {"receipt": bundle.receipt.to_json(), "salt": bundle.salt.hex(), "outputs": tensors_to_json(bundle.outputs)}
 
 
 def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
@@ -138,7 +146,7 @@ def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
         raise VerificationFailed(f"quorum: not comparable: the nodes ran different runtime classes {sorted(classes)}")
     disagreeing = []
     for node, bundle in others:
-        if bundle.receipt.body.input_digest != first.receipt.body.input_digest:
+        if tensors_digest(bundle.inputs) != tensors_digest(first.inputs):
             disagreeing.append(f"{node} (different input digest)")
             continue
         comparison = compare_outputs(first.manifest.body.policy, first.outputs, bundle.outputs)

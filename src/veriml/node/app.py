@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from functools import partial
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -21,7 +22,8 @@ from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
 from veriml.hub import parse_signed_manifest
 from veriml.node import openai_api, problems
 from veriml.node.node import Node
-from veriml.receipts import Bundle, parse_signed_receipt
+from veriml.receipts import DEFAULT_PRIVACY, Bundle, parse_salt, parse_signed_receipt
+from veriml.receipts.commitment import check_privacy
 from veriml.tlog import StaleOldSize, parse_tile_path, read_checkpoint, read_tile
 from veriml.tlog.witness import MAX_REQUEST_BYTES
 from veriml.zk import parse_signed_zk_document
@@ -35,6 +37,10 @@ class InferRequest(BaseModel):
     inputs: dict[str, Any] = Field(description="input name -> nested lists, or {dtype, shape, data(base64)}")
     request_id: str | None = Field(default=None, description="echoed into the receipt; 1-128 of [A-Za-z0-9._:-]")
     verify: str | None = Field(default=None, description="'proven' queues a zero-knowledge proof of the result")
+    privacy: str = Field(default=DEFAULT_PRIVACY, description="'private' (never disclosed, not kept), 'auditable' "
+                         "(disclosed only to authenticated auditors) or 'public' (readable by anyone)")  # fmt: skip
+    salt: str | None = Field(default=None, description="64 hex digits salting the receipt's commitments; "
+                             "drawn by the node when absent (the answer's bundle carries it)")  # fmt: skip
 
 
 class InferResponse(BaseModel):
@@ -45,6 +51,7 @@ class InferResponse(BaseModel):
 
 class AttestRequest(BaseModel):
     receipt: dict[str, Any] = Field(description="another node's signed receipt")
+    salt: str = Field(description="the salt that opens the receipt's commitments (64 hex digits)")
     inputs: dict[str, Any] = Field(description="the inputs it names, in the tensor JSON form")
     outputs: dict[str, Any] = Field(description="the outputs it names, in the tensor JSON form")
 
@@ -214,16 +221,19 @@ def create_app(node: Node) -> FastAPI:
         if request.verify not in (None, "signed", "proven"):
             raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
         proof = b""
+        salt = None if request.salt is None else parse_salt(request.salt, "salt")
+        privacy = check_privacy(request.privacy)
+        proof = b""
         if request.verify == "proven":
             manifest = node.held(request.model) or await run_in_threadpool(node.resolve, request.model)
             await run_in_threadpool(node.ensure_zk, manifest)  # 404 unless the circuit is here or at a peer
             # A proven result is the circuit's (fixed point), not onnxruntime's: the proof carries exactly it.
-            bundle, index = await run_in_threadpool(
-                node.service.infer_logged, manifest, request.inputs, request.request_id, True
-            )
+            circuit_run = partial(node.service.infer_logged, manifest, request.inputs, request.request_id,
+                                  salt=salt, privacy=privacy, circuit=True)  # fmt: skip
+            bundle, index = await run_in_threadpool(circuit_run)
             proof = b',"proof_job":"' + node.proofs.submit(bundle).encode() + b'"'
         else:
-            bundle, index = await node.infer_async(request.model, request.inputs, request.request_id)
+            bundle, index = await node.infer_async(request.model, request.inputs, request.request_id, salt, privacy)
         # The bundle's canonical bytes are written as they are: no second encoding pass over the same data.
         body = b'{"bundle":' + bundle.to_bytes() + b',"log_index":' + str(index).encode() + proof + b"}"
         return Response(body, media_type="application/json")
@@ -269,6 +279,8 @@ def create_app(node: Node) -> FastAPI:
         _, extra = log.entry(index)
         stored = parse_json(extra, "stored receipt")
         receipt = parse_signed_receipt(stored["receipt"])
+        if "salt" not in stored:
+            raise NotFound(f"log entry {index}: a private request; its bundle went to its client only")
         try:
             proof = log.prove(index).to_text()
         except NotFound:
@@ -276,6 +288,7 @@ def create_app(node: Node) -> FastAPI:
         bundle = Bundle(
             manifest=node.service.hub.registry.by_id(receipt.body.manifest),
             receipt=receipt,
+            salt=parse_salt(stored["salt"], "stored salt"),
             inputs=tensors_from_json(stored["inputs"], "stored inputs"),
             outputs=tensors_from_json(stored["outputs"], "stored outputs"),
             log_proof=proof,
@@ -291,6 +304,7 @@ def create_app(node: Node) -> FastAPI:
         attestation = node.service.attest(
             manifest,
             receipt,
+            parse_salt(request.salt, "salt"),
             tensors_from_json(request.inputs, "inputs"),
             tensors_from_json(request.outputs, "outputs"),
         )

@@ -18,7 +18,7 @@ import httpx
 
 from veriml.background import BackgroundJob
 from veriml.codec import canonical_json, tensors_from_json
-from veriml.receipts import ReceiptLeaf, SignedAttestation, parse_signed_receipt
+from veriml.receipts import ReceiptLeaf, SignedAttestation, parse_salt, parse_signed_receipt
 from veriml.tlog import SignedCheckpoint, TlogProof, TrustPolicy
 
 if TYPE_CHECKING:
@@ -140,7 +140,11 @@ class Auditor(BackgroundJob):
             TlogProof.parse(entry["proof"]).verify(ReceiptLeaf.of(receipt).to_bytes(), policy)
             manifest = self.node.pin(str(receipt.body.manifest))
             attestation = self.node.service.attest(
-                manifest, receipt, tensors_from_json(entry["inputs"]), tensors_from_json(entry["outputs"])
+                manifest,
+                receipt,
+                parse_salt(entry.get("salt"), "entry salt"),
+                tensors_from_json(entry["inputs"]),
+                tensors_from_json(entry["outputs"]),
             )
             found.append((index, attestation, entry["receipt"]))
             if attestation.body.verdict == "disagree":

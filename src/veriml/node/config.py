@@ -96,8 +96,15 @@ def _convert(name: str, value: Any) -> Any:
     if name == "peers":
         return tuple(str(p).rstrip("/") for p in value if str(p))
     if name in (
-        "port", "max_json_bytes", "max_blob_bytes", "provers", "chain_id", "chain_stake",
-        "llm_max_tokens", "llm_n_ctx", "llm_n_batch",
+        "port",
+        "max_json_bytes",
+        "max_blob_bytes",
+        "provers",
+        "chain_id",
+        "chain_stake",
+        "llm_max_tokens",
+        "llm_n_ctx",
+        "llm_n_batch",
     ):
         return int(value)
     if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval", "anchor_interval"):

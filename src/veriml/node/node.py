@@ -17,7 +17,7 @@ from veriml.node.audit import Auditor
 from veriml.node.config import NodeConfig
 from veriml.node.peers import Discovery, PeerInfo, StaticPeers
 from veriml.node.proofs import ProofJobs
-from veriml.receipts import Bundle
+from veriml.receipts import DEFAULT_PRIVACY, Bundle
 from veriml.service import Home, Service
 from veriml.tlog import CheckpointPublisher, Witness
 
@@ -209,21 +209,35 @@ class Node:
 
     # ---- inference -------------------------------------------------------------------------------------
 
-    def infer(self, ref: str, inputs: Mapping[str, Any], request_id: str | None) -> tuple[Bundle, int]:
+    def infer(
+        self,
+        ref: str,
+        inputs: Mapping[str, Any],
+        request_id: str | None,
+        salt: bytes | None = None,
+        privacy: str = DEFAULT_PRIVACY,
+    ) -> tuple[Bundle, int]:
         manifest = self.pin(ref)
-        bundle, index = self.service.infer_logged(manifest, inputs, request_id)
+        bundle, index = self.service.infer_logged(manifest, inputs, request_id, salt=salt, privacy=privacy)
         assert index is not None
         return bundle, index
 
-    async def infer_async(self, ref: str, inputs: Mapping[str, Any], request_id: str | None) -> tuple[Bundle, int]:
+    async def infer_async(
+        self,
+        ref: str,
+        inputs: Mapping[str, Any],
+        request_id: str | None,
+        salt: bytes | None = None,
+        privacy: str = DEFAULT_PRIVACY,
+    ) -> tuple[Bundle, int]:
         """`infer` for the event loop: small models run inline (a thread hop costs more than their inference),
         anything that may block — replication, large models — runs in a worker thread; the durable log
         append is awaited, not waited for."""
         manifest = self.held(ref)
         if manifest is None or manifest.body.size > INLINE_MODEL_BYTES:
-            bundle, index = await run_in_threadpool(self.infer, ref, inputs, request_id)
+            bundle, index = await run_in_threadpool(self.infer, ref, inputs, request_id, salt, privacy)
             return bundle, index
-        bundle, logged = self.service.infer_submit(manifest, inputs, request_id)
+        bundle, logged = self.service.infer_submit(manifest, inputs, request_id, salt=salt, privacy=privacy)
         assert logged is not None
         return bundle, (await asyncio.wrap_future(logged))[0]
 

@@ -30,7 +30,8 @@ from starlette.exceptions import HTTPException
 from veriml.errors import InvalidInput, VerimlError
 from veriml.hub import SignedManifest
 from veriml.node.node import Node
-from veriml.receipts import Bundle
+from veriml.receipts import DEFAULT_PRIVACY, Bundle, parse_salt
+from veriml.receipts.commitment import check_privacy
 from veriml.runtime import Generation, GenerationParams
 from veriml.runtime.generation import MAX_SEED
 
@@ -99,6 +100,8 @@ class _Sampling(BaseModel):
     n_batch: int | None = Field(default=None, description="veriml extension")
     n_ubatch: int | None = Field(default=None, description="veriml extension")
     request_id: str | None = Field(default=None, description="veriml extension: echoed into the receipt")
+    privacy: str = Field(default=DEFAULT_PRIVACY, description="veriml extension: private, auditable or public")
+    salt: str | None = Field(default=None, description="veriml extension: 64 hex digits salting the commitments")
 
 
 class ChatCompletionRequest(_Sampling):
@@ -201,6 +204,8 @@ def _veriml(bundle: Bundle, index: int) -> dict[str, Any]:
         "manifest_id": str(bundle.manifest.id),
         "log_index": index,
         "bundle_url": f"/v1/log/entries/{index}/bundle",
+        # The whole bundle goes to the client that asked: a private request's data is kept nowhere else.
+        "bundle": bundle.to_json(),
     }
 
 
@@ -219,9 +224,12 @@ def _usage(prompt: list[int], generation: Generation) -> dict[str, int]:
 def create_router(node: Node) -> APIRouter:
     router = APIRouter(route_class=OpenAIRoute, tags=["openai"])
 
-    def generate(manifest: SignedManifest, tokens: list[int], params: GenerationParams, request_id: str | None,
+    def generate(manifest: SignedManifest, tokens: list[int], params: GenerationParams, request: _Sampling,
                  on_text: Callable[[str], None] | None = None) -> tuple[Bundle, Generation, int]:  # fmt: skip
-        bundle, generation, logged = node.service.generate_submit(manifest, tokens, params, request_id, on_text)
+        salt = None if request.salt is None else parse_salt(request.salt, "salt")
+        bundle, generation, logged = node.service.generate_submit(
+            manifest, tokens, params, request.request_id, on_text, salt=salt, privacy=check_privacy(request.privacy)
+        )
         assert logged is not None
         return bundle, generation, logged.result()[0]  # the receipt is in the log before the answer leaves
 
@@ -235,7 +243,7 @@ def create_router(node: Node) -> APIRouter:
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
-        bundle, generation, index = await run_in_threadpool(generate, manifest, tokens, params, request.request_id)
+        bundle, generation, index = await run_in_threadpool(generate, manifest, tokens, params, request)
         if chat:
             choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": generation.text}}
         else:
@@ -273,7 +281,7 @@ def create_router(node: Node) -> APIRouter:
         def on_text(text: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, text)
 
-        work = loop.run_in_executor(None, generate, manifest, tokens, params, request.request_id, on_text)
+        work = loop.run_in_executor(None, generate, manifest, tokens, params, request, on_text)
         work.add_done_callback(lambda _: queue.put_nowait(None))
         if chat:
             first = chunk(None)

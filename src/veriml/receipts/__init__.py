@@ -7,17 +7,23 @@ from veriml.receipts.attestation import (
     sign_attestation,
 )
 from veriml.receipts.bundle import Bundle
+from veriml.receipts.commitment import DEFAULT_PRIVACY, PRIVACY_MODES, commit, new_salt, parse_salt
 from veriml.receipts.leaf import LEAF_SIZE, ReceiptLeaf
 from veriml.receipts.receipt import Receipt, SignedReceipt, parse_signed_receipt, sign_receipt
 
 __all__ = [
+    "DEFAULT_PRIVACY",
     "LEAF_SIZE",
+    "PRIVACY_MODES",
     "Attestation",
     "Bundle",
     "Receipt",
     "ReceiptLeaf",
     "SignedAttestation",
     "SignedReceipt",
+    "commit",
+    "new_salt",
+    "parse_salt",
     "parse_signed_attestation",
     "parse_signed_receipt",
     "sign_attestation",

@@ -12,9 +12,9 @@ from veriml.codec.clock import utc_timestamp
 from veriml.errors import InvalidInput
 from veriml.identity import Domain, Signed, SigningKey, VerifyingKey
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 VERDICTS = ("agree", "disagree", "not-comparable")
-_FIELDS = {"format_version", "receipt", "subject", "manifest", "input_digest", "claimed_output",
+_FIELDS = {"format_version", "receipt", "subject", "manifest", "input_commitment", "claimed_output",
            "observed_output", "verdict", "detail", "runtime_class", "timestamp", "auditor"}  # fmt: skip
 
 
@@ -23,9 +23,9 @@ class Attestation:
     receipt: Digest  # the audited receipt's id
     subject: VerifyingKey  # the node that signed it
     manifest: Digest
-    input_digest: Digest
-    claimed_output: Digest
-    observed_output: Digest
+    input_commitment: Digest
+    claimed_output: Digest  # the receipt's output commitment
+    observed_output: Digest  # commit(the receipt's salt, digest of the outputs the auditor observed)
     verdict: str
     detail: str
     runtime_class: str
@@ -50,7 +50,7 @@ class Attestation:
             "receipt": str(self.receipt),
             "subject": self.subject.vkey,
             "manifest": str(self.manifest),
-            "input_digest": str(self.input_digest),
+            "input_commitment": str(self.input_commitment),
             "claimed_output": str(self.claimed_output),
             "observed_output": str(self.observed_output),
             "verdict": self.verdict,
@@ -72,7 +72,7 @@ class Attestation:
             receipt=Digest.parse(obj["receipt"], "attestation receipt"),
             subject=VerifyingKey.parse(obj["subject"], "attestation subject"),
             manifest=Digest.parse(obj["manifest"], "attestation manifest"),
-            input_digest=Digest.parse(obj["input_digest"], "attestation input_digest"),
+            input_commitment=Digest.parse(obj["input_commitment"], "attestation input_commitment"),
             claimed_output=Digest.parse(obj["claimed_output"], "attestation claimed_output"),
             observed_output=Digest.parse(obj["observed_output"], "attestation observed_output"),
             verdict=obj["verdict"],

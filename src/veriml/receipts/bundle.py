@@ -17,13 +17,15 @@ from veriml.codec import canonical_json, expect_document, parse_json, tensors_fr
 from veriml.errors import InvalidInput, NotFound
 from veriml.fsutil import atomic_write
 from veriml.hub import SignedManifest, parse_signed_manifest
+from veriml.receipts.commitment import parse_salt
 from veriml.receipts.receipt import SignedReceipt, parse_signed_receipt
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FIELDS = {
     "format_version",
     "manifest",
     "receipt",
+    "salt",
     "inputs",
     "outputs",
     "log_proof",
@@ -42,6 +44,7 @@ ZkProofJSON = Mapping[str, Any]  # an EZKL proof and the ZK document it is check
 class Bundle:
     manifest: SignedManifest
     receipt: SignedReceipt
+    salt: bytes  # opens the receipt's commitments; whoever holds it can confirm the inputs and outputs
     inputs: dict[str, np.ndarray]
     outputs: dict[str, np.ndarray]
     log_proof: LogProofJSON | None = None
@@ -53,6 +56,7 @@ class Bundle:
             "format_version": FORMAT_VERSION,
             "manifest": self.manifest.to_json(),
             "receipt": self.receipt.to_json(),
+            "salt": self.salt.hex(),
             "inputs": tensors_to_json(self.inputs),
             "outputs": tensors_to_json(self.outputs),
             "log_proof": self.log_proof,
@@ -75,6 +79,7 @@ class Bundle:
         return cls(
             manifest=parse_signed_manifest(obj["manifest"]),
             receipt=parse_signed_receipt(obj["receipt"]),
+            salt=parse_salt(obj["salt"], "bundle salt"),
             inputs=tensors_from_json(obj["inputs"], "bundle input"),
             outputs=tensors_from_json(obj["outputs"], "bundle output"),
             log_proof=obj["log_proof"],

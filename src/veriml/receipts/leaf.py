@@ -1,8 +1,8 @@
 """A receipt's transparency-log leaf: a fixed layout of five 32-byte digests, so a contract can read it.
 
 offset   0  manifest id           (SHA-256 of the manifest's canonical body)
-offset  32  input digest
-offset  64  output digest
+offset  32  input commitment      (salted: see veriml.receipts.commitment)
+offset  64  output commitment
 offset  96  runtime fingerprint digest
 offset 128  receipt id            (SHA-256 of the receipt's canonical body; the signed receipt is kept
                                    beside the leaf, addressed by this digest)
@@ -22,15 +22,14 @@ LEAF_SIZE = 5 * 32
 @dataclass(frozen=True, slots=True)
 class ReceiptLeaf:
     manifest: Digest
-    input_digest: Digest
-    output_digest: Digest
+    input_commitment: Digest
+    output_commitment: Digest
     runtime_digest: Digest
     receipt: Digest
 
     def to_bytes(self) -> bytes:
-        return b"".join(
-            d.value for d in (self.manifest, self.input_digest, self.output_digest, self.runtime_digest, self.receipt)
-        )
+        fields = (self.manifest, self.input_commitment, self.output_commitment, self.runtime_digest, self.receipt)
+        return b"".join(d.value for d in fields)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ReceiptLeaf:
@@ -41,4 +40,4 @@ class ReceiptLeaf:
     @classmethod
     def of(cls, receipt: SignedReceipt) -> ReceiptLeaf:
         body = receipt.body
-        return cls(body.manifest, body.input_digest, body.output_digest, body.runtime.digest, receipt.id)
+        return cls(body.manifest, body.input_commitment, body.output_commitment, body.runtime.digest, receipt.id)

@@ -1,5 +1,6 @@
 """The receipt (DESIGN §2): what a node signs for each inference, binding model version, input, output, runtime
-and node. Inputs and outputs travel beside it; their digests bind them."""
+and node. Inputs and outputs travel beside it; salted commitments to their digests bind them (see
+`veriml.receipts.commitment`), and `privacy` records who may see them besides the client and the node."""
 
 from __future__ import annotations
 
@@ -12,15 +13,16 @@ from veriml.codec import Digest, Fragment, canonical_json, expect_document
 from veriml.codec.clock import utc_timestamp
 from veriml.errors import InvalidInput
 from veriml.identity import Domain, Signed, SigningKey, VerifyingKey
+from veriml.receipts.commitment import DEFAULT_PRIVACY, check_privacy
 from veriml.runtime import RuntimeFingerprint
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MODES = ("signed", "logged", "reexecuted", "quorum", "proven")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 _FIELDS = {
-    "format_version", "manifest", "blob", "input_digest", "output_digest", "runtime", "mode", "request_id",
-    "timestamp", "node",
+    "format_version", "manifest", "blob", "input_commitment", "output_commitment", "runtime", "mode", "privacy",
+    "request_id", "timestamp", "node",
 }  # fmt: skip
 
 
@@ -32,10 +34,11 @@ def new_request_id() -> str:
 class Receipt:
     manifest: Digest
     blob: Digest
-    input_digest: Digest
-    output_digest: Digest
+    input_commitment: Digest  # commit(salt, digest of the inputs)
+    output_commitment: Digest  # commit(salt, digest of the outputs)
     runtime: RuntimeFingerprint
     mode: str
+    privacy: str  # "private", "auditable" or "public": who besides client and node may see inputs and outputs
     request_id: str
     timestamp: str
     node: VerifyingKey
@@ -45,6 +48,7 @@ class Receipt:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise InvalidInput(f"receipt: mode must be one of {MODES}, got {self.mode!r}")
+        check_privacy(self.privacy)
         if not isinstance(self.request_id, str) or not _REQUEST_ID.fullmatch(self.request_id):
             raise InvalidInput("receipt: request_id must be 1-128 characters of [A-Za-z0-9._:-]")
         if not isinstance(self.timestamp, str) or not _TIMESTAMP.fullmatch(self.timestamp):
@@ -66,10 +70,11 @@ class Receipt:
             "format_version": FORMAT_VERSION,
             "manifest": str(self.manifest),
             "blob": str(self.blob),
-            "input_digest": str(self.input_digest),
-            "output_digest": str(self.output_digest),
+            "input_commitment": str(self.input_commitment),
+            "output_commitment": str(self.output_commitment),
             "runtime": runtime,
             "mode": self.mode,
+            "privacy": self.privacy,
             "request_id": self.request_id,
             "timestamp": self.timestamp,
             "node": self.node.vkey,
@@ -81,10 +86,11 @@ class Receipt:
         return cls(
             manifest=Digest.parse(obj["manifest"], "receipt manifest"),
             blob=Digest.parse(obj["blob"], "receipt blob"),
-            input_digest=Digest.parse(obj["input_digest"], "receipt input_digest"),
-            output_digest=Digest.parse(obj["output_digest"], "receipt output_digest"),
+            input_commitment=Digest.parse(obj["input_commitment"], "receipt input_commitment"),
+            output_commitment=Digest.parse(obj["output_commitment"], "receipt output_commitment"),
             runtime=RuntimeFingerprint(obj["runtime"]),
             mode=obj["mode"],
+            privacy=obj["privacy"],
             request_id=obj["request_id"],
             timestamp=obj["timestamp"],
             node=VerifyingKey.parse(obj["node"], "receipt node"),
@@ -99,20 +105,22 @@ def sign_receipt(
     *,
     manifest: Digest,
     blob: Digest,
-    input_digest: Digest,
-    output_digest: Digest,
+    input_commitment: Digest,
+    output_commitment: Digest,
     runtime: RuntimeFingerprint,
     mode: str = "signed",
+    privacy: str = DEFAULT_PRIVACY,
     request_id: str | None = None,
     timestamp: str | None = None,
 ) -> SignedReceipt:
     receipt = Receipt(
         manifest=manifest,
         blob=blob,
-        input_digest=input_digest,
-        output_digest=output_digest,
+        input_commitment=input_commitment,
+        output_commitment=output_commitment,
         runtime=runtime,
         mode=mode,
+        privacy=privacy,
         request_id=request_id or new_request_id(),
         timestamp=timestamp or utc_timestamp(),
         node=node_key.public,

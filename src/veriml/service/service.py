@@ -16,7 +16,18 @@ from veriml.errors import InvalidInput, NotFound, PermissionDenied
 from veriml.hub import ComparisonPolicy, Hub, ModelRef, Published, SignedManifest, compare_outputs
 from veriml.hub.blobs import Progress
 from veriml.identity import Signed, SigningKey
-from veriml.receipts import Bundle, ReceiptLeaf, SignedAttestation, SignedReceipt, sign_attestation, sign_receipt
+from veriml.receipts import (
+    DEFAULT_PRIVACY,
+    Bundle,
+    ReceiptLeaf,
+    SignedAttestation,
+    SignedReceipt,
+    commit,
+    new_salt,
+    sign_attestation,
+    sign_receipt,
+)
+from veriml.receipts.commitment import check_privacy
 from veriml.runtime import (
     BlobLoader,
     Engine,
@@ -144,13 +155,17 @@ class Service:
         inputs: Mapping[str, Any],
         request_id: str | None = None,
         prove: bool = False,
+        *,
+        salt: bytes | None = None,
+        privacy: str = DEFAULT_PRIVACY,
         circuit: bool = False,
     ) -> Bundle:
         """Run a model and return the signed result as a bundle. With `prove=True` the log signs a checkpoint
         at once and the bundle carries the inclusion proof (for one-shot local use; a node signs checkpoints
-        on a cadence instead). With `circuit=True` the model's ZK circuit computes the result (see
-        `run_circuit`): the result a proof can then be made for."""
-        bundle, index = self.infer_logged(ref, inputs, request_id, circuit)
+        on a cadence instead). `salt` (32 bytes, fresh when not given) salts the receipt's commitments;
+        `privacy` says who may see inputs and outputs besides the client and this node. With `circuit=True` the
+        model's ZK circuit computes the result (see `run_circuit`): the result a proof can then be made for."""
+        bundle, index = self.infer_logged(ref, inputs, request_id, salt=salt, privacy=privacy, circuit=circuit)
         if prove:
             if index is None:
                 raise ValueError("prove=True needs a Service with log=True")
@@ -162,10 +177,13 @@ class Service:
         ref: ModelRef | str | SignedManifest,
         inputs: Mapping[str, Any],
         request_id: str | None = None,
+        *,
+        salt: bytes | None = None,
+        privacy: str = DEFAULT_PRIVACY,
         circuit: bool = False,
     ) -> tuple[Bundle, int | None]:
         """Run a model, sign the receipt and append it to the log: (bundle, log index or None when not logging)."""
-        bundle, logged = self.infer_submit(ref, inputs, request_id, circuit)
+        bundle, logged = self.infer_submit(ref, inputs, request_id, salt=salt, privacy=privacy, circuit=circuit)
         return bundle, None if logged is None else logged.result()[0]
 
     def infer_submit(
@@ -173,16 +191,20 @@ class Service:
         ref: ModelRef | str | SignedManifest,
         inputs: Mapping[str, Any],
         request_id: str | None = None,
+        *,
+        salt: bytes | None = None,
+        privacy: str = DEFAULT_PRIVACY,
         circuit: bool = False,
     ) -> tuple[Bundle, Future[list[int]] | None]:
         """Like `infer_logged`, but hands back the log append as a future instead of waiting for the disk, so
         an async server can await it without holding a thread. The bundle must not leave before it resolves."""
+        check_privacy(privacy)
         manifest = ref if isinstance(ref, Signed) else self.resolve(ref)
         if circuit:
             arrays, outputs, runtime = self.run_circuit(manifest, inputs)
-            return self._sign_and_log(manifest, arrays, outputs, request_id, runtime, "proven")
+            return self._sign_and_log(manifest, arrays, outputs, request_id, salt, privacy, runtime, "proven")
         arrays, outputs = self.run(manifest, inputs)
-        return self._sign_and_log(manifest, arrays, outputs, request_id)
+        return self._sign_and_log(manifest, arrays, outputs, request_id, salt, privacy)
 
     def run_circuit(
         self, manifest: SignedManifest, inputs: Mapping[str, Any]
@@ -228,29 +250,32 @@ class Service:
         arrays: dict[str, np.ndarray],
         outputs: dict[str, np.ndarray],
         request_id: str | None,
+        salt: bytes | None,
+        privacy: str,
         runtime: RuntimeFingerprint | None = None,
         mode: str = "signed",
     ) -> tuple[Bundle, Future[list[int]] | None]:
+        salt = new_salt() if salt is None else salt
         receipt = sign_receipt(
             self.node_key,
             manifest=manifest.id,
             blob=manifest.body.blob,
-            input_digest=tensors_digest(arrays),
-            output_digest=tensors_digest(outputs),
+            input_commitment=commit(salt, tensors_digest(arrays)),
+            output_commitment=commit(salt, tensors_digest(outputs)),
             runtime=runtime or self.engine_for(manifest).fingerprint,
             mode=mode,
+            privacy=privacy,
             request_id=request_id,
         )
         logged = None
         if self.logging:
-            # Inputs and outputs are kept beside the receipt so that auditors can re-execute it.
-            beside = {
-                "receipt": receipt.to_json(),
-                "inputs": tensors_to_json(arrays),
-                "outputs": tensors_to_json(outputs),
-            }
+            beside: dict[str, Any] = {"receipt": receipt.to_json()}
+            if privacy != "private":
+                # Kept beside the receipt so that auditors can re-execute it; a private request's data is not kept.
+                beside.update(salt=salt.hex(), inputs=tensors_to_json(arrays), outputs=tensors_to_json(outputs))
             logged = self.log.submit_batch([(ReceiptLeaf.of(receipt).to_bytes(), canonical_json(beside))])
-        return Bundle(manifest=manifest, receipt=receipt, inputs=arrays, outputs=outputs), logged
+        bundle = Bundle(manifest=manifest, receipt=receipt, salt=salt, inputs=arrays, outputs=outputs)
+        return bundle, logged
 
     # ---- language models ------------------------------------------------------------------------------
 
@@ -289,14 +314,18 @@ class Service:
         params: GenerationParams,
         request_id: str | None = None,
         on_text: Callable[[str], None] | None = None,
+        *,
+        salt: bytes | None = None,
+        privacy: str = DEFAULT_PRIVACY,
     ) -> tuple[Bundle, Generation, Future[list[int]] | None]:
-        """Generate after the prompt's tokens, sign the receipt (its input digest covers the prompt and every
+        """Generate after the prompt's tokens, sign the receipt (its input commitment covers the prompt and every
         parameter) and append it to the log; the text goes to `on_text` as it is generated."""
+        check_privacy(privacy)
         self.check_generation(manifest, params)
         generation = self.llm.generate(manifest.body.blob, self.loader(manifest), prompt_tokens, params, on_text)
         arrays = generation_inputs(prompt_tokens, params)
         outputs = {OUTPUT: np.asarray(generation.tokens, dtype=np.int32)}
-        bundle, logged = self._sign_and_log(manifest, arrays, outputs, request_id)
+        bundle, logged = self._sign_and_log(manifest, arrays, outputs, request_id, salt, privacy)
         return bundle, generation, logged
 
     def chat(
@@ -306,30 +335,40 @@ class Service:
         params: GenerationParams | None = None,
         request_id: str | None = None,
         on_text: Callable[[str], None] | None = None,
+        *,
+        salt: bytes | None = None,
+        privacy: str = DEFAULT_PRIVACY,
     ) -> tuple[Generation, Bundle, int | None]:
         """Answer chat messages with a signed, logged generation: (generation, bundle, log index)."""
         manifest = ref if isinstance(ref, Signed) else self.resolve(ref)
         params = params or GenerationParams()
         tokens = self.tokenize(manifest, self.chat_prompt(manifest, messages), params)
-        bundle, generation, logged = self.generate_submit(manifest, tokens, params, request_id, on_text)
+        bundle, generation, logged = self.generate_submit(
+            manifest, tokens, params, request_id, on_text, salt=salt, privacy=privacy
+        )
         return generation, bundle, None if logged is None else logged.result()[0]
 
     def attest(
         self,
         manifest: SignedManifest,
         receipt: SignedReceipt,
+        salt: bytes,
         inputs: Mapping[str, np.ndarray],
         outputs: Mapping[str, np.ndarray],
     ) -> SignedAttestation:
-        """Re-execute another node's receipt and sign what was found: agree, disagree, or not comparable."""
+        """Re-execute another node's receipt and sign what was found: agree, disagree, or not comparable. The
+        attestation carries only salted commitments, so publishing it reveals nothing about the request."""
         receipt.verified()
         body = receipt.body
         if body.manifest != manifest.id or body.blob != manifest.body.blob:
             raise InvalidInput(f"attest: the receipt is for manifest {body.manifest}, not {manifest.id}")
-        if tensors_digest(inputs) != body.input_digest or tensors_digest(outputs) != body.output_digest:
-            raise InvalidInput("attest: the inputs or outputs given do not match the receipt's digests")
+        if (
+            commit(salt, tensors_digest(inputs)) != body.input_commitment
+            or commit(salt, tensors_digest(outputs)) != body.output_commitment
+        ):
+            raise InvalidInput("attest: the salt, inputs or outputs given do not open the receipt's commitments")
         if body.runtime.fields.get("engine") == "ezkl":
-            return self._attest_circuit(manifest, receipt, inputs, outputs)
+            return self._attest_circuit(manifest, receipt, salt, inputs, outputs)
         _, observed = self.run(manifest, inputs)
         mine = self.engine_for(manifest).runtime_class
         if body.runtime.runtime_class != mine and manifest.body.policy.kind == "exact":
@@ -345,9 +384,9 @@ class Service:
             receipt=receipt.id,
             subject=body.node,
             manifest=manifest.id,
-            input_digest=body.input_digest,
-            claimed_output=body.output_digest,
-            observed_output=tensors_digest(observed),
+            input_commitment=body.input_commitment,
+            claimed_output=body.output_commitment,
+            observed_output=commit(salt, tensors_digest(observed)),
             verdict=verdict,
             detail=detail,
             runtime_class=mine,
@@ -357,6 +396,7 @@ class Service:
         self,
         manifest: SignedManifest,
         receipt: SignedReceipt,
+        salt: bytes,
         inputs: Mapping[str, np.ndarray],
         outputs: Mapping[str, np.ndarray],
     ) -> SignedAttestation:
@@ -373,7 +413,7 @@ class Service:
             if mine_runtime.fields != body.runtime.fields:
                 verdict, detail = "not-comparable", f"receipt ran on {body.runtime.runtime_class}, auditor on {mine}"
                 observed = outputs
-            elif tensors_digest(observed) == body.output_digest:
+            elif commit(salt, tensors_digest(observed)) == body.output_commitment:
                 verdict, detail = "agree", "the circuit's outputs, bit for bit"
             else:
                 verdict, detail = "disagree", "the outputs are not the circuit's on these inputs"
@@ -382,9 +422,9 @@ class Service:
             receipt=receipt.id,
             subject=body.node,
             manifest=manifest.id,
-            input_digest=body.input_digest,
-            claimed_output=body.output_digest,
-            observed_output=tensors_digest(observed),
+            input_commitment=body.input_commitment,
+            claimed_output=body.output_commitment,
+            observed_output=commit(salt, tensors_digest(observed)),
             verdict=verdict,
             detail=detail,
             runtime_class=mine,

@@ -10,7 +10,7 @@ from veriml.codec import Digest, tensors_digest, tensors_from_json
 from veriml.errors import NotFound, Unavailable, VerimlError
 from veriml.hub import compare_outputs
 from veriml.identity import VerifyingKey
-from veriml.receipts import Bundle, ReceiptLeaf, parse_signed_receipt
+from veriml.receipts import Bundle, ReceiptLeaf, commit, parse_salt, parse_signed_receipt
 from veriml.runtime import Engine, LlamaEngine, validate_inputs
 from veriml.runtime.generation import OUTPUT
 from veriml.tlog import TlogProof, TrustPolicy
@@ -69,14 +69,15 @@ def inputs_signature(bundle: Bundle) -> CheckResult:
     return _result("inputs.signature", "pass", "inputs match the model's signature")
 
 
-def tensors_match(name: str, tensors: dict[str, np.ndarray], claimed: Digest) -> CheckResult:
+def tensors_match(name: str, tensors: dict[str, np.ndarray], salt: bytes, claimed: Digest) -> CheckResult:
+    """The tensors, salted with the bundle's salt, open the receipt's commitment."""
     try:
-        actual = tensors_digest(tensors)
+        actual = commit(salt, tensors_digest(tensors))
     except VerimlError as exc:
         return _result(name, "fail", str(exc))
     if actual != claimed:
-        return _result(name, "fail", f"digest is {actual}, receipt says {claimed}")
-    return _result(name, "pass", str(actual))
+        return _result(name, "fail", f"salted digest is {actual}, receipt commits to {claimed}")
+    return _result(name, "pass", f"the bundle's salt and tensors open the receipt's commitment {claimed}")
 
 
 def blob_digest(bundle: Bundle, load_blob: BlobLoader | None) -> tuple[CheckResult, bytes | None]:
@@ -169,6 +170,7 @@ def attestations(bundle: Bundle, required_nodes: int, trusted: Collection[str] =
     try:
         for number, item in enumerate(bundle.attestations, 1):
             other = parse_signed_receipt(item.get("receipt")).verified()
+            salt = parse_salt(item.get("salt"), f"attestation {number} salt")
             outputs = tensors_from_json(item.get("outputs"), f"attestation {number} outputs")
             body = other.body
             if trusted and body.node.vkey not in trusted:
@@ -176,9 +178,10 @@ def attestations(bundle: Bundle, required_nodes: int, trusted: Collection[str] =
             if body.node.vkey in nodes:
                 return _result("attestations", "fail", f"attestation {number} repeats node {body.node.key_id}")
             nodes.add(body.node.vkey)
-            if body.manifest != receipt.manifest or body.input_digest != receipt.input_digest:
+            inputs_digest = tensors_digest(bundle.inputs)
+            if body.manifest != receipt.manifest or commit(salt, inputs_digest) != body.input_commitment:
                 return _result("attestations", "fail", f"attestation {number} is for another model or input")
-            if tensors_digest(outputs) != body.output_digest:
+            if commit(salt, tensors_digest(outputs)) != body.output_commitment:
                 return _result("attestations", "fail", f"attestation {number}: outputs do not match its receipt")
             theirs, ours = body.runtime.runtime_class, receipt.runtime.runtime_class
             if policy.kind == "exact" and theirs != ours:
@@ -284,10 +287,10 @@ def _first_difference(claimed: dict[str, np.ndarray], proven: dict[str, np.ndarr
         if mine.tobytes() != value.tobytes():
             bits = f"u{value.dtype.itemsize}"
             index = int(np.flatnonzero(mine.reshape(-1).view(bits) != value.reshape(-1).view(bits))[0])
-            got, want = mine.reshape(-1)[index], value.reshape(-1)[index]
-            quanta = (float(got) - float(want)) * 2.0**scale
+            got, want = float(mine.reshape(-1)[index]), float(value.reshape(-1)[index])
+            quanta = (got - want) * 2.0**scale
             return (
-                f"output {name!r} is not the proven value: element {index} is {float(got)!r} in the bundle, {float(want)!r} in "
+                f"output {name!r} is not the proven value: element {index} is {got!r} in the bundle, {want!r} in "
                 f"the proof ({quanta:+.3g} quanta of 2^-{scale}); a proven result's outputs must be the proven "
                 f"fixed-point values exactly"
             )

@@ -13,7 +13,7 @@ from veriml.runtime import Engine, LlamaEngine, OnnxEngine
 from veriml.verify import checks
 from veriml.verify.checks import BlobLoader
 from veriml.verify.policy import required_checks
-from veriml.verify.report import Report
+from veriml.verify.report import Report, TrustRoots
 
 
 def verify_bundle(
@@ -63,12 +63,18 @@ def verify_bundle(
         checks.trusted_key("receipt.node", receipt.node.key_id, receipt.node.vkey, trusted_nodes, "node"),
         checks.receipt_binding(bundle),
         checks.inputs_signature(bundle),
-        checks.tensors_match("inputs.digest", bundle.inputs, receipt.input_digest),
-        checks.tensors_match("outputs.digest", bundle.outputs, receipt.output_digest),
+        checks.tensors_match("inputs.digest", bundle.inputs, bundle.salt, receipt.input_commitment),
+        checks.tensors_match("outputs.digest", bundle.outputs, bundle.salt, receipt.output_commitment),
         checks.log_inclusion(bundle, witnesses, quorum),
         blob_check,
         checks.reexecution(bundle, engine if "reexec" in required else None, blob),
         checks.attestations(bundle, agreeing_nodes, trusted_nodes),
         checks.zk_proof(bundle, load_blob, require_ceremony_srs),
     ]
-    return Report(level, tuple(replace(r, required=r.name in required) for r in results))
+    trust = TrustRoots(
+        publishers=len({VerifyingKey.parse(k, "trusted publisher key").public for k in trusted_publishers}),
+        nodes=len({VerifyingKey.parse(k, "trusted node key").public for k in trusted_nodes}),
+        witnesses=len({w.public for w in witnesses}),
+        witness_quorum=quorum,
+    )
+    return Report(level, tuple(replace(r, required=r.name in required) for r in results), trust)
