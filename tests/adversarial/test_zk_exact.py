@@ -122,7 +122,9 @@ def test_proven_outputs_shifted_within_the_old_bound_are_refused(network, tmp_pa
     assert zk.status == "fail" and "output 'y' is not the proven value" in zk.detail, zk.detail
     assert report.verdict == "failed"
     honest = proven_by_hand(net.urls[1], "alice/mlp", x)
-    assert verify_bundle(honest, level="proven", load_blob=load).consistent
+    # (level signed plus the proof, as the client checks it: these bundles carry no log proof yet)
+    honest_report = verify_bundle(honest, level="signed", load_blob=load)
+    assert honest_report.consistent and honest_report.check("zk.proof").status == "pass", honest_report.failures()
     difference = np.abs(shifted.outputs["y"].astype(np.float64) - honest.outputs["y"])
     assert difference.min() > 0.005 and difference.max() < OLD_BOUND  # the attack fits inside the old bound
 
@@ -142,7 +144,8 @@ def test_multi_input_model_is_proven_in_declared_order(network, tmp_path):
         bundle = client.infer("alice/two", {"b": b, "a": a}, verify="proven")
     assert [spec.name for spec in bundle.manifest.body.inputs] == ["b", "a"]  # declared order, not sorted
     load = load_from(home)
-    assert verify_bundle(bundle, level="proven", load_blob=load).consistent
+    report = verify_bundle(bundle, level="signed", load_blob=load)
+    assert report.consistent and report.check("zk.proof").status == "pass", report.failures()
 
     # The circuit was fed b then a: the proven outputs are the model's on this assignment (up to fixed-point
     # quantization), and far from its outputs on the swapped one.
