@@ -2,6 +2,7 @@
 document, a proof that verifies under its key, and refusals for every way a proof can be wrong."""
 
 import copy
+import json
 import os
 from dataclasses import replace
 
@@ -75,6 +76,21 @@ def test_wrong_proofs_and_documents_fail(proven):
 
     with pytest.raises(PermissionDenied, match="only the publisher"):
         service.zk_setup("alice/mlp", publisher=mallory)
+
+
+def test_a_proven_result_is_the_circuits_exactly_and_audits_agree_with_it(proven):
+    service, document, bundle = proven
+    receipt = bundle.receipt.body
+    assert receipt.mode == "proven" and receipt.runtime.fields["engine"] == "ezkl"
+    load = service.hub.blobs.read_verified
+    # Every output is an integer over 2^scale: the fixed-point value the proof carries, not onnxruntime's float.
+    scale = 2.0 ** json.loads(load(document.body.artifacts["settings"]))["model_output_scales"][0]
+    assert np.array_equal(np.round(bundle.outputs["y"] * scale), bundle.outputs["y"] * scale)
+    one_ulp = replace(bundle, outputs={"y": np.nextafter(bundle.outputs["y"], np.float32(np.inf))})
+    assert "is not the proven value" in verify_bundle(one_ulp, level="proven", load_blob=load).check("zk.proof").detail
+    # An auditor recomputes a proven receipt with the circuit, bit for bit.
+    attestation = service.attest(bundle.manifest, bundle.receipt, bundle.salt, bundle.inputs, bundle.outputs)
+    assert attestation.body.verdict == "agree", attestation.body.detail
 
 
 def test_a_proof_for_another_input_fails(proven):

@@ -220,7 +220,6 @@ def create_app(node: Node) -> FastAPI:
         Its inclusion proof is at /v1/log/entries/{log_index} once the next checkpoint is published."""
         if request.verify not in (None, "signed", "proven"):
             raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
-        proof = b""
         salt = None if request.salt is None else parse_salt(request.salt, "salt")
         privacy = check_privacy(request.privacy)
         proof = b""
