@@ -1,6 +1,7 @@
 """ZK attacks on real node processes: a node that shifts its proven outputs within the old float bound, and a
 multi-input model whose inputs must reach the prover in the model's declared order, not sorted-name order."""
 
+import json
 import os
 import sys
 import time
@@ -130,10 +131,13 @@ def test_proven_outputs_shifted_within_the_old_bound_are_refused(network, tmp_pa
 
     shifted.save(tmp_path / "shifted.json")
     cli = CliRunner().invoke(
-        app, ["--home", str(home.root), "verify", str(tmp_path / "shifted.json"), "--level", "proven"]
+        app, ["--home", str(home.root), "verify", str(tmp_path / "shifted.json"), "--level", "proven", "--json"]
     )
     assert cli.exit_code == 1, cli.output
-    assert "zk.proof" in cli.output and "is not the proven value" in cli.output
+    verdict = json.loads(cli.output)
+    checks = {check["name"]: check for check in verdict["checks"]}
+    assert verdict["verdict"] == "failed" and checks["zk.proof"]["status"] == "fail"
+    assert "output 'y' is not the proven value" in checks["zk.proof"]["detail"]
 
 
 def test_multi_input_model_is_proven_in_declared_order(network, tmp_path):
