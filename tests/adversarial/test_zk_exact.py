@@ -143,7 +143,8 @@ def test_proven_outputs_shifted_within_the_old_bound_are_refused(network, tmp_pa
 def test_multi_input_model_is_proven_in_declared_order(network, tmp_path):
     net, home, models = network
     rng = np.random.default_rng(12)
-    b, a = (rng.standard_normal((1, 4)).astype(np.float32) for _ in range(2))
+    # Inside the range the circuit was calibrated for (setup calibrates on zeros): |y| stays below ~3.
+    b, a = (rng.uniform(-0.5, 0.5, (1, 4)).astype(np.float32) for _ in range(2))
     with Client([net.urls[1]]) as client:
         bundle = client.infer("alice/two", {"b": b, "a": a}, verify="proven")
     assert [spec.name for spec in bundle.manifest.body.inputs] == ["b", "a"]  # declared order, not sorted

@@ -168,9 +168,12 @@ def output_count(settings: Mapping[str, Any]) -> int:
 def output_values(
     felts: Sequence[str], settings: Mapping[str, Any], outputs: Sequence[TensorSpec]
 ) -> dict[str, np.ndarray]:
-    """A circuit's output field elements as the model's output tensors: output i is the integers k the circuit
-    computed, each exactly k / 2^scale_i, in the output's declared dtype, shape and order. Exact, not rounded:
-    a value the dtype cannot hold exactly is refused rather than rounded."""
+    """A circuit's output field elements as the model's output tensors, in their declared dtype, shape and
+    order: output i is the integers k the circuit computed, each k / 2^scale_i — exact in float64, then in the
+    declared dtype: exactly when it holds the value (float32 holds 24 significant bits), else, for a float
+    dtype, the nearest value (IEEE round to nearest even; a scale of 2^-26 on outputs near 3 needs 28 bits).
+    Either way the bits are a function of k alone, so they pin the output. An integer dtype must hold the value
+    exactly."""
     ezkl = _ezkl()
     scales = settings["model_output_scales"]
     shapes = settings["model_instance_shapes"][-len(scales) :]
@@ -186,8 +189,9 @@ def output_values(
         if np.max(np.abs(integers), initial=0) >= 2**53:
             raise InvalidInput(f"zk outputs: output {spec.name!r} is out of range")
         exact = np.ldexp(integers, -int(scale)).reshape(shape)  # k * 2^-scale: a power of two, exact in float64
-        array = exact.astype(np.dtype(spec.dtype))
-        if not np.array_equal(array.astype(np.float64), exact):
+        dtype = np.dtype(spec.dtype)
+        array = exact.astype(dtype)
+        if dtype.kind != "f" and not np.array_equal(array.astype(np.float64), exact):
             raise InvalidInput(f"zk outputs: output {spec.name!r}: the proven values do not fit {spec.dtype} exactly")
         values[spec.name] = array
     return values
