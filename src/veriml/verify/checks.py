@@ -202,8 +202,9 @@ def zk_proof(bundle: Bundle, load_blob: BlobLoader | None, require_ceremony_srs:
     """The proof verifies under the verification key named in the ZK document the model's publisher signed;
     its public instances are exactly the circuit's on the bundle's inputs, taken in the model's declared input
     order (recomputed here); and the bundle's outputs are exactly the proven fixed-point outputs, k / 2^scale
-    per output in the declared dtype (`ezkl_pipeline.output_values`), bit for bit. A proven result is the circuit's: the outputs of a float runtime differ from it by
-    quantization, and no bound on that difference keeps a node from shifting outputs within it."""
+    per output in the declared dtype (`ezkl_pipeline.output_values`), bit for bit. A proven result is the
+    circuit's: a float runtime's outputs differ from it by quantization, and no bound on that difference keeps
+    a node from shifting outputs within it."""
     if bundle.zk_proof is None:
         return _result("zk.proof", "skipped", "the bundle carries no zero-knowledge proof")
     if load_blob is None:
