@@ -126,6 +126,11 @@ def test_attestation_of_a_generation(service, greedy):
     tokens[0] = 0
     lie = _resign(bundle, SigningKey.generate("liar"), {"tokens": tokens})
     attestation = service.attest(manifest, lie.receipt, lie.salt, lie.inputs, lie.outputs)
+    # The attestation is public: for a request that is not, it names no token.
+    assert attestation.body.verdict == "disagree"
+    assert attestation.body.detail == "outputs disagree under exact (bitwise)"
+    public = _resign(bundle, SigningKey.generate("liar"), {"tokens": tokens}, privacy="public")
+    attestation = service.attest(manifest, public.receipt, public.salt, public.inputs, public.outputs)
     assert attestation.body.verdict == "disagree" and "diverges at step 0" in attestation.body.detail
 
 
@@ -152,11 +157,11 @@ def test_an_onnx_model_is_not_a_chat_model(service, mlp_path):
         service.chat("alice/mlp", QUESTION, GREEDY)
 
 
-def _resign(bundle: Bundle, key: SigningKey, outputs: dict[str, np.ndarray], runtime=None) -> Bundle:
+def _resign(bundle: Bundle, key: SigningKey, outputs: dict[str, np.ndarray], runtime=None, privacy=None) -> Bundle:
     old = bundle.receipt.body
     receipt = Receipt(manifest=old.manifest, blob=old.blob, input_commitment=old.input_commitment,
                       output_commitment=commit(bundle.salt, tensors_digest(outputs)), runtime=runtime or old.runtime,
-                      mode=old.mode, privacy=old.privacy, request_id=old.request_id, timestamp=old.timestamp,
+                      mode=old.mode, privacy=privacy or old.privacy, request_id=old.request_id, timestamp=old.timestamp,
                       node=key.public)  # fmt: skip
     return replace(bundle, receipt=Signed.sign(receipt, key), outputs=outputs, log_proof=None)
 

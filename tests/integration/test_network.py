@@ -280,7 +280,10 @@ def test_unverifiable_answers_are_refused_by_the_client(net, model):
         )
         body = good.json()
         body["bundle"]["outputs"]["y"]["data"] = "A" + body["bundle"]["outputs"]["y"]["data"][1:]
-        parse_infer(net.urls[0], body)
+        from veriml.client.protocol import ask
+
+        asked = ask(client.manifest("alice/mlp"), X, Bundle.from_json(body["bundle"]).receipt.body.request_id)
+        parse_infer(net.urls[0], body, asked)
     assert TlogProof  # the proof type is what the logged level attaches
 
 

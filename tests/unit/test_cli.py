@@ -197,3 +197,18 @@ def test_log_commands(cli_home, mlp_path, tmp_path):
 def test_log_commands_without_a_log(tmp_path):
     result = veriml(tmp_path / "empty", "log", "show")
     assert result.exit_code == 1 and "run `veriml infer` first" in one_error_line(result)
+
+
+def test_infer_records_the_privacy_asked_and_keeps_no_private_data(cli_home, mlp_path, tmp_path):
+    veriml(cli_home, "publish", str(mlp_path), "--name", "alice/mlp")
+    inputs = tmp_path / "in.json"
+    inputs.write_text(json.dumps({"x": np.full((1, 16), 0.25).tolist()}))
+    out = tmp_path / "b.json"
+    result = veriml(cli_home, "infer", "alice/mlp", "-i", str(inputs), "-o", str(out), "--privacy", "private")
+    assert result.exit_code == 0, result.output
+    bundle = Bundle.load(out)
+    assert bundle.receipt.body.privacy == "private"
+    stored = b"".join(path.read_bytes() for path in (cli_home / "log").iterdir())
+    assert bundle.salt.hex().encode() not in stored  # the bundle is the only place that can open the commitments
+    bad = veriml(cli_home, "infer", "alice/mlp", "-i", str(inputs), "--privacy", "secret")
+    assert bad.exit_code == 2 and "privacy: expected one of private, auditable, public" in one_error_line(bad)

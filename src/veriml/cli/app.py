@@ -31,7 +31,7 @@ from veriml.codec import Digest, tensors_to_json
 from veriml.errors import InvalidInput
 from veriml.hub import BlobStore, ComparisonPolicy
 from veriml.identity import SigningKey
-from veriml.receipts import Bundle
+from veriml.receipts import Bundle, check_privacy
 from veriml.service import Home, Service
 from veriml.service.home import DEFAULT_PUBLISHER_NAME
 from veriml.verify import LEVELS, verify_bundle
@@ -195,21 +195,33 @@ def infer(
         str, typer.Option(help="with --node: signed, logged, quorum:K or proven (waits for a ZK proof)")
     ] = "signed",
     timeout: Annotated[float, typer.Option(help="with --node: seconds to wait for a proof or a checkpoint")] = 600.0,
+    publisher: Annotated[
+        list[str] | None,
+        typer.Option("--publisher", help="with --node: accept the model only from this publisher key (repeatable)"),
+    ] = None,
+    privacy: Annotated[
+        str,
+        typer.Option(
+            help="private (data kept by no node, never disclosed), auditable (only to authenticated auditors) or "
+            "public (readable by anyone)"
+        ),
+    ] = "auditable",
 ) -> None:
     """Run a model on inputs and write the bundle that proves it: here (signed, appended to this home's log,
     with its inclusion proof) or, with --node, on a network of nodes at a verification level.
 
     Example: veriml infer alice/mnist --input digit.json --out result.bundle.json
-    Example: veriml infer alice/mnist -i digit.json --node http://127.0.0.1:8700 --verify proven
+    Example: veriml infer alice/mnist -i digit.json --node http://127.0.0.1:8700 --verify proven --privacy private
     """
     inputs = load_input_file(input)
+    check_privacy(privacy)
     if node:
-        bundle = _infer_on_nodes(ref, inputs, node, verify, timeout)
+        bundle = _infer_on_nodes(ref, inputs, node, verify, timeout, publisher or [], privacy)
     elif verify != "signed":
         raise InvalidInput("--verify needs --node: a local run is signed and logged in this home")
     else:
         with Service(home()) as service:
-            bundle = service.infer(ref, inputs, prove=True)
+            bundle = service.infer(ref, inputs, prove=True, privacy=privacy)
     target = out or Path(f"veriml-{bundle.receipt.body.request_id}.bundle.json")
     bundle.save(target)
     if as_json:
@@ -220,12 +232,15 @@ def infer(
     console.print(f"bundle written to [bold]{target}[/]")
 
 
-def _infer_on_nodes(ref: str, inputs: dict[str, Any], nodes: list[str], verify: str, timeout: float) -> Bundle:
+def _infer_on_nodes(
+    ref: str, inputs: dict[str, Any], nodes: list[str], verify: str, timeout: float, publishers: list[str],
+    privacy: str,
+) -> Bundle:  # fmt: skip
     from veriml.client import Client
 
-    with Client(nodes, log_wait=timeout, proof_wait=timeout) as client:
+    with Client(nodes, log_wait=timeout, proof_wait=timeout, publishers=publishers) as client:
         if verify != "proven":
-            return client.infer(ref, inputs, verify=verify)
+            return client.infer(ref, inputs, verify=verify, privacy=privacy)
         # Proving takes seconds to minutes: show the job's status and the time spent while waiting.
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=Console(stderr=True)
@@ -235,6 +250,7 @@ def _infer_on_nodes(ref: str, inputs: dict[str, Any], nodes: list[str], verify: 
                 ref,
                 inputs,
                 verify="proven",
+                privacy=privacy,
                 progress=lambda status: progress.update(task, description=f"proof job: {status}"),
             )
 

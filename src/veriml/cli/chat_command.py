@@ -13,6 +13,7 @@ from rich.console import Console
 from veriml.cli import render
 from veriml.cli.errors import one_line_errors
 from veriml.errors import InvalidInput
+from veriml.receipts import check_privacy
 
 console = Console()
 
@@ -34,19 +35,33 @@ def chat(
     node: Annotated[list[str] | None, typer.Option("--node", help="node URL (repeatable) [default: run here]")] = None,
     verify: Annotated[str, typer.Option(help="with --node: signed, logged or quorum:K")] = "signed",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="where to write the bundle")] = None,
+    publisher: Annotated[
+        list[str] | None,
+        typer.Option("--publisher", help="with --node: accept the model only from this publisher key (repeatable)"),
+    ] = None,
+    privacy: Annotated[
+        str,
+        typer.Option(
+            help="private (data kept by no node, never disclosed), auditable (only to authenticated auditors) or "
+            "public (readable by anyone)"
+        ),
+    ] = "auditable",
 ) -> None:
     """Ask a language model; the reply streams, then the receipt summary prints and the bundle is written.
+    Through nodes, the streamed text is provisional: at the end it must be what the signed tokens decode to, and
+    the signed prompt the tokenization of these messages (checked here; needs the `llm` extra), else an error.
 
     Example: veriml chat smol/lm "Which city is the capital of France?" --node http://127.0.0.1:8700 --verify quorum:3
     """
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    check_privacy(privacy)
     if node:
         from veriml.client import Client
 
-        with Client(node) as client:
+        with Client(node, publishers=publisher or []) as client:
             # logged: the bundle waits for its checkpoint, cosigned by another node, so `verify` can check it all.
             result = client.chat(ref, messages, verify=verify, max_tokens=max_tokens, temperature=temperature,
-                                 seed=seed, stop=stop, on_text=_write, logged=True)  # fmt: skip
+                                 seed=seed, stop=stop, on_text=_write, logged=True, privacy=privacy)  # fmt: skip
         bundle, finish = result.bundle, result.finish_reason
     else:
         if verify != "signed":
@@ -61,7 +76,7 @@ def chat(
             seed = secrets.randbelow(2**32) if temperature > 0 else 0
         params = GenerationParams(max_tokens=max_tokens, temperature=temperature, seed=seed, stop=tuple(stop or ()))
         with Service(home()) as service:
-            generation, bundle, index = service.chat(ref, messages, params, on_text=_write)
+            generation, bundle, index = service.chat(ref, messages, params, on_text=_write, privacy=privacy)
             assert index is not None
             bundle = service.attach_proof(bundle, index)
         finish = generation.finish_reason

@@ -7,57 +7,103 @@ import json
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
+from veriml.client.protocol import check_salt_and_privacy
+from veriml.client.tokenizer import Tokenizer
 from veriml.errors import InvalidInput, VerificationFailed
-from veriml.receipts import Bundle
-from veriml.runtime.generation import MAX_SEED
+from veriml.hub import SignedManifest
+from veriml.receipts import DEFAULT_PRIVACY, Bundle, new_salt
+from veriml.receipts.commitment import check_privacy
+from veriml.receipts.receipt import new_request_id
+from veriml.runtime.generation import MAX_SEED, OUTPUT, split_inputs
 from veriml.verify import verify_bundle
 
 
 @dataclass(frozen=True)
 class ChatResult:
     """The reply text and the bundle that proves which tokens the model generated (the receipt binds token ids;
-    the text is what they decode to)."""
+    the text is what they decode to). `text_checked` is True when the client decoded the signed tokens itself
+    and the text is that decoding (and checked the signed prompt tokens against its own tokenization of the
+    messages); False only when the caller opted out (`check_text=False`): then neither was checked."""
 
     text: str
     finish_reason: str
     bundle: Bundle
     node: str
     log_index: int
+    text_checked: bool = True
 
     def __str__(self) -> str:
         return self.text
 
 
-def chat_body(
-    ref: str,
+@dataclass(frozen=True)
+class ChatAsked:
+    """What a chat call asked, fixed before any node is asked: the resolved manifest, the messages, the
+    parameters, a request id chosen here, and (with a tokenizer) the prompt tokens the messages must become."""
+
+    manifest: SignedManifest
+    messages: list[dict[str, Any]]
+    request_id: str
+    max_tokens: int
+    temperature: float
+    seed: int | None
+    stop: tuple[str, ...]
+    extra: Mapping[str, Any]
+    tokenizer: Tokenizer | None
+    salt: bytes
+    privacy: str
+
+    @cached_property
+    def prompt_tokens(self) -> list[int] | None:
+        return None if self.tokenizer is None else self.tokenizer.prompt_tokens(self.manifest, self.messages)
+
+
+def chat_ask(
+    manifest: SignedManifest,
     messages: str | Sequence[Mapping[str, Any]],
     *,
     max_tokens: int,
     temperature: float,
     seed: int | None,
     stop: Sequence[str] | None,
-    stream: bool,
     extra: Mapping[str, Any],
-) -> dict[str, Any]:
+    tokenizer: Tokenizer | None,
+    privacy: str = DEFAULT_PRIVACY,
+) -> ChatAsked:
+    if manifest.body.format != "gguf" or manifest.body.llm is None:
+        raise InvalidInput(f"model {manifest.body.ref}: a {manifest.body.format} model, not a language model")
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     if temperature > 0 and seed is None:
         # Every node of a quorum must draw the same numbers: the seed is chosen here, once.
         seed = secrets.randbelow(MAX_SEED + 1)
+    extra = dict(extra)
+    request_id = extra.pop("request_id", None) or new_request_id()
+    asked = ChatAsked(manifest, [dict(m) for m in messages], request_id, max_tokens, temperature, seed,
+                      tuple(stop or ()), extra, tokenizer, new_salt(), check_privacy(privacy))  # fmt: skip
+    _ = asked.prompt_tokens  # tokenize (and refuse bad messages) before any node is asked
+    return asked
+
+
+def chat_body(asked: ChatAsked, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "model": ref,
-        "messages": [dict(m) for m in messages],
-        "max_tokens": max_tokens,
-        "temperature": temperature,
+        **asked.extra,
+        "model": str(asked.manifest.id),  # what every node is asked: the resolved manifest, not a name
+        "messages": asked.messages,
+        "max_tokens": asked.max_tokens,
+        "temperature": asked.temperature,
         "stream": stream,
-        **extra,
+        "request_id": asked.request_id,
+        "salt": asked.salt.hex(),  # one per call, the same for every node of a quorum
+        "privacy": asked.privacy,
     }
-    if seed is not None:
-        body["seed"] = seed
-    if stop:
-        body["stop"] = list(stop)
+    if asked.seed is not None:
+        body["seed"] = asked.seed
+    if asked.stop:
+        body["stop"] = list(asked.stop)
     return body
 
 
@@ -91,15 +137,54 @@ def reply_of(node: str, answer: Mapping[str, Any]) -> tuple[str, str, dict[str, 
         raise VerificationFailed(f"node {node}: malformed chat answer ({exc!r})") from exc
 
 
-def checked_bundle(node: str, bundle_json: Any, veriml: Mapping[str, Any]) -> Bundle:
-    """The bundle a node serves for its answer, checked at level `signed` and against the answer's receipt id."""
+def checked_chat(node: str, veriml: Mapping[str, Any], text: str, finish: str, asked: ChatAsked) -> ChatResult:
+    """The answer's bundle, bound to the request: the receipt the answer named, the manifest resolved, the request
+    id chosen, the prompt tokens of the messages sent, the parameters asked, valid at level `signed`; and the text
+    the caller gets is what the signed tokens decode to, which must be the text the node sent (else the node
+    lied about its text). Returns the result with the checked text, or raises VerificationFailed."""
     try:
-        bundle = Bundle.from_json(bundle_json)
-    except InvalidInput as exc:
+        bundle = Bundle.from_json(veriml["bundle"])
+        index = int(veriml["log_index"])
+    except (InvalidInput, KeyError, TypeError, ValueError) as exc:
         raise VerificationFailed(f"node {node}: malformed bundle ({exc})") from exc
     if str(bundle.receipt.id) != veriml.get("receipt_id"):
         raise VerificationFailed(f"node {node}: the bundle's receipt is not the one its answer named")
+    if bundle.manifest.id != asked.manifest.id:
+        raise VerificationFailed(
+            f"node {node} answered for manifest {bundle.manifest.id} ({bundle.manifest.body.ref}), "
+            f"asked {asked.manifest.id} ({asked.manifest.body.ref})"
+        )
+    if bundle.receipt.body.request_id != asked.request_id:
+        raise VerificationFailed(
+            f"node {node} answered for request id {bundle.receipt.body.request_id!r}, asked {asked.request_id!r}"
+        )
+    check_salt_and_privacy(node, bundle, asked.salt, asked.privacy)
+    try:
+        prompt, params = split_inputs(bundle.inputs)
+        generated = bundle.outputs[OUTPUT]
+    except (InvalidInput, KeyError) as exc:
+        raise VerificationFailed(f"node {node}: the bundle is not a generation ({exc})") from exc
+    if asked.prompt_tokens is not None and prompt != asked.prompt_tokens:
+        raise VerificationFailed(
+            f"node {node} answered for other prompt tokens: the signed prompt ({len(prompt)} tokens) is not the "
+            f"tokenization of the messages sent ({len(asked.prompt_tokens)} tokens)"
+        )
+    wanted = {"max_tokens": asked.max_tokens, "temperature": asked.temperature, "stop": asked.stop,
+              "seed": 0 if asked.seed is None else asked.seed}  # fmt: skip
+    for name, value in wanted.items():
+        if getattr(params, name) != value:
+            raise VerificationFailed(
+                f"node {node} answered for other parameters: {name} {getattr(params, name)!r}, asked {value!r}"
+            )
     report = verify_bundle(bundle, level="signed")
     if not report.consistent:
         raise VerificationFailed(f"node {node}: bundle does not verify: {report.failures()}")
-    return bundle
+    if asked.tokenizer is None:
+        return ChatResult(text, finish, bundle, node, index, text_checked=False)
+    decoded = asked.tokenizer.text_of([int(t) for t in generated.reshape(-1)], params.stop)
+    if decoded != text:
+        raise VerificationFailed(
+            f"node {node}: its text differs from what its signed tokens decode to "
+            f"(sent {text[:40]!r}, tokens decode to {decoded[:40]!r})"
+        )
+    return ChatResult(decoded, finish, bundle, node, index)

@@ -1,18 +1,20 @@
 """The SDK over HTTP: `Client` (sync) and `AsyncClient`, over one or more nodes.
 
     client = veriml.Client(nodes=["http://127.0.0.1:8700", "http://127.0.0.1:8701", "http://127.0.0.1:8702"])
-    bundle = client.infer("alice/mlp", {"x": x}, verify="quorum:3")
+    bundle = client.infer("alice/mlp", {"x": x}, verify="quorum:3", publisher=alice_vkey)
 
-Every call returns a bundle that `veriml verify` checks offline. A node that cannot be reached or answers 5xx is
-skipped for the next; a 4xx is the caller's error and is raised as the matching veriml error.
+Every call returns a bundle that `veriml verify` checks offline, and that answers the request: the client resolves
+the model reference once to a signed manifest (pinned to a publisher when given), converts the inputs itself,
+chooses the request id, and refuses any answer for another manifest, other inputs or another request id
+(`protocol.check_answer`), trying the next node. A node that cannot be reached or answers 5xx is skipped for the
+next; a 4xx is the caller's error and is raised as the matching veriml error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -20,53 +22,49 @@ from typing import Any
 
 import httpx
 
-from veriml.client.chat import ChatResult, chat_body, checked_bundle, error_of, reply_of, sse_events
+from veriml.client.chat import ChatAsked, ChatResult, chat_ask, chat_body, checked_chat, error_of, reply_of, sse_events
 from veriml.client.protocol import (
     STALE_CONNECTION,
+    Asked,
     Disagreement,
+    Nodes,
+    Resolved,
     VerifyLevel,
+    ask,
     infer_body,
     judge_quorum,
+    manifest_request,
+    newest,
+    no_answer,
     parse_infer,
+    publisher_keys,
     raise_for_openai_error,
     raise_for_problem,
+    resolved_answer,
 )
+from veriml.client.tokenizer import Tokenizer, Tokenizers
 from veriml.codec import Digest
 from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed, VerimlError
-from veriml.hub import ComparisonPolicy, ModelRef, SignedManifest, parse_signed_manifest
+from veriml.hub import ComparisonPolicy, SignedManifest, parse_signed_manifest
 from veriml.hub.blobs import CHUNK
-from veriml.identity import SigningKey
-from veriml.receipts import Bundle
+from veriml.identity import SigningKey, VerifyingKey
+from veriml.receipts import DEFAULT_PRIVACY, Bundle
 from veriml.service.publish import sign_next_version
 from veriml.tlog import TlogProof
 from veriml.verify import verify_bundle
 
 __all__ = ["AsyncClient", "Client", "Disagreement"]
 
-
-class _Nodes:
-    """The node list, with a rotating start so load spreads, and what each node said about itself."""
-
-    def __init__(self, nodes: Sequence[str]) -> None:
-        if not nodes:
-            raise InvalidInput("client: give at least one node URL")
-        self.urls = [url.rstrip("/") for url in nodes]
-        self._start = itertools.count()
-        self.infos: dict[str, dict[str, Any]] = {}
-
-    def order(self, model: str | None = None) -> list[str]:
-        offset = next(self._start) % len(self.urls)
-        rotated = self.urls[offset:] + self.urls[:offset]
-        if model is None:
-            return rotated
-        name = model.split("@", 1)[0]
-        return sorted(rotated, key=lambda url: name not in self.infos.get(url, {}).get("models", []))
-
-    def witness_keys(self, except_url: str) -> list[str]:
-        return [info["witness"] for url, info in self.infos.items() if url != except_url and "witness" in info]
+Publishers = str | VerifyingKey | Sequence[str | VerifyingKey] | None
 
 
 class Client:
+    """`publishers` pins whose models this client accepts (verifier keys, compared by public key bytes): a model
+    reference by name then resolves only to a manifest one of them signed. `cache_dir` keeps the language-model
+    vocabularies the client checks chat answers with (default ~/.cache/veriml/client). A bare name resolves to
+    the newest version the nodes know (by the pinned publishers, else by the first answer's publisher) and is
+    reused for `resolve_ttl` seconds; a manifest id or `owner/name@N` resolves once."""
+
     def __init__(
         self,
         nodes: Sequence[str],
@@ -74,11 +72,17 @@ class Client:
         timeout: float = 30.0,
         log_wait: float = 15.0,
         proof_wait: float = 600.0,
+        publishers: Publishers = None,
+        cache_dir: Path | None = None,
+        resolve_ttl: float = 5.0,
     ) -> None:
-        self.nodes = _Nodes(nodes)
+        self.nodes = Nodes(nodes)
         self.admin_token = admin_token
         self.log_wait = log_wait
         self.proof_wait = proof_wait
+        self.publishers = publisher_keys(publishers)
+        self.tokenizers = Tokenizers(cache_dir)
+        self._resolved = Resolved(resolve_ttl)
         self._http = httpx.Client(timeout=timeout)
 
     def close(self) -> None:
@@ -130,14 +134,30 @@ class Client:
                 self.nodes.infos.pop(url, None)
         return self.nodes.infos
 
-    def manifest(self, ref: str) -> SignedManifest:
-        parsed = ModelRef.parse(ref)
-        if parsed.manifest_id is not None:
-            _, response = self._first("GET", f"/v1/manifests/{parsed.manifest_id}")
-        else:
-            query = {} if parsed.version is None else {"version": parsed.version}
-            _, response = self._first("GET", f"/v1/models/{parsed.name}", model=parsed.name, params=query)
-        return parse_signed_manifest(response.json()).verified()
+    def manifest(self, ref: str, publisher: Publishers = None) -> SignedManifest:
+        """Resolve a model reference to the signed manifest every node will be asked for: its content address
+        when `ref` is a manifest id, else the name (and pinned version) it names, signed by a pinned publisher
+        (`publisher`, else the client's `publishers`) when any is pinned. A node answering otherwise is skipped."""
+        pins = publisher_keys(publisher) or self.publishers
+        held = self._resolved.get(ref, pins)
+        if held is not None:
+            return held
+        path, query = manifest_request(ref)
+        failures: list[VerimlError] = []
+        answers: list[SignedManifest] = []
+        for url in self.nodes.order(ref):
+            try:
+                answers.append(resolved_answer(url, ref, self._request(url, "GET", path, params=query), pins))
+            except (Unavailable, NotFound, VerificationFailed) as exc:
+                failures.append(exc)
+                continue
+            if not self._resolved.asks_all(ref):
+                break
+        if not answers:
+            raise no_answer(f"model {ref}", failures)
+        return self._resolved.put(ref, pins, newest(answers, pins))
+
+    resolve = manifest
 
     def publish(
         self,
@@ -187,33 +207,35 @@ class Client:
         request_id: str | None = None,
         logged: bool = False,
         progress: Callable[[str], None] | None = None,
+        publisher: Publishers = None,
+        privacy: str = DEFAULT_PRIVACY,
     ) -> Bundle:
         """Run `ref` on `inputs` at a verification level: `signed` (receipt checked), `logged` (also waits for
         a checkpoint covering the receipt, cosigned by another node), `quorum:K` (K distinct nodes in
         parallel; the agreed output with all K receipts, or Disagreement naming the nodes), or `proven` (waits
         for the node's zero-knowledge proof and checks it here; `progress` hears each proof-job status).
-        `logged=True` with `quorum:K` also waits for the first node's log proof."""
+        `logged=True` with `quorum:K` also waits for the first node's log proof. At every level the answer is
+        for the manifest `ref` resolved to (by `publisher` when pinned), the inputs sent and a fresh request id
+        (or `request_id`), salted with a fresh salt of the client's (one for all nodes of a quorum) and recorded
+        with the `privacy` asked; a node answering anything else is refused and the next one asked."""
         level = VerifyLevel.parse(verify)
         if not self.nodes.infos:
             self.refresh()
+        asked = ask(self.manifest(ref, publisher), inputs, request_id, privacy)
         if level.kind == "quorum":
-            url, bundle, index = self._quorum(ref, inputs, level.nodes, request_id)
+            url, bundle, index = self._quorum(asked, level.nodes)
         elif level.kind == "proven":
-            return self._proven(ref, inputs, request_id, progress)
+            return self._proven(asked, progress)
         else:
-            url, bundle, index = self._infer_once(ref, inputs, request_id, self.nodes.order(ref))
+            url, bundle, index = self._infer_once(asked, self.nodes.order(asked.manifest.body.name))
         if level.kind == "logged" or logged:
             bundle = self._wait_logged(url, bundle, index)
         return bundle
 
-    def _proven(
-        self, ref: str, inputs: Mapping[str, Any], request_id: str | None, progress: Callable[[str], None] | None
-    ) -> Bundle:
+    def _proven(self, asked: Asked, progress: Callable[[str], None] | None) -> Bundle:
         """Ask a node that has the circuit for a proof, wait for the proof job, and check it here against the
         verification key named in the publisher-signed ZK document (fetched by content address)."""
-        body = infer_body(ref, inputs, request_id, verify="proven")
-        url, response = self._first("POST", "/v1/infer", model=ref, json=body)
-        bundle, _ = parse_infer(url, response.json())
+        url, bundle, _ = self._infer_once(asked, self.nodes.order(asked.manifest.body.name), verify="proven")
         deadline = time.monotonic() + self.proof_wait
         while True:
             job = self._request(url, "GET", f"/v1/proofs/{bundle.receipt.id}").json()
@@ -244,53 +266,52 @@ class Client:
             self._request(url, "PUT", f"/v1/blobs/{blob}", content=load_blob(blob), headers=self._admin())
         self._request(url, "POST", "/v1/zk-documents", json=document.to_json(), headers=self._admin())
 
-    def _infer_once(
-        self, ref: str, inputs: Mapping[str, Any], request_id: str | None, urls: Sequence[str]
-    ) -> tuple[str, Bundle, int]:
-        body = infer_body(ref, inputs, request_id)
-        failures = []
+    def _infer_once(self, asked: Asked, urls: Sequence[str], verify: str | None = None) -> tuple[str, Bundle, int]:
+        """The first acceptable answer from `urls` in order: unreachable nodes and refused answers (for another
+        manifest, other inputs, another request id, or not validly signed) move on to the next node."""
+        body = infer_body(asked, verify)
+        failures: list[VerimlError] = []
         for url in urls:
             try:
                 response = self._request(url, "POST", "/v1/infer", json=body)
-            except Unavailable as exc:
-                failures.append(str(exc))
+                bundle, index = parse_infer(url, response.json(), asked)
+            except (Unavailable, NotFound, VerificationFailed) as exc:  # another node may hold it, or be honest
+                failures.append(exc)
                 continue
-            bundle, index = parse_infer(url, response.json())
             return url, bundle, index
-        raise Unavailable(f"no node could run {ref}: {'; '.join(failures)}")
+        raise no_answer(f"no node could run {asked.manifest.body.ref}", failures)
 
-    def _quorum(self, ref: str, inputs: Mapping[str, Any], k: int, request_id: str | None) -> tuple[str, Bundle, int]:
+    def _quorum(self, asked: Asked, k: int) -> tuple[str, Bundle, int]:
         if k > len(self.nodes.urls):
             raise InvalidInput(f"quorum:{k} needs {k} nodes; the client knows {len(self.nodes.urls)}")
-        results, indices = self._gather(ref, inputs, k, request_id)
-        versions = {bundle.manifest.body.version for _, bundle in results}
-        if ModelRef.parse(ref).version is None and len(versions) > 1:
-            # Nodes disagree on which version is the latest: ask all of them for the newest one.
-            newest = max((bundle for _, bundle in results), key=lambda b: b.manifest.body.version)
-            results, indices = self._gather(newest.manifest.body.ref, inputs, k, request_id)
+        results, indices = self._gather(asked, k)
         first = results[0][0]
         return first, judge_quorum(results), indices[first]
 
-    def _gather(
-        self, ref: str, inputs: Mapping[str, Any], k: int, request_id: str | None
-    ) -> tuple[list[tuple[str, Bundle]], dict[str, int]]:
-        """Answers from k distinct nodes, asked in parallel; a node that fails is replaced by the next one."""
+    def _gather(self, asked: Asked, k: int) -> tuple[list[tuple[str, Bundle]], dict[str, int]]:
+        """Acceptable answers from k distinct nodes (distinct node keys), asked in parallel; a node that fails,
+        substitutes or repeats a key already counted is replaced by the next one."""
         results: list[tuple[str, Bundle]] = []
         indices: dict[str, int] = {}
-        failures: list[str] = []
+        failures: list[VerimlError] = []
+        keys: set[bytes] = set()
         with ThreadPoolExecutor(max_workers=k) as pool:
-            pending = self.nodes.order(ref)
+            pending = self.nodes.order(asked.manifest.body.name)
             while len(results) < k and pending:
                 batch, pending = pending[: k - len(results)], pending[k - len(results) :]
-                futures = {url: pool.submit(self._infer_once, ref, inputs, request_id, [url]) for url in batch}
+                futures = {url: pool.submit(self._infer_once, asked, [url]) for url in batch}
                 for url, future in futures.items():
                     try:
-                        _, bundle, indices[url] = future.result()
-                        results.append((url, bundle))
+                        _, bundle, index = future.result()
                     except VerimlError as exc:  # unreachable, refusing or lying: ask the next node
-                        failures.append(str(exc))
+                        failures.append(exc)
+                        continue
+                    if not _count_once(keys, url, bundle, failures):
+                        continue
+                    results.append((url, bundle))
+                    indices[url] = index
         if len(results) < k:
-            raise Unavailable(f"quorum:{k}: only {len(results)} nodes answered ({'; '.join(failures)})")
+            raise no_answer(f"quorum:{k}: only {len(results)} distinct nodes answered acceptably", failures)
         return results, indices
 
     def chat(
@@ -305,12 +326,22 @@ class Client:
         stop: Sequence[str] | None = None,
         on_text: Callable[[str], None] | None = None,
         logged: bool = False,
+        publisher: Publishers = None,
+        check_text: bool = True,
+        privacy: str = DEFAULT_PRIVACY,
         **extra: Any,
     ) -> ChatResult:
         """Ask a language model through the nodes' OpenAI-compatible endpoint: the reply text with the bundle that
         proves it. `messages` is a user prompt or OpenAI chat messages; `on_text` receives the text as it streams
         (from the first node). `verify="quorum:K"` asks K nodes and returns only tokens they all generated;
         greedy decoding (`temperature=0`) is exact, and sampling uses one seed for all of them.
+
+        The answer is checked here: the signed prompt tokens must be the tokenization of `messages` (the
+        publisher's chat template rendered by the client), and the text returned is what the signed tokens decode
+        to. Streamed pieces are provisional: if the streamed text differs from that decoding, VerificationFailed
+        is raised at the end. The check needs the model's vocabulary (llama.cpp, the `llm` extra; the blob is
+        fetched once by content address and cached): without it the call raises Unavailable, unless
+        `check_text=False`, which returns the node's text with `text_checked=False`.
 
             result = client.chat("smol/lm", "What is 2+2?", verify="quorum:3")
             print(result.text, result.bundle.receipt.id)
@@ -320,59 +351,97 @@ class Client:
             raise InvalidInput("chat: verify='proven' is not available for language models")
         if not self.nodes.infos:
             self.refresh()
-        body = chat_body(ref, messages, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop,
-                         stream=False, extra=extra)  # fmt: skip
+        manifest = self.manifest(ref, publisher)
+        tokenizer = self.tokenizer(manifest) if check_text else None
+        asked = chat_ask(manifest, messages, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop,
+                         extra=extra, tokenizer=tokenizer, privacy=privacy)  # fmt: skip
         if level.kind != "quorum":
-            result = self._chat_first(ref, body, on_text)
+            result = self._chat_first(asked, on_text)
         else:
-            result = self._chat_quorum(ref, body, level.nodes, on_text)
+            result = self._chat_quorum(asked, level.nodes, on_text)
         if level.kind == "logged" or logged:
             result = replace(result, bundle=self._wait_logged(result.node, result.bundle, result.log_index))
         return result
 
-    def _chat_first(self, ref: str, body: dict[str, Any], on_text: Callable[[str], None] | None) -> ChatResult:
-        failures = []
-        for url in self.nodes.order(ref):
-            try:
-                return self._chat_one(url, body, on_text)
-            except Unavailable as exc:
-                failures.append(str(exc))
-        raise Unavailable(f"no node could run {ref}: {'; '.join(failures)}")
+    def tokenizer(self, manifest: SignedManifest) -> Tokenizer:
+        """The model's vocabulary, from its blob fetched by content address from a node (once; cached)."""
 
-    def _chat_quorum(self, ref: str, body: dict[str, Any], k: int, on_text: Callable[[str], None] | None) -> ChatResult:
+        def fetch(blob: Digest) -> Iterator[bytes]:
+            failures: list[VerimlError] = []
+            for url in self.nodes.order(manifest.body.name):
+                try:
+                    with self._http.stream("GET", f"{url}/v1/blobs/{blob}") as response:
+                        if response.status_code >= 400:
+                            response.read()
+                            raise_for_problem(url, response)
+                        yield from response.iter_bytes(CHUNK)
+                        return
+                except httpx.HTTPError as exc:
+                    failures.append(Unavailable(f"node {url}: {type(exc).__name__}: {exc}"))
+                except (Unavailable, NotFound) as exc:
+                    failures.append(exc)
+            raise no_answer(f"blob {blob}", failures)
+
+        try:
+            return self.tokenizers.get(manifest, fetch)
+        except Unavailable as exc:
+            raise Unavailable(
+                f"chat: cannot check the answer against its signed tokens without {manifest.body.ref}'s tokenizer "
+                f"({exc}); pass check_text=False to take the node's text unchecked (ChatResult.text_checked=False)"
+            ) from exc
+
+    def _chat_first(self, asked: ChatAsked, on_text: Callable[[str], None] | None) -> ChatResult:
+        failures: list[VerimlError] = []
+        for url in self.nodes.order(asked.manifest.body.name):
+            try:
+                return self._chat_one(url, asked, on_text)
+            except (Unavailable, NotFound, VerificationFailed) as exc:  # another node may hold it, or be honest
+                failures.append(exc)
+        raise no_answer(f"no node could run {asked.manifest.body.ref}", failures)
+
+    def _chat_quorum(self, asked: ChatAsked, k: int, on_text: Callable[[str], None] | None) -> ChatResult:
         if k > len(self.nodes.urls):
             raise InvalidInput(f"quorum:{k} needs {k} nodes; the client knows {len(self.nodes.urls)}")
-        urls = self.nodes.order(ref)[:k]
+        urls = self.nodes.order(asked.manifest.body.name)[:k]
+        results: list[ChatResult] = []
+        failures: list[VerimlError] = []
+        keys: set[bytes] = set()
         with ThreadPoolExecutor(max_workers=k) as pool:
-            futures = [pool.submit(self._chat_one, url, body, None if n else on_text) for n, url in enumerate(urls)]
-            results, failures = [], []
+            futures = [pool.submit(self._chat_one, url, asked, None if n else on_text) for n, url in enumerate(urls)]
             for future in futures:
                 try:
-                    results.append(future.result())
+                    result = future.result()
                 except VerimlError as exc:
-                    failures.append(str(exc))
+                    failures.append(exc)
+                    continue
+                if _count_once(keys, result.node, result.bundle, failures):
+                    results.append(result)
         if len(results) < k:
-            raise Unavailable(f"quorum:{k}: only {len(results)} nodes answered ({'; '.join(failures)})")
+            raise no_answer(f"quorum:{k}: only {len(results)} distinct nodes answered acceptably", failures)
         agreed = judge_quorum([(r.node, r.bundle) for r in results])
         return replace(results[0], bundle=agreed)
 
-    def _chat_one(self, url: str, body: dict[str, Any], on_text: Callable[[str], None] | None) -> ChatResult:
+    def _chat_one(self, url: str, asked: ChatAsked, on_text: Callable[[str], None] | None) -> ChatResult:
         if on_text is None:
             try:
-                response = self._http.post(url + "/v1/chat/completions", json=body)
+                response = self._http.post(url + "/v1/chat/completions", json=chat_body(asked, stream=False))
             except httpx.HTTPError as exc:
                 raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
             raise_for_openai_error(url, response)
             text, finish, veriml = reply_of(url, response.json())
         else:
-            text, finish, veriml = self._chat_stream(url, {**body, "stream": True}, on_text)
-        index = int(veriml["log_index"])
-        bundle_json = self._request(url, "GET", f"/v1/log/entries/{index}/bundle").json()
-        return ChatResult(text, finish, checked_bundle(url, bundle_json, veriml), url, index)
+            text, finish, veriml = self._chat_stream(url, chat_body(asked, stream=True), on_text)
+        if not isinstance(veriml, dict):
+            raise VerificationFailed(f"node {url}: the answer carries no veriml field")
+        if "bundle" not in veriml:
+            # The answer carries its bundle; the node serves a request's data to no one else.
+            raise VerificationFailed(f"node {url}: the answer carries no bundle")
+        return checked_chat(url, veriml, text, finish, asked)
 
     def _chat_stream(
         self, url: str, body: dict[str, Any], on_text: Callable[[str], None]
     ) -> tuple[str, str, dict[str, Any]]:
+        """Stream the text to `on_text` as it comes (provisional: checked against the signed tokens at the end)."""
         pieces: list[str] = []
         try:
             with self._http.stream("POST", url + "/v1/chat/completions", json=body) as response:
@@ -391,7 +460,7 @@ class Client:
                         return "".join(pieces), choice["finish_reason"], event["veriml"]
         except httpx.HTTPError as exc:
             raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
-        except (KeyError, IndexError, TypeError) as exc:
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise VerificationFailed(f"node {url}: malformed event in the stream ({exc!r})") from exc
         raise VerificationFailed(f"node {url}: the stream ended without its receipt")
 
@@ -405,14 +474,25 @@ class Client:
             time.sleep(0.1)
 
 
+def _count_once(keys: set[bytes], url: str, bundle: Bundle, failures: list[VerimlError]) -> bool:
+    """Count a quorum member once per Ed25519 key: one node under two URLs, or a key renamed, is one member."""
+    key = bundle.receipt.body.node.public
+    if key in keys:
+        failures.append(VerificationFailed(f"node {url}: its key {bundle.receipt.body.node.key_id} is already counted"))
+        return False
+    keys.add(key)
+    return True
+
+
 def _proven(
-    nodes: _Nodes, url: str, bundle: Bundle, index: int, entry: dict[str, Any], late: bool, wait: float
+    nodes: Nodes, url: str, bundle: Bundle, index: int, entry: dict[str, Any], late: bool, wait: float
 ) -> Bundle | None:
     """The bundle with its log proof once a checkpoint covering it is cosigned by another known node; None to
     keep waiting; Unavailable once `late`."""
-    witnesses = nodes.witness_keys(except_url=url)
+    witnesses = nodes.witness_keys(serving=bundle.receipt.body.node.public)
     if not witnesses:
-        raise Unavailable(f"logged: no other node is known to witness {url}'s log; give the client more nodes")
+        raise Unavailable(f"logged: no other node (another key) is known to witness {url}'s log; give the client "
+                          "more nodes")  # fmt: skip
     quorum = 1
     if entry.get("proof") is not None:
         proven = replace(bundle, log_proof=entry["proof"])
@@ -429,11 +509,21 @@ def _proven(
 
 
 class AsyncClient:
-    """`infer` at every level, for asyncio programs (publishing and pinning stay on the sync client)."""
+    """`infer` at every level but `proven`, for asyncio programs, with the same request binding as `Client` (the
+    shared layer in `protocol`); publishing, pinning, proofs and chat stay on the sync client."""
 
-    def __init__(self, nodes: Sequence[str], timeout: float = 30.0, log_wait: float = 15.0) -> None:
-        self.nodes = _Nodes(nodes)
+    def __init__(
+        self,
+        nodes: Sequence[str],
+        timeout: float = 30.0,
+        log_wait: float = 15.0,
+        publishers: Publishers = None,
+        resolve_ttl: float = 5.0,
+    ) -> None:
+        self.nodes = Nodes(nodes)
         self.log_wait = log_wait
+        self.publishers = publisher_keys(publishers)
+        self._resolved = Resolved(resolve_ttl)
         self._http = httpx.AsyncClient(timeout=timeout)
 
     async def aclose(self) -> None:
@@ -457,19 +547,6 @@ class AsyncClient:
         raise_for_problem(url, response)
         return response
 
-    async def _infer_once(self, ref: str, inputs: Mapping[str, Any], request_id: str | None, urls: Sequence[str]):  # type: ignore[no-untyped-def]
-        body = infer_body(ref, inputs, request_id)
-        failures = []
-        for url in urls:
-            try:
-                response = await self._request(url, "POST", "/v1/infer", json=body)
-            except Unavailable as exc:
-                failures.append(str(exc))
-                continue
-            bundle, index = parse_infer(url, response.json())
-            return url, bundle, index
-        raise Unavailable(f"no node could run {ref}: {'; '.join(failures)}")
-
     async def refresh(self) -> dict[str, dict[str, Any]]:
         for url in self.nodes.urls:
             try:
@@ -478,6 +555,40 @@ class AsyncClient:
                 self.nodes.infos.pop(url, None)
         return self.nodes.infos
 
+    async def manifest(self, ref: str, publisher: Publishers = None) -> SignedManifest:
+        """As `Client.manifest`."""
+        pins = publisher_keys(publisher) or self.publishers
+        held = self._resolved.get(ref, pins)
+        if held is not None:
+            return held
+        path, query = manifest_request(ref)
+        failures: list[VerimlError] = []
+        answers: list[SignedManifest] = []
+        for url in self.nodes.order(ref):
+            try:
+                answers.append(resolved_answer(url, ref, await self._request(url, "GET", path, params=query), pins))
+            except (Unavailable, NotFound, VerificationFailed) as exc:
+                failures.append(exc)
+                continue
+            if not self._resolved.asks_all(ref):
+                break
+        if not answers:
+            raise no_answer(f"model {ref}", failures)
+        return self._resolved.put(ref, pins, newest(answers, pins))
+
+    async def _infer_once(self, asked: Asked, urls: Sequence[str]) -> tuple[str, Bundle, int]:
+        body = infer_body(asked)
+        failures: list[VerimlError] = []
+        for url in urls:
+            try:
+                response = await self._request(url, "POST", "/v1/infer", json=body)
+                bundle, index = parse_infer(url, response.json(), asked)
+            except (Unavailable, NotFound, VerificationFailed) as exc:  # another node may hold it, or be honest
+                failures.append(exc)
+                continue
+            return url, bundle, index
+        raise no_answer(f"no node could run {asked.manifest.body.ref}", failures)
+
     async def infer(
         self,
         ref: str,
@@ -485,6 +596,8 @@ class AsyncClient:
         verify: str = "signed",
         request_id: str | None = None,
         logged: bool = False,
+        publisher: Publishers = None,
+        privacy: str = DEFAULT_PRIVACY,
     ) -> Bundle:
         """As `Client.infer` (proofs: use `Client`)."""
         level = VerifyLevel.parse(verify)
@@ -492,24 +605,36 @@ class AsyncClient:
             raise InvalidInput("AsyncClient: verify='proven' is not supported; use Client")
         if not self.nodes.infos:
             await self.refresh()
+        asked = ask(await self.manifest(ref, publisher), inputs, request_id, privacy)
         if level.kind != "quorum":
-            url, bundle, index = await self._infer_once(ref, inputs, request_id, self.nodes.order(ref))
+            url, bundle, index = await self._infer_once(asked, self.nodes.order(asked.manifest.body.name))
         else:
-            url, bundle, index = await self._quorum(ref, inputs, level.nodes, request_id)
+            url, bundle, index = await self._quorum(asked, level.nodes)
         if level.kind == "logged" or logged:
             bundle = await self._wait_logged(url, bundle, index)
         return bundle
 
-    async def _quorum(self, ref: str, inputs: Mapping[str, Any], k: int, request_id: str | None):  # type: ignore[no-untyped-def]
+    async def _quorum(self, asked: Asked, k: int) -> tuple[str, Bundle, int]:
+        """Acceptable answers from k distinct node keys, asked in parallel; failed or refused nodes are replaced
+        by the next ones."""
         if k > len(self.nodes.urls):
             raise InvalidInput(f"quorum:{k} needs {k} nodes; the client knows {len(self.nodes.urls)}")
-        urls = self.nodes.order(ref)[:k]
-        answers = await asyncio.gather(*(self._infer_once(ref, inputs, request_id, [u]) for u in urls),
-                                       return_exceptions=True)  # fmt: skip
-        done = [answer for answer in answers if isinstance(answer, tuple)]
+        done: list[tuple[str, Bundle, int]] = []
+        failures: list[VerimlError] = []
+        keys: set[bytes] = set()
+        pending = self.nodes.order(asked.manifest.body.name)
+        while len(done) < k and pending:
+            batch, pending = pending[: k - len(done)], pending[k - len(done) :]
+            answers = await asyncio.gather(*(self._infer_once(asked, [url]) for url in batch), return_exceptions=True)
+            for answer in answers:
+                if isinstance(answer, VerimlError):
+                    failures.append(answer)
+                elif isinstance(answer, BaseException):
+                    raise answer
+                elif _count_once(keys, answer[0], answer[1], failures):
+                    done.append(answer)
         if len(done) < k:
-            errors = [str(a) for a in answers if isinstance(a, BaseException)]
-            raise Unavailable(f"quorum:{k}: only {len(done)} nodes answered ({'; '.join(errors)})")
+            raise no_answer(f"quorum:{k}: only {len(done)} distinct nodes answered acceptably", failures)
         first_url, _, first_index = done[0]
         return first_url, judge_quorum([(url, bundle) for url, bundle, _ in done]), first_index
 

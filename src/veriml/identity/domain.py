@@ -11,6 +11,7 @@ class Domain(Enum):
     RECEIPT = "veriml/receipt/v1"
     ATTESTATION = "veriml/attestation/v1"
     ZK_DOCUMENT = "veriml/zk-document/v1"
+    AUDIT_REQUEST = "veriml/audit-request/v1"  # an auditor's signed request for a receipt's inputs and outputs
 
     def message(self, payload: bytes) -> bytes:
         # The NUL cannot occur in a prefix, so prefix and payload can never be re-split differently.

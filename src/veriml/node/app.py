@@ -17,12 +17,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from veriml.codec import Digest, canonical_json, parse_json, tensors_from_json
+from veriml.codec import Digest, canonical_json, tensors_from_json
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
 from veriml.hub import parse_signed_manifest
 from veriml.node import openai_api, problems
 from veriml.node.node import Node
-from veriml.receipts import DEFAULT_PRIVACY, Bundle, parse_salt, parse_signed_receipt
+from veriml.receipts import DEFAULT_PRIVACY, parse_salt, parse_signed_receipt
 from veriml.receipts.commitment import check_privacy
 from veriml.tlog import StaleOldSize, parse_tile_path, read_checkpoint, read_tile
 from veriml.tlog.witness import MAX_REQUEST_BYTES
@@ -254,45 +254,26 @@ def create_app(node: Node) -> FastAPI:
         return node.service.zk_document(manifest).to_json()
 
     @app.get("/v1/log/entries/{index}", tags=["log"])
-    def log_entry(index: int) -> dict[str, Any]:
-        """The signed receipt at a log index with its inputs and outputs (so auditors can re-execute it), and
-        its C2SP tlog-proof once a checkpoint covers it."""
-        if not 0 <= index < 1 << 48:
-            raise InvalidInput(f"log index {index}: must be from 0 to 2^48 - 1")
-        log = node.service.log
-        _, extra = log.entry(index)
-        stored = parse_json(extra, "stored receipt")
-        try:
-            proof = log.prove(index).to_text()
-        except NotFound:
-            proof = None
-        return {"index": index, **stored, "proof": proof}
+    def log_entry(index: int, request: Request) -> dict[str, Any]:
+        """The signed receipt at a log index and its C2SP tlog-proof once a checkpoint covers it. Its salt, inputs
+        and outputs come too for a `public` receipt, for the request's own client (header X-Veriml-Salt) and, for an
+        `auditable` receipt, for an authenticated auditor (a registered peer's signed request; each disclosure
+        is recorded); never for a `private` one. `data` says which case applied."""
+        return node.auditor.disclosure.entry(index, "GET", request.url.path, request.headers)
 
     @app.get("/v1/log/entries/{index}/bundle", tags=["log"])
-    def log_entry_bundle(index: int) -> Response:
-        """The bundle of the receipt at a log index: manifest, signed receipt, inputs and outputs, and its C2SP
-        tlog-proof once a checkpoint covers it. What an OpenAI answer's `veriml.bundle_url` points at."""
-        if not 0 <= index < 1 << 48:
-            raise InvalidInput(f"log index {index}: must be from 0 to 2^48 - 1")
-        log = node.service.log
-        _, extra = log.entry(index)
-        stored = parse_json(extra, "stored receipt")
-        receipt = parse_signed_receipt(stored["receipt"])
-        if "salt" not in stored:
-            raise NotFound(f"log entry {index}: a private request; its bundle went to its client only")
-        try:
-            proof = log.prove(index).to_text()
-        except NotFound:
-            proof = None
-        bundle = Bundle(
-            manifest=node.service.hub.registry.by_id(receipt.body.manifest),
-            receipt=receipt,
-            salt=parse_salt(stored["salt"], "stored salt"),
-            inputs=tensors_from_json(stored["inputs"], "stored inputs"),
-            outputs=tensors_from_json(stored["outputs"], "stored outputs"),
-            log_proof=proof,
-        )
+    def log_entry_bundle(index: int, request: Request) -> Response:
+        """The bundle of the receipt at a log index: manifest, signed receipt, salt, inputs and outputs, and its
+        C2SP tlog-proof once a checkpoint covers it; for the same callers as the entry's data. What an OpenAI
+        answer's `veriml.bundle_url` points at."""
+        bundle = node.auditor.disclosure.bundle(index, "GET", request.url.path, request.headers)
         return Response(bundle.to_bytes(), media_type="application/json")
+
+    @app.get("/v1/disclosures", tags=["verification"], dependencies=[Depends(admin)])
+    def disclosures(limit: int = 100) -> dict[str, Any]:
+        """Every disclosure of a request's data to an auditor, newest first: when, to which key, which entry
+        (admin)."""
+        return {"disclosures": node.auditor.disclosure.disclosures(limit=max(1, min(limit, 1000)))}
 
     @app.post("/v1/attest", tags=["verification"])
     def attest(request: AttestRequest) -> dict[str, Any]:
@@ -316,8 +297,12 @@ def create_app(node: Node) -> FastAPI:
 
     @app.get("/v1/evidence", tags=["verification"])
     def evidence(limit: int = 100) -> dict[str, Any]:
-        """Disagreements found by audit: a peer's signed receipt beside this node's signed attestation."""
-        return {"evidence": node.auditor.store.attestations("disagree", limit=max(1, min(limit, 1000)))}
+        """What audit found: disagreements (a peer's signed receipt beside this node's signed attestation), and
+        refusals (a sampled entry a peer did not serve with a valid proof and its data, beside the peer's signed
+        checkpoint that covers it) that are still unanswered."""
+        limit = max(1, min(limit, 1000))
+        return {"evidence": node.auditor.store.attestations("disagree", limit=limit),
+                "refusals": node.auditor.store.refusals(limit=limit)}  # fmt: skip
 
     app.include_router(openai_api.create_router(node))
 

@@ -1,16 +1,28 @@
-"""Audit: each node samples a fraction of its peers' new log entries, re-executes them and signs attestations.
-A disagreement is kept as evidence: the peer's own signed receipt beside this node's signed attestation.
+"""Audit: each node re-executes a sample of its peers' log entries and signs attestations. A disagreement is kept
+as evidence (the peer's signed receipt beside this node's signed attestation), and so is a refusal: a sampled
+entry the peer would not serve with a valid proof and the data behind it, beside the peer's signed checkpoint
+that covers it.
 
-The sample is drawn with this node's operating-system randomness, which the audited node cannot predict, so a
-node that cheats on c entries escapes with probability (1 - fraction)^c."""
+The sample is fixed before any peer can react: entry i of log L is sampled when HMAC-SHA256(seed, L, i) falls
+under the audit fraction, where the seed is this node's secret and its SHA-256 is published in /v1/info. The
+audited node cannot predict the sample, and the auditor cannot redraw it: a sampled entry is asked for until it
+is answered, and every refusal is recorded, so a node that cheats on c entries is caught on about fraction * c of
+them, and escapes one auditor entirely only with probability (1 - fraction)^c. The audited size of a log advances
+only past entries that were not sampled, examined, or recorded as refused. Revealing the seed later lets anyone
+check that the auditor followed its sample.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
-import random
+import secrets
 import sqlite3
 import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,14 +30,26 @@ import httpx
 
 from veriml.background import BackgroundJob
 from veriml.codec import canonical_json, tensors_from_json
-from veriml.receipts import ReceiptLeaf, SignedAttestation, parse_salt, parse_signed_receipt
+from veriml.codec.clock import utc_timestamp
+from veriml.errors import InvalidInput, VerimlError
+from veriml.fsutil import atomic_write
+from veriml.identity import VerifyingKey
+from veriml.node.auditor_auth import AuditorGate, sign_request
+from veriml.node.disclosure import Disclosure, Retention, _timestamp_seconds
+from veriml.receipts import ReceiptLeaf, SignedAttestation, parse_signed_receipt
+from veriml.receipts.commitment import parse_salt
 from veriml.tlog import SignedCheckpoint, TlogProof, TrustPolicy
 
 if TYPE_CHECKING:
     from veriml.node.node import Node
 
 events = logging.getLogger("veriml.node")
-MAX_ENTRIES_PER_ROUND = 10_000
+MAX_ENTRIES_PER_ROUND = 10_000  # a huge claimed size cannot stall a round
+MAX_SAMPLED_PER_ROUND = 200  # requests per peer per round: well under the peers' per-auditor rate limit
+RETRIES_PER_ROUND = 50  # open refusals asked again per peer per round
+MIN_RETENTION = 86400.0  # seconds a peer must keep an auditable request's data before deleting it
+PACE = 80.0  # requests per second at most, under the per-auditor limit peers apply (auditor_auth.RATE)
+SEED_BYTES = 32
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS attestations (
@@ -37,7 +61,43 @@ CREATE TABLE IF NOT EXISTS attestations (
     receipt TEXT NOT NULL         -- the audited node's signed receipt
 );
 CREATE TABLE IF NOT EXISTS audited (origin TEXT PRIMARY KEY, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS examined (  -- every sampled entry and what became of it
+    origin TEXT NOT NULL,
+    log_index INTEGER NOT NULL,
+    outcome TEXT NOT NULL,        -- agree, disagree, not-comparable, private, deleted, refused
+    PRIMARY KEY (origin, log_index)
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    origin TEXT NOT NULL,
+    subject TEXT NOT NULL,        -- the audited node's key
+    log_index INTEGER NOT NULL,
+    reason TEXT NOT NULL,         -- the last answer, or its absence
+    checkpoint TEXT NOT NULL,     -- the audited node's signed checkpoint covering the entry
+    first_at TEXT NOT NULL,
+    last_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    answered_at TEXT,             -- set once the entry was served after all
+    PRIMARY KEY (origin, log_index)
+);
 """
+
+
+def sampled(seed: bytes, origin: str, index: int, fraction: float) -> bool:
+    """Whether entry `index` of log `origin` is in the sample of the auditor holding `seed`."""
+    mac = hmac.new(seed, origin.encode("utf-8") + b"\n" + index.to_bytes(8, "big"), hashlib.sha256).digest()
+    return int.from_bytes(mac[:8], "big") < fraction * (1 << 64)
+
+
+def load_seed(path: Path) -> bytes:
+    """This node's audit seed, made on first use (mode 0600)."""
+    try:
+        seed = bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        seed = secrets.token_bytes(SEED_BYTES)
+        atomic_write(path, seed.hex().encode() + b"\n", mode=0o600)
+    if len(seed) != SEED_BYTES:
+        raise InvalidInput(f"audit seed {path}: expected {SEED_BYTES} bytes of hex")
+    return seed
 
 
 class AuditStore:
@@ -53,27 +113,78 @@ class AuditStore:
             row = self._db.execute("SELECT size FROM audited WHERE origin = ?", (origin,)).fetchone()
         return 0 if row is None else row[0]
 
-    def record(self, origin: str, size: int, found: list[tuple[int, SignedAttestation, dict[str, Any]]]) -> None:
+    def set_audited(self, origin: str, size: int) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO audited (origin, size) VALUES (?, ?)", (origin, size))
+
+    def _examined(self, origin: str, index: int, outcome: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO examined VALUES (?, ?, ?)", (origin, index, outcome))
+        if outcome != "refused":
+            self._db.execute(
+                "UPDATE refusals SET answered_at = ? WHERE origin = ? AND log_index = ? AND answered_at IS NULL",
+                (utc_timestamp(), origin, index),
+            )
+
+    def attested(self, origin: str, index: int, attestation: SignedAttestation, receipt: dict[str, Any]) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for index, attestation, receipt in found:
-                    self._db.execute(
-                        "INSERT INTO attestations (subject, log_index, verdict, attestation, receipt)"
-                        " VALUES (?, ?, ?, ?, ?)",
-                        (
-                            attestation.body.subject.vkey,
-                            index,
-                            attestation.body.verdict,
-                            canonical_json(attestation.to_json()).decode(),
-                            json.dumps(receipt),
-                        ),
-                    )
-                self._db.execute("INSERT OR REPLACE INTO audited (origin, size) VALUES (?, ?)", (origin, size))
+                self._db.execute(
+                    "INSERT INTO attestations (subject, log_index, verdict, attestation, receipt)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (attestation.body.subject.vkey, index, attestation.body.verdict,
+                     canonical_json(attestation.to_json()).decode(), json.dumps(receipt)),
+                )  # fmt: skip
+                self._examined(origin, index, attestation.body.verdict)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+
+    def unattestable(self, origin: str, index: int, outcome: str) -> None:
+        """A sampled entry examined as far as it can be: private (never disclosed), or deleted after retention."""
+        with self._lock:
+            self._examined(origin, index, outcome)
+
+    def refused(self, origin: str, subject: str, index: int, reason: str, checkpoint: str) -> None:
+        now = utc_timestamp()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "INSERT INTO refusals VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL)"
+                    " ON CONFLICT (origin, log_index) DO UPDATE SET reason = excluded.reason,"
+                    " checkpoint = excluded.checkpoint, last_at = excluded.last_at,"
+                    " attempts = attempts + 1, answered_at = NULL",
+                    (origin, subject, index, reason, checkpoint, now, now),
+                )
+                self._examined(origin, index, "refused")
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def open_refusals(self, origin: str, limit: int) -> list[int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT log_index FROM refusals WHERE origin = ? AND answered_at IS NULL ORDER BY last_at LIMIT ?",
+                (origin, limit),
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def refusals(self, limit: int = 100, include_answered: bool = False) -> list[dict[str, Any]]:
+        query = "SELECT subject, log_index, reason, checkpoint, first_at, last_at, attempts, answered_at FROM refusals"
+        if not include_answered:
+            query += " WHERE answered_at IS NULL"
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY first_at DESC, log_index DESC LIMIT ?", (limit,)).fetchall()
+        keys = ("subject", "log_index", "reason", "checkpoint", "first_at", "last_at", "attempts", "answered_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def outcomes(self, origin: str) -> dict[int, str]:
+        with self._lock:
+            rows = self._db.execute("SELECT log_index, outcome FROM examined WHERE origin = ?", (origin,)).fetchall()
+        return dict(rows)
 
     def attestations(self, verdict: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         query = "SELECT subject, log_index, verdict, attestation, receipt FROM attestations"
@@ -92,21 +203,52 @@ class AuditStore:
         self._db.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Round:
+    """What one round knows of one peer: its URL and key, the signed checkpoint it served, its retention."""
+
+    url: str
+    log_key: VerifyingKey
+    checkpoint: str
+    policy: TrustPolicy
+    retention: float
+
+
 class Auditor(BackgroundJob):
     def __init__(self, node: Node, fraction: float, interval: float) -> None:
         self.node = node
         self.fraction = fraction
         self.interval = interval
-        self.store = AuditStore(node.home.root / "audit" / "audit.sqlite")
-        self._random = random.SystemRandom()
+        root = node.home.root / "audit"
+        self.store = AuditStore(root / "audit.sqlite")
+        self.seed = load_seed(root / "seed")
+        gate = AuditorGate(node.key.public, lambda: [peer.node for peer in node.discovery.peers()])
+        self.disclosure = Disclosure(root / "disclosures.sqlite", node.service.log, node.service.hub.registry, gate,
+                                     node.config.audit_retention)  # fmt: skip
+        self.retention = Retention(self.disclosure)
+        self._http = httpx.Client(timeout=30)
+        self._next_request = 0.0
         super().__init__("audit")
 
     def start(self) -> Auditor:
+        self.retention.start()
         return super().start() if self.fraction > 0 else self
 
     def stop(self) -> None:
         super().stop()
+        self.retention.stop()
+        self._http.close()
         self.store.close()
+        self.disclosure.close()
+
+    def public_info(self) -> dict[str, Any]:
+        """What /v1/info says about this node's audits: its sample's fraction and seed commitment, and how long
+        it keeps auditable requests' data for other auditors."""
+        return {"fraction": self.fraction, "seed_commitment": "sha256:" + hashlib.sha256(self.seed).hexdigest(),
+                "retention": self.node.config.audit_retention}  # fmt: skip
+
+    def is_sampled(self, origin: str, index: int) -> bool:
+        return sampled(self.seed, origin, index, self.fraction)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -116,42 +258,106 @@ class Auditor(BackgroundJob):
                 except Exception as exc:  # whatever a peer answers, the auditor keeps going
                     events.warning("audit of %s stopped this round: %s", peer.url, exc)
 
-    def audit_peer(self, url: str, log_key: Any) -> int:
-        """Audit the entries a peer logged since the last audit; return how many were re-executed."""
+    def audit_peer(self, url: str, log_key: VerifyingKey) -> int:
+        """Examine the peer's sampled entries: first those it refused before, then the new ones up to its signed
+        checkpoint. Return how many were examined this round."""
         origin = log_key.name
-        checkpoint = SignedCheckpoint.parse(httpx.get(f"{url}/checkpoint", timeout=10).text, f"checkpoint of {url}")
+        text = self._http.get(f"{url}/checkpoint", timeout=10).text
+        checkpoint = SignedCheckpoint.parse(text, f"checkpoint of {url}")
         policy = TrustPolicy(log_key)
         policy.check(checkpoint)
-        start = self.audited_size(origin)
-        end = min(checkpoint.checkpoint.size, start + MAX_ENTRIES_PER_ROUND)  # a huge claimed size cannot stall us
-        found = []
-        for index in range(start, end):
-            if self._stop.is_set():
-                break
-            if self._random.random() >= self.fraction:
-                continue
-            entry = httpx.get(f"{url}/v1/log/entries/{index}", timeout=30).json()
+        size = checkpoint.checkpoint.size
+        try:
+            retention = float(self._http.get(f"{url}/v1/info", timeout=10).json()["audit"]["retention"])
+        except Exception:  # a peer that does not say keeps nothing past the moment: only early deletion shows
+            retention = 0.0
+        round_ = _Round(url, log_key, text, policy, retention)
+        examined = 0
+        for index in self.store.open_refusals(origin, RETRIES_PER_ROUND):
+            if index < size and not self._stop.is_set():
+                examined += 1
+                if not self._examine(round_, index):
+                    return examined  # not answering at all: try again next round, not 50 timeouts now
+        position = start = self.audited_size(origin)
+        try:
+            for index in range(start, min(size, start + MAX_ENTRIES_PER_ROUND)):
+                if self._stop.is_set() or examined >= MAX_SAMPLED_PER_ROUND:
+                    break
+                if self.is_sampled(origin, index):
+                    examined += 1
+                    if not self._examine(round_, index):
+                        position = index + 1  # recorded as refused; a peer that does not answer is not hammered
+                        break
+                position = index + 1
+        finally:
+            # Past what was examined or recorded, never further: an error here leaves `index` for next round.
+            self.store.set_audited(origin, position)
+        return examined
+
+    def _refuse(self, round_: _Round, index: int, reason: str) -> None:
+        self.store.refused(round_.log_key.name, round_.log_key.vkey, index, reason, round_.checkpoint)
+        events.warning(json.dumps({"event": "audit-refused", "subject": round_.log_key.key_id, "index": index,
+                                   "reason": reason}))  # fmt: skip
+
+    def _examine(self, round_: _Round, index: int) -> bool:
+        """Ask for one sampled entry (a signed auditor request), check its proof, re-execute it, record what was
+        found. False only when the peer did not answer at all."""
+        origin, path = round_.log_key.name, f"/v1/log/entries/{index}"
+        now = time.monotonic()
+        if self._next_request > now:
+            self._stop.wait(self._next_request - now)
+        self._next_request = max(now, self._next_request) + 1 / PACE
+        headers = sign_request(self.node.key, "GET", path, round_.log_key)
+        try:
+            response = self._http.get(round_.url + path, headers=headers)
+        except httpx.HTTPError as exc:
+            self._refuse(round_, index, f"unanswered ({type(exc).__name__})")
+            return False
+        if response.status_code != 200:
+            self._refuse(round_, index, f"answered {response.status_code}: {response.text[:300]}")
+            return True
+        try:
+            entry = response.json()
             if not isinstance(entry, dict) or not isinstance(entry.get("proof"), str):
-                # Every entry below a signed checkpoint has a proof; a peer that will not give one is not
-                # skipped past: the same index is sampled again next round.
-                end = index
-                break
+                raise InvalidInput("the entry has no tlog-proof, though a signed checkpoint covers it")
             receipt = parse_signed_receipt(entry["receipt"])
-            TlogProof.parse(entry["proof"]).verify(ReceiptLeaf.of(receipt).to_bytes(), policy)
+            TlogProof.parse(entry["proof"]).verify(ReceiptLeaf.of(receipt).to_bytes(), round_.policy)
+        except (VerimlError, ValueError) as exc:
+            self._refuse(round_, index, f"no valid entry and proof: {exc}")
+            return True
+        if receipt.body.privacy == "private":
+            self.store.unattestable(origin, index, "private")
+            return True
+        if entry.get("data") == "deleted":
+            # Deleting data before auditors could ask for it is refusing them: the window is the longer of the
+            # node's stated one and the network's minimum.
+            kept_until = _timestamp_seconds(receipt.body.timestamp) + max(round_.retention, MIN_RETENTION)
+            if kept_until > time.time() + 5:
+                self._refuse(round_, index, f"data deleted before the {round_.retention:.0f} s retention window ended")
+            else:
+                self.store.unattestable(origin, index, "deleted")
+            return True
+        try:
             manifest = self.node.pin(str(receipt.body.manifest))
+        except VerimlError as exc:  # the node ran the model, so it can serve it: else the entry is not examinable
+            self._refuse(round_, index, f"model {receipt.body.manifest} not obtainable: {exc}")
+            return True
+        try:
             attestation = self.node.service.attest(
                 manifest,
                 receipt,
-                parse_salt(entry.get("salt"), "entry salt"),
-                tensors_from_json(entry["inputs"]),
-                tensors_from_json(entry["outputs"]),
+                parse_salt(entry.get("salt"), "disclosed salt"),
+                tensors_from_json(entry.get("inputs"), "disclosed inputs"),
+                tensors_from_json(entry.get("outputs"), "disclosed outputs"),
             )
-            found.append((index, attestation, entry["receipt"]))
-            if attestation.body.verdict == "disagree":
-                events.warning(json.dumps({"event": "evidence", "subject": receipt.body.node.key_id, "index": index,
-                                           "detail": attestation.body.detail}))  # fmt: skip
-        self.store.record(origin, end, found)
-        return len(found)
+        except InvalidInput as exc:
+            self._refuse(round_, index, f"data withheld or wrong ({entry.get('data')!r}): {exc}")
+            return True
+        self.store.attested(origin, index, attestation, entry["receipt"])
+        if attestation.body.verdict == "disagree":
+            # Not the detail: for a generation it names tokens of the output, and request data stays out of logs.
+            events.warning(json.dumps({"event": "evidence", "subject": receipt.body.node.key_id, "index": index}))
+        return True
 
     def audited_size(self, origin: str) -> int:
         return self.store.audited_size(origin)

@@ -33,6 +33,7 @@ class NodeConfig:
     peer_timeout: float = 10.0
     audit_fraction: float = 0.1
     audit_interval: float = 2.0
+    audit_retention: float = 7 * 86400.0  # seconds an auditable request's inputs, outputs and salt are kept
     provers: int = 1  # concurrent proof jobs; proving is memory-bound
     # On chain (docs/chain.md): with chain_rpc set, the node registers, anchors and discovers peers there.
     chain_rpc: str | None = None
@@ -53,6 +54,8 @@ class NodeConfig:
             raise InvalidInput("node config: checkpoint_interval must be positive")
         if self.anchor_interval <= 0:
             raise InvalidInput("node config: anchor_interval must be positive")
+        if self.audit_retention < 0:
+            raise InvalidInput("node config: audit_retention must be zero or more seconds")
         if not 0 <= self.audit_fraction <= 1:
             raise InvalidInput("node config: audit_fraction must be between 0 and 1")
         if self.llm_max_tokens < 1 or self.llm_n_ctx < 16 or self.llm_n_batch < 2:
@@ -107,6 +110,13 @@ def _convert(name: str, value: Any) -> Any:
         "llm_n_batch",
     ):
         return int(value)
-    if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval", "anchor_interval"):
+    if name in (
+        "checkpoint_interval",
+        "peer_timeout",
+        "audit_fraction",
+        "audit_interval",
+        "anchor_interval",
+        "audit_retention",
+    ):
         return float(value)
     return value

@@ -81,6 +81,7 @@ class Node:
             "peers": [peer.url for peer in self.discovery.peers()],
             "runtime_class": self.service.engine.runtime_class,
             "llm": self._llm_info(),
+            "audit": self.auditor.public_info(),
             "audited": {p.node.name: self.auditor.audited_size(p.node.name) for p in self.discovery.peers()},
         }
 

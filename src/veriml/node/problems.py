@@ -13,7 +13,7 @@ TYPE_BASE = "https://veriml.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 _TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
            409: "Conflict", 413: "Content Too Large", 415: "Unsupported Media Type", 422: "Unprocessable Content",
-           500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
+           429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
 
 
 def problem(status: int, kind: str, detail: str, request: Request | None = None, **extra: object) -> JSONResponse:

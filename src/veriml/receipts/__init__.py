@@ -7,7 +7,7 @@ from veriml.receipts.attestation import (
     sign_attestation,
 )
 from veriml.receipts.bundle import Bundle
-from veriml.receipts.commitment import DEFAULT_PRIVACY, PRIVACY_MODES, commit, new_salt, parse_salt
+from veriml.receipts.commitment import DEFAULT_PRIVACY, PRIVACY_MODES, check_privacy, commit, new_salt, parse_salt
 from veriml.receipts.leaf import LEAF_SIZE, ReceiptLeaf
 from veriml.receipts.receipt import Receipt, SignedReceipt, parse_signed_receipt, sign_receipt
 
@@ -21,6 +21,7 @@ __all__ = [
     "ReceiptLeaf",
     "SignedAttestation",
     "SignedReceipt",
+    "check_privacy",
     "commit",
     "new_salt",
     "parse_salt",

@@ -375,10 +375,16 @@ class Service:
             verdict, detail = "not-comparable", f"receipt ran on {body.runtime.runtime_class}, auditor on {mine}"
         else:
             comparison = compare_outputs(manifest.body.policy, dict(outputs), observed)
-            verdict, detail = ("agree" if comparison.agree else "disagree"), comparison.detail
-            if not comparison.agree and manifest.body.format == "gguf" and OUTPUT in outputs:
+            verdict = "agree" if comparison.agree else "disagree"
+            if body.privacy != "public":
+                # The attestation is published (/v1/attestations, /v1/evidence): its detail must not carry values,
+                # token ids or error bounds of a request that is not public.
+                detail = f"outputs {verdict} under {manifest.body.policy.describe()}"
+            elif not comparison.agree and manifest.body.format == "gguf" and OUTPUT in outputs:
                 # Say where the generations part and by how much the model preferred its token there.
                 detail = self.llm.replay(manifest.body.blob, self.loader(manifest), inputs, outputs[OUTPUT]).detail
+            else:
+                detail = comparison.detail
         return sign_attestation(
             self.node_key,
             receipt=receipt.id,

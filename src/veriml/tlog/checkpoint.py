@@ -109,36 +109,53 @@ def verify_cosignature(checkpoint: Checkpoint, signature: NoteSignature, witness
 
 @dataclass(frozen=True, slots=True)
 class TrustPolicy:
-    """When a checkpoint is trusted: signed by the log's key and cosigned by at least `quorum` of `witnesses`."""
+    """When a checkpoint is trusted: signed by the log's key and cosigned by at least `quorum` of `witnesses`.
+
+    Witnesses are counted by their Ed25519 public key bytes: a key listed twice, or under another name, is one
+    witness, and the log's own key is none (a log cannot witness itself)."""
 
     log_key: VerifyingKey
     witnesses: tuple[VerifyingKey, ...] = ()
     quorum: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.quorum <= len(self.witnesses):
-            raise InvalidInput(f"trust policy: quorum {self.quorum} of {len(self.witnesses)} witnesses is impossible")
         if any(not is_cosigner(w) for w in self.witnesses):
             raise InvalidInput("trust policy: witness keys must be cosigner keys (signature type 0x04)")
+        distinct = len(self.distinct_witnesses)
+        if not 0 <= self.quorum <= distinct:
+            raise InvalidInput(
+                f"trust policy: quorum {self.quorum} of {distinct} distinct witness key(s) is impossible "
+                f"({len(self.witnesses)} given; a repeated or renamed key counts once, the log's own key not at all)"
+            )
+
+    @property
+    def distinct_witnesses(self) -> frozenset[bytes]:
+        """The public key bytes of the witnesses that can count: distinct, and not the log's own."""
+        return frozenset(w.public for w in self.witnesses) - {self.log_key.public}
 
     def check(self, signed: SignedCheckpoint, what: str = "checkpoint") -> list[VerifyingKey]:
-        """Raise VerificationFailed unless the checkpoint is trusted; return the witnesses that cosigned it."""
+        """Raise VerificationFailed unless the checkpoint is trusted; return the witnesses that cosigned it, one
+        per distinct public key, never the log's own key."""
         if signed.checkpoint.origin != self.log_key.name:
             raise VerificationFailed(
                 f"{what}: origin {signed.checkpoint.origin!r} is not the log's key name {self.log_key.name!r}"
             )
         verify_note(signed.note, [self.log_key], what)
-        cosigned = []
+        cosigned: dict[bytes, VerifyingKey] = {}
         for witness in self.witnesses:
+            if witness.public == self.log_key.public or witness.public in cosigned:
+                continue
             for signature in signed.note.signatures:
                 if signature.matches(witness):
                     try:
                         verify_cosignature(signed.checkpoint, signature, witness)
                     except VerificationFailed as exc:
                         raise VerificationFailed(f"{what}: {exc}") from exc
-                    cosigned.append(witness)
+                    cosigned[witness.public] = witness
+                    break
         if len(cosigned) < self.quorum:
             raise VerificationFailed(
-                f"{what}: cosigned by {len(cosigned)} of the trusted witnesses, {self.quorum} required"
+                f"{what}: cosigned by {len(cosigned)} of the trusted witnesses, {self.quorum} required "
+                "(counted by distinct key, never the log's own)"
             )
-        return cosigned
+        return list(cosigned.values())

@@ -180,6 +180,26 @@ class Log:
             _resolve(append.future, list(range(position, position + len(append.rows))))
             position += len(append.rows)
 
+    def replace_extras(self, rows: Sequence[tuple[int, bytes]]) -> None:
+        """Rewrite what is kept beside entries (a node deleting request data after its retention window). Leaves,
+        tiles and checkpoints are untouched, so every proof verifies as before; freed bytes are zeroed."""
+        self._run(lambda: self._replace_extras(list(rows)))
+
+    def _replace_extras(self, rows: list[tuple[int, bytes]]) -> None:
+        self._db.execute("PRAGMA secure_delete=ON")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("UPDATE entries SET extra = ? WHERE idx = ?", [(extra, i) for i, extra in rows])
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        finally:
+            self._db.execute("PRAGMA secure_delete=OFF")
+        # The old pages may still sit in the write-ahead log: fold it into the file and empty it.
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def integrate(self) -> int:
         """Hash every sequenced entry into the tree; return the integrated size."""
         return self._run(self._integrate)

@@ -150,7 +150,10 @@ def log_inclusion(bundle: Bundle, witnesses: tuple[VerifyingKey, ...], quorum: i
     except VerimlError as exc:
         return _result("log.inclusion", "fail", str(exc))
     checkpoint = proof.checkpoint.checkpoint
-    witnessed = f"cosigned by {len(cosigners)} trusted witness(es), {quorum} required"
+    witnessed = (
+        f"cosigned by {len(cosigners)} trusted witness(es), {quorum} required "
+        "(counted by distinct key, never the log's own)"
+    )
     return _result(
         "log.inclusion",
         "pass",
@@ -160,13 +163,14 @@ def log_inclusion(bundle: Bundle, witnesses: tuple[VerifyingKey, ...], quorum: i
 
 def attestations(bundle: Bundle, required_nodes: int, trusted: Collection[str] = ()) -> CheckResult:
     """Other nodes' signed receipts for the same manifest and input, whose outputs agree with the bundle's
-    under the manifest's policy (what a `quorum:K` inference carries). Distinct keys prove distinct nodes only
-    if the keys are trusted: with `trusted` given, a receipt by any other key fails the check."""
+    under the manifest's policy (what a `quorum:K` inference carries). Nodes are counted by their Ed25519 public
+    key bytes, so a key repeated or renamed is one node. Distinct keys prove distinct nodes only if the keys are
+    trusted: with `trusted` given, a receipt by any other key fails the check."""
     if not bundle.attestations:
         detail = "the bundle carries no quorum attestations"
         return _result("attestations", "skipped" if required_nodes <= 1 else "fail", detail)
     receipt, policy = bundle.receipt.body, bundle.manifest.body.policy
-    nodes = {receipt.node.vkey}
+    nodes = {receipt.node.public}
     try:
         for number, item in enumerate(bundle.attestations, 1):
             other = parse_signed_receipt(item.get("receipt")).verified()
@@ -175,9 +179,10 @@ def attestations(bundle: Bundle, required_nodes: int, trusted: Collection[str] =
             body = other.body
             if trusted and body.node.vkey not in trusted:
                 return _result("attestations", "fail", f"attestation {number} is by untrusted node {body.node.key_id}")
-            if body.node.vkey in nodes:
-                return _result("attestations", "fail", f"attestation {number} repeats node {body.node.key_id}")
-            nodes.add(body.node.vkey)
+            if body.node.public in nodes:
+                detail = f"attestation {number} repeats a node key already counted ({body.node.key_id})"
+                return _result("attestations", "fail", detail)
+            nodes.add(body.node.public)
             inputs_digest = tensors_digest(bundle.inputs)
             if body.manifest != receipt.manifest or commit(salt, inputs_digest) != body.input_commitment:
                 return _result("attestations", "fail", f"attestation {number} is for another model or input")

@@ -46,6 +46,8 @@ def verify_bundle(
     quorum = (1 if witnesses else 0) if witness_quorum is None else witness_quorum
     if not 0 <= quorum <= len(witnesses):
         raise InvalidInput(f"witness quorum {quorum}: must be between 0 and the {len(witnesses)} witnesses given")
+    # One key listed twice, or renamed, is one witness: the log check fails a quorum the distinct keys cannot meet.
+    distinct = len({w.public for w in witnesses})
     if "reexec" in required and engine is None:
         engine = LlamaEngine() if bundle.manifest.body.format == "gguf" else OnnxEngine()
     manifest, receipt = bundle.manifest.body, bundle.receipt.body
@@ -74,7 +76,7 @@ def verify_bundle(
     trust = TrustRoots(
         publishers=len({VerifyingKey.parse(k, "trusted publisher key").public for k in trusted_publishers}),
         nodes=len({VerifyingKey.parse(k, "trusted node key").public for k in trusted_nodes}),
-        witnesses=len({w.public for w in witnesses}),
+        witnesses=distinct,
         witness_quorum=quorum,
     )
     return Report(level, tuple(replace(r, required=r.name in required) for r in results), trust)

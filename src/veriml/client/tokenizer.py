@@ -1,0 +1,126 @@
+"""The client's own tokenizer for a language model, so that a chat answer is checked here rather than taken from
+the node: the prompt tokens a node signed must be the tokenization of the messages sent (the publisher-signed
+chat template, rendered here), and the text handed to the caller is what the signed token ids decode to.
+
+It is llama.cpp's tokenizer (the `llm` extra), loaded with `vocab_only` from the model blob, which the client
+fetches once by content address, checks against the manifest's blob id and caches under its cache directory.
+The node tokenizes with the same library and settings (`runtime.llama_engine`), so honest answers match bit
+for bit. Without the `llm` extra the client cannot check and says so (`Unavailable`), unless the caller opts out
+with `check_text=False`, and then `ChatResult.text_checked` is False.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from veriml.codec import Digest
+from veriml.errors import InvalidInput, Unavailable, VerificationFailed
+from veriml.hub import SignedManifest
+from veriml.runtime.chat import check_messages, render_chat
+from veriml.runtime.llama_engine import _Text, llama_module
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "veriml" / "client"
+
+
+class Tokenizer:
+    """llama.cpp's vocabulary of one GGUF blob (no weights loaded)."""
+
+    def __init__(self, path: Path) -> None:
+        llama_cpp = llama_module()
+        try:
+            self._llm = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise InvalidInput(f"model {path.name}: llama.cpp cannot read its vocabulary: {exc}") from exc
+        self._cpp = llama_cpp
+        self._vocab = self._llm._model.vocab
+        self.n_vocab = self._llm.n_vocab()
+        self._lock = threading.Lock()
+        self.add_bos = self._llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
+
+    def prompt_tokens(self, manifest: SignedManifest, messages: object) -> list[int]:
+        """The token ids of chat messages, as a node must produce them: the template the publisher signed,
+        rendered, then tokenized with special tokens parsed and BOS where the model's metadata asks for it."""
+        llm = manifest.body.llm
+        if llm is None:
+            raise InvalidInput(f"model {manifest.body.ref}: not a language model")
+        text = render_chat(llm.chat_template, check_messages(messages))
+        with self._lock:
+            return list(self._llm.tokenize(text.encode("utf-8"), add_bos=self.add_bos, special=True))
+
+    def _piece(self, token: int) -> bytes:
+        buffer = ctypes.create_string_buffer(256)
+        size = self._cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+        if size < 0:
+            buffer = ctypes.create_string_buffer(-size)
+            size = self._cpp.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
+        return buffer.raw[:size]
+
+    def text_of(self, tokens: Iterable[int], stop: Sequence[str]) -> str:
+        """The text generated tokens decode to, exactly as a node's generation loop builds it: up to an
+        end-of-generation token, cut at the first stop sequence."""
+        text = _Text(stop)
+        with self._lock:
+            for token in tokens:
+                if not 0 <= token < self.n_vocab:
+                    raise VerificationFailed(f"generated token id {token} is outside the vocabulary of {self.n_vocab}")
+                if self._cpp.llama_vocab_is_eog(self._vocab, token):
+                    break
+                text.add(self._piece(token))
+                if text.stopped:
+                    break
+        text.add(b"", final=True)
+        return text.text
+
+
+class Tokenizers:
+    """Tokenizers by blob id; each blob is fetched once (by `fetch`, which yields its bytes in chunks), kept only
+    if it hashes to its id, and cached on disk."""
+
+    def __init__(self, cache_dir: Path | None) -> None:
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._loaded: dict[Digest, Tokenizer] = {}
+        self._lock = threading.Lock()
+
+    def get(self, manifest: SignedManifest, fetch: Callable[[Digest], Iterable[bytes]]) -> Tokenizer:
+        llama_module()  # Unavailable (with how to install it) before any download
+        blob = manifest.body.blob
+        with self._lock:
+            tokenizer = self._loaded.get(blob)
+            if tokenizer is None:
+                tokenizer = self._loaded[blob] = Tokenizer(self._blob_path(blob, fetch))
+            return tokenizer
+
+    def _blob_path(self, blob: Digest, fetch: Callable[[Digest], Iterable[bytes]]) -> Path:
+        path = self.cache_dir / "blobs" / f"{blob.hex}.gguf"
+        if path.is_file():
+            return path  # written only after its hash was checked
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".partial-{os.getpid()}-{threading.get_ident()}")
+        hasher = hashlib.sha256()
+        try:
+            with open(partial, "wb") as handle:
+                for chunk in fetch(blob):
+                    hasher.update(chunk)
+                    handle.write(chunk)
+            if Digest.from_hasher(hasher) != blob:
+                raise VerificationFailed(f"blob {blob}: the bytes served hash to {Digest.from_hasher(hasher)}")
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+        return path
+
+
+def llm_available() -> bool:
+    try:
+        llama_module()
+    except Unavailable:
+        return False
+    return True

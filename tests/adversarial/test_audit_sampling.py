@@ -1,0 +1,164 @@
+"""Audit evasion (issue 10, attack 3): the audited node cannot dodge a sample fixed by the auditor's committed
+seed. Refusing, or serving an entry without its proof, is recorded as evidence beside the node's own signed
+checkpoint; nothing is redrawn, and nothing unexamined is recorded as audited."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.adversarial.audit_support import (
+    attestations,
+    infer,
+    info,
+    publish_mlp,
+    refusals,
+    seed_of,
+    wait_audited,
+    wait_checkpoint,
+)
+from veriml import devnet
+from veriml.identity import VerifyingKey
+from veriml.node.audit import sampled
+from veriml.tlog import SignedCheckpoint, TrustPolicy
+
+REFUSING = Path(__file__).with_name("audit_refusing_node.py")
+DODGING = Path(__file__).with_name("audit_dodging_node.py")
+FORGETFUL = Path(__file__).with_name("audit_forgetful_node.py")
+FRACTION = 0.3
+ENTRIES = 60
+
+
+def _network_with(script: Path, root: Path, entries: int, lie_inputs: bool = False):  # type: ignore[no-untyped-def]
+    network = devnet.up(root, 3, checkpoint_interval=0.3, audit_fraction=FRACTION,
+                        commands={2: [sys.executable, str(script)]})  # fmt: skip
+    publish_mlp(network, root)
+    rng = np.random.default_rng(3)
+    positive = set()
+    for _ in range(entries):
+        x = rng.standard_normal((1, 16)).astype(np.float32)
+        index, _ = infer(network.urls[2], x)
+        if x.flat[0] > 0:
+            positive.add(index)
+    audited = info(network.urls[2])
+    size = wait_checkpoint(network.urls[2], entries)
+    assert size >= entries
+    wait_audited(network.urls[:2], audited["log_origin"], size)
+    return network, audited, size, positive
+
+
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory):
+    root = tmp_path_factory.mktemp("refusing")
+    try:
+        network, audited, size, _ = _network_with(REFUSING, root, ENTRIES)
+        yield network, audited, size
+    finally:
+        devnet.down(root)
+
+
+def _sample(node, origin: str, size: int) -> set[int]:  # type: ignore[no-untyped-def]
+    seed = seed_of(node)
+    return {i for i in range(size) if sampled(seed, origin, i, FRACTION)}
+
+
+def test_node_refusing_sampled_entries_is_recorded_as_evidence(refusing):
+    network, audited, size = refusing
+    origin, subject = audited["log_origin"], audited["node"]
+    policy = TrustPolicy(VerifyingKey.parse(subject))
+    for n, url in enumerate(network.urls[:2]):
+        # The sample is the one the auditor committed to before anything was logged.
+        seed = seed_of(network.nodes[n])
+        assert info(url)["audit"]["seed_commitment"] == "sha256:" + hashlib.sha256(seed).hexdigest()
+        sample = _sample(network.nodes[n], origin, size)
+        assert 0 < len(sample) < size
+        found = refusals(url, subject)
+        # Evidence for exactly the sampled entries the node would not serve: none redrawn, none dropped.
+        assert {r["log_index"] for r in found} == {i for i in sample if i % 3 != 2}
+        for refusal in found:
+            expected = "answered 500" if refusal["log_index"] % 3 == 0 else "has no tlog-proof"
+            assert expected in refusal["reason"], refusal
+            # The node's own signed checkpoint covers the entry it refused: it cannot deny the entry exists.
+            checkpoint = SignedCheckpoint.parse(refusal["checkpoint"])
+            policy.check(checkpoint)
+            assert checkpoint.checkpoint.size > refusal["log_index"]
+        # The entries it served were re-executed, and only sampled ones.
+        served = {a["log_index"] for a in attestations(url, subject)}
+        assert served == {i for i in sample if i % 3 == 2}
+    # A refusal is asked again next round (the sample is not redrawn) and stays evidence while unanswered.
+    first = {r["log_index"]: r["attempts"] for r in refusals(network.urls[0], subject)}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        again = {r["log_index"]: r["attempts"] for r in refusals(network.urls[0], subject)}
+        if all(again[i] > first[i] for i in first):
+            break
+        time.sleep(0.3)
+    assert set(again) == set(first) and all(again[i] > first[i] for i in first)
+
+
+def test_unexamined_entries_are_never_recorded_as_audited(refusing):
+    network, audited, _ = refusing
+    origin, subject = audited["log_origin"], audited["node"]
+    for n, url in enumerate(network.urls[:2]):
+        audited_size = info(url)["audited"][origin]
+        assert audited_size <= wait_checkpoint(network.urls[2], 0)  # never past what the node signed
+        recorded = {a["log_index"] for a in attestations(url, subject)}
+        recorded |= {r["log_index"] for r in refusals(url, subject)}
+        sample = _sample(network.nodes[n], origin, audited_size)
+        assert sample <= recorded  # every sampled entry below the audited size was examined or is evidence
+        assert all(i < audited_size for i in recorded)
+    # A node that goes silent is not audited past: the audited size and the records stay as they are.
+    devnet.stop_pid(network.nodes[2].pid, config=str(Path(network.nodes[2].home).parent / "node.toml"))
+    before = [(info(url)["audited"][origin], len(attestations(url, subject))) for url in network.urls[:2]]
+    time.sleep(2.5)  # five audit rounds
+    assert [(info(url)["audited"][origin], len(attestations(url, subject))) for url in network.urls[:2]] == before
+
+
+def test_audit_sample_cannot_be_dodged(tmp_path_factory):
+    """The node lies on every request whose first input is positive and refuses every odd entry to auditors.
+    Each auditor catches exactly the lies its committed sample holds: as disagreement where the node served the
+    entry, as refusal evidence where it did not. None escapes the sample, and the count is at the sample rate."""
+    root = tmp_path_factory.mktemp("dodging")
+    try:
+        network, audited, size, lied = _network_with(DODGING, root, 80)
+        origin, subject = audited["log_origin"], audited["node"]
+        assert 25 <= len(lied) <= 55
+        for n, url in enumerate(network.urls[:2]):
+            sample = _sample(network.nodes[n], origin, size)
+            found = attestations(url, subject)
+            disagree = {a["log_index"] for a in found if a["verdict"] == "disagree"}
+            agree = {a["log_index"] for a in found if a["verdict"] == "agree"}
+            refused = {r["log_index"] for r in refusals(url, subject)}
+            assert disagree == {i for i in sample & lied if i % 2 == 0}
+            assert agree == {i for i in sample - lied if i % 2 == 0}
+            assert refused == {i for i in sample if i % 2 == 1}
+            caught = disagree | (refused & lied)
+            assert caught == sample & lied  # every sampled lie is evidence of one kind or the other
+            expected, spread = FRACTION * len(lied), 6 * (len(lied) * FRACTION * (1 - FRACTION)) ** 0.5
+            assert abs(len(caught) - expected) <= spread, (len(caught), expected)
+    finally:
+        devnet.down(root)
+
+
+def test_node_deleting_data_before_auditors_ask_is_recorded_as_evidence(tmp_path_factory):
+    """The node deletes every request's data at once (retention 0): each sampled entry it deleted is a refusal,
+    not an examined entry, because the network's minimum retention had not passed."""
+    root = tmp_path_factory.mktemp("forgetful")
+    try:
+        network, audited, size, _ = _network_with(FORGETFUL, root, 20)
+        origin, subject = audited["log_origin"], audited["node"]
+        assert info(network.urls[2])["audit"]["retention"] == 0
+        for n, url in enumerate(network.urls[:2]):
+            sample = _sample(network.nodes[n], origin, size)
+            found = refusals(url, subject)
+            examined = {a["log_index"] for a in attestations(url, subject)}
+            refused = {r["log_index"] for r in found}
+            assert refused and refused | examined == sample and not refused & examined
+            assert all("deleted before" in r["reason"] for r in found)
+    finally:
+        devnet.down(root)
