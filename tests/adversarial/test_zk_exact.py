@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from veriml import devnet, examples
 from veriml.cli.app import app
 from veriml.client import Client
+from veriml.codec import tensors_to_json
 from veriml.errors import VerificationFailed
 from veriml.hub import BlobStore
 from veriml.identity import SigningKey
@@ -90,11 +91,10 @@ def load_from(home: Home):
 
 def proven_by_hand(url: str, model: str, inputs: dict[str, np.ndarray]) -> Bundle:
     """What a node answers to verify=proven, joined with its finished proof job, as the client would hold it."""
-    from veriml.client.protocol import infer_body, parse_infer
-
-    answer = httpx.post(f"{url}/v1/infer", json=infer_body(model, inputs, None, verify="proven"), timeout=60)
+    body = {"model": model, "inputs": tensors_to_json(inputs), "verify": "proven"}
+    answer = httpx.post(f"{url}/v1/infer", json=body, timeout=60)
     assert answer.status_code == 200, answer.text
-    bundle, _ = parse_infer(url, answer.json())
+    bundle = Bundle.from_json(answer.json()["bundle"])
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         job = httpx.get(f"{url}/v1/proofs/{bundle.receipt.id}").json()
