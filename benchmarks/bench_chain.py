@@ -221,7 +221,7 @@ def zk_gas(chain: Chain, faucet, contracts: Contracts, workdir: Path) -> tuple[i
         print("EZKL setup and proof for the MLP (about 15 s)...")
         service.zk_setup("alice/mlp")
         x = {"x": np.random.default_rng(4).standard_normal((1, 16)).astype(np.float32)}
-        bundle = service.prove(service.infer("alice/mlp", x, prove=True))
+        bundle = service.prove(service.infer("alice/mlp", x, prove=True, circuit=True))
         source = service.zk_evm_verifier("alice/mlp", workdir / "Verifier.sol")
         calldata = service.zk_evm_calldata(bundle)
     verifier = deploy_verifier(chain, faucet, source)

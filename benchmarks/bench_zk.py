@@ -91,7 +91,7 @@ VERIML_PROVE = """
 import numpy as np
 from veriml.service import Home, Service
 with Service(Home(Path(root) / "home")) as service:
-    bundle = service.infer("bench/model", {"x": np.load(root + "/x.npy")})
+    bundle = service.infer("bench/model", {"x": np.load(root + "/x.npy")}, circuit=True)
     start = time.perf_counter()
     proven = service.prove(bundle)
     seconds = time.perf_counter() - start

@@ -33,7 +33,7 @@ def proven_mlp(tmp_path_factory):  # type: ignore[no-untyped-def]
     service.publish(examples.save(examples.mlp(), root / "mlp.onnx"), name="alice/mlp", chain_account=publisher)
     service.zk_setup("alice/mlp")
     x = {"x": np.random.default_rng(4).standard_normal((1, 16)).astype(np.float32)}
-    bundle = service.prove(service.infer("alice/mlp", x, prove=True))
+    bundle = service.prove(service.infer("alice/mlp", x, prove=True, circuit=True))
     verifier_source = service.zk_evm_verifier("alice/mlp", root / "Verifier.sol")
     yield service, bundle, verifier_source
     service.close()

@@ -2,6 +2,7 @@
 document, a proof that verifies under its key, and refusals for every way a proof can be wrong."""
 
 import copy
+import json
 import os
 from dataclasses import replace
 
@@ -29,7 +30,7 @@ def proven(tmp_path_factory):
     service.publish(examples.save(examples.mlp(), root / "mlp.onnx"), name="alice/mlp")
     document = service.zk_setup("alice/mlp")
     x = {"x": np.random.default_rng(4).standard_normal((1, 16)).astype(np.float32)}
-    bundle = service.prove(service.infer("alice/mlp", x, prove=True))
+    bundle = service.prove(service.infer("alice/mlp", x, prove=True, circuit=True))
     yield service, document, bundle
     service.close()
 
@@ -64,7 +65,7 @@ def test_wrong_proofs_and_documents_fail(proven):
 
     forged_outputs = {"y": bundle.outputs["y"] + np.float32(1.0)}
     other = replace(bundle, outputs=forged_outputs)
-    assert "proven outputs differ" in verify_bundle(other, level="proven", load_blob=load).check("zk.proof").detail
+    assert "is not the proven value" in verify_bundle(other, level="proven", load_blob=load).check("zk.proof").detail
 
     mallory = SigningKey.generate("alice")
     swapped = ZkDocument(**{**{f: getattr(document.body, f) for f in document.body.__slots__ if f != "publisher"},
@@ -75,6 +76,21 @@ def test_wrong_proofs_and_documents_fail(proven):
 
     with pytest.raises(PermissionDenied, match="only the publisher"):
         service.zk_setup("alice/mlp", publisher=mallory)
+
+
+def test_a_proven_result_is_the_circuits_exactly_and_audits_agree_with_it(proven):
+    service, document, bundle = proven
+    receipt = bundle.receipt.body
+    assert receipt.mode == "proven" and receipt.runtime.fields["engine"] == "ezkl"
+    load = service.hub.blobs.read_verified
+    # Every output is an integer over 2^scale: the fixed-point value the proof carries, not onnxruntime's float.
+    scale = 2.0 ** json.loads(load(document.body.artifacts["settings"]))["model_output_scales"][0]
+    assert np.array_equal(np.round(bundle.outputs["y"] * scale), bundle.outputs["y"] * scale)
+    one_ulp = replace(bundle, outputs={"y": np.nextafter(bundle.outputs["y"], np.float32(np.inf))})
+    assert "is not the proven value" in verify_bundle(one_ulp, level="proven", load_blob=load).check("zk.proof").detail
+    # An auditor recomputes a proven receipt with the circuit, bit for bit.
+    attestation = service.attest(bundle.manifest, bundle.receipt, bundle.salt, bundle.inputs, bundle.outputs)
+    assert attestation.body.verdict == "agree", attestation.body.detail
 
 
 def test_a_proof_for_another_input_fails(proven):
@@ -120,7 +136,7 @@ def test_private_inputs_are_hashed_and_the_proof_still_verifies(proven, tmp_path
     private = service.zk_setup("alice/private", srs=srs, input_visibility="hashed")
     assert private.body.input_visibility == "hashed"
     x = {"x": np.random.default_rng(8).standard_normal((1, 16)).astype(np.float32)}
-    bundle = service.prove(service.infer("alice/private", x, prove=True))
+    bundle = service.prove(service.infer("alice/private", x, prove=True, circuit=True))
     report = verify_bundle(bundle, level="proven", load_blob=service.hub.blobs.read_verified)
     assert report.consistent, report.failures()
     # The hash binds the private inputs: the same proof on other inputs fails, exactly.
@@ -143,5 +159,5 @@ def test_cnn_end_to_end(tmp_path):
         service.publish(examples.save(examples.cnn(), tmp_path / "cnn.onnx"), name="alice/cnn")
         service.zk_setup("alice/cnn")
         x = {"x": np.random.default_rng(1).standard_normal((1, 1, 28, 28)).astype(np.float32)}
-        bundle = service.prove(service.infer("alice/cnn", x, prove=True))
+        bundle = service.prove(service.infer("alice/cnn", x, prove=True, circuit=True))
         assert verify_bundle(bundle, level="proven", load_blob=service.hub.blobs.read_verified).consistent

@@ -52,12 +52,16 @@ def prove(
     bundle_path: Annotated[Path, typer.Argument(metavar="BUNDLE", help="a bundle from `veriml infer`")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="where to write the proven bundle")] = None,
 ) -> None:
-    """Prove a bundle's outputs came from its model on its inputs, and add the proof to the bundle.
+    """Prove the model's result on a bundle's inputs. A proven result is the circuit's (fixed point): a bundle
+    computed by onnxruntime is first recomputed by the circuit and signed by this home's node.
 
     Example: veriml zk prove result.bundle.json --out result.proven.json
     """
     bundle = Bundle.load(bundle_path)
     with Service(_home()) as service, console.status("proving (EZKL)"):
+        if bundle.receipt.body.runtime.fields.get("engine") != "ezkl":
+            console.print("the bundle's outputs are onnxruntime's: the circuit recomputes them, this home signs them")
+            bundle = service.infer(bundle.manifest, bundle.inputs, prove=True, circuit=True)
         proven = service.prove(bundle)
     target = out or bundle_path
     proven.save(target)

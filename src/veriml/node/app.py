@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from functools import partial
 from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -220,15 +221,17 @@ def create_app(node: Node) -> FastAPI:
         Its inclusion proof is at /v1/log/entries/{log_index} once the next checkpoint is published."""
         if request.verify not in (None, "signed", "proven"):
             raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
-        proof = b""
         salt = None if request.salt is None else parse_salt(request.salt, "salt")
         privacy = check_privacy(request.privacy)
+        proof = b""
         if request.verify == "proven":
             manifest = node.held(request.model) or await run_in_threadpool(node.resolve, request.model)
             await run_in_threadpool(node.ensure_zk, manifest)  # 404 unless the circuit is here or at a peer
             with node.proofs.slot():  # 503 before any work when the proof queue is full
-                bundle, index = await node.infer_async(request.model, request.inputs, request.request_id, salt,
-                                                       privacy)  # fmt: skip
+                # A proven result is the circuit's (fixed point), not onnxruntime's: the proof carries exactly it.
+                circuit_run = partial(node.service.infer_logged, manifest, request.inputs, request.request_id,
+                                      salt=salt, privacy=privacy, circuit=True)  # fmt: skip
+                bundle, index = await run_in_threadpool(circuit_run)
                 proof = b',"proof_job":"' + node.proofs.submit(bundle).encode() + b'"'
         else:
             bundle, index = await node.infer_async(request.model, request.inputs, request.request_id, salt, privacy)

@@ -35,6 +35,7 @@ from veriml.runtime import (
     GenerationParams,
     LlamaEngine,
     OnnxEngine,
+    RuntimeFingerprint,
     RuntimeSettings,
     coerce_inputs,
     generation_inputs,
@@ -152,19 +153,21 @@ class Service:
 
     def infer(
         self,
-        ref: ModelRef | str,
+        ref: ModelRef | str | SignedManifest,
         inputs: Mapping[str, Any],
         request_id: str | None = None,
         prove: bool = False,
         *,
         salt: bytes | None = None,
         privacy: str = DEFAULT_PRIVACY,
+        circuit: bool = False,
     ) -> Bundle:
         """Run a model and return the signed result as a bundle. With `prove=True` the log signs a checkpoint
         at once and the bundle carries the inclusion proof (for one-shot local use; a node signs checkpoints
         on a cadence instead). `salt` (32 bytes, fresh when not given) salts the receipt's commitments;
-        `privacy` says who may see inputs and outputs besides the client and this node."""
-        bundle, index = self.infer_logged(ref, inputs, request_id, salt=salt, privacy=privacy)
+        `privacy` says who may see inputs and outputs besides the client and this node. With `circuit=True` the
+        model's ZK circuit computes the result (see `run_circuit`): the result a proof can then be made for."""
+        bundle, index = self.infer_logged(ref, inputs, request_id, salt=salt, privacy=privacy, circuit=circuit)
         if prove:
             if index is None:
                 raise ValueError("prove=True needs a Service with log=True")
@@ -179,9 +182,10 @@ class Service:
         *,
         salt: bytes | None = None,
         privacy: str = DEFAULT_PRIVACY,
+        circuit: bool = False,
     ) -> tuple[Bundle, int | None]:
         """Run a model, sign the receipt and append it to the log: (bundle, log index or None when not logging)."""
-        bundle, logged = self.infer_submit(ref, inputs, request_id, salt=salt, privacy=privacy)
+        bundle, logged = self.infer_submit(ref, inputs, request_id, salt=salt, privacy=privacy, circuit=circuit)
         return bundle, None if logged is None else logged.result()[0]
 
     def infer_submit(
@@ -192,13 +196,55 @@ class Service:
         *,
         salt: bytes | None = None,
         privacy: str = DEFAULT_PRIVACY,
+        circuit: bool = False,
     ) -> tuple[Bundle, Future[list[int]] | None]:
         """Like `infer_logged`, but hands back the log append as a future instead of waiting for the disk, so
         an async server can await it without holding a thread. The bundle must not leave before it resolves."""
         check_privacy(privacy)
         manifest = ref if isinstance(ref, Signed) else self.resolve(ref)
+        if circuit:
+            arrays, outputs, runtime = self.run_circuit(manifest, inputs)
+            return self._sign_and_log(manifest, arrays, outputs, request_id, salt, privacy, runtime, "proven")
         arrays, outputs = self.run(manifest, inputs)
         return self._sign_and_log(manifest, arrays, outputs, request_id, salt, privacy)
+
+    def run_circuit(
+        self, manifest: SignedManifest, inputs: Mapping[str, Any]
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], RuntimeFingerprint]:
+        """Check inputs against the manifest and compute the model's ZK circuit on them (EZKL witness generation:
+        deterministic field arithmetic, milliseconds): (inputs, the circuit's fixed-point outputs dequantized
+        exactly, the circuit's runtime fingerprint). A `proven` result is this one: a float runtime's outputs
+        differ from the circuit's by quantization, so they can never be proven exactly. The runtime names the
+        circuit, so a proven receipt is never compared with an onnxruntime one (nor counted as equivocation)."""
+        from veriml.zk import ezkl_pipeline
+
+        body = manifest.body
+        arrays = coerce_inputs(body.inputs, inputs)
+        validate_inputs(body.inputs, arrays, self.settings.max_input_bytes, body.policy.allow_nan)
+        document = self.zk_document(manifest)
+        paths = self._zk_paths(document, ("compiled", "settings"))
+        with tempfile.TemporaryDirectory(prefix="veriml-circuit-") as tmp:
+            outputs = ezkl_pipeline.circuit_outputs(
+                arrays, [spec.name for spec in body.inputs], body.outputs, paths["compiled"], paths["settings"],
+                Path(tmp),
+            )  # fmt: skip
+        runtime = RuntimeFingerprint({
+            "engine": "ezkl",
+            "engine_version": document.body.prover.removeprefix("ezkl "),
+            "provider": f"circuit {document.body.artifacts['compiled']}",
+            "settings": str(document.body.artifacts["settings"]),
+            "machine": "any",  # field arithmetic: the same integers on every machine
+        })  # fmt: skip
+        return arrays, outputs, runtime
+
+    def _zk_paths(self, document: SignedZkDocument, names: Sequence[str]) -> dict[str, Path]:
+        paths = {}
+        for name in names:
+            blob = document.body.artifacts[name]
+            paths[name] = self.hub.blobs.path(blob)
+            if not paths[name].is_file():
+                raise NotFound(f"zk artifact {name} ({blob}) is not in this store")
+        return paths
 
     def _sign_and_log(
         self,
@@ -208,6 +254,8 @@ class Service:
         request_id: str | None,
         salt: bytes | None,
         privacy: str,
+        runtime: RuntimeFingerprint | None = None,
+        mode: str = "signed",
     ) -> tuple[Bundle, Future[list[int]] | None]:
         salt = new_salt() if salt is None else salt
         receipt = sign_receipt(
@@ -216,7 +264,8 @@ class Service:
             blob=manifest.body.blob,
             input_commitment=commit(salt, tensors_digest(arrays)),
             output_commitment=commit(salt, tensors_digest(outputs)),
-            runtime=self.engine_for(manifest).fingerprint,
+            runtime=runtime or self.engine_for(manifest).fingerprint,
+            mode=mode,
             privacy=privacy,
             request_id=request_id,
         )
@@ -320,6 +369,8 @@ class Service:
             or commit(salt, tensors_digest(outputs)) != body.output_commitment
         ):
             raise InvalidInput("attest: the salt, inputs or outputs given do not open the receipt's commitments")
+        if body.runtime.fields.get("engine") == "ezkl":
+            return self._attest_circuit(manifest, receipt, salt, inputs, outputs)
         _, observed = self.run(manifest, inputs)
         mine = self.engine_for(manifest).runtime_class
         if body.runtime.runtime_class != mine and manifest.body.policy.kind == "exact":
@@ -336,6 +387,44 @@ class Service:
                 detail = self.llm.replay(manifest.body.blob, self.loader(manifest), inputs, outputs[OUTPUT]).detail
             else:
                 detail = comparison.detail
+        return sign_attestation(
+            self.node_key,
+            receipt=receipt.id,
+            subject=body.node,
+            manifest=manifest.id,
+            input_commitment=body.input_commitment,
+            claimed_output=body.output_commitment,
+            observed_output=commit(salt, tensors_digest(observed)),
+            verdict=verdict,
+            detail=detail,
+            runtime_class=mine,
+        )
+
+    def _attest_circuit(
+        self,
+        manifest: SignedManifest,
+        receipt: SignedReceipt,
+        salt: bytes,
+        inputs: Mapping[str, np.ndarray],
+        outputs: Mapping[str, np.ndarray],
+    ) -> SignedAttestation:
+        """A proven receipt's outputs are the circuit's: recompute them with the circuit, exactly, or say the
+        receipt is not comparable here (no circuit, or another one)."""
+        body = receipt.body
+        observed: Mapping[str, np.ndarray] = outputs
+        try:
+            _, observed, mine_runtime = self.run_circuit(manifest, inputs)
+            mine = mine_runtime.runtime_class
+        except NotFound as exc:
+            verdict, detail, mine = "not-comparable", f"no ZK circuit here: {exc}", "ezkl (no circuit)"
+        else:
+            if mine_runtime.fields != body.runtime.fields:
+                verdict, detail = "not-comparable", f"receipt ran on {body.runtime.runtime_class}, auditor on {mine}"
+                observed = outputs
+            elif commit(salt, tensors_digest(observed)) == body.output_commitment:
+                verdict, detail = "agree", "the circuit's outputs, bit for bit"
+            else:
+                verdict, detail = "disagree", "the outputs are not the circuit's on these inputs"
         return sign_attestation(
             self.node_key,
             receipt=receipt.id,
@@ -376,8 +465,9 @@ class Service:
         with tempfile.TemporaryDirectory(prefix="veriml-zk-") as tmp:
             model_path = Path(tmp) / "model.onnx"
             model_path.write_bytes(self.hub.blobs.read_verified(manifest.body.blob))
+            names = [spec.name for spec in manifest.body.inputs]  # declared order: EZKL takes inputs by position
             files = ezkl_pipeline.setup(model_path, sample, Path(tmp) / "setup", bindings, input_visibility,
-                                        calibration, srs, memory_cap)  # fmt: skip
+                                        calibration, srs, memory_cap, names)  # fmt: skip
             artifacts = {
                 name: self.hub.blobs.put_file(getattr(files, name))
                 for name in ("settings", "compiled", "vk", "pk", "srs")
@@ -413,21 +503,29 @@ class Service:
         return manifest
 
     def prove(self, bundle: Bundle, executor: Executor | None = None) -> Bundle:
-        """The bundle with a zero-knowledge proof that its outputs are the model's on its inputs; the proof is
-        checked before it is returned. With an `executor` the proving runs there (a node uses a process pool)."""
+        """The bundle with a zero-knowledge proof that its outputs are the model's circuit's on its inputs; the
+        proof is checked before it is returned. The bundle must be a circuit result (`infer(..., circuit=True)`,
+        or a node's `verify=proven` answer): its outputs must be exactly what the proof will carry. With an
+        `executor` the proving runs there (a node uses a process pool)."""
         from veriml.zk import ezkl_pipeline
 
         document = self.zk_document(bundle.manifest)
-        paths = {}
-        for name, blob in document.body.artifacts.items():
-            paths[name] = self.hub.blobs.path(blob)
-            if not paths[name].is_file():
-                raise NotFound(f"zk artifact {name} ({blob}) is not in this store")
+        paths = self._zk_paths(document, list(document.body.artifacts))
+        names = [spec.name for spec in bundle.manifest.body.inputs]
         inputs = dict(bundle.inputs)
+        with tempfile.TemporaryDirectory(prefix="veriml-circuit-") as tmp:
+            expected = ezkl_pipeline.circuit_outputs(
+                inputs, names, bundle.manifest.body.outputs, paths["compiled"], paths["settings"], Path(tmp)
+            )
+        if tensors_digest(expected) != tensors_digest(bundle.outputs):
+            raise InvalidInput(
+                "zk prove: the bundle's outputs are not its model's circuit's (a float runtime's differ by "
+                "quantization); prove a circuit result: infer with verify=proven"
+            )
         if executor is None:
-            proof = ezkl_pipeline.prove_checked(inputs, paths)
+            proof = ezkl_pipeline.prove_checked(inputs, names, paths)
         else:
-            proof = executor.submit(ezkl_pipeline.prove_checked, inputs, paths).result()
+            proof = executor.submit(ezkl_pipeline.prove_checked, inputs, names, paths).result()
         return replace(bundle, zk_proof={"document": document.to_json(), "proof": proof})
 
     def zk_evm_verifier(self, ref: ModelRef | str, out: Path) -> Path:

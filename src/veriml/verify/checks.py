@@ -203,15 +203,13 @@ def attestations(bundle: Bundle, required_nodes: int, trusted: Collection[str] =
     return _result("attestations", "pass", f"{len(nodes)} distinct {who} agree under {policy.describe()}")
 
 
-# The proof binds the circuit's fixed-point outputs exactly; the bundle's float outputs (onnxruntime's) may
-# differ from them by the quantization error, ~0.007 on the models measured. More than this is not rounding.
-ZK_FLOAT_DIFFERENCE_BOUND = 0.05
-
-
 def zk_proof(bundle: Bundle, load_blob: BlobLoader | None, require_ceremony_srs: bool) -> CheckResult:
     """The proof verifies under the verification key named in the ZK document the model's publisher signed;
-    its public instances are exactly the circuit's on the bundle's inputs (recomputed here); and the bundle's
-    float outputs are the proven fixed-point ones up to quantization (the difference is reported)."""
+    its public instances are exactly the circuit's on the bundle's inputs, taken in the model's declared input
+    order (recomputed here); and the bundle's outputs are exactly the proven fixed-point outputs, k / 2^scale
+    per output in the declared dtype (`ezkl_pipeline.output_values`), bit for bit. A proven result is the
+    circuit's: a float runtime's outputs differ from it by quantization, and no bound on that difference keeps
+    a node from shifting outputs within it."""
     if bundle.zk_proof is None:
         return _result("zk.proof", "skipped", "the bundle carries no zero-knowledge proof")
     if load_blob is None:
@@ -223,12 +221,13 @@ def zk_proof(bundle: Bundle, load_blob: BlobLoader | None, require_ceremony_srs:
     from pathlib import Path
 
     from veriml.zk import parse_signed_zk_document
-    from veriml.zk.ezkl_pipeline import expected_instances, public_values, verify
+    from veriml.zk.ezkl_pipeline import expected_instances, output_count, output_values, verify
 
+    manifest = bundle.manifest.body
     try:
         document = parse_signed_zk_document(bundle.zk_proof.get("document")).verified()
         body = document.body
-        if body.publisher != bundle.manifest.body.publisher:
+        if body.publisher != manifest.publisher:
             return _result("zk.proof", "fail", "the ZK document is not signed by the model's publisher")
         if body.manifest != bundle.manifest.id:
             return _result("zk.proof", "fail", f"the ZK document is for manifest {body.manifest}")
@@ -245,31 +244,63 @@ def zk_proof(bundle: Bundle, load_blob: BlobLoader | None, require_ceremony_srs:
                 paths[name].write_bytes(data)
             verify(proof, paths["settings"], paths["vk"], paths["srs"], Path(tmp) / "verify")
             settings = json.loads(paths["settings"].read_text())
-            expected = expected_instances(bundle.inputs, paths["compiled"], Path(tmp) / "witness")
-        _, proven_outputs = public_values(proof, settings)
+            input_names = [spec.name for spec in manifest.inputs]
+            expected = expected_instances(bundle.inputs, input_names, paths["compiled"], Path(tmp) / "witness")
+        instances = proof["instances"][0]
+        outputs = output_count(settings)
+        if len(instances) != len(expected) or outputs > len(instances):
+            return _result(
+                "zk.proof", "fail", f"the proof has {len(instances)} public values, the circuit {len(expected)}"
+            )
+        if instances[: len(instances) - outputs] != expected[: len(expected) - outputs]:
+            what = "hash" if body.input_visibility == "hashed" else "values"
+            return _result("zk.proof", "fail", f"the proof's public input {what} are not the bundle's inputs")
+        if instances[len(instances) - outputs :] != expected[len(expected) - outputs :]:
+            return _result(
+                "zk.proof", "fail", "the proof's public outputs are not the circuit's on the bundle's inputs"
+            )
+        proven = output_values(instances[len(instances) - outputs :], settings, manifest.outputs)
     except NotFound as exc:
         return _result("zk.proof", "skipped", f"zk artifacts not at hand: {exc}")
-    except (VerimlError, KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (VerimlError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         return _result("zk.proof", "fail", f"{exc}")
-    instances = proof["instances"][0]
-    outputs = len(proven_outputs)
-    if instances[: len(instances) - outputs] != expected[: len(expected) - outputs]:
-        what = "hash" if body.input_visibility == "hashed" else "values"
-        return _result("zk.proof", "fail", f"the proof's public input {what} are not the bundle's inputs")
-    if instances[len(instances) - outputs :] != expected[len(expected) - outputs :] or len(instances) != len(expected):
-        return _result("zk.proof", "fail", "the proof's public outputs are not the circuit's on the bundle's inputs")
-    claimed_outputs = np.concatenate([v.astype(np.float64).reshape(-1) for v in bundle.outputs.values()])
-    if outputs != claimed_outputs.size:
-        return _result("zk.proof", "fail", f"the proof has {outputs} outputs, the bundle {claimed_outputs.size}")
-    difference = float(np.max(np.abs(np.array(proven_outputs) - claimed_outputs)))
-    if difference > ZK_FLOAT_DIFFERENCE_BOUND:
-        return _result("zk.proof", "fail", f"proven outputs differ from the bundle's by {difference:.3g}")
+    mismatch = _first_difference(bundle.outputs, proven, settings["model_output_scales"])
+    if mismatch:
+        return _result("zk.proof", "fail", mismatch)
+    scales = ", ".join(
+        f"{name} 2^-{scale}" for name, scale in zip(proven, settings["model_output_scales"], strict=True)
+    )
     return _result(
         "zk.proof",
         "pass",
         f"EZKL proof verifies under the publisher's key ({body.srs_kind} SRS, logrows {body.logrows}); its public "
-        f"instances are exactly the circuit's on the bundle's inputs; float outputs within {difference:.2g}",
+        f"instances are exactly the circuit's on the bundle's inputs; the outputs are exactly the proven fixed-point "
+        f"values (quantum {scales})",
     )
+
+
+def _first_difference(claimed: dict[str, np.ndarray], proven: dict[str, np.ndarray], scales: list[int]) -> str | None:
+    """Why the bundle's outputs are not bit for bit the proven ones, or None when they are."""
+    if set(claimed) != set(proven):
+        return f"the bundle's outputs {sorted(claimed)} are not the proven outputs {sorted(proven)}"
+    for (name, value), scale in zip(proven.items(), scales, strict=True):
+        mine = claimed[name]
+        if mine.dtype != value.dtype or mine.shape != value.shape:
+            return (
+                f"output {name!r} is not the proven value: the bundle has {mine.dtype}{list(mine.shape)}, "
+                f"the proof {value.dtype}{list(value.shape)}"
+            )
+        if mine.tobytes() != value.tobytes():
+            bits = f"u{value.dtype.itemsize}"
+            index = int(np.flatnonzero(mine.reshape(-1).view(bits) != value.reshape(-1).view(bits))[0])
+            got, want = float(mine.reshape(-1)[index]), float(value.reshape(-1)[index])
+            quanta = (got - want) * 2.0**scale
+            return (
+                f"output {name!r} is not the proven value: element {index} is {got!r} in the bundle, {want!r} in "
+                f"the proof ({quanta:+.3g} quanta of 2^-{scale}); a proven result's outputs must be the proven "
+                f"fixed-point values exactly"
+            )
+    return None
 
 
 def not_yet_checkable(name: str, present: bool, what: str) -> CheckResult:

@@ -3,6 +3,10 @@ verification; and reading a proof's public values back as numbers.
 
 EZKL works on files; each call here gets a private working directory. Its SRS download (`get_srs`) is never
 used: a development SRS is generated with `gen_srs`, or a ceremony SRS is read from a file the user gives.
+
+EZKL reads inputs by position, so every input file is written in the model's declared input order (the ONNX
+graph's, which the manifest keeps), never in the order of a dict that came from canonical (sorted) JSON. Its
+outputs are fixed point: a circuit's result is the integers it computes over 2^scale, per output.
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from veriml.codec import TensorSpec
 from veriml.errors import InvalidInput, VerificationFailed
 from veriml.zk.preflight import check_memory, check_operators, default_memory_cap
 
@@ -56,16 +61,21 @@ def setup(
     calibration: str = "resources",
     srs: Path | None = None,
     memory_cap: int | None = None,
+    input_names: Sequence[str] | None = None,
 ) -> SetupFiles:
     """One-time setup per model version. Parameters are fixed into the circuit, so the verification key
-    commits to the weights; outputs are public; inputs public or hashed."""
+    commits to the weights; outputs are public; inputs public or hashed. `input_names` is the model's declared
+    input order (the manifest's); it must be the ONNX graph's, which is what EZKL's positional inputs follow."""
     if calibration not in CALIBRATION_TARGETS:
         raise InvalidInput(f"zk setup: calibration must be one of {CALIBRATION_TARGETS}")
     check_operators(model)
+    names = list(input_names) if input_names is not None else graph_input_names(model)
+    if names != graph_input_names(model):
+        raise InvalidInput(f"zk setup: input order {names} is not the model graph's {graph_input_names(model)}")
     ezkl = _ezkl()
     workdir.mkdir(parents=True, exist_ok=True)
     files = {name: workdir / name for name in ("settings.json", "network.compiled", "vk.key", "pk.key", "input.json")}
-    _write_input(files["input.json"], sample_inputs)
+    _write_input(files["input.json"], sample_inputs, names)
     args = ezkl.PyRunArgs()
     args.input_visibility = "public" if input_visibility == "public" else "hashed"
     args.output_visibility = "public"
@@ -89,16 +99,33 @@ def setup(
                       srs_path, logrows)  # fmt: skip
 
 
-def _write_input(path: Path, inputs: Mapping[str, np.ndarray]) -> None:
-    path.write_text(
-        json.dumps({"input_data": [np.asarray(v, np.float64).reshape(-1).tolist() for v in inputs.values()]})
-    )
+def graph_input_names(model: Path) -> list[str]:
+    """The ONNX graph's inputs in declared order, initializers left out (as the manifest reads them)."""
+    import onnx
+
+    graph = onnx.load(str(model), load_external_data=False).graph
+    initializers = {tensor.name for tensor in graph.initializer}
+    return [value.name for value in graph.input if value.name not in initializers]
 
 
-def prove(inputs: Mapping[str, np.ndarray], compiled: Path, pk: Path, srs: Path, workdir: Path) -> dict[str, Any]:
+def ordered_inputs(inputs: Mapping[str, np.ndarray], input_names: Sequence[str]) -> list[np.ndarray]:
+    """The inputs in the model's declared order: EZKL takes them by position."""
+    if len(set(input_names)) != len(input_names) or set(inputs) != set(input_names):
+        raise InvalidInput(f"zk inputs: expected exactly the inputs {list(input_names)}, got {sorted(inputs)}")
+    return [np.asarray(inputs[name]) for name in input_names]
+
+
+def _write_input(path: Path, inputs: Mapping[str, np.ndarray], input_names: Sequence[str]) -> None:
+    tensors = ordered_inputs(inputs, input_names)
+    path.write_text(json.dumps({"input_data": [np.asarray(v, np.float64).reshape(-1).tolist() for v in tensors]}))
+
+
+def prove(
+    inputs: Mapping[str, np.ndarray], input_names: Sequence[str], compiled: Path, pk: Path, srs: Path, workdir: Path
+) -> dict[str, Any]:
     ezkl = _ezkl()
     workdir.mkdir(parents=True, exist_ok=True)
-    _write_input(workdir / "input.json", inputs)
+    _write_input(workdir / "input.json", inputs, input_names)
     try:
         ezkl.gen_witness(str(workdir / "input.json"), str(compiled), str(workdir / "witness.json"))
         ezkl.prove(str(workdir / "witness.json"), str(compiled), str(pk), str(workdir / "proof.json"), str(srs))
@@ -107,24 +134,87 @@ def prove(inputs: Mapping[str, np.ndarray], compiled: Path, pk: Path, srs: Path,
     return json.loads((workdir / "proof.json").read_text())
 
 
-def expected_instances(inputs: Mapping[str, np.ndarray], compiled: Path, workdir: Path) -> list[str]:
-    """The public instances a proof of the circuit on `inputs` must carry: the inputs as field elements (or
-    their Poseidon hash, for hashed inputs), then the outputs — recomputed here by witness generation, which is
-    deterministic and takes milliseconds, so a verifier compares them exactly."""
+def _witness(
+    inputs: Mapping[str, np.ndarray], input_names: Sequence[str], compiled: Path, workdir: Path
+) -> dict[str, Any]:
     ezkl = _ezkl()
     workdir.mkdir(parents=True, exist_ok=True)
-    _write_input(workdir / "input.json", inputs)
+    _write_input(workdir / "input.json", inputs, input_names)
     try:
         ezkl.gen_witness(str(workdir / "input.json"), str(compiled), str(workdir / "witness.json"))
     except RuntimeError as exc:
         raise InvalidInput(f"zk witness: the inputs do not fit the circuit: {str(exc).splitlines()[0]}") from exc
-    witness = json.loads((workdir / "witness.json").read_text())
+    return json.loads((workdir / "witness.json").read_text())
+
+
+def expected_instances(
+    inputs: Mapping[str, np.ndarray], input_names: Sequence[str], compiled: Path, workdir: Path
+) -> list[str]:
+    """The public instances a proof of the circuit on `inputs` must carry: the inputs as field elements (or
+    their Poseidon hash, for hashed inputs), then the outputs — recomputed here by witness generation, which is
+    deterministic and takes milliseconds, so a verifier compares them exactly."""
+    witness = _witness(inputs, input_names, compiled, workdir)
     hashed = (witness.get("processed_inputs") or {}).get("poseidon_hash")
     inputs_part = list(hashed) if hashed else [felt for tensor in witness["inputs"] for felt in tensor]
     return inputs_part + [felt for tensor in witness["outputs"] for felt in tensor]
 
 
-def prove_checked(inputs: Mapping[str, np.ndarray], artifacts: Mapping[str, Path]) -> dict[str, Any]:
+def output_count(settings: Mapping[str, Any]) -> int:
+    """How many of a proof's public instances are outputs (they come last)."""
+    shapes = settings["model_instance_shapes"][-len(settings["model_output_scales"]) :]
+    return sum(int(np.prod(shape)) for shape in shapes)
+
+
+def output_values(
+    felts: Sequence[str], settings: Mapping[str, Any], outputs: Sequence[TensorSpec]
+) -> dict[str, np.ndarray]:
+    """A circuit's output field elements as the model's output tensors, in their declared dtype, shape and
+    order: output i is the integers k the circuit computed, each k / 2^scale_i — exact in float64, then in the
+    declared dtype: exactly when it holds the value (float32 holds 24 significant bits), else, for a float
+    dtype, the nearest value (IEEE round to nearest even; a scale of 2^-26 on outputs near 3 needs 28 bits).
+    Either way the bits are a function of k alone, so they pin the output. An integer dtype must hold the value
+    exactly."""
+    ezkl = _ezkl()
+    scales = settings["model_output_scales"]
+    shapes = settings["model_instance_shapes"][-len(scales) :]
+    if len(scales) != len(outputs):
+        raise InvalidInput(f"zk outputs: the circuit has {len(scales)} outputs, the model {len(outputs)}")
+    if len(felts) != output_count(settings):
+        raise InvalidInput(f"zk outputs: {len(felts)} output values, the circuit has {output_count(settings)}")
+    values, start = {}, 0
+    for spec, scale, shape in zip(outputs, scales, shapes, strict=True):
+        size = int(np.prod(shape))
+        integers = np.array([ezkl.felt_to_int(felt) for felt in felts[start : start + size]], dtype=np.float64)
+        start += size
+        if np.max(np.abs(integers), initial=0) >= 2**53:
+            raise InvalidInput(f"zk outputs: output {spec.name!r} is out of range")
+        exact = np.ldexp(integers, -int(scale)).reshape(shape)  # k * 2^-scale: a power of two, exact in float64
+        dtype = np.dtype(spec.dtype)
+        array = exact.astype(dtype)
+        if dtype.kind != "f" and not np.array_equal(array.astype(np.float64), exact):
+            raise InvalidInput(f"zk outputs: output {spec.name!r}: the proven values do not fit {spec.dtype} exactly")
+        values[spec.name] = array
+    return values
+
+
+def circuit_outputs(
+    inputs: Mapping[str, np.ndarray],
+    input_names: Sequence[str],
+    outputs: Sequence[TensorSpec],
+    compiled: Path,
+    settings: Path,
+    workdir: Path,
+) -> dict[str, np.ndarray]:
+    """What the circuit computes on `inputs` (witness generation: deterministic, milliseconds): the outputs a
+    proof of it will carry, dequantized exactly."""
+    witness = _witness(inputs, input_names, compiled, workdir)
+    felts = [felt for tensor in witness["outputs"] for felt in tensor]
+    return output_values(felts, json.loads(settings.read_text()), outputs)
+
+
+def prove_checked(
+    inputs: Mapping[str, np.ndarray], input_names: Sequence[str], artifacts: Mapping[str, Path]
+) -> dict[str, Any]:
     """A proof of the circuit on `inputs`, checked against the verification key before it is returned.
 
     Module-level and self-contained so a node can run it in a worker process: EZKL holds the GIL for a whole
@@ -132,7 +222,7 @@ def prove_checked(inputs: Mapping[str, np.ndarray], artifacts: Mapping[str, Path
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="veriml-prove-") as tmp:
-        proof = prove(inputs, artifacts["compiled"], artifacts["pk"], artifacts["srs"], Path(tmp) / "p")
+        proof = prove(inputs, input_names, artifacts["compiled"], artifacts["pk"], artifacts["srs"], Path(tmp) / "p")
         verify(proof, artifacts["settings"], artifacts["vk"], artifacts["srs"], Path(tmp) / "v")
     return proof
 
@@ -148,20 +238,6 @@ def verify(proof: Mapping[str, Any], settings: Path, vk: Path, srs: Path, workdi
         raise VerificationFailed(f"zk proof does not verify: {str(exc).splitlines()[0]}") from exc
     if not ok:
         raise VerificationFailed("zk proof does not verify")
-
-
-def public_values(proof: Mapping[str, Any], settings: Mapping[str, Any]) -> tuple[list[float], list[float]]:
-    """(public inputs, public outputs) as floats after EZKL's fixed-point scaling."""
-    ezkl = _ezkl()
-    instances = proof["instances"][0]
-    output_scale = settings["model_output_scales"][0]
-    output_count = sum(
-        int(np.prod(shape)) for shape in settings["model_instance_shapes"][-len(settings["model_output_scales"]) :]
-    )
-    input_scale = settings["model_input_scales"][0]
-    outputs = [ezkl.felt_to_float(f, output_scale) for f in instances[len(instances) - output_count :]]
-    inputs = [ezkl.felt_to_float(f, input_scale) for f in instances[: len(instances) - output_count]]
-    return inputs, outputs
 
 
 def evm_verifier(settings: Path, vk: Path, srs: Path, out: Path) -> Path:
