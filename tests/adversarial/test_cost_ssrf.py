@@ -64,7 +64,7 @@ def test_registered_endpoint_pointing_at_a_private_address_is_not_fetched(net, i
     for n, endpoint in enumerate(endpoints):
         account = new_account_file(tmp_path / f"mallory{n}.key")
         chain.fund(faucet, account.address, DEVNET_STAKE + 10**17)
-        contracts.register(account, SigningKey.generate(f"mallory{n}.example/log").public, endpoint, DEVNET_STAKE)
+        contracts.register(account, SigningKey.generate(f"mallory{n}.example/log"), endpoint, DEVNET_STAKE)
     listed = {node.endpoint for node in contracts.nodes()}
     assert set(endpoints) <= listed
     # Several discovery rounds, and on-demand refreshes asked for by callers.

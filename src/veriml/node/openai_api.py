@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
@@ -72,7 +72,8 @@ class OpenAIRoute(APIRoute):
             except RequestValidationError as exc:
                 first = exc.errors()[0] if exc.errors() else {}
                 where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
-                return openai_error(400, f"{where}: {first.get('msg', 'invalid request')}")
+                message = str(first.get("msg", "invalid request")).removeprefix("Value error, ")
+                return openai_error(400, f"{where}: {message}")
             except VerimlError as exc:
                 code = "model_not_found" if exc.kind == "not-found" else exc.kind.replace("-", "_")
                 return openai_error(exc.http_status, str(exc), code)
@@ -92,6 +93,14 @@ class _Sampling(BaseModel):
     # Lists are bounded in the model: pydantic validates (and reports) every element of a list otherwise, and
     # 600 kB of nulls would cost seconds of CPU before any of veriml's checks ran.
     stop: str | Annotated[list[str], Field(max_length=MAX_STOP)] | None = None
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _stop_count(cls, value: object) -> object:
+        # Before the union is tried, so that the answer names the limit rather than the union's first branch.
+        if isinstance(value, list) and len(value) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} sequences, got {len(value)}")
+        return value
     seed: int | None = Field(default=None, description="sampling seed, recorded in the receipt; random if unset")
     stream: bool = False
     n: int | None = Field(default=None, description="only 1")
