@@ -387,6 +387,20 @@ class Service:
                 detail = self.llm.replay(manifest.body.blob, self.loader(manifest), inputs, outputs[OUTPUT]).detail
             else:
                 detail = comparison.detail
+        return self._sign_attestation(manifest, receipt, salt, observed, verdict, detail, mine)
+
+    def _sign_attestation(
+        self,
+        manifest: SignedManifest,
+        receipt: SignedReceipt,
+        salt: bytes,
+        observed: Mapping[str, np.ndarray],
+        verdict: str,
+        detail: str,
+        runtime_class: str,
+    ) -> SignedAttestation:
+        """Only salted commitments go in: the attestation is published, and must not let anyone confirm a guess."""
+        body = receipt.body
         return sign_attestation(
             self.node_key,
             receipt=receipt.id,
@@ -397,7 +411,7 @@ class Service:
             observed_output=commit(salt, tensors_digest(observed)),
             verdict=verdict,
             detail=detail,
-            runtime_class=mine,
+            runtime_class=runtime_class,
         )
 
     def _attest_circuit(
@@ -425,18 +439,7 @@ class Service:
                 verdict, detail = "agree", "the circuit's outputs, bit for bit"
             else:
                 verdict, detail = "disagree", "the outputs are not the circuit's on these inputs"
-        return sign_attestation(
-            self.node_key,
-            receipt=receipt.id,
-            subject=body.node,
-            manifest=manifest.id,
-            input_commitment=body.input_commitment,
-            claimed_output=body.output_commitment,
-            observed_output=commit(salt, tensors_digest(observed)),
-            verdict=verdict,
-            detail=detail,
-            runtime_class=mine,
-        )
+        return self._sign_attestation(manifest, receipt, salt, observed, verdict, detail, mine)
 
     def zk_setup(
         self,
