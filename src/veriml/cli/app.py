@@ -26,6 +26,7 @@ from veriml.cli.errors import fail, one_line_errors
 from veriml.cli.input_files import load_input_file
 from veriml.cli.log_commands import log_app
 from veriml.cli.network_commands import devnet_app, node_app
+from veriml.cli.options import Privacy, PublisherPins
 from veriml.cli.zk_commands import zk_app
 from veriml.codec import Digest, tensors_to_json
 from veriml.errors import InvalidInput
@@ -199,17 +200,8 @@ def infer(
         str, typer.Option(help="with --node: signed, logged, quorum:K or proven (waits for a ZK proof)")
     ] = "signed",
     timeout: Annotated[float, typer.Option(help="with --node: seconds to wait for a proof or a checkpoint")] = 600.0,
-    publisher: Annotated[
-        list[str] | None,
-        typer.Option("--publisher", help="with --node: accept the model only from this publisher key (repeatable)"),
-    ] = None,
-    privacy: Annotated[
-        str,
-        typer.Option(
-            help="private (data kept by no node, never disclosed), auditable (only to authenticated auditors) or "
-            "public (readable by anyone)"
-        ),
-    ] = "auditable",
+    publisher: PublisherPins = None,
+    privacy: Privacy = "auditable",
 ) -> None:
     """Run a model on inputs and write the bundle that proves it: here (signed, appended to this home's log,
     with its inclusion proof) or, with --node, on a network of nodes at a verification level.

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from veriml.cli import render
 from veriml.cli.errors import one_line_errors
+from veriml.cli.options import Privacy, PublisherPins
 from veriml.errors import InvalidInput
 from veriml.receipts import check_privacy
 
@@ -35,17 +36,8 @@ def chat(
     node: Annotated[list[str] | None, typer.Option("--node", help="node URL (repeatable) [default: run here]")] = None,
     verify: Annotated[str, typer.Option(help="with --node: signed, logged or quorum:K")] = "signed",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="where to write the bundle")] = None,
-    publisher: Annotated[
-        list[str] | None,
-        typer.Option("--publisher", help="with --node: accept the model only from this publisher key (repeatable)"),
-    ] = None,
-    privacy: Annotated[
-        str,
-        typer.Option(
-            help="private (data kept by no node, never disclosed), auditable (only to authenticated auditors) or "
-            "public (readable by anyone)"
-        ),
-    ] = "auditable",
+    publisher: PublisherPins = None,
+    privacy: Privacy = "auditable",
 ) -> None:
     """Ask a language model; the reply streams, then the receipt summary prints and the bundle is written.
     Through nodes, the streamed text is provisional: at the end it must be what the signed tokens decode to, and
