@@ -106,3 +106,24 @@ def test_quorum_across_cpus_under_exact_is_not_comparable_not_a_disagreement(tmp
     with pytest.raises(VerificationFailed, match="not comparable") as refused:
         judge_quorum([("a", bundle), ("b", second)])
     assert not isinstance(refused.value, Disagreement)
+
+
+def test_a_receipt_with_a_huge_runtime_fingerprint_is_refused_before_it_costs_anything(bundle):
+    import time
+
+    from veriml.errors import InvalidInput
+    from veriml.receipts import parse_signed_receipt
+
+    honest = bundle.receipt.to_json()
+    assert parse_signed_receipt(honest).body.runtime == bundle.receipt.body.runtime  # a real one fits
+    for junk in (
+        {"pad": ["a" * 100] * 100_000},
+        {"pad": 10**4000},
+        {"pad": {"nested": 1}},
+        {f"k{i}": 1 for i in range(65)},
+    ):
+        forged = {**honest, "body": {**honest["body"], "runtime": {"engine": "onnxruntime", **junk}}}
+        start = time.perf_counter()
+        with pytest.raises(InvalidInput, match="runtime fingerprint"):
+            parse_signed_receipt(forged)
+        assert time.perf_counter() - start < 0.5

@@ -49,6 +49,31 @@ def machine() -> str:
     return platform.machine()
 
 
+# A fingerprint is a few hundred bytes of names and numbers. A receipt comes from anyone (`/v1/attest`, bundles),
+# so its fingerprint is bounded before it is canonicalized: a huge one cost seconds per receipt.
+MAX_FINGERPRINT_KEYS = 64
+MAX_FINGERPRINT_TEXT = 16_384  # characters in all keys, strings and numbers' digits together
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _check_shape(fields: dict[str, Any]) -> None:
+    if len(fields) > MAX_FINGERPRINT_KEYS:
+        raise InvalidInput(f"runtime fingerprint: more than {MAX_FINGERPRINT_KEYS} fields")
+    budget = MAX_FINGERPRINT_TEXT
+    for key, value in fields.items():
+        items = value if isinstance(value, list) else [value]
+        if len(items) > MAX_FINGERPRINT_TEXT:
+            raise InvalidInput(f"runtime fingerprint: field {key!r:.40} is too long")
+        for item in (key, *items):
+            if not isinstance(item, _SCALARS):
+                raise InvalidInput(f"runtime fingerprint: field {key!r:.40} must hold text, numbers or a list of them")
+            if isinstance(item, int) and abs(item) > 2**53:  # RFC 8785 writes numbers as IEEE doubles
+                raise InvalidInput(f"runtime fingerprint: field {key!r:.40} holds an integer past 2^53")
+            budget -= len(item) if isinstance(item, str) else 24
+            if budget < 0:
+                raise InvalidInput(f"runtime fingerprint: over {MAX_FINGERPRINT_TEXT} characters")
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeFingerprint:
     """A JSON object describing the runtime, with its canonical bytes and digest worked out once."""
@@ -60,6 +85,7 @@ class RuntimeFingerprint:
     def __post_init__(self) -> None:
         if not isinstance(self.fields, dict) or not isinstance(self.fields.get("engine"), str):
             raise InvalidInput("runtime fingerprint: must be an object naming its engine")
+        _check_shape(self.fields)
         canonical = canonical_json(self.fields)
         object.__setattr__(self, "canonical", canonical)
         object.__setattr__(self, "digest", Digest.of(canonical))
