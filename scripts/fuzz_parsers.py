@@ -1040,12 +1040,13 @@ def run_target(name: str, count: int, seed: int, world: World) -> Result:
 
 
 _WORLD: World | None = None
+_ROOT: str | None = None  # one directory for every worker's world, removed when the run ends
 
 
 def _worker_world(needs_node: bool, needs_llm: bool = False) -> World:
     global _WORLD
     if _WORLD is None:
-        _WORLD = build_world(Path(tempfile.mkdtemp(prefix="veriml-fuzz-")))
+        _WORLD = build_world(Path(tempfile.mkdtemp(prefix="veriml-fuzz-", dir=_ROOT)))
     if needs_node and "client" not in _WORLD.objects:
         build_node(_WORLD)
     if needs_llm and "llm_asgi" not in _WORLD.objects:
@@ -1061,6 +1062,19 @@ def _run_in_worker(args: tuple[str, int, int]) -> Result:
 
 
 def run(names: list[str], per_parser: int, seed: int, jobs: int, progress_to: Any = None) -> list[Result]:
+    global _ROOT, _WORLD
+    with tempfile.TemporaryDirectory(prefix="veriml-fuzz-run-") as root:
+        _ROOT = root
+        try:
+            return _run(names, per_parser, seed, jobs, progress_to)
+        finally:
+            if _WORLD is not None:  # built in this process (one job): close it before its directory goes
+                _WORLD.close()
+                _WORLD = None
+            _ROOT = None
+
+
+def _run(names: list[str], per_parser: int, seed: int, jobs: int, progress_to: Any) -> list[Result]:
     # Split each parser's inputs into chunks so two processes share the slow HTTP targets too.
     chunk = max(1, min(per_parser, 10_000))
     tasks = []
