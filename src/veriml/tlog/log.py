@@ -13,7 +13,7 @@ import hashlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,16 +160,31 @@ class Log:
             return True
         return False
 
+    @contextlib.contextmanager
+    def _transaction(self, before: str | None = None, after: str | None = None) -> Iterator[None]:
+        """One write transaction on the writer thread's connection, rolled back on any failure. `before` and
+        `after` set a pragma for this transaction only (they cannot change inside one) and put it back."""
+        if before:
+            self._db.execute(before)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            yield
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        finally:
+            if after:
+                self._db.execute(after)
+
     def _sequence(self, appends: list[_Append]) -> None:
         start = self._next_index
         rows = [(start + n, *row) for n, row in enumerate(row for a in appends for row in a.rows)]
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("INSERT INTO entries (idx, leaf, extra) VALUES (?, ?, ?)", rows)
-            self._db.execute("COMMIT")  # synchronous=FULL: on disk when this returns
+            with self._transaction():  # synchronous=FULL: on disk when the commit returns
+                self._db.executemany("INSERT INTO entries (idx, leaf, extra) VALUES (?, ?, ?)", rows)
         except Exception as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
             for append in appends:
                 _fail(append.future, Unavailable(f"log {self.origin}: could not store entry: {exc}"))
             return
@@ -186,17 +201,8 @@ class Log:
         self._run(lambda: self._replace_extras(list(rows)))
 
     def _replace_extras(self, rows: list[tuple[int, bytes]]) -> None:
-        self._db.execute("PRAGMA secure_delete=ON")
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
+        with self._transaction("PRAGMA secure_delete=ON", "PRAGMA secure_delete=OFF"):
             self._db.executemany("UPDATE entries SET extra = ? WHERE idx = ?", [(extra, i) for i, extra in rows])
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            raise
-        finally:
-            self._db.execute("PRAGMA secure_delete=OFF")
         # The old pages may still sit in the write-ahead log: fold it into the file and empty it.
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
@@ -242,19 +248,10 @@ class Log:
                 size += 1
             blobs = {index: bytes(tile) for index, tile in tiles.items()}
             # Integration can be redone from the entries, so its commit need not wait for the disk.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
+            with self._transaction("PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"):
                 self._db.executemany("INSERT OR REPLACE INTO tiles (idx, hashes) VALUES (?, ?)", blobs.items())
                 self._db.executemany("INSERT INTO hashes (id, hash) VALUES (?, ?)", upper)
                 self._db.execute("INSERT OR REPLACE INTO state VALUES ('integrated_size', ?)", (size,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise
-            finally:
-                self._db.execute("PRAGMA synchronous=FULL")
             self.reader.remember(upper, blobs)
             self._frontier, self._integrated = frontier, size
         return self._integrated
@@ -279,9 +276,10 @@ class Log:
             self._check_consistent(last.checkpoint, size, root)
         checkpoint = Checkpoint(self.origin, size, root)
         signed = SignedCheckpoint(checkpoint, sign_note(checkpoint.text(), self.key))
-        self._db.execute("BEGIN IMMEDIATE")
-        self._db.execute("INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)", (size, root, signed.to_text()))
-        self._db.execute("COMMIT")
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)", (size, root, signed.to_text())
+            )
         return signed
 
     def _check_consistent(self, last: Checkpoint, size: int, root: bytes) -> None:
