@@ -71,6 +71,10 @@ class Vote:
             raise InvalidInput(f"dispute vote: malformed ({exc})") from exc
 
     @classmethod
+    def fresh(cls, output: bytes) -> Vote:
+        return cls(output, True, secrets.token_bytes(32))
+
+    @classmethod
     def not_comparable(cls) -> Vote:
         return cls(bytes(32), False, secrets.token_bytes(32))
 

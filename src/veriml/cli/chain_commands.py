@@ -320,3 +320,8 @@ def deploy_verifier(
         else:
             contracts.set_verifier(account, manifest.id, address)
         console.print(f"registered beside manifest {manifest.id}")
+
+
+from veriml.cli.dispute_commands import dispute_app  # noqa: E402  (it reads this module's options)
+
+chain_app.add_typer(dispute_app, name="dispute")

@@ -46,6 +46,10 @@ class NodeConfig:
     chain_key: str | None = None  # the node's Ethereum key file (hex, mode 0600)
     chain_stake: int = 10**17  # wei staked at registration
     anchor_interval: float = 10.0  # seconds between anchors
+    # With a chain whose deployment has a dispute contract: open disputes on audit disagreements, and vote when
+    # drawn onto a committee (docs/chain.md, Disputes); checked every dispute_interval seconds.
+    disputes: bool = True
+    dispute_interval: float = 2.0
     public_url: str | None = None  # the endpoint registered on chain [default: http://host:port]
     llm_max_tokens: int = 1024  # the most tokens one generation may ask for
     llm_n_ctx: int = 2048  # default context size of a generation (capped by the model's)
@@ -140,6 +144,6 @@ def _convert(name: str, value: Any) -> Any:
     if name in _INT_SETTINGS:
         return int(value)
     if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval", "anchor_interval",
-                "audit_retention", "peer_refresh_interval", "peer_negative_ttl"):  # fmt: skip
+                "audit_retention", "peer_refresh_interval", "peer_negative_ttl", "dispute_interval"):  # fmt: skip
         return float(value)
     return value
