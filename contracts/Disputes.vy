@@ -35,25 +35,13 @@ NODE_RIGHT: constant(uint8) = 3  # the committee's majority reproduced the node'
 NODE_WRONG: constant(uint8) = 4  # the majority reproduced another output: the node was slashed
 NO_VERDICT: constant(uint8) = 5  # not comparable, no majority, or no committee could be drawn
 
-struct Node:  # NodeRegistry.Node, as its `nodes` getter returns it
-    ed25519: bytes32
-    origin: String[128]
-    endpoint: String[256]
-    stake: uint256
-    exit_at: uint256
-    anchored_size: uint256
-    anchored_root: bytes32
-    anchored_at: uint256
-    slashed: bool
-    withdrawn: bool
-    stale: bool
-
 interface Registry:
     def roots(account: address, size: uint256) -> bytes32: view
     def anchor_info(account: address, size: uint256) -> uint256: view
     def node_count() -> uint256: view
     def node_list(i: uint256) -> address: view
-    def nodes(account: address) -> Node: view
+    def standing(account: address) -> (bool, bool, uint256): view
+    def is_slashed(account: address) -> bool: view
     def min_stake() -> uint256: view
     def exit_delay() -> uint256: view
     def penalize(account: address, amount: uint256, expel: bool) -> uint256: nonpayable
@@ -238,9 +226,7 @@ def _anchored_at(node: address, index: uint256, tree_size: uint256, leaf_hash: b
 @view
 def _node_state(account: address) -> (bool, bool, uint256):
     """(registered, active, stake) of a registry node; active: listed, not exiting, not slashed nor stale."""
-    n: Node = staticcall Registry(registry).nodes(account)
-    registered: bool = n.ed25519 != empty(bytes32)
-    return registered, registered and not n.slashed and not n.withdrawn and not n.stale and n.exit_at == 0, n.stake
+    return staticcall Registry(registry).standing(account)
 
 
 @external
@@ -311,17 +297,19 @@ def open(node: address, leaf: Receipt, index: uint256, tree_size: uint256, proof
 def draw(did: uint256):
     """@notice Draw the committee from blockhash(draw_block), once that block exists. Past 256 blocks the hash is
             gone: the draw block moves draw_delay blocks ahead instead (nobody can pick a known hash)."""
-    d: Dispute = self.disputes[did]
-    assert d.status == OPEN, "draw: dispute is not waiting for its committee"
-    assert block.number > d.draw_block, "draw: the draw block is not mined yet"
+    assert self.disputes[did].status == OPEN, "draw: dispute is not waiting for its committee"
+    draw_block: uint256 = self.disputes[did].draw_block
+    assert block.number > draw_block, "draw: the draw block is not mined yet"
     seed: bytes32 = empty(bytes32)
-    if block.number - d.draw_block <= 256:
-        seed = blockhash(d.draw_block)
+    if block.number - draw_block <= 256:
+        seed = blockhash(draw_block)
     if seed == empty(bytes32):
         self.disputes[did].draw_block = block.number + draw_delay
         return
     count: uint256 = staticcall Registry(registry).node_count()
     min_stake: uint256 = staticcall Registry(registry).min_stake()
+    disputed: address = self.disputes[did].node
+    challenger: address = self.disputes[did].challenger
     chosen: DynArray[address, MAX_COMMITTEE] = []
     for i: uint256 in range(MAX_COMMITTEE):
         if i >= committee_size:
@@ -332,7 +320,7 @@ def draw(did: uint256):
             if j >= count:
                 break
             candidate: address = staticcall Registry(registry).node_list((start + j) % count)
-            if candidate == d.node or candidate == d.challenger or candidate in chosen:
+            if candidate == disputed or candidate == challenger or candidate in chosen:
                 continue
             registered: bool = False
             active: bool = False
@@ -360,10 +348,9 @@ def vote_commitment(member: address, did: uint256, output: bytes32, comparable: 
 
 @external
 def commit_vote(did: uint256, commitment: bytes32):
-    d: Dispute = self.disputes[did]
-    assert d.status == VOTING, "vote: dispute is not voting"
+    assert self.disputes[did].status == VOTING, "vote: dispute is not voting"
     assert msg.sender in self.committee[did], "vote: not on this dispute's committee"
-    assert block.number <= d.commit_end, "vote: the commit window has closed"
+    assert block.number <= self.disputes[did].commit_end, "vote: the commit window has closed"
     assert commitment != empty(bytes32), "vote: commitment is empty"
     self.vote_commitments[did][msg.sender] = commitment
     log VoteCommitted(id=did, member=msg.sender)
@@ -371,10 +358,9 @@ def commit_vote(did: uint256, commitment: bytes32):
 
 @external
 def reveal_vote(did: uint256, output: bytes32, comparable: bool, nonce: bytes32):
-    d: Dispute = self.disputes[did]
-    assert d.status == VOTING, "vote: dispute is not voting"
-    assert block.number > d.commit_end, "vote: reveal after the commit window"
-    assert block.number <= d.reveal_end, "vote: the reveal window has closed"
+    assert self.disputes[did].status == VOTING, "vote: dispute is not voting"
+    assert block.number > self.disputes[did].commit_end, "vote: reveal after the commit window"
+    assert block.number <= self.disputes[did].reveal_end, "vote: the reveal window has closed"
     assert self.revealed[did][msg.sender] == 0, "vote: already revealed"
     committed: bytes32 = self.vote_commitments[did][msg.sender]
     assert committed != empty(bytes32), "vote: no commitment from this member"
@@ -382,8 +368,9 @@ def reveal_vote(did: uint256, output: bytes32, comparable: bool, nonce: bytes32)
         "vote: reveal does not match the commitment"
     if comparable:
         assert output != empty(bytes32), "vote: a comparable vote needs an output"
-        if not d.exact:
-            assert output == d.claimed or output == DISAGREE, "vote: a tolerance vote is the claim or DISAGREE"
+        if not self.disputes[did].exact:
+            assert output == self.disputes[did].claimed or output == DISAGREE, \
+                "vote: a tolerance vote is the claim or DISAGREE"
         self.votes[did][msg.sender] = output
         self.revealed[did][msg.sender] = 1
     else:
@@ -495,7 +482,7 @@ def is_final_undisputed(node: address, leaf: Receipt, index: uint256, tree_size:
     anchored_at: uint256 = self._anchored_at(node, index, tree_size, leaf_hash, proof)
     if anchored_at == 0 or block.timestamp <= anchored_at + challenge_window:
         return False
-    if (staticcall Registry(registry).nodes(node)).slashed:
+    if staticcall Registry(registry).is_slashed(node):
         return False
     did: uint256 = self.leaf_dispute[keccak256(abi_encode(node, leaf_hash))]
     return did == 0 or self.disputes[did].status == NODE_RIGHT

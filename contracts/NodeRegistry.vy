@@ -265,6 +265,20 @@ def _active(account: address) -> bool:
 
 
 @external
+@view
+def is_slashed(account: address) -> bool:
+    return self.nodes[account].slashed
+
+
+@external
+@view
+def standing(account: address) -> (bool, bool, uint256):
+    """@notice (registered, active, stake) in three reads, for the dispute contract's committee draw."""
+    node: Node = self.nodes[account]
+    return node.ed25519 != empty(bytes32), self._active(account) and not node.stale, node.stake
+
+
+@external
 @payable
 def add_stake():
     assert self._active(msg.sender), "not an active node"

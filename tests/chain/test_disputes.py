@@ -5,117 +5,27 @@ give no verdict, and a result is final once its window passed undisputed."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-from typing import Any
 
 import pytest
-from eth_account import Account
 
-from veriml.chain import Chain, Contracts, Inclusion, deploy
-from veriml.chain.connection import EMBEDDED_KEYS
-from veriml.chain.contracts import DisputeParams
-from veriml.chain.disputes import DisputeGame, Vote
+from veriml.chain import Inclusion
+from veriml.chain.disputes import Vote
 from veriml.errors import Conflict
-from veriml.identity import SigningKey
 
-from .trees import Tree, chain_manifest, digest
-
-MIN_STAKE = 10**17
-EXIT_DELAY = 3600
-BOND = 10**16
-PARAMS = DisputeParams(committee_size=3, draw_delay=2, commit_window=6, reveal_window=6, challenge_window=1800,
-                       min_bond=BOND)  # fmt: skip
-RUNTIME = digest("onnxruntime 1.20 cpu")
-
-
-def commit(salt: bytes, value: bytes) -> bytes:
-    return hashlib.sha256(salt + value).digest()
-
-
-class World:
-    def __init__(self) -> None:
-        self.chain = Chain.embedded()
-        self.keys = list(EMBEDDED_KEYS)
-        self.faucet = Account.from_key(self.keys[0])
-        deployment = deploy(self.chain, self.faucet, min_stake=MIN_STAKE, exit_delay=EXIT_DELAY, disputes=PARAMS)
-        self.contracts = Contracts(self.chain, deployment)
-        self.game = DisputeGame(self.contracts)
-        publisher = self.account()
-        signed = chain_manifest(publisher.address, "alice/mlp")
-        self.contracts.register_model(publisher, signed)
-        self.manifest = signed.id.value
-        self.nodes = [self.account(3) for _ in range(5)]
-        for n, node in enumerate(self.nodes):
-            self.contracts.register(node, SigningKey.generate(f"node{n}.example"), f"http://127.0.0.1:9/{n}",
-                                    MIN_STAKE * 2)  # fmt: skip
-        self.tree = Tree()
-        self.salt = os.urandom(32)
-        self.right = digest("the model's output")
-        self.wrong = digest("a wrong output")
-        # Node 0 answered wrongly (entry 1) and rightly (entry 3), among filler entries; it anchors two trees.
-        for n, out in enumerate([digest("f0"), self.wrong, digest("f2"), self.right]):
-            self.tree.append(self.leaf(digest(f"in {n}"), out, n))
-        self.contracts.anchor(self.nodes[0], 2, self.tree.root(2), [])
-        self.contracts.anchor(self.nodes[0], 4, self.tree.root(4), self.tree.consistency(2, 4))
-
-    def account(self, ether: int = 2) -> Any:
-        account = Account.create()
-        self.chain.fund(self.faucet, account.address, ether * 10**18)
-        return account
-
-    def leaf(self, d_in: bytes, d_out: bytes, n: int) -> bytes:
-        return self.manifest + commit(self.salt, d_in) + commit(self.salt, d_out) + RUNTIME + digest(f"r{n}")
-
-    def inclusion(self, index: int, size: int) -> Inclusion:
-        return Inclusion(self.tree.leaves[index], index, size, tuple(self.tree.inclusion(index, size)))
-
-
-@pytest.fixture(scope="module")
-def world() -> World:
-    return World()
-
-
-@pytest.fixture()
-def w(world):  # type: ignore[no-untyped-def]
-    """Each test starts from the same chain state: nodes registered, node 0's two trees anchored."""
-    snapshot = world.chain.tester.take_snapshot()
-    yield world
-    world.chain.tester.revert_to_snapshot(snapshot)
-
-
-def by_address(w: World, address: str) -> Any:
-    return next(n for n in w.nodes if n.address == address)
-
-
-def drawn(w: World, index: int = 1, challenger: Any = None, bond: int = BOND) -> tuple[int, Any, list[Any]]:
-    challenger = challenger or w.account()
-    did = w.game.open(challenger, w.nodes[0].address, w.inclusion(index, w.game.first_covering_size(
-        w.nodes[0].address, index)), bond)  # fmt: skip
-    w.chain.tester.mine_blocks(PARAMS.draw_delay)
-    w.game.draw(w.account(), did)
-    members = [by_address(w, a) for a in w.game.state(did).committee]
-    return did, challenger, members
-
-
-def vote(w: World, did: int, members: list[Any], outputs: list[bytes | None], reveal: list[bool] | None = None):  # type: ignore[no-untyped-def]
-    """Each member commits, then (where `reveal` says) reveals: an output commitment, or None: not comparable."""
-    votes = [Vote.not_comparable() if o is None else Vote(commit(w.salt, o), True, os.urandom(32)) for o in outputs]
-    for member, v in zip(members, votes, strict=True):
-        w.game.commit_vote(member, did, v)
-    past_commit_window(w, did)
-    for member, v, show in zip(members, votes, reveal or [True] * len(members), strict=True):
-        if show:
-            w.game.reveal_vote(member, did, v)
-
-
-def past_commit_window(w: World, did: int) -> None:
-    """Mine up to the commit window's last block: the next transaction is the reveal window's first."""
-    w.chain.tester.mine_blocks(max(0, w.game.state(did).commit_end - w.chain.w3.eth.block_number))
-
-
-def stake(w: World, account: Any) -> int:
-    return w.contracts.node(account.address).stake
+from .dispute_world import (  # noqa: F401 (fixtures)
+    BOND,
+    MIN_STAKE,
+    PARAMS,
+    commit,
+    drawn,
+    past_commit_window,
+    stake,
+    vote,
+    w_fixture,
+    world_fixture,
+)
+from .trees import Tree, digest
 
 
 def test_consistently_wrong_node_is_slashed_by_its_committee(w):
@@ -219,13 +129,6 @@ def test_runtime_the_committee_cannot_reproduce_is_not_comparable_never_a_verdic
     assert [stake(w, m) for m in members] == [MIN_STAKE * 2] * 3  # not comparable is no fault
 
 
-def test_nondeterministic_outputs_split_the_committee_and_slash_nobody(w):
-    did, _, members = drawn(w, index=3)
-    vote(w, did, members, [digest("run a"), digest("run b"), w.right])  # a publisher's nondeterministic model
-    w.game.resolve(w.account(), did)
-    assert w.game.state(did).status == "no-verdict" and not w.contracts.node(w.nodes[0].address).slashed
-
-
 def test_dispute_on_a_receipt_not_under_an_anchored_root_is_refused(w):
     node = w.nodes[0].address
     outsider = Tree([w.leaf(digest("x"), digest("y"), 9), w.leaf(digest("x2"), digest("y2"), 10)])
@@ -243,16 +146,6 @@ def test_dispute_on_a_receipt_not_under_an_anchored_root_is_refused(w):
         w.game.open(w.account(), node, w.inclusion(1, 2), 0)
     with pytest.raises(Conflict, match="dispute: a node cannot dispute itself"):
         w.game.open(w.nodes[0], node, w.inclusion(1, 2), BOND)
-
-
-def test_opening_copied_from_the_mempool_is_refused(w):
-    """The open names its challenger in an earlier commitment: a copier's open has no commitment of its own."""
-    copier = w.account()
-    functions = w.game.contract.functions
-    digests = w.game._digests(w.tree.leaves[1])
-    call = functions.open(w.nodes[0].address, digests, 1, 2, list(w.tree.inclusion(1, 2)), os.urandom(32))
-    with pytest.raises(Conflict, match="dispute: no commitment from this account for this dispute"):
-        w.chain.send(copier, call, value=BOND, what="copied open")
 
 
 def test_only_the_committee_votes_and_a_reveal_must_match(w):
@@ -280,12 +173,3 @@ def test_result_is_final_after_its_window_unless_disputed(w):
         w.game.open(w.account(), node, right, BOND)
     w.game.resolve(w.account(), did)
     assert not w.game.is_final_undisputed(node, right)  # the node was slashed: none of its results is final
-
-
-def test_registry_penalize_is_only_for_the_dispute_contract(w):
-    with pytest.raises(Conflict, match="only the dispute contract penalizes"):
-        w.chain.send(w.nodes[1], w.contracts.registry.functions.penalize(w.nodes[0].address, 1, True), what="x")
-    with pytest.raises(Conflict, match="only the deployer sets the slasher"):
-        w.chain.send(w.nodes[1], w.contracts.registry.functions.set_slasher(w.nodes[1].address), what="x")
-    with pytest.raises(Conflict, match="slasher already set"):
-        w.chain.send(w.faucet, w.contracts.registry.functions.set_slasher(w.nodes[1].address), what="x")

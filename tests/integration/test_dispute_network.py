@@ -53,7 +53,7 @@ def net(tmp_path_factory):  # type: ignore[no-untyped-def]
         while not stop.wait(0.25):
             try:
                 chain.w3.provider.make_request("evm_mine", [])
-            except Exception:  # noqa: BLE001 - the chain stops at teardown
+            except Exception:  # the chain stops at teardown
                 return
 
     miner = threading.Thread(target=mine, daemon=True)

@@ -19,6 +19,7 @@ ALLOWED: dict[str, set[str]] = {
     "zk": {"errors", "codec", "identity", "fsutil"},
     "receipts": {"errors", "codec", "identity", "fsutil", "hub", "runtime"},
     "service": {"errors", "codec", "identity", "fsutil", "hub", "runtime", "tlog", "receipts", "zk"},
+    "sim": set(),  # the dispute economics model: numpy only
     "verify": {"errors", "codec", "identity", "fsutil", "hub", "runtime", "tlog", "receipts", "zk"},
 }
 FACES = {"node", "client", "chain", "cli", "devnet"}
