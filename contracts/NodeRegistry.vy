@@ -190,11 +190,11 @@ def penalize(account: address, amount: uint256, expel: bool) -> uint256:
             with `expel` the node is also marked slashed and delisted (a wrong result decided by a committee).
             Returns what was taken."""
     assert msg.sender == self.slasher and msg.sender != empty(address), "only the dispute contract penalizes"
-    node: Node = self.nodes[account]
-    if node.ed25519 == empty(bytes32) or node.slashed or node.withdrawn:
+    if self.nodes[account].ed25519 == empty(bytes32) or self.nodes[account].slashed or self.nodes[account].withdrawn:
         return 0
-    taken: uint256 = min(amount, node.stake)
-    self.nodes[account].stake = node.stake - taken
+    stake: uint256 = self.nodes[account].stake
+    taken: uint256 = min(amount, stake)
+    self.nodes[account].stake = stake - taken
     if expel:
         self.nodes[account].slashed = True
         self._unlist(account)
@@ -273,9 +273,11 @@ def is_slashed(account: address) -> bool:
 @external
 @view
 def standing(account: address) -> (bool, bool, uint256):
-    """@notice (registered, active, stake) in three reads, for the dispute contract's committee draw."""
-    node: Node = self.nodes[account]
-    return node.ed25519 != empty(bytes32), self._active(account) and not node.stale, node.stake
+    """@notice (registered, active, stake), reading only those fields: the committee draw asks it per candidate."""
+    registered: bool = self.nodes[account].ed25519 != empty(bytes32)
+    active: bool = registered and not self.nodes[account].slashed and not self.nodes[account].withdrawn and \
+        self.nodes[account].exit_at == 0 and not self.nodes[account].stale
+    return registered, active, self.nodes[account].stake
 
 
 @external

@@ -1,7 +1,9 @@
-"""Disputes end to end on anvil with real node processes: five nodes register, one answers wrongly but
-consistently; an honest node's auditor finds the disagreement and opens a dispute by itself; a committee of three
+"""Disputes end to end on anvil with real node processes: six nodes register, one answers wrongly but
+consistently, one is honest on another CPU (tests/adversarial/framing_other_cpu_node.py); an honest node's auditor finds the disagreement and opens a dispute by itself; a committee of three
 honest nodes, drawn on chain, re-executes it and commits then reveals without an operator; the wrong node is
-slashed. A user's frivolous dispute (from the command line, on an honest node's receipt) loses its bond.
+slashed. A user's frivolous dispute (from the command line, on an honest node's receipt) loses its bond, and a
+dispute on the other-CPU node's honest receipt ends "not comparable" with nobody slashed (the framing attack of
+tests/adversarial/test_framing_cpu.py, rerun against disputes).
 A background thread mines a block every 0.25 s, as a chain with a block time would."""
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from veriml.tlog import TlogProof
 
 pytestmark = pytest.mark.slow
 WRONG = Path(__file__).with_name("veriml_wrong_node.py")
+OTHER_CPU = Path(__file__).parents[1] / "adversarial" / "framing_other_cpu_node.py"
 
 
 def wait_for(condition, timeout: float = 90.0, what: str = "condition"):  # type: ignore[no-untyped-def]
@@ -44,8 +47,8 @@ def wait_for(condition, timeout: float = 90.0, what: str = "condition"):  # type
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("dispute-devnet")
-    network = devnet.up(root, 5, checkpoint_interval=0.3, chain="anvil", anchor_interval=0.5, audit_fraction=1.0,
-                        commands={4: [sys.executable, str(WRONG)]})  # fmt: skip
+    network = devnet.up(root, 6, checkpoint_interval=0.3, chain="anvil", anchor_interval=0.5, audit_fraction=1.0,
+                        commands={4: [sys.executable, str(WRONG)], 5: [sys.executable, str(OTHER_CPU)]})  # fmt: skip
     stop = threading.Event()
     chain = Chain.connect(network.chain["rpc"])
 
@@ -67,7 +70,7 @@ def net(tmp_path_factory):  # type: ignore[no-untyped-def]
 def world(net, tmp_path_factory):  # type: ignore[no-untyped-def]
     deployment = Deployment.load(Path(net.chain["deployment"]))
     contracts = Contracts(Chain.connect(net.chain["rpc"], deployment.chain_id), deployment)
-    wait_for(lambda: len(contracts.nodes()) == 5, what="5 registrations")
+    wait_for(lambda: len(contracts.nodes()) == 6, what="6 registrations")
     publisher = load_account(ANVIL_KEY)
     path = examples.save(examples.mlp(), tmp_path_factory.mktemp("model") / "mlp.onnx")
     with Client(net.urls, admin_token=net.admin_token) as client:
@@ -131,3 +134,31 @@ def test_frivolous_dispute_from_the_command_line_loses_its_bond(net, world, tmp_
     shown = CliRunner().invoke(app, ["chain", "dispute", "status", str(dispute_id), "--rpc", net.chain["rpc"],
                                      "--deployment", net.chain["deployment"]])  # fmt: skip
     assert shown.exit_code == 0 and f"dispute {dispute_id}: node-right" in shown.stdout
+
+
+def cli_dispute(net, bundle, tmp_path, name: str):  # type: ignore[no-untyped-def]
+    user = Account.create()
+    Chain.connect(net.chain["rpc"]).fund(load_account(ANVIL_KEY), user.address, 10**18)
+    key_file = tmp_path / f"{name}.key"
+    key_file.write_text(user.key.hex())
+    key_file.chmod(0o600)
+    bundle.save(tmp_path / f"{name}.json")
+    args = ["chain", "dispute", "open", str(tmp_path / f"{name}.json"), "--rpc", net.chain["rpc"], "--deployment",
+            net.chain["deployment"], "--key-file", str(key_file)]  # fmt: skip
+    opened = CliRunner().invoke(app, args)
+    assert opened.exit_code == 0, opened.output
+    return user, int(opened.stdout.split()[1])
+
+
+def test_other_cpu_node_is_not_comparable_never_slashed(net, world, tmp_path):
+    contracts, game = world
+    other = account_at(contracts, net.urls[5])
+    bundle = infer_at(net, net.urls[5], 3)
+    index = TlogProof.parse(bundle.log_proof, "bundle log proof").index
+    wait_for(lambda: contracts.node(other).anchored_size > index, what="the entry anchored")
+    user, dispute_id = cli_dispute(net, bundle, tmp_path, "framer")
+    state = wait_for(lambda: game.state(dispute_id).status not in ("open", "voting") and game.state(dispute_id),
+                     timeout=120, what="the committee's votes")  # fmt: skip
+    assert state.status == "no-verdict"
+    assert not contracts.node(other).slashed and contracts.node(other).stake > 0
+    assert game.claimable(user.address) == state.bond  # the bond back: not comparable is nobody's fault

@@ -19,15 +19,15 @@ import numpy as np
 
 # Gas per step, measured with benchmarks/bench_chain.py --chain anvil --no-zk (committee of 5, 16-hash proofs).
 GAS = {
-    "commit_open": 46_000,
-    "open": 300_000,
-    "draw": 200_000,
-    "commit_vote": 50_000,
-    "reveal_vote": 50_000,
-    "resolve": 200_000,
-    "claim": 30_000,
-    "anchor": 120_000,
-    "heartbeat": 53_000,
+    "commit_open": 44_099,
+    "open": 371_845,
+    "draw": 309_797,
+    "commit_vote": 63_089,
+    "reveal_vote": 80_496,
+    "resolve": 357_454,
+    "claim": 28_711,
+    "anchor": 117_585,  # 1000 -> 2000, a 9-hash consistency proof
+    "heartbeat": 52_934,
 }
 
 
