@@ -1,10 +1,11 @@
-"""Disputes end to end on anvil with real node processes: six nodes register, one answers wrongly but
-consistently, one is honest on another CPU (tests/adversarial/framing_other_cpu_node.py); an honest node's auditor finds the disagreement and opens a dispute by itself; a committee of three
-honest nodes, drawn on chain, re-executes it and commits then reveals without an operator; the wrong node is
-slashed. A user's frivolous dispute (from the command line, on an honest node's receipt) loses its bond, and a
-dispute on the other-CPU node's honest receipt ends "not comparable" with nobody slashed (the framing attack of
-tests/adversarial/test_framing_cpu.py, rerun against disputes).
-A background thread mines a block every 0.25 s, as a chain with a block time would."""
+"""Disputes end to end on anvil with real node processes: six nodes register; one answers wrongly but
+consistently, one is honest on another CPU (tests/adversarial/framing_other_cpu_node.py). An honest node's
+auditor finds the disagreement and opens a dispute by itself; a committee of three nodes, drawn on chain,
+re-executes it and commits then reveals without an operator; the wrong node is slashed. A user's frivolous
+dispute (from the command line, on an honest node's receipt) loses its bond, and a dispute on the other-CPU
+node's honest receipt ends "not comparable" with nobody slashed (the framing attack of
+tests/adversarial/test_framing_cpu.py, rerun against disputes). A background thread mines a block every 0.25 s,
+as a chain with a block time would."""
 
 from __future__ import annotations
 
