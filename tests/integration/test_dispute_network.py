@@ -29,7 +29,6 @@ from veriml.client.protocol import ask
 from veriml.identity import SigningKey
 from veriml.tlog import TlogProof
 
-pytestmark = pytest.mark.slow
 WRONG = Path(__file__).with_name("veriml_wrong_node.py")
 OTHER_CPU = Path(__file__).parents[1] / "adversarial" / "framing_other_cpu_node.py"
 
@@ -111,6 +110,7 @@ def test_wrong_node_is_disputed_and_slashed_by_the_nodes_themselves(net, world):
     print(f"\ndispute latency, inference to slash: {latency:.1f} s")
 
 
+@pytest.mark.slow
 def test_frivolous_dispute_from_the_command_line_loses_its_bond(net, world, tmp_path):
     contracts, game = world
     honest = account_at(contracts, net.urls[0])
@@ -151,6 +151,7 @@ def cli_dispute(net, bundle, tmp_path, name: str):  # type: ignore[no-untyped-de
     return user, int(opened.stdout.split()[1])
 
 
+@pytest.mark.slow
 def test_other_cpu_node_is_not_comparable_never_slashed(net, world, tmp_path):
     contracts, game = world
     other = account_at(contracts, net.urls[5])

@@ -213,9 +213,9 @@ def deploy(
         what="NodeRegistry",
     )  # fmt: skip
     disputes_address = None
-    if disputes is not None:
+    window = disputes.challenge_window or min(24 * 3600, exit_delay // 2) if disputes is not None else 0
+    if disputes is not None and window > 0:  # an exit delay under 2 s leaves no stake to dispute: none deployed
         game = compile_vyper("Disputes")
-        window = disputes.challenge_window or max(1, min(24 * 3600, exit_delay // 2))
         disputes_address = chain.deploy(
             account, game.abi, game.bytecode, registry_address, model_address, disputes.committee_size,
             disputes.draw_delay, disputes.commit_window, disputes.reveal_window, window, disputes.min_bond,

@@ -49,7 +49,7 @@ class DisputeParticipant(BackgroundJob):
         self.interval = interval
         self.path = node.home.root / "disputes" / "votes.json"
         self.votes: dict[str, dict[str, Any]] = self._load()
-        self.pending: deque[tuple[bytes, int]] = deque(maxlen=MAX_PENDING_OPENS)  # (node key, log index)
+        self.pending: deque[tuple[bytes, int, bytes]] = deque(maxlen=MAX_PENDING_OPENS)  # (node key, index, leaf)
         self.opened: dict[tuple[bytes, int], int] = {}
         self.finished: set[int] = set()
         self.policy = EndpointPolicy(node.config.allow_endpoint_networks)
@@ -70,21 +70,20 @@ class DisputeParticipant(BackgroundJob):
     def on_disagreement(self, receipt: SignedReceipt, index: int) -> None:
         """The auditor found entry `index` of a peer's log wrong: dispute it once it is anchored."""
         key = (receipt.body.node.public, index)
-        if key not in self.opened and key not in self.pending:
-            self.pending.append(key)
+        if key not in self.opened and all(p[:2] != key for p in self.pending):
+            self.pending.append((*key, ReceiptLeaf.of(receipt).to_bytes()))
 
     def _open_pending(self) -> None:
         for _ in range(len(self.pending)):
-            node_key, index = self.pending.popleft()
+            node_key, index, leaf = self.pending.popleft()
             try:
                 owner = self.contracts.registry.functions.key_owner(node_key).call()
                 if int(owner, 16) == 0:
                     continue
-                leaf = self._leaf_at(owner, index)
                 inclusion = self.game.leaf_inclusion(owner, leaf, index)
                 dispute_id = self.game.open(self.account, owner, inclusion, bond=0)  # this node's stake backs it
             except Unavailable as exc:  # not anchored yet: next round
-                self.pending.append((node_key, index))
+                self.pending.append((node_key, index, leaf))
                 events.info("dispute on entry %d waits: %s", index, exc)
                 continue
             except VerimlError as exc:
@@ -92,11 +91,6 @@ class DisputeParticipant(BackgroundJob):
                 continue
             self.opened[(node_key, index)] = dispute_id
             events.warning(json.dumps({"event": "dispute-opened", "id": dispute_id, "node": owner, "index": index}))
-
-    def _leaf_at(self, owner: str, index: int) -> bytes:
-        """The disputed leaf as the node serves it to this auditor (the proof is checked against the chain)."""
-        entry, _ = self._entry(owner, index)
-        return ReceiptLeaf.of(parse_signed_receipt(entry["receipt"])).to_bytes()
 
     # ---- the committee's work ---------------------------------------------------------------------------
 
