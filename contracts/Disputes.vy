@@ -19,7 +19,8 @@
           - no strict majority (not comparable, split, too few reveals): no verdict; the bond goes back.
         Members that do not reveal, or reveal a comparable value against a verdict, lose `absent_bps` of stake.
         A receipt whose window passed with no dispute won against it is final (`is_final_undisputed`).
-@dev    Payouts are pulled (`claim`). Randomness: blockhash(draw block), see docs/chain.md for its bias bounds.
+@dev    Payouts are pulled (`claim`). Randomness: blockhash(draw block) mixed with the prevrandao of the block
+        that runs `draw`; see docs/chain.md for its bias bounds.
 """
 
 MAX_PROOF: constant(uint256) = 64
@@ -306,6 +307,9 @@ def draw(did: uint256):
     if seed == empty(bytes32):
         self.disputes[did].draw_block = block.number + draw_delay
         return
+    # The draw block's proposer can grind its hash, but not the RANDAO value of the block this runs in, which is
+    # fixed per slot before that block exists; that block's proposer can only include this call or leave it.
+    seed = keccak256(concat(seed, block.prevrandao))
     count: uint256 = staticcall Registry(registry).node_count()
     min_stake: uint256 = staticcall Registry(registry).min_stake()
     disputed: address = self.disputes[did].node
