@@ -20,8 +20,8 @@ import numpy as np
 # Gas per step, measured with benchmarks/bench_chain.py --chain anvil --no-zk (committee of 5, 16-hash proofs).
 GAS = {
     "commit_open": 44_099,
-    "open": 371_845,
-    "draw": 309_797,
+    "open": 371_893,
+    "draw": 308_167,
     "commit_vote": 63_089,
     "reveal_vote": 80_496,
     "resolve": 357_454,
