@@ -53,6 +53,7 @@ class DisputeParticipant(BackgroundJob):
         self.opened: dict[tuple[bytes, int], int] = {}
         self.finished: set[int] = set()
         self.policy = EndpointPolicy(node.config.allow_endpoint_networks)
+        self._draw_grace: int | None = None
         super().__init__("disputes")
 
     def _load(self) -> dict[str, dict[str, Any]]:
@@ -178,7 +179,8 @@ class DisputeParticipant(BackgroundJob):
                 self._save()
             return
         if state.status == "open":
-            if block > state.draw_block:
+            # The challenger draws; anyone else only if it has not some blocks later (not every node at once).
+            if block > state.draw_block and (me == state.challenger or block > state.draw_block + self._grace()):
                 self.game.draw(self.account, dispute_id)
             return
         mine = self.votes.get(key)
@@ -199,6 +201,11 @@ class DisputeParticipant(BackgroundJob):
         involved = me in state.committee or me == state.challenger
         if involved and (block > state.reveal_end or all(self._revealed(dispute_id, m) for m in state.committee)):
             self.game.resolve(self.account, dispute_id)
+
+    def _grace(self) -> int:
+        if self._draw_grace is None:
+            self._draw_grace = 2 * self.game.param("draw_delay")
+        return self._draw_grace
 
     def _revealed(self, dispute_id: int, member: str) -> bool:
         return int(self.game.contract.functions.revealed(dispute_id, member).call()) != 0
