@@ -54,6 +54,7 @@ class DisputeParticipant(BackgroundJob):
         self.finished: set[int] = set()
         self.policy = EndpointPolicy(node.config.allow_endpoint_networks)
         self._draw_grace: int | None = None
+        self._busy = False  # re-executed this round
         super().__init__("disputes")
 
     def _load(self) -> dict[str, dict[str, Any]]:
@@ -149,6 +150,7 @@ class DisputeParticipant(BackgroundJob):
     # ---- one round --------------------------------------------------------------------------------------
 
     def round(self) -> None:
+        self._busy = False
         self._open_pending()
         me = self.account.address
         block = self.contracts.chain.w3.eth.block_number
@@ -186,6 +188,9 @@ class DisputeParticipant(BackgroundJob):
         mine = self.votes.get(key)
         if me in state.committee:
             if mine is None and block <= state.commit_end:
+                if self._busy:
+                    return  # one re-execution per round: the next round takes this one
+                self._busy = True
                 vote, why = self.compute_vote(state)
                 self.votes[key] = {"vote": vote.to_json(), "revealed": False}
                 self._save()
