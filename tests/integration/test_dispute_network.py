@@ -1,7 +1,9 @@
 """Disputes end to end on anvil with real node processes: six nodes register; one answers wrongly but
-consistently, one is honest on another CPU (tests/adversarial/framing_other_cpu_node.py). An honest node's
-auditor finds the disagreement and opens a dispute by itself; a committee of three nodes, drawn on chain,
-re-executes it and commits then reveals without an operator; the wrong node is slashed. A user's frivolous
+consistently and discloses a request's data to one auditor only (tests/adversarial/dispute_withholding_node.py),
+one is honest on another CPU (tests/adversarial/framing_other_cpu_node.py). The auditor that got the data finds
+the disagreement and opens a dispute by itself; a committee of three nodes, drawn on chain, gets the data the
+wrong node withholds from it through the challenger's relay, re-executes it and commits then reveals without an
+operator; the wrong node is slashed. A user's frivolous
 dispute (from the command line, on an honest node's receipt) loses its bond, and a dispute on the other-CPU
 node's honest receipt ends "not comparable" with nobody slashed (the framing attack of
 tests/adversarial/test_framing_cpu.py, rerun against disputes). A background thread mines a block every 0.25 s,
@@ -29,7 +31,7 @@ from veriml.client.protocol import ask
 from veriml.identity import SigningKey
 from veriml.tlog import TlogProof
 
-WRONG = Path(__file__).with_name("veriml_wrong_node.py")
+WRONG = Path(__file__).parents[1] / "adversarial" / "dispute_withholding_node.py"
 OTHER_CPU = Path(__file__).parents[1] / "adversarial" / "framing_other_cpu_node.py"
 
 
@@ -105,6 +107,9 @@ def test_wrong_node_is_disputed_and_slashed_by_the_nodes_themselves(net, world):
     assert state.node == wrong and state.challenger != wrong and wrong not in state.committee
     assert state.challenger not in state.committee and len(set(state.committee)) == 3
     assert contracts.node(wrong).slashed and contracts.node(wrong).stake == 0
+    # the committee got the data from the challenger: the wrong node withheld it from them
+    logs = "".join(Path(node.log).read_text() for node in net.nodes)
+    assert logs.count(f"/v1/disputes/{state.id}/entry") >= 2, "the committee should have used the relay"
     # the challenger and the committee claimed their shares by themselves
     wait_for(lambda: all(game.claimable(a) == 0 for a in (state.challenger, *state.committee)), what="claims")
     print(f"\ndispute latency, inference to slash: {latency:.1f} s")

@@ -263,6 +263,15 @@ def create_app(node: Node) -> FastAPI:
         is recorded); never for a `private` one. `data` says which case applied."""
         return node.auditor.disclosure.entry(index, "GET", request.url.path, request.headers)
 
+    @app.get("/v1/disputes/{dispute_id}/entry", tags=["log"])
+    def dispute_entry(dispute_id: int, request: Request) -> dict[str, Any]:
+        """For a member of an on-chain dispute's committee (a signed auditor request), from the dispute's
+        challenger: the disputed entry's receipt, salt, inputs and outputs as this node's auditor was disclosed
+        them, so that a disputed node withholding them from its committee gains nothing (docs/chain.md)."""
+        if node.disputes is None:
+            raise NotFound("this node takes no part in disputes (no chain with a dispute contract)")
+        return node.disputes.serve_entry(dispute_id, "GET", request.url.path, request.headers)
+
     @app.get("/v1/log/entries/{index}/bundle", tags=["log"])
     def log_entry_bundle(index: int, request: Request) -> Response:
         """The bundle of the receipt at a log index: manifest, signed receipt, salt, inputs and outputs, and its

@@ -229,7 +229,7 @@ class Auditor(BackgroundJob):
         self.retention = Retention(self.disclosure)
         self._http = httpx.Client(timeout=30)
         self._next_request = 0.0
-        self.on_disagreement: Any = None  # set on a chain with disputes: (receipt, log index) -> None
+        self.on_disagreement: Any = None  # set on a chain with disputes: (receipt, log index, entry) -> None
         super().__init__("audit")
 
     def start(self) -> Auditor:
@@ -372,7 +372,7 @@ class Auditor(BackgroundJob):
             # Not the detail: for a generation it names tokens of the output, and request data stays out of logs.
             events.warning(json.dumps({"event": "evidence", "subject": receipt.body.node.key_id, "index": index}))
             if self.on_disagreement is not None:
-                self.on_disagreement(receipt, index)
+                self.on_disagreement(receipt, index, entry)
         return True
 
     def audited_size(self, origin: str) -> int:
