@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from eth_account import Account
@@ -29,6 +30,8 @@ from veriml.cli.app import app
 from veriml.client import Client
 from veriml.client.protocol import ask
 from veriml.identity import SigningKey
+from veriml.node.auditor_auth import sign_request
+from veriml.node.peers import PeerClient
 from veriml.tlog import TlogProof
 
 WRONG = Path(__file__).parents[1] / "adversarial" / "dispute_withholding_node.py"
@@ -110,6 +113,14 @@ def test_wrong_node_is_disputed_and_slashed_by_the_nodes_themselves(net, world):
     # the committee got the data from the challenger: the wrong node withheld it from them
     logs = "".join(Path(node.log).read_text() for node in net.nodes)
     assert logs.count(f"/v1/disputes/{state.id}/entry") >= 2, "the committee should have used the relay"
+    # the relay answers the committee only: not a stranger, not an unregistered key
+    challenger_url = next(n.endpoint for n in contracts.nodes() if n.account == state.challenger)
+    path = f"/v1/disputes/{state.id}/entry"
+    stranger = SigningKey.generate("stranger.example")
+    challenger_key = PeerClient(challenger_url).info().node
+    for headers in ({}, sign_request(stranger, "GET", path, challenger_key)):
+        refused = httpx.get(challenger_url + path, headers=headers)
+        assert refused.status_code == 403 and refused.headers["content-type"] == "application/problem+json"
     # the challenger and the committee claimed their shares by themselves
     wait_for(lambda: all(game.claimable(a) == 0 for a in (state.challenger, *state.committee)), what="claims")
     print(f"\ndispute latency, inference to slash: {latency:.1f} s")
