@@ -1,13 +1,12 @@
-"""Disputes end to end on anvil with real node processes: six nodes register; one answers wrongly but
-consistently and discloses a request's data to one auditor only (tests/adversarial/dispute_withholding_node.py),
-one is honest on another CPU (tests/adversarial/framing_other_cpu_node.py). The auditor that got the data finds
-the disagreement and opens a dispute by itself; a committee of three nodes, drawn on chain, gets the data the
-wrong node withholds from it through the challenger's relay, re-executes it and commits then reveals without an
-operator; the wrong node is slashed. A user's frivolous
-dispute (from the command line, on an honest node's receipt) loses its bond, and a dispute on the other-CPU
-node's honest receipt ends "not comparable" with nobody slashed (the framing attack of
-tests/adversarial/test_framing_cpu.py, rerun against disputes). A background thread mines a block every 0.25 s,
-as a chain with a block time would."""
+"""Disputes end to end on anvil with real node processes: six nodes register; one answers wrongly but consistently and
+discloses a request's data to each auditor once (tests/adversarial/dispute_withholding_node.py), one is honest on
+another CPU (tests/adversarial/framing_other_cpu_node.py). An auditor finds the disagreement and opens a dispute by
+itself; a committee of three nodes, drawn on chain, gets the data the wrong node withholds from it through the
+challenger's relay, re-executes it and commits then reveals without an operator; the wrong node is slashed. A user's
+frivolous dispute (from the command line, on an honest node's receipt) loses its bond, and a dispute on the
+other-CPU node's honest receipt ends "not comparable" with nobody slashed (the framing attack of
+tests/adversarial/test_framing_cpu.py, rerun against disputes). A background thread mines a block every 0.25 s, as a
+chain with a block time would."""
 
 from __future__ import annotations
 
@@ -112,7 +111,7 @@ def test_wrong_node_is_disputed_and_slashed_by_the_nodes_themselves(net, world):
     assert contracts.node(wrong).slashed and contracts.node(wrong).stake == 0
     # the committee got the data from the challenger: the wrong node withheld it from them
     logs = "".join(Path(node.log).read_text() for node in net.nodes)
-    assert logs.count(f"/v1/disputes/{state.id}/entry") >= 2, "the committee should have used the relay"
+    assert f"/v1/disputes/{state.id}/entry" in logs, "the committee should have used the relay"
     # the relay answers the committee only: not a stranger, not an unregistered key
     challenger_url = next(n.endpoint for n in contracts.nodes() if n.account == state.challenger)
     path = f"/v1/disputes/{state.id}/entry"
