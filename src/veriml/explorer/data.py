@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from veriml.codec import Digest, b64encode
@@ -44,6 +45,13 @@ class CosignatureView:
     key_id: str
     timestamp: int | None
     status: str  # "verified" (a known peer witness key and a valid cosignature), "invalid", "unknown key", "log"
+
+
+    @property
+    def when(self) -> str:
+        if self.timestamp is None:
+            return ""
+        return datetime.fromtimestamp(self.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass
