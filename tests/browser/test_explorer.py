@@ -11,12 +11,14 @@ import os
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 
 from tests.browser.world import HOSTILE
 from veriml.codec import canonical_json
+from veriml.identity import Signed, SigningKey
 from veriml.receipts import Bundle
 from veriml.verify import verify_bundle
 
@@ -279,6 +281,21 @@ def test_the_verifier_agrees_on_quorum_attestations(world, page):
     assert _statuses(browser) == _statuses(python) and browser["checks"][11]["status"] == "fail"
     three = {**options, "agreeingNodes": 3}
     assert _statuses(_report(page, valid, three)) == _statuses(_python(valid, three))
+
+
+def test_hostile_text_inside_a_bundle_is_shown_as_text_by_the_verifier(world, page):
+    """A publisher key named with HTML (a valid C2SP key name) signs a manifest: every detail naming it is text."""
+    evil = SigningKey.generate("<img/src=x/onerror=window.__pwned=3>")
+    manifest = Signed.sign(replace(world.bundle.manifest.body, publisher=evil.public), evil)
+    bundle = replace(world.bundle, manifest=manifest)
+    visit(page, world.url + "/verify")
+    page.fill("#bundle", bundle.to_bytes().decode())
+    page.click("#run")
+    page.wait_for_selector("#verdict[data-verdict]")
+    assert page.get_attribute("#verdict", "data-verdict") == "failed"  # receipt.binding: another manifest
+    assert "signed by publisher <img/src=x/onerror=window.__pwned=3>+" in page.inner_text("#checks")
+    assert page.locator("#checks img").count() == 0 and page.evaluate("window.__pwned") is None
+    assert page.errors == []
 
 
 def test_the_verifier_works_saved_and_opened_offline(world, page, tmp_path):

@@ -46,7 +46,6 @@ class CosignatureView:
     timestamp: int | None
     status: str  # "verified" (a known peer witness key and a valid cosignature), "invalid", "unknown key", "log"
 
-
     @property
     def when(self) -> str:
         if self.timestamp is None:
