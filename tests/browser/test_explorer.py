@@ -244,10 +244,16 @@ def test_the_verifier_and_the_cli_agree_on_valid_and_tampered_bundles(world, pag
     assert _statuses(browser) == _statuses(python) and browser["verdict"] == python["verdict"] == "failed"
     # A bundle that cannot be read is refused by both, not judged.
     obj = json.loads(valid)
+    huge = json.loads(valid)
+    huge["receipt"]["body"]["runtime"].update({f"k{n}": n for n in range(70)})  # over the fingerprint's bounds
+    second = json.loads(valid)
+    second["manifest"]["body"]["version"] = 2  # a version 2 must name its parent
     for broken in (
         valid.replace('"format_version":2', '"format_version":2,"format_version":2', 1),
         canonical_json({**obj, "extra": 1}).decode(),
         canonical_json({**obj, "salt": "AB" * 32}).decode(),
+        canonical_json(huge).decode(),
+        canonical_json(second).decode(),
     ):
         assert "error" in _report(page, broken, {}) and "error" in _python(broken, {})
     # The CLI itself, once, on the valid bundle and one tampered bundle.
