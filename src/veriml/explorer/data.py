@@ -28,6 +28,7 @@ PAGE_SIZE = 25
 CHECKPOINTS_SHOWN = 10
 MODELS_PER_PAGE = 50
 CHAIN_CACHE_SECONDS = 5.0
+AUDIT_COUNTED = 100
 
 
 def page_bounds(size: int, page: int, per_page: int) -> tuple[int, int, int]:
@@ -136,6 +137,10 @@ class ChainView:
         return next((n for n in value["nodes"] if n["origin"] == own), {"error": value["error"]})
 
 
+def _count(rows: list[Any]) -> str:
+    return f"{AUDIT_COUNTED}+" if len(rows) > AUDIT_COUNTED else str(len(rows))
+
+
 def _chain_node(n: Any) -> dict[str, Any]:
     return {
         "account": n.account, "origin": n.origin, "endpoint": n.endpoint, "stake": n.stake, "exit_at": n.exit_at,
@@ -161,10 +166,10 @@ def network(node: Any, chain: ChainView) -> dict[str, Any]:
             "refused_bytes": node.bad_peers.get(url),
         })  # fmt: skip
     store = node.auditor.store
-    audit = {
-        "disagreements": len(store.attestations("disagree", limit=1000)),
-        "attestations": len(store.attestations(limit=1000)),
-        "refusals": len(store.refusals(limit=1000)),
+    audit = {  # counted up to a bound: a page view never reads a whole store
+        "disagreements": _count(store.attestations("disagree", limit=AUDIT_COUNTED + 1)),
+        "attestations": _count(store.attestations(limit=AUDIT_COUNTED + 1)),
+        "refusals": _count(store.refusals(limit=AUDIT_COUNTED + 1)),
     }
     latest = node.service.log.latest_checkpoint()
     return {
