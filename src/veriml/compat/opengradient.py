@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, VerificationFailed
 from veriml.integrations.gateway import ChatOutcome, Gateway, InferResult
 from veriml.receipts import Bundle
 from veriml.runtime.generation import OUTPUT, split_inputs
@@ -41,10 +41,12 @@ __all__ = [
     "Alpha",
     "InferenceMode",
     "InferenceResult",
+    "InvalidInput",
     "StreamChoice",
     "StreamChunk",
     "StreamDelta",
     "TextGenerationOutput",
+    "VerificationFailed",
     "infer",
     "init",
     "llm_chat",
