@@ -5,7 +5,6 @@ VerificationFailed; nothing it said reaches the caller. The attackers are tests/
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -22,10 +21,11 @@ from veriml.identity import SigningKey
 pytest.importorskip("mcp", reason="the integrations extra")
 pytest.importorskip("langchain_core", reason="the integrations extra")
 from mcp import Client as McpClient
-from mcp import StdioServerParameters
 
 from veriml.compat import opengradient as og
+from veriml.integrations.gateway import Gateway
 from veriml.integrations.langchain import ChatVeriml, VerimlInferenceTool
+from veriml.integrations.mcp_server import build_server
 
 HERE = Path(__file__).parent
 HONEST, OTHER_MODEL, TEXT_LIAR = 0, 1, 2
@@ -52,18 +52,25 @@ def net(tmp_path_factory):
     devnet.down(root)
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """The client's vocabulary cache, shared: the model's blob is fetched once."""
+    return tmp_path_factory.mktemp("client-cache")
+
+
 def needs_llm() -> None:
     if not llm_available():
         pytest.skip("the llm extra and SmolLM2 are needed for chat")
 
 
-def mcp_call(urls: list[str], tool: str, **arguments):  # type: ignore[no-untyped-def]
-    env = {key: os.environ[key] for key in ("PYTHONPATH", "VERIML_LLM_MODEL") if key in os.environ}
-    args = ["-c", "from veriml.cli import main; main()", "mcp", *(a for url in urls for a in ("--node", url))]
+def mcp_call(urls: list[str], tool: str, cache: Path | None = None, **arguments):  # type: ignore[no-untyped-def]
+    """One tool call through the MCP SDK's client, connected in-process to `veriml mcp`'s server (the stdio and
+    HTTP transports are tested in tests/integrations/test_mcp.py)."""
 
     async def session():  # type: ignore[no-untyped-def]
-        async with McpClient(StdioServerParameters(command=sys.executable, args=args, env=env)) as client:
-            return await client.call_tool(tool, arguments)
+        with Gateway(urls, cache_dir=cache) as gateway:
+            async with McpClient(build_server(gateway)) as client:
+                return await client.call_tool(tool, arguments)
 
     return anyio.run(session)
 
@@ -91,9 +98,9 @@ def test_node_substituting_another_models_answer_is_refused_through_langchain_an
         assert result.bundle.manifest.body.ref == "alice/mlp@1" and result.bundle.receipt.body.node == honest
 
 
-def test_chat_text_other_than_the_signed_tokens_is_refused_through_langchain_streaming(net, tmp_path):
+def test_chat_text_other_than_the_signed_tokens_is_refused_through_langchain_streaming(net, cache):
     needs_llm()
-    liar = ChatVeriml(nodes=[net.urls[TEXT_LIAR]], model="smol/lm", max_tokens=8, cache_dir=str(tmp_path))
+    liar = ChatVeriml(nodes=[net.urls[TEXT_LIAR]], model="smol/lm", max_tokens=8, cache_dir=str(cache))
     pieces = []
     with pytest.raises(VerificationFailed, match="differs from what its signed tokens decode to"):
         for chunk in liar.stream(QUESTION):
@@ -104,8 +111,8 @@ def test_chat_text_other_than_the_signed_tokens_is_refused_through_langchain_str
         liar.invoke(QUESTION)
 
 
-def test_chat_text_other_than_the_signed_tokens_is_refused_through_mcp(net):
+def test_chat_text_other_than_the_signed_tokens_is_refused_through_mcp(net, cache):
     needs_llm()
-    refused = mcp_call([net.urls[TEXT_LIAR]], "chat", model="smol/lm", prompt=QUESTION, max_tokens=8)
+    refused = mcp_call([net.urls[TEXT_LIAR]], "chat", cache, model="smol/lm", prompt=QUESTION, max_tokens=8)
     assert refused.is_error and "differs from what its signed tokens decode to" in refused.content[0].text
     assert "Trust me." not in refused.content[0].text.split("tokens decode to")[-1]

@@ -1,5 +1,5 @@
 """A devnet for the integration tests: three honest nodes with an ONNX model (alice/mlp on every node) and, when
-the llm extra and SmolLM2 are at hand, a language model (smol/lm on nodes 0 and 1)."""
+the llm extra and SmolLM2 are at hand, a language model (smol/lm on every node), both published by alice."""
 
 from __future__ import annotations
 
@@ -50,8 +50,9 @@ def network(root: Path, nodes: int = 3, llm: bool = True) -> Iterator[Network]:
             if llm:
                 model = examples.smollm2_path()
                 assert model is not None
-                client.publish(model, LLM, SigningKey.generate("smol"), node=net.urls[0])
-                client.pin(LLM, net.urls[1])
+                client.publish(model, LLM, alice, node=net.urls[0])
+                for url in net.urls[1:]:
+                    client.pin(LLM, url)
         yield Network(net, alice, mlp_path, llm)
     finally:
         devnet.down(root)

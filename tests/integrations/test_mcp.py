@@ -13,9 +13,11 @@ import anyio
 import httpx
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from tests.integrations.network import LLM, MLP
 from veriml import devnet
+from veriml.cli.app import app
 from veriml.receipts import Bundle
 from veriml.verify import verify_bundle
 
@@ -45,7 +47,7 @@ def run(coroutine_fn):  # type: ignore[no-untyped-def]
     return anyio.run(coroutine_fn)
 
 
-def test_stdio_tools_list_show_infer_and_verify(veriml_net):
+def test_stdio_tools_list_show_infer_chat_and_verify(veriml_net):
     async def session():  # type: ignore[no-untyped-def]
         async with McpClient(stdio(veriml_net.urls, "--publisher", veriml_net.alice.public.vkey)) as client:
             tools = {tool.name for tool in (await client.list_tools()).tools}
@@ -57,11 +59,15 @@ def test_stdio_tools_list_show_infer_and_verify(veriml_net):
             assert not logged.is_error, logged.content[0].text
             checked = await call(client, "verify_bundle", bundle=logged.structured_content["bundle"], level="logged",
                                  trusted_publishers=[veriml_net.alice.public.vkey])  # fmt: skip
+            chat = None
+            if veriml_net.llm:
+                chat = await call(client, "chat", model=LLM, prompt="Which city is the capital of France?",
+                                  max_tokens=10, level="quorum:2")  # fmt: skip
             bad = await call(client, "infer", model=MLP, inputs={"x": [[1.0, 2.0]]})
             missing = await call(client, "show_model", model="alice/none")
-            return tools, listed, shown, signed, quorum, logged, checked, bad, missing
+            return tools, listed, shown, signed, quorum, logged, checked, chat, bad, missing
 
-    tools, listed, shown, signed, quorum, logged, checked, bad, missing = run(session)
+    tools, listed, shown, signed, quorum, logged, checked, chat, bad, missing = run(session)
     assert tools == {"list_models", "show_model", "infer", "chat", "verify_bundle"}
     assert {"name": MLP, "nodes": veriml_net.urls} in listed.structured_content["models"]
     manifest = shown.structured_content
@@ -83,25 +89,15 @@ def test_stdio_tools_list_show_infer_and_verify(veriml_net):
     assert Bundle.from_json(logged.structured_content["bundle"]).log_proof is not None
     assert checked.structured_content["verdict"] == "verified"
 
+    if chat is not None:  # the text returned is what the signed tokens decode to, with its quorum bundle
+        answer = chat.structured_content
+        assert "Paris" in answer["text"] and answer["finish_reason"] in ("stop", "length")
+        assert answer["verification"]["level"] == "quorum:2" and answer["verification"]["verdict"] == "verified"
+        assert answer["verification"]["report"]["level"] == "signed"
+        assert len(Bundle.from_json(answer["bundle"]).attestations) == 1
+
     assert bad.is_error and "InvalidInput" in bad.content[0].text and "'x'" in bad.content[0].text
     assert missing.is_error and "NotFound" in missing.content[0].text
-
-
-def test_stdio_chat_returns_checked_text_with_its_bundle(veriml_net, client_cache):
-    if not veriml_net.llm:
-        pytest.skip("the llm extra and SmolLM2 are needed for chat")
-
-    async def session():  # type: ignore[no-untyped-def]
-        async with McpClient(stdio(veriml_net.urls[:2], "--level", "quorum:2")) as client:
-            return await call(client, "chat", model=LLM, prompt="Which city is the capital of France?",
-                              max_tokens=10)  # fmt: skip
-
-    answer = run(session).structured_content
-    assert "Paris" in answer["text"]
-    bundle = Bundle.from_json(answer["bundle"])
-    assert answer["verification"]["level"] == "quorum:2" and len(bundle.attestations) == 1
-    assert answer["verification"]["verdict"] == "unanchored"  # no publisher pinned: nothing named to trust
-    assert answer["verification"]["report"]["level"] == "signed"
 
 
 def test_streamable_http_transport(veriml_net, tmp_path):
@@ -134,8 +130,10 @@ def test_streamable_http_transport(veriml_net, tmp_path):
 
 
 def test_bad_options_are_one_line_errors(veriml_net):
-    for options, message in ((["--transport", "sse"], "expected stdio or http"), (["--level", "most"], "verify level")):
-        done = subprocess.run([*VERIML, "mcp", "--node", veriml_net.urls[0], *options], capture_output=True,
-                              text=True, timeout=30)  # fmt: skip
-        assert done.returncode == 2 and done.stderr.startswith("error: ") and message in done.stderr
-        assert "Traceback" not in done.stderr
+    runner = CliRunner()
+    for options, message in ((["--transport", "sse"], "expected stdio or http"), (["--level", "most"], "verify level"),
+                             (["--port", "0"], "expected 1-65535")):  # fmt: skip
+        done = runner.invoke(app, ["mcp", "--node", veriml_net.urls[0], *options])
+        lines = done.stderr.strip().splitlines()
+        assert done.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+        assert "Traceback" not in done.output
