@@ -6,6 +6,7 @@ VerificationFailed; nothing it said reaches the caller. The attackers are tests/
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -116,3 +117,16 @@ def test_chat_text_other_than_the_signed_tokens_is_refused_through_mcp(net, cach
     refused = mcp_call([net.urls[TEXT_LIAR]], "chat", cache, model="smol/lm", prompt=QUESTION, max_tokens=8)
     assert refused.is_error and "differs from what its signed tokens decode to" in refused.content[0].text
     assert "Trust me." not in refused.content[0].text.split("tokens decode to")[-1]
+
+
+def test_bundle_with_changed_outputs_fails_the_mcp_verify_tool(net):
+    with Client([net.urls[HONEST]]) as client:
+        bundle = client.infer("alice/mlp", {"x": X})
+    forged = replace(bundle, outputs={"y": bundle.outputs["y"] + np.float32(1)})  # the answer a liar would prefer
+    pins = [bundle.manifest.body.publisher.vkey]
+    honest = mcp_call([net.urls[HONEST]], "verify_bundle", bundle=bundle.to_json(), trusted_publishers=pins)
+    report = mcp_call([net.urls[HONEST]], "verify_bundle", bundle=forged.to_json(), trusted_publishers=pins)
+    assert honest.structured_content["verdict"] == "verified"
+    assert report.structured_content["verdict"] == "failed"
+    failed = {check["name"] for check in report.structured_content["checks"] if check["status"] == "fail"}
+    assert failed == {"outputs.digest"}

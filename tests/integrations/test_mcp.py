@@ -63,11 +63,12 @@ def test_stdio_tools_list_show_infer_chat_and_verify(veriml_net):
             if veriml_net.llm:
                 chat = await call(client, "chat", model=LLM, prompt="Which city is the capital of France?",
                                   max_tokens=10, level="quorum:2")  # fmt: skip
+            private = await call(client, "infer", model=MLP, inputs={"x": X.tolist()}, privacy="private")
             bad = await call(client, "infer", model=MLP, inputs={"x": [[1.0, 2.0]]})
             missing = await call(client, "show_model", model="alice/none")
-            return tools, listed, shown, signed, quorum, logged, checked, chat, bad, missing
+            return tools, listed, shown, signed, quorum, logged, checked, chat, private, bad, missing
 
-    tools, listed, shown, signed, quorum, logged, checked, chat, bad, missing = run(session)
+    tools, listed, shown, signed, quorum, logged, checked, chat, private, bad, missing = run(session)
     assert tools == {"list_models", "show_model", "infer", "chat", "verify_bundle"}
     assert {"name": MLP, "nodes": veriml_net.urls} in listed.structured_content["models"]
     manifest = shown.structured_content
@@ -96,6 +97,7 @@ def test_stdio_tools_list_show_infer_chat_and_verify(veriml_net):
         assert answer["verification"]["report"]["level"] == "signed"
         assert len(Bundle.from_json(answer["bundle"]).attestations) == 1
 
+    assert Bundle.from_json(private.structured_content["bundle"]).receipt.body.privacy == "private"
     assert bad.is_error and "InvalidInput" in bad.content[0].text and "'x'" in bad.content[0].text
     assert missing.is_error and "NotFound" in missing.content[0].text
 
