@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from tests.integrations.network import LLM, MLP
 from veriml import devnet
 from veriml.cli.app import app
-from veriml.receipts import Bundle
+from veriml.receipts import Bundle, parse_signed_receipt
 from veriml.verify import verify_bundle
 
 mcp = pytest.importorskip("mcp", reason="the integrations extra")
@@ -85,7 +85,11 @@ def test_stdio_tools_list_show_infer_chat_and_verify(veriml_net):
     assert verify_bundle(bundle, level="signed", trusted_publishers=[veriml_net.alice.public.vkey]).verified
 
     assert quorum.structured_content["verification"]["verdict"] == "verified"
-    assert len(Bundle.from_json(quorum.structured_content["bundle"]).attestations) == 2
+    agreed = Bundle.from_json(quorum.structured_content["bundle"])
+    assert len(agreed.attestations) == 2
+    # The reference names the log entry of the receipt returned, on the node that signed it.
+    entry = httpx.get(f"{quorum.structured_content['node']}/v1/log/entries/{quorum.structured_content['log_index']}")
+    assert parse_signed_receipt(entry.json()["receipt"]).id == agreed.receipt.id
     assert logged.structured_content["verification"]["report"]["level"] == "logged"
     assert Bundle.from_json(logged.structured_content["bundle"]).log_proof is not None
     assert checked.structured_content["verdict"] == "verified"

@@ -32,23 +32,25 @@ def parse_level(text: str) -> VerifyLevel:
 
 
 class _IndexedClient(Client):
-    """The SDK client, unchanged, that also remembers the log index of each answer it accepted (by request id), so
-    that a result can name its log entry. The index is kept only after the client has checked the answer."""
+    """The SDK client, unchanged, that also remembers where each answer it accepted sits (node URL and log index,
+    by request id and receipt id), so that a result can name its log entry. It records only what the client's own
+    `_infer_once` returns, that is answers already bound to their request."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._indices: dict[str, tuple[str, int]] = {}
+        self._positions: dict[str, dict[str, tuple[str, int]]] = {}
         self._lock = threading.Lock()
 
     def _infer_once(self, asked: Asked, urls: Sequence[str], verify: str | None = None) -> tuple[str, Bundle, int]:
         url, bundle, index = super()._infer_once(asked, urls, verify)
         with self._lock:
-            self._indices.setdefault(asked.request_id, (url, index))  # a quorum's first answer is the one returned
+            self._positions.setdefault(asked.request_id, {})[str(bundle.receipt.id)] = (url, index)
         return url, bundle, index
 
-    def log_position(self, request_id: str) -> tuple[str, int] | None:
+    def log_position(self, bundle: Bundle) -> tuple[str, int] | None:
+        """Where `bundle`'s receipt sits (a quorum's members are forgotten with it)."""
         with self._lock:
-            return self._indices.pop(request_id, None)
+            return self._positions.pop(bundle.receipt.body.request_id, {}).get(str(bundle.receipt.id))
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,7 @@ class Gateway:
         if manifest.body.format != "onnx":
             raise InvalidInput(f"model {manifest.body.ref}: a {manifest.body.format} model; use chat for it")
         bundle = self.client.infer(str(manifest.id), inputs, verify=level, privacy=privacy or self.privacy)
-        where = self.client.log_position(bundle.receipt.body.request_id)
+        where = self.client.log_position(bundle)
         node, index = where if where is not None else (None, None)
         if bundle.log_proof is not None:
             index = TlogProof.parse(bundle.log_proof).index
