@@ -195,6 +195,8 @@ class Gateway:
         bundle = self.client.infer(str(manifest.id), inputs, verify=level, privacy=privacy or self.privacy)
         where = self.client.log_position(bundle)
         node, index = where if where is not None else (None, None)
+        if parsed.kind == "proven" and bundle.log_proof is None and node is not None and index is not None:
+            bundle = self._logged(node, bundle, index)
         if bundle.log_proof is not None:
             index = TlogProof.parse(bundle.log_proof).index
         return InferResult(bundle, node, index, level, self.report(bundle, parsed))
@@ -218,6 +220,13 @@ class Gateway:
         result = self.client.chat(ref, messages, verify=level, max_tokens=max_tokens, temperature=temperature,
                                   seed=seed, stop=stop, on_text=on_text, privacy=privacy or self.privacy)  # fmt: skip
         return ChatOutcome(result, level, self.report(result.bundle, parsed))
+
+    def _logged(self, node: str, bundle: Bundle, index: int) -> Bundle:
+        """A proven bundle with its log proof too, so that it verifies at level `proven` anywhere (the client returns
+        proven bundles without one): waited for as the client waits at `logged`, when another node can witness."""
+        if not self.client.nodes.witness_keys(serving=bundle.receipt.body.node.public):
+            return bundle  # no witness known: the report says the log inclusion was not checked
+        return self.client._wait_logged(node, bundle, index)
 
     # ---- verdicts -------------------------------------------------------------------------------------------
 
