@@ -4,6 +4,7 @@ back the bundle as its artifact."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -77,3 +78,15 @@ def test_inference_tool_returns_outputs_and_the_bundle_as_artifact(veriml_net):
     assert np.asarray(content["outputs"]["y"]["values"], np.float32).tobytes() == bundle.outputs["y"].tobytes()
     with pytest.raises(InvalidInput, match="this tool runs alice/mlp, not alice/other"):
         tool.invoke({"inputs": {"x": X.tolist()}, "model": "alice/other"})
+
+
+def test_chat_model_works_from_asyncio(chat_model):
+    async def calls():  # type: ignore[no-untyped-def]
+        reply = await chat_model.ainvoke(QUESTION)
+        chunks = [chunk async for chunk in chat_model.astream(QUESTION)]
+        return reply, chunks
+
+    reply, chunks = asyncio.run(calls())
+    assert "Paris" in reply.content and "veriml" in reply.response_metadata
+    assert "".join(chunk.content for chunk in chunks) == reply.content  # greedy: the same tokens
+    assert sum("veriml" in chunk.response_metadata for chunk in chunks) == 1
