@@ -59,6 +59,8 @@ def test_stdio_tools_list_show_infer_chat_and_verify(veriml_net):
             assert not logged.is_error, logged.content[0].text
             checked = await call(client, "verify_bundle", bundle=logged.structured_content["bundle"], level="logged",
                                  trusted_publishers=[veriml_net.alice.public.vkey])  # fmt: skip
+            rerun = await call(client, "verify_bundle", bundle=logged.structured_content["bundle"],
+                               level="reexecuted")  # fmt: skip
             chat = None
             if veriml_net.llm:
                 chat = await call(client, "chat", model=LLM, prompt="Which city is the capital of France?",
@@ -66,9 +68,9 @@ def test_stdio_tools_list_show_infer_chat_and_verify(veriml_net):
             private = await call(client, "infer", model=MLP, inputs={"x": X.tolist()}, privacy="private")
             bad = await call(client, "infer", model=MLP, inputs={"x": [[1.0, 2.0]]})
             missing = await call(client, "show_model", model="alice/none")
-            return tools, listed, shown, signed, quorum, logged, checked, chat, private, bad, missing
+            return tools, listed, shown, signed, quorum, logged, checked, rerun, chat, private, bad, missing
 
-    tools, listed, shown, signed, quorum, logged, checked, chat, private, bad, missing = run(session)
+    tools, listed, shown, signed, quorum, logged, checked, rerun, chat, private, bad, missing = run(session)
     assert tools == {"list_models", "show_model", "infer", "chat", "verify_bundle"}
     assert {"name": MLP, "nodes": veriml_net.urls} in listed.structured_content["models"]
     manifest = shown.structured_content
@@ -93,6 +95,9 @@ def test_stdio_tools_list_show_infer_chat_and_verify(veriml_net):
     assert logged.structured_content["verification"]["report"]["level"] == "logged"
     assert Bundle.from_json(logged.structured_content["bundle"]).log_proof is not None
     assert checked.structured_content["verdict"] == "verified"
+    # Re-executed here, the model fetched from the nodes by content address; relative to the --publisher pin.
+    assert rerun.structured_content["verdict"] == "verified"
+    assert {c["name"]: c["status"] for c in rerun.structured_content["checks"]}["reexec"] == "pass"
 
     if chat is not None:  # the text returned is what the signed tokens decode to, with its quorum bundle
         answer = chat.structured_content

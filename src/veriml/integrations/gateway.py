@@ -23,6 +23,7 @@ from veriml.tlog import TlogProof
 from veriml.verify import Report, verify_bundle
 
 LEVELS_HELP = "signed, logged, quorum:K or proven"
+MAX_BLOB = 4 << 30  # the most bytes `load_blob` takes from a node: a model to re-execute, or a proof's keys and SRS
 OFFLINE_LEVELS = ("signed", "logged", "reexecuted", "proven")
 
 
@@ -153,9 +154,11 @@ class Gateway:
         self.publishers = list(publishers or [])
         self.client = _IndexedClient([url.rstrip("/") for url in nodes], timeout=timeout, log_wait=log_wait,
                                      publishers=self.publishers, cache_dir=cache_dir)  # fmt: skip
+        self._http = httpx.Client(timeout=timeout)
 
     def close(self) -> None:
         self.client.close()
+        self._http.close()
 
     def __enter__(self) -> Gateway:
         return self
@@ -192,7 +195,9 @@ class Gateway:
         manifest = self.client.manifest(ref)
         if manifest.body.format != "onnx":
             raise InvalidInput(f"model {manifest.body.ref}: a {manifest.body.format} model; use chat for it")
-        bundle = self.client.infer(str(manifest.id), inputs, verify=level, privacy=privacy or self.privacy)
+        privacy = check_privacy(privacy) if privacy is not None else self.privacy
+        # The manifest resolved above, by content address: what was shown is what runs.
+        bundle = self.client.infer(str(manifest.id), inputs, verify=level, privacy=privacy)
         where = self.client.log_position(bundle)
         node, index = where if where is not None else (None, None)
         if parsed.kind == "proven" and bundle.log_proof is None and node is not None and index is not None:
@@ -266,15 +271,28 @@ class Gateway:
                              witness_quorum=witness_quorum, agreeing_nodes=agreeing_nodes)  # fmt: skip
 
     def load_blob(self, digest: Digest) -> bytes:
-        """A blob by content address from the first node that has it; the bytes must hash to `digest`."""
+        """A blob by content address from the first node that serves bytes hashing to `digest` (read up to
+        MAX_BLOB bytes: a node cannot make this process hold more)."""
         failures = []
         for url in self.client.nodes.urls:
             try:
-                response = httpx.get(f"{url}/v1/blobs/{digest}", timeout=60)
-            except httpx.HTTPError as exc:
-                failures.append(f"{url}: {type(exc).__name__}")
+                data = self._download(f"{url}/v1/blobs/{digest}")
+            except (httpx.HTTPError, Unavailable) as exc:
+                failures.append(f"{url}: {exc}")
                 continue
-            if response.status_code == 200 and Digest.of(response.content) == digest:
-                return response.content
-            failures.append(f"{url}: {response.status_code}")
-        raise NotFound(f"blob {digest}: no node served bytes that hash to it ({'; '.join(failures)})")
+            if Digest.of(data) == digest:
+                return data
+            failures.append(f"{url}: served bytes that hash to {Digest.of(data)}")
+        raise NotFound(f"blob {digest}: no node served it ({'; '.join(failures)})")
+
+    def _download(self, url: str) -> bytes:
+        chunks, size = [], 0
+        with self._http.stream("GET", url) as response:
+            if response.status_code != 200:
+                raise Unavailable(f"HTTP {response.status_code}")
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_BLOB:
+                    raise Unavailable(f"more than {MAX_BLOB} bytes")
+                chunks.append(chunk)
+        return b"".join(chunks)
