@@ -130,3 +130,23 @@ def test_bundle_with_changed_outputs_fails_the_mcp_verify_tool(net):
     assert report.structured_content["verdict"] == "failed"
     failed = {check["name"] for check in report.structured_content["checks"] if check["status"] == "fail"}
     assert failed == {"outputs.digest"}
+
+
+def test_node_serving_other_model_bytes_cannot_steer_the_verify_tools_reexecution(net):
+    """A node serving other bytes for the model's content address: the verify tool re-executes only bytes that hash
+    to the manifest's blob id, taken from a node that serves them, or says it could not re-execute."""
+    with Client([net.urls[HONEST]]) as client:
+        bundle = client.infer("alice/mlp", {"x": X})
+    blob = bundle.manifest.body.blob
+    stored = Path(net.nodes[OTHER_MODEL].home) / "hub" / "blobs" / "sha256" / blob.hex[:2] / blob.hex
+    assert stored.is_file()  # the liar holds the model (pinned), and now swaps its bytes
+    other = examples.save(examples.mlp(seed=1), Path(net.root) / "swap.onnx").read_bytes()
+    stored.write_bytes(other)  # the liar now serves another model under alice/mlp's content address
+    lone = mcp_call([net.urls[OTHER_MODEL]], "verify_bundle", bundle=bundle.to_json(), level="reexecuted")
+    checks = {c["name"]: c for c in lone.structured_content["checks"]}
+    assert lone.structured_content["verdict"] == "incomplete"
+    assert checks["blob.digest"]["status"] == "skipped" and "is not at hand" in checks["blob.digest"]["detail"]
+    assert checks["reexec"]["status"] == "skipped"
+    both = mcp_call([net.urls[OTHER_MODEL], net.urls[HONEST]], "verify_bundle", bundle=bundle.to_json(),
+                    level="reexecuted")  # fmt: skip
+    assert {c["name"]: c["status"] for c in both.structured_content["checks"]}["reexec"] == "pass"
