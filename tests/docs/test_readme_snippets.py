@@ -1,8 +1,9 @@
 """The README's and the integration docs' Python examples, run as written, so that they never drift from the code.
 
 Every ```python block of each document runs, in order, in one namespace per document (like a notebook), in a
-working directory holding what the docs say the reader has: a devnet started as `veriml devnet up --nodes 3 --dir
-./devnet`, `mlp.onnx`, `models/` (what `make install` fetches) and `veriml` on PATH. A block whose first line is
+working directory holding what the docs say the reader has: a devnet at ./devnet (the integration tests' network,
+as `veriml devnet up --nodes 3 --dir ./devnet` would leave it), `mlp.onnx`, `models/` (what `make install`
+fetches) and `veriml` on PATH. A block whose first line is
 `# not runnable: <why>` is skipped (another system's example, say), and so is none else."""
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integrations.network import llm_available
-from veriml import devnet, examples
+from tests.integrations.network import shared_network
+from veriml import examples
 
 ROOT = Path(__file__).parents[2]
 DOCUMENTS = ("README.md", "docs/integrations.md", "docs/migrating-from-opengradient.md")
@@ -57,9 +58,14 @@ def test_every_document_has_runnable_examples():
         assert runnable, f"{document}: no runnable ```python block"
 
 
+@pytest.fixture(scope="session")
+def veriml_net(tmp_path_factory, request):
+    return shared_network(tmp_path_factory, request)
+
+
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    if not llm_available():
+def workdir(tmp_path_factory, veriml_net):
+    if not veriml_net.llm:
         pytest.skip("the docs' examples chat with SmolLM2: the llm extra and the GGUF are needed")
     work = tmp_path_factory.mktemp("docs")
     examples.save(examples.mlp(), work / "mlp.onnx")
@@ -67,6 +73,10 @@ def workdir(tmp_path_factory):
     model = examples.smollm2_path()
     assert model is not None
     (work / "models" / model.name).symlink_to(model)
+    # The devnet the docs start with `veriml devnet up --nodes 3 --dir ./devnet` (the integration tests' one, with
+    # alice/mlp and smol/lm on it, published with the key the docs keep in alice.key).
+    (work / "devnet").symlink_to(veriml_net.net.root)
+    veriml_net.alice.save(work / "alice.key")
     # `veriml` on PATH, running these sources (as an installed veriml would).
     bin_dir = work / "bin"
     bin_dir.mkdir()
@@ -75,11 +85,7 @@ def workdir(tmp_path_factory):
     script.write_text(f"#!/bin/sh\nPYTHONPATH={shlex.quote(pythonpath)} exec {shlex.quote(sys.executable)} "
                       f"-c 'from veriml.cli import main; main()' \"$@\"\n")  # fmt: skip
     script.chmod(0o755)
-    devnet.up(work / "devnet", 3, checkpoint_interval=0.3, audit_fraction=0.0)
-    try:
-        yield work
-    finally:
-        devnet.down(work / "devnet")
+    return work
 
 
 @pytest.fixture(scope="module")

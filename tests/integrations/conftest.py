@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integrations.network import network
+from tests.integrations.network import shared_network
 
 
 @pytest.fixture(scope="session")
-def veriml_net(tmp_path_factory):
-    with network(tmp_path_factory.mktemp("integrations")) as net:
-        yield net
+def veriml_net(tmp_path_factory, request):
+    return shared_network(tmp_path_factory, request)
 
 
 @pytest.fixture(scope="session")

@@ -56,3 +56,21 @@ def network(root: Path, nodes: int = 3, llm: bool = True) -> Iterator[Network]:
         yield Network(net, alice, mlp_path, llm)
     finally:
         devnet.down(root)
+
+
+_shared: dict[str, Network] = {}
+
+
+def shared_network(tmp_path_factory, request) -> Network:  # type: ignore[no-untyped-def]
+    """One network for the whole session, whichever session fixture (integrations, docs) asks first; stopped when
+    that fixture is torn down, at the end of the session."""
+    if "net" not in _shared:
+        context = network(tmp_path_factory.mktemp("integrations"))
+        _shared["net"] = context.__enter__()
+
+        def stop() -> None:
+            _shared.pop("net", None)
+            context.__exit__(None, None, None)
+
+        request.addfinalizer(stop)
+    return _shared["net"]
