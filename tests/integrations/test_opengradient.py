@@ -4,6 +4,7 @@ and completion, streaming, the module-level helpers) answered by veriml's client
 from __future__ import annotations
 
 import asyncio
+from enum import Enum
 
 import numpy as np
 import pytest
@@ -36,6 +37,11 @@ def test_tee_mode_is_refused_naming_what_veriml_offers(veriml_net):
     assert "quorum:K" in str(refused.value) and "ZKML" in str(refused.value)
     with pytest.raises(InvalidInput, match="expected InferenceMode"):
         alpha.infer(MLP, 0, {"x": X})  # type: ignore[arg-type]
+    # OpenGradient's own enum (code that still imports it) is read by name, TEE refused the same way.
+    theirs = Enum("InferenceMode", {"VANILLA": 0, "ZKML": 1, "TEE": 2})
+    with pytest.raises(InvalidInput, match="no trusted execution environment"):
+        alpha.infer(MLP, theirs.TEE, {"x": X})
+    assert alpha.infer(MLP, theirs.VANILLA, {"x": X}).verification["level"] == "signed"
 
 
 def test_zkml_mode_asks_for_a_proof(veriml_net):

@@ -80,6 +80,8 @@ NO_TEE = (
 
 
 def level_of(mode: InferenceMode) -> str:
+    if not isinstance(mode, InferenceMode) and getattr(mode, "name", None) in InferenceMode.__members__:
+        mode = InferenceMode[mode.name]  # OpenGradient's own enum, from code that still imports it
     if not isinstance(mode, InferenceMode):
         raise InvalidInput(f"inference_mode {mode!r}: expected InferenceMode.VANILLA or InferenceMode.ZKML")
     if mode is InferenceMode.TEE:
