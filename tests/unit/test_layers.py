@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "sim": set(),  # the dispute economics model: numpy only
     "verify": {"errors", "codec", "identity", "fsutil", "hub", "runtime", "tlog", "receipts", "zk"},
 }
-FACES = {"node", "client", "chain", "cli", "devnet"}
+FACES = {"node", "client", "chain", "cli", "devnet", "explorer", "integrations", "compat"}
 
 
 def unit_of(path: Path) -> str:
