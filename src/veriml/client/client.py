@@ -31,6 +31,7 @@ from veriml.client.protocol import (
     Resolved,
     VerifyLevel,
     ask,
+    check_resolved,
     infer_body,
     judge_quorum,
     manifest_request,
@@ -169,34 +170,59 @@ class Client:
         license: str = "",
         node: str | None = None,
         chain_account: str | None = None,
+        progress: Callable[[int], None] | None = None,
+        format: str | None = None,
     ) -> SignedManifest:
-        """Sign the manifest of the next version of `name` and push blob and manifest to one node."""
+        """Sign the manifest of the next version of `name` here, with `publisher`, and push manifest and blob to
+        one node by open publishing: the signature is the credential (no admin token). `progress` hears the
+        number of bytes each uploaded chunk held."""
+        url = (node or self.nodes.urls[0]).rstrip("/")
+        signed = self.sign_next(model_path, name, publisher, node=url, policy=policy, description=description,
+                                license=license, chain_account=chain_account, format=format)  # fmt: skip
+        return self.push(signed, Path(model_path), url, progress)
+
+    def sign_next(
+        self, model_path: Path, name: str, publisher: SigningKey, node: str | None = None, **fields: Any
+    ) -> SignedManifest:
+        """The signed manifest of the version after the one `node` holds of `name` (version 1 if none)."""
         url = (node or self.nodes.urls[0]).rstrip("/")
         try:
-            latest = parse_signed_manifest(self._request(url, "GET", f"/v1/models/{name}").json())
+            latest = check_resolved(url, name, parse_signed_manifest(self._request(url, "GET", f"/v1/models/{name}")
+                                                                     .json()), frozenset())  # fmt: skip
         except NotFound:
             latest = None
-        signed = sign_next_version(
-            Path(model_path),
-            name=name,
-            latest=latest,
-            publisher=publisher,
-            policy=policy,
-            description=description,
-            license=license,
-            chain_account=chain_account,
-        )
-        return self.push(signed, Path(model_path), url)
+        return sign_next_version(Path(model_path), name=name, latest=latest, publisher=publisher, **fields)
 
-    def push(self, signed: SignedManifest, model_path: Path, node: str | None = None) -> SignedManifest:
-        """Upload a model's bytes and its already signed manifest to one node (admin); the manifest stored
-        there (this one, or the version the same bytes already are)."""
+    def push(
+        self,
+        signed: SignedManifest,
+        model_path: Path,
+        node: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> SignedManifest:
+        """Publish an already signed manifest and its model's bytes on one node (open publishing: the node checks
+        the signature, the name's owner, the version and the publisher's quotas first; the bytes are sent only
+        if it does not hold them). The manifest stored there: this one, or the version these bytes already are."""
         url = (node or self.nodes.urls[0]).rstrip("/")
-        with open(model_path, "rb") as handle:
-            self._request(url, "PUT", f"/v1/blobs/{signed.body.blob}", content=iter(lambda: handle.read(CHUNK), b""),
-                          headers=self._admin())  # fmt: skip
-        answer = self._request(url, "POST", "/v1/manifests", json=signed.to_json(), headers=self._admin()).json()
-        return self.manifest(answer["manifest_id"]) if not answer["created"] else signed
+        answer = self._request(url, "POST", "/v1/publish", json=signed.to_json())
+        body = answer.json()
+        if answer.status_code == 202:
+            with open(model_path, "rb") as handle:
+
+                def chunks() -> Iterator[bytes]:
+                    while chunk := handle.read(CHUNK):
+                        if progress is not None:
+                            progress(len(chunk))
+                        yield chunk
+
+                body = self._request(url, "PUT", body["upload"], content=chunks()).json()
+        return self.manifest(body["manifest_id"]) if not body["created"] else signed
+
+    def models(self, query: str = "", node: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Browse a node's hub (public, read-only): the latest version of each model whose name or description
+        contains `query`. Each entry names its manifest id; `manifest(id)` fetches and checks the signed manifest."""
+        url = (node or self.nodes.urls[0]).rstrip("/")
+        return self._request(url, "GET", "/v1/hub/models", params={"q": query, "limit": limit}).json()["models"]
 
     def pin(self, ref: str, node: str) -> dict[str, Any]:
         return self._request(node.rstrip("/"), "POST", "/v1/pin", json={"model": ref}, headers=self._admin()).json()
