@@ -27,7 +27,7 @@ NOT_RUNNABLE = "# not runnable"
 FENCE = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 # Blocks that fail on this branch for a reason fixed elsewhere, keyed by document and a line the block contains.
 # The lead removes an entry when the fix is merged (strict: an entry that passes fails the test, as a reminder).
-KNOWN_FAILING = {("README.md", 'veriml.Service(veriml.Home("/tmp/my-veriml"))'): "fixed on branch publish"}
+KNOWN_FAILING: dict[tuple[str, str], str] = {}
 
 
 def blocks() -> list[tuple[str, int, str]]:

@@ -43,7 +43,8 @@ def setup_chain(
         lines = []
         for n in range(count):
             key_path = root / f"node{n}" / "eth.key"
-            account = new_account_file(key_path)
+            # `devnet up` again in the same directory keeps each node's account (and funds it on the new chain).
+            account = load_account(key_file=key_path) if key_path.exists() else new_account_file(key_path)
             chain.fund(faucet, account.address, NODE_FUNDS + DEVNET_STAKE)
             lines.append([
                 f"chain_rpc = {json.dumps(rpc)}",

@@ -21,7 +21,7 @@ from veriml.codec import Digest, canonical_json, tensors_from_json
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
 from veriml.explorer import create_router as explorer_router
 from veriml.hub import parse_signed_manifest
-from veriml.node import openai_api, problems
+from veriml.node import openai_api, problems, publishing
 from veriml.node.limits import ConcurrencyCap, check_reexecution
 from veriml.node.node import Node
 from veriml.receipts import DEFAULT_PRIVACY, parse_salt, parse_signed_receipt
@@ -72,7 +72,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.blob_limit if scope["path"].startswith("/v1/blobs/") else self.json_limit
+        limit = self.blob_limit if scope["path"].startswith(("/v1/blobs/", "/v1/publish/")) else self.json_limit
         headers = dict(scope.get("headers", []))
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
@@ -321,6 +321,7 @@ def create_app(node: Node) -> FastAPI:
 
     app.include_router(openai_api.create_router(node))
     app.include_router(explorer_router(node))  # HTML pages at / (docs/explorer.md); not in the OpenAPI document
+    app.include_router(publishing.create_router(node))
 
     @app.get("/checkpoint", tags=["tlog-tiles"], response_class=PlainTextResponse)
     def checkpoint() -> Response:

@@ -68,6 +68,15 @@ class NodeConfig:
     # Endpoints registered on chain are fetched only when they are http(s) URLs whose host resolves to public
     # addresses; networks listed here (CIDR) are allowed besides. Redirects are never followed.
     allow_endpoint_networks: tuple[str, ...] = field(default_factory=tuple)
+    # Open publishing (docs/network.md): who may publish with a signature alone ("open", "allow-list" of
+    # publisher verifier keys in publish_allow, or "closed": admin token only), and what one publisher key may
+    # make this node store: bytes, model names, publishes per hour; publish_total_bytes bounds all keys together.
+    publish_policy: str = "open"
+    publish_allow: tuple[str, ...] = field(default_factory=tuple)
+    publish_quota_bytes: int = 2 << 30
+    publish_quota_models: int = 32
+    publish_rate_per_hour: int = 60
+    publish_total_bytes: int = 64 << 30
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -94,6 +103,11 @@ class NodeConfig:
                 ipaddress.ip_network(network, strict=False)
             except ValueError as exc:
                 raise InvalidInput(f"node config: allow_endpoint_networks: {network!r} is not a network") from exc
+        if self.publish_policy not in ("open", "allow-list", "closed"):
+            raise InvalidInput(f"node config: publish_policy {self.publish_policy!r}: open, allow-list or closed")
+        for name in ("publish_quota_bytes", "publish_quota_models", "publish_rate_per_hour", "publish_total_bytes"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"node config: {name} must be zero or more")
         for peer in self.peers:
             if not peer.startswith(("http://", "https://")):
                 raise InvalidInput(f"node config: peer {peer!r} must be an http(s) URL")
@@ -113,7 +127,7 @@ class NodeConfig:
         for name in known:
             raw = env.get(f"VERIML_NODE_{name.upper()}")
             if raw is not None:
-                values[name] = raw.split(",") if name in ("peers", "allow_endpoint_networks") else raw
+                values[name] = raw.split(",") if name in _LIST_SETTINGS else raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(values) - set(known)
         if unknown:
@@ -129,7 +143,9 @@ class NodeConfig:
             raise InvalidInput(f"node config: {exc}") from exc
 
 
+_LIST_SETTINGS = ("peers", "allow_endpoint_networks", "publish_allow")
 _INT_SETTINGS = frozenset({
+    "publish_quota_bytes", "publish_quota_models", "publish_rate_per_hour", "publish_total_bytes",
     "port", "max_json_bytes", "max_blob_bytes", "provers", "chain_id", "chain_stake",
     "llm_max_tokens", "llm_n_ctx", "llm_n_batch", "llm_max_prompt_bytes", "max_input_bytes",
     "max_proof_jobs_queued", "proof_jobs_kept", "max_concurrent_attests",
@@ -139,6 +155,8 @@ _INT_SETTINGS = frozenset({
 def _convert(name: str, value: Any) -> Any:
     if name == "peers":
         return tuple(str(p).rstrip("/") for p in value if str(p))
+    if name == "publish_allow":
+        return tuple(str(k).strip() for k in value if str(k).strip())
     if name == "allow_endpoint_networks":
         return tuple(str(n).strip() for n in value if str(n).strip())
     if name in _INT_SETTINGS:
