@@ -101,6 +101,7 @@ class _Sampling(BaseModel):
         if isinstance(value, list) and len(value) > MAX_STOP:
             raise ValueError(f"at most {MAX_STOP} sequences, got {len(value)}")
         return value
+
     seed: int | None = Field(default=None, description="sampling seed, recorded in the receipt; random if unset")
     stream: bool = False
     n: int | None = Field(default=None, description="only 1")

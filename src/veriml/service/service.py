@@ -58,12 +58,14 @@ class Service:
         self.settings = settings or RuntimeSettings()
         self.hub = Hub(home.hub_dir)
         self.engine = OnnxEngine(self.settings)
-        self.llm = LlamaEngine(self.settings.llm_threads or None)  # llama.cpp is imported on first use
+        # llama.cpp is imported on first use
+        self.llm = LlamaEngine(self.settings.llm_threads or None, max_sequences=self.settings.llm_max_sequences)
         self.logging = log
         self._node_key: SigningKey | None = None
         self._log: Log | None = None
 
     def close(self) -> None:
+        self.llm.close()  # its batchers' threads finish what they run and free their contexts
         if self._log is not None:
             self._log.close()
         self.hub.close()
