@@ -65,11 +65,11 @@ def test_chat_text_that_differs_from_signed_tokens_is_refused(net, published, ca
         with pytest.raises(VerificationFailed) as refused:
             client.chat("smol/lm", QUESTION, max_tokens=12)
         assert f"node {liar}: its text differs from what its signed tokens decode to" in str(refused.value)
-        # Streamed pieces are provisional: the caller saw them, and the call still ends in the refusal.
+        # Streamed, the added text is refused at its chunk, before the caller sees it: its token ids decode to none.
         pieces: list[str] = []
-        with pytest.raises(VerificationFailed, match="its text differs from what its signed tokens decode to"):
+        with pytest.raises(VerificationFailed, match=r"stream chunk \d+: its text differs from what its token ids"):
             client.chat("smol/lm", QUESTION, max_tokens=12, on_text=pieces.append)
-        assert "".join(pieces).endswith(" Trust me.")
+        assert pieces and "Trust me" not in "".join(pieces)
     # With an honest node beside it, the client moves on and returns the honest node's decoded text.
     with Client([liar, net.urls[0]], cache_dir=cache) as client:
         result = client.chat("smol/lm", QUESTION, max_tokens=12)

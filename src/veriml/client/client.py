@@ -22,7 +22,16 @@ from typing import Any
 
 import httpx
 
-from veriml.client.chat import ChatAsked, ChatResult, chat_ask, chat_body, checked_chat, error_of, reply_of, sse_events
+from veriml.client.chat import (
+    ChatAsked,
+    ChatResult,
+    chat_ask,
+    chat_body,
+    checked_chat,
+    read_stream,
+    reply_of,
+    sse_events,
+)
 from veriml.client.protocol import (
     STALE_CONNECTION,
     Asked,
@@ -432,7 +441,7 @@ class Client:
             raise_for_openai_error(url, response)
             text, finish, veriml = reply_of(url, response.json())
         else:
-            text, finish, veriml = self._chat_stream(url, chat_body(asked, stream=True), on_text)
+            text, finish, veriml = self._chat_stream(url, asked, on_text)
         if not isinstance(veriml, dict):
             raise VerificationFailed(f"node {url}: the answer carries no veriml field")
         if "bundle" not in veriml:
@@ -441,30 +450,21 @@ class Client:
         return checked_chat(url, veriml, text, finish, asked)
 
     def _chat_stream(
-        self, url: str, body: dict[str, Any], on_text: Callable[[str], None]
+        self, url: str, asked: ChatAsked, on_text: Callable[[str], None]
     ) -> tuple[str, str, dict[str, Any]]:
-        """Stream the text to `on_text` as it comes (provisional: checked against the signed tokens at the end)."""
-        pieces: list[str] = []
+        """Stream the text to `on_text` as it comes, each chunk checked first (`chat.read_stream`)."""
         try:
-            with self._http.stream("POST", url + "/v1/chat/completions", json=body) as response:
+            with self._http.stream(
+                "POST", url + "/v1/chat/completions", json=chat_body(asked, stream=True)
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise_for_openai_error(url, response)
-                for event in sse_events(response.iter_lines()):
-                    if (message := error_of(event)) is not None:
-                        raise Unavailable(f"node {url}: generation failed: {message}")
-                    choice = event["choices"][0]
-                    piece = choice.get("delta", {}).get("content")
-                    if piece:
-                        pieces.append(piece)
-                        on_text(piece)
-                    if choice.get("finish_reason") is not None:
-                        return "".join(pieces), choice["finish_reason"], event["veriml"]
+                return read_stream(url, sse_events(response.iter_lines()), asked, on_text)
         except httpx.HTTPError as exc:
             raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise VerificationFailed(f"node {url}: malformed event in the stream ({exc!r})") from exc
-        raise VerificationFailed(f"node {url}: the stream ended without its receipt")
 
     def _wait_logged(self, url: str, bundle: Bundle, index: int) -> Bundle:
         deadline = time.monotonic() + self.log_wait

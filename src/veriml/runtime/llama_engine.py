@@ -193,30 +193,25 @@ class _Generate(_Task):
         self.tokens.append(token)
         self.history.append(token)
         self.unsent.append(token)
-        if loaded.is_eog(token):
-            return self._finish("stop")
-        ready = self.text.add(loaded.piece(token))
-        if ready:
-            self._send(ready)
-        if self.text.stopped:
-            return self._finish("stop")
+        end = loaded.is_eog(token)
+        ready = "" if end else self.text.add(loaded.piece(token))
+        reason = "stop" if end or self.text.stopped else None
+        if reason is None and self.step + 1 >= self.params.max_tokens:
+            reason = "length"
+        if reason is not None:
+            # The last piece carries the last tokens and the text held until now (an incomplete UTF-8 sequence
+            # or the start of a stop sequence that never came), so that a stream's last chunk ends it.
+            ready += self.text.add(b"", final=True)
+        if ready or reason is not None:
+            if self.on_text is not None:
+                self.on_text(Piece(ready, self.unsent))
+            self.unsent = []
+        if reason is not None:
+            self.future.set_result(Generation(self.tokens, self.text.text, reason))
+            return False
         self.step += 1
-        if self.step >= self.params.max_tokens:
-            return self._finish("length")
         self.next = token
         return True
-
-    def _send(self, text: str) -> None:
-        if self.on_text is not None:
-            self.on_text(Piece(text, self.unsent))
-        self.unsent = []
-
-    def _finish(self, reason: str) -> bool:
-        rest = self.text.add(b"", final=True)
-        if rest or self.unsent:
-            self._send(rest)
-        self.future.set_result(Generation(self.tokens, self.text.text, reason))
-        return False
 
 
 class _Replay(_Task):
