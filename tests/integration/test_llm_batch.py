@@ -78,27 +78,30 @@ class _LogitRecorder(llama_engine._Task):
         return True
 
 
-def _reference_logits(prompt: list[int], params: GenerationParams) -> list[str]:
+@pytest.fixture(scope="module")
+def reference():
     """llama-cpp-python's own high-level path, one sequence in its own context: the reference, not veriml code."""
-    llm = llama_cpp.Llama(model_path=str(MODEL), n_ctx=params.n_ctx, n_batch=params.n_batch,
-                          n_ubatch=params.n_ubatch, n_threads=2, verbose=False)  # fmt: skip
-    try:
-        llm.eval(prompt)
-        history, digests = list(prompt), []
-        for step in range(params.max_tokens):
-            pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
-            logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
-            digests.append(hashlib.sha256(logits.tobytes()).hexdigest())
-            token = choose_token(logits, history, params, step)
-            history.append(token)
-            if step + 1 < params.max_tokens:
-                llm.eval([token])
-        return digests
-    finally:
-        llm.close()
+    llm = llama_cpp.Llama(model_path=str(MODEL), n_ctx=512, n_batch=512, n_ubatch=512, n_threads=2, verbose=False)
+    yield llm
+    llm.close()
 
 
-def test_logits_are_bit_identical_batched_and_alone(batched):
+def _reference_logits(llm, prompt: list[int], params: GenerationParams) -> list[str]:
+    llm.reset()
+    llm.eval(prompt)
+    history, digests = list(prompt), []
+    for step in range(params.max_tokens):
+        pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
+        digests.append(hashlib.sha256(logits.tobytes()).hexdigest())
+        token = choose_token(logits, history, params, step)
+        history.append(token)
+        if step + 1 < params.max_tokens:
+            llm.eval([token])
+    return digests
+
+
+def test_logits_are_bit_identical_batched_and_alone(batched, reference):
     """The probe of FACTS.md, reproduced: the float32 bytes of every logit at every step, for sequences that join
     a running batch at different times and leave at different steps, equal those of each sequence decoded alone
     by llama-cpp-python's high-level API."""
@@ -114,12 +117,12 @@ def test_logits_are_bit_identical_batched_and_alone(batched):
     steps, rows = batcher.decodes - before[0], batcher.decoded - before[1]
     assert rows > steps, "the sequences never shared a decode step"
     for (prompt, job_params), digests in zip(jobs, together, strict=True):
-        assert digests == _reference_logits(prompt, job_params), f"prompt of {len(prompt)} tokens"
+        assert digests == _reference_logits(reference, prompt, job_params), f"prompt of {len(prompt)} tokens"
 
 
 _request = st.fixed_dictionaries(
     {
-        "length": st.sampled_from(LENGTHS),
+        "length": st.sampled_from((*LENGTHS, 2, 7)),  # the long prompt less often: it costs the most
         "prompt_seed": st.integers(0, 1000),
         "max_tokens": st.integers(1, 8),
         "temperature": st.sampled_from([0.0, 0.0, 0.9]),
@@ -130,8 +133,8 @@ _request = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(_request, min_size=2, max_size=5))
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_request, min_size=2, max_size=4))
 def test_any_mix_of_concurrent_requests_replays_alone(batched, solo, requests):
     """Random mixes of concurrent requests (prompt lengths, max_tokens, greedy or seeded sampling, stop
     sequences, arrival times): every request's tokens, text and finish reason, generated in the batch, are
