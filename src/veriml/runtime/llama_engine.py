@@ -6,8 +6,10 @@ running sequence per `llama_decode`.
 
 That layout is the one found bit-identical to decoding alone (docs/llm.md, "Batch invariance"): a separate KV
 stream per sequence (`kv_unified = false`), each prompt prefilled in its own decode calls with the chunking its
-n_batch and n_ubatch fix, one token per sequence per decode batch, flash attention off. A lone request, a
-verifier's replay included, goes through the same scheduler, so whatever else was running changes nothing.
+n_batch and n_ubatch fix, one token per sequence per decode batch, flash attention off, and weights kept as the
+GGUF stores them (no runtime repacking: repacked K-quant kernels switch with the number of rows, so a batch
+changed Qwen2.5's logits). A lone request, a verifier's replay included, goes through the same scheduler, so
+whatever else was running changes nothing. The kernel settings are in the runtime fingerprint (`kernels`).
 
 Its runtime class is the engine version and the instruction sets the library was compiled with: a build with a
 fixed instruction set gives the same logits on every CPU that can run it, while a `-march=native` build does
@@ -19,12 +21,13 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import logging
 import os
 import re
 import tempfile
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +50,10 @@ BlobLoader = Callable[[], "bytes | Path"]
 TextSink = Callable[[str], None]
 ENGINE = "llama.cpp"
 DEFAULT_MAX_SEQUENCES = 8
+# The settings of every context and model this engine makes that results depend on (recorded in receipts).
+KERNELS = "flash-attn-off+no-repack"
+_LOAD_LOCK = threading.Lock()
+events = logging.getLogger("veriml.runtime")
 _FLAG = re.compile(r"([A-Z0-9_]+) = 1")
 
 
@@ -133,6 +140,27 @@ class _Text:
                     longest = size
                     break
         return longest
+
+
+@contextlib.contextmanager
+def _plain_weights(llama_cpp: Any) -> Iterator[None]:
+    """Load a model without llama.cpp's extra buffer types (weights repacked at load for faster kernels): the
+    repacked kernels' sums depend on how many rows a batch has. `Llama` takes no such argument, so its source of
+    default model parameters is swapped while it loads (one load at a time)."""
+    low_level = llama_cpp.llama_cpp
+    default = low_level.llama_model_default_params
+
+    def plain() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    with _LOAD_LOCK:
+        low_level.llama_model_default_params = plain
+        try:
+            yield
+        finally:
+            low_level.llama_model_default_params = default
 
 
 class _Loaded:
@@ -286,15 +314,57 @@ class _Batcher:
             raise Unavailable(f"llama.cpp gave sequences under {n_ctx} tokens of context")
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
+        # Decode together only as many sequences as this model, on this build, was just seen to decode giving the
+        # bytes each gets alone; past that, requests wait (the same answers, with less of batching's throughput).
+        self.limit = self._invariant_limit() if sequences > 1 else 1
+        if self.limit < sequences:
+            events.warning(f"llama.cpp: batches over {self.limit} sequences change this model's logits; "
+                           f"at most {self.limit} decode together")  # fmt: skip
         self._cond = threading.Condition()
         self._waiting: deque[_Task] = deque()
-        self._free = list(range(sequences - 1, -1, -1))
+        self._free = list(range(self.limit - 1, -1, -1))
         self._running: list[_Task] = []
         self._closing = False
         self.decodes = 0  # llama_decode calls of decode steps, and the sequences in them (for the benchmark)
         self.decoded = 0
         self._thread = threading.Thread(target=self._run, name=f"veriml-llm-batcher-{n_ctx}", daemon=True)
         self._thread.start()
+
+    def _invariant_limit(self) -> int:
+        """The most sequences that decode together giving, bit for bit, the logits each gets decoded alone: for
+        every batch size from 2 up, sequences with prompts of 1 to 4 tokens decode 3 steps together and alone,
+        compared over the float32 bytes of every logit; the first size that differs ends the count. Kernels
+        switch with the number of rows on some models and builds (Qwen2.5 Q4_K_M here, past 4), never below."""
+        prompts = [[(1 + 7919 * (n + 1) * (k + 1)) % self.loaded.n_vocab for k in range(1 + n % 4)]
+                   for n in range(self.sequences)]  # fmt: skip
+
+        def run(members: range) -> list[list[bytes]]:
+            seen: list[list[bytes]] = [[] for _ in members]
+            following = []
+            for index, n in enumerate(members):  # each prompt prefilled alone, as `_start` does
+                self._fill([(t, k, n, k == len(prompts[n]) - 1) for k, t in enumerate(prompts[n])])
+                if self._cpp.llama_decode(self._ctx, self._batch) != 0:
+                    raise Unavailable("llama.cpp could not evaluate a prompt")
+                seen[index].append(self._logits(-1).tobytes())
+                following.append(int(np.argmax(self._logits(-1))))
+            for step in range(2):
+                self._fill([(following[i], len(prompts[n]) + step, n, True) for i, n in enumerate(members)])
+                if self._cpp.llama_decode(self._ctx, self._batch) != 0:
+                    raise Unavailable("llama.cpp could not decode a step")
+                for index in range(len(members)):
+                    logits = self._logits(index)
+                    seen[index].append(logits.tobytes())
+                    following[index] = int(np.argmax(logits))
+            self._cpp.llama_memory_clear(self._memory, True)
+            return seen
+
+        alone = [run(range(n, n + 1))[0] for n in range(self.sequences)]
+        limit = 1
+        for size in range(2, self.sequences + 1):
+            if run(range(size)) != alone[:size]:
+                break
+            limit = size
+        return limit
 
     def submit(self, task: _Task) -> Future[Any]:
         with self._cond:
@@ -438,6 +508,7 @@ class LlamaEngine:
                     "build": "+".join(flags),
                     "machine": machine(),
                     "sampler": "veriml-sampler-v1",
+                    "kernels": KERNELS,
                 }
             )
         return self._fingerprint
@@ -502,16 +573,17 @@ class LlamaEngine:
             temporary = source = Path(handle.name)
         try:
             # Its own context only backs tokenizing; generations run in the batchers' contexts.
-            llm = llama_cpp.Llama(
-                model_path=str(source),
-                n_ctx=64,
-                n_batch=64,
-                n_ubatch=64,
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                logits_all=False,
-                verbose=False,
-            )
+            with _plain_weights(llama_cpp):
+                llm = llama_cpp.Llama(
+                    model_path=str(source),
+                    n_ctx=64,
+                    n_batch=64,
+                    n_ubatch=64,
+                    n_threads=self.threads,
+                    n_threads_batch=self.threads,
+                    logits_all=False,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise InvalidInput(f"model {blob_id}: llama.cpp cannot load it: {exc}") from exc
         finally:
