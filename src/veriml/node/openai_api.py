@@ -321,8 +321,13 @@ def create_router(node: Node) -> APIRouter:
         def bound(generated: Sequence[int]) -> dict[str, Any]:
             return {"tokens": [int(t) for t in generated], "chain": chain.hex()}
 
-        work = loop.run_in_executor(None, generate, manifest, tokens, params, request, on_text, salt, request_id)
-        work.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, None))
+        # Through the server's thread pool (as the non-streamed answer), not the event loop's default executor: that
+        # one has a handful of threads, and every stream holds one until its generation ends, which capped how
+        # many generations could batch together.
+        work = asyncio.ensure_future(
+            run_in_threadpool(generate, manifest, tokens, params, request, on_text, salt, request_id)
+        )
+        work.add_done_callback(lambda _: queue.put_nowait(None))
         if chat:
             first = chunk(None, veriml_chunk=bound(()))
             yield first.replace(b'"delta":{}', b'"delta":{"role":"assistant","content":""}', 1)
