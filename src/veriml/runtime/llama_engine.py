@@ -316,7 +316,12 @@ class _Batcher:
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
         # Decode together only as many sequences as this model, on this build, was just seen to decode giving the
         # bytes each gets alone; past that, requests wait (the same answers, with less of batching's throughput).
-        self.limit = self._invariant_limit() if sequences > 1 else 1
+        try:
+            self.limit = self._invariant_limit() if sequences > 1 else 1
+        except BaseException:
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self._ctx)
+            raise
         if self.limit < sequences:
             events.warning(f"llama.cpp: batches over {self.limit} sequences change this model's logits; "
                            f"at most {self.limit} decode together")  # fmt: skip
@@ -398,7 +403,13 @@ class _Batcher:
             for task in joining:
                 self._start(task)
             if self._running:
-                self._step()
+                try:
+                    self._step()
+                except BaseException as exc:  # the scheduler must outlive a bad step, or every request would hang
+                    events.exception("llama.cpp: a decode step failed")
+                    for task in self._running:
+                        self._fail(task, exc)
+                    self._running = []
 
     def _fill(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
         batch = self._batch
@@ -466,9 +477,12 @@ class _Batcher:
         self._release(task)
 
     def _release(self, task: _Task) -> None:
+        if task.seq < 0:  # released already
+            return
         self._cpp.llama_memory_seq_rm(self._memory, task.seq, -1, -1)
         with self._cond:
             self._free.append(task.seq)
+        task.seq = -1
 
 
 class LlamaEngine:
