@@ -181,3 +181,19 @@ def test_batched_node_answers_verify_by_reexecution(tmp_path):
             assert bundle.outputs["tokens"].tolist() == generation.tokens
             report = verify_bundle(bundle, level="reexecuted", load_blob=service.hub.blobs.read_verified)
             assert report.check("reexec").status == "pass", report.check("reexec").detail
+
+
+def test_a_failing_text_sink_fails_only_its_own_request(batched, solo):
+    """A request whose `on_text` raises ends with that error; the one decoding beside it goes on, unchanged."""
+    params = GenerationParams(max_tokens=6, n_ctx=512)
+
+    def broken(_piece: str) -> None:
+        raise RuntimeError("the client went away")
+
+    with ThreadPoolExecutor(2) as pool:
+        failing = pool.submit(batched.generate, BLOB, load, prompt_of(7, 1), params, broken)
+        going = pool.submit(batched.generate, BLOB, load, prompt_of(40, 2), params)
+        with pytest.raises(RuntimeError, match="the client went away"):
+            failing.result(timeout=60)
+        assert going.result(timeout=60) == solo.generate(BLOB, load, prompt_of(40, 2), params)
+    assert batched.generate(BLOB, load, prompt_of(7, 1), params).tokens  # and the scheduler goes on
