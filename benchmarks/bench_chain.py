@@ -6,6 +6,8 @@
    9162 proof between them, taken from a real veriml log of 2^16 receipt leaves.
 3. Slashing: commit, then reveal two inclusion proofs (16 hashes each) with their openings; a shadow-history
    slash (a signed checkpoint against an anchored root); a stale report; a heartbeat anchor.
+   Disputes (contracts/Disputes.vy, committee of 5): commit to an open, open with a 16-hash inclusion proof,
+   draw, a member's vote commit and reveal, resolve (the node slashed, the committee paid), claim.
    Model registration from the canonical manifest bytes (re-hashed on chain).
 4. On-chain proof verification: the example consumer checking an EZKL proof for the MLP 16-32-8 (EZKL setup
    takes a while; --no-zk skips it).
@@ -67,9 +69,13 @@ def gas(receipt: dict) -> int:  # type: ignore[type-arg]
     return int(receipt["gasUsed"])
 
 
+ACCOUNTS: dict[str, object] = {}  # every account this run made: a dispute's committee is drawn among them
+
+
 def fresh_account(chain: Chain, faucet) -> object:  # type: ignore[no-untyped-def]
     account = Account.create()
     chain.fund(faucet, account.address, 10**18)
+    ACCOUNTS[account.address] = account
     return account
 
 
@@ -86,6 +92,57 @@ def baselines(chain: Chain, faucet) -> tuple[int, int, int]:  # type: ignore[no-
     first = gas(chain.send(faucet, store.functions.set(1), what="sstore"))
     later = gas(chain.send(faucet, store.functions.set(2), what="sstore"))
     return gas(transfer), first, later
+
+
+def mine(chain: Chain, blocks: int) -> None:
+    if chain.tester is not None:
+        chain.tester.mine_blocks(blocks)
+    else:
+        chain.w3.provider.make_request("anvil_mine", [hex(blocks)])
+
+
+def dispute_gas(chain: Chain, contracts: Contracts, faucet, log: Log, manifest: bytes) -> list[tuple[str, int]]:  # type: ignore[no-untyped-def]
+    """Gas of each step of one dispute that slashes a wrong node (committee of 5, drawn from the ~17 nodes here)."""
+    from veriml.chain.disputes import DisputeGame, Vote
+
+    game = DisputeGame(contracts)
+    for n in range(4):
+        contracts.register(
+            fresh_account(chain, faucet), SigningKey.generate(f"member{n}"), "http://127.0.0.1:1", 10**17
+        )
+    accounts = ACCOUNTS
+    wrong = fresh_account(chain, faucet)
+    contracts.register(wrong, SigningKey.generate("wrong"), "http://127.0.0.1:1", 10**17)
+    contracts.anchor(wrong, LOG_SIZE, log.root(LOG_SIZE), [])
+    index = LOG_SIZE - 1
+    inclusion = Inclusion(log.entry(index)[0], index, LOG_SIZE, tuple(log.inclusion_proof(index, LOG_SIZE)))
+    challenger = fresh_account(chain, faucet)
+    functions = game.contract.functions
+    nonce = os.urandom(32)
+    digests = game._digests(inclusion.leaf)
+    commitment = bytes(functions.open_commitment(challenger.address, wrong.address, digests, nonce).call())
+    rows = [("dispute: commit to an open", gas(chain.send(challenger, functions.commit_open(commitment), what="c")))]
+    mine(chain, 1)
+    call = functions.open(wrong.address, digests, index, LOG_SIZE, list(inclusion.proof), nonce)
+    opened = chain.send(challenger, call, value=game.param("min_bond"), what="open")
+    rows.append((f"dispute: open, inclusion proof of {len(inclusion.proof)} hashes, bond posted", gas(opened)))
+    dispute_id = game.count()
+    mine(chain, game.param("draw_delay") + 1)
+    rows.append((f"dispute: draw a committee of {game.param('committee_size')}", gas(game.draw(faucet, dispute_id))))
+    state = game.state(dispute_id)
+    right = os.urandom(32)  # the committee's output commitment, other than the leaf's
+    votes = {m: Vote(right, True, os.urandom(32)) for m in state.committee}
+    commits = [gas(game.commit_vote(accounts[m], dispute_id, v)) for m, v in votes.items()]
+    rows.append(("dispute: a member commits its vote", max(commits)))
+    mine(chain, max(0, state.commit_end - chain.w3.eth.block_number) + 1)
+    reveals = [gas(game.reveal_vote(accounts[m], dispute_id, v)) for m, v in votes.items()]
+    rows.append(("dispute: a member reveals its vote", max(reveals)))
+    rows.append(("dispute: resolve (node wrong: stake taken, 5 members paid)", gas(game.resolve(faucet, dispute_id))))
+    rows.append(("dispute: claim a payout", gas(game.claim(challenger))))
+    assert game.state(dispute_id).status == "node-wrong"
+    total = sum(used for _, used in rows[:3]) + sum(commits) + sum(reveals) + rows[-2][1] + rows[-1][1]
+    rows.append(("dispute: all steps (open to resolve, 5 commits and reveals, one claim)", total))
+    return rows
 
 
 def main() -> None:
@@ -180,6 +237,8 @@ def run(chain: Chain, faucet, workdir: Path, zk: bool) -> None:  # type: ignore[
         contracts.commit(faucet, contracts.shadow_commitment(faucet.address, shadow.address, signed.note, nonce))
         used = gas(contracts.reveal_shadow(faucet, shadow.address, signed, Fork(anchored_size=2000), nonce))
         rows.append(("shadow-history slash: reveal a signed checkpoint against an anchored root", used))
+
+        rows.extend(dispute_gas(chain, contracts, faucet, log, manifest))
 
         idle = fresh_account(chain, faucet)
         contracts.register(idle, SigningKey.generate("idle"), "http://127.0.0.1:1", 10**17)

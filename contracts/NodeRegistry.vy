@@ -116,6 +116,15 @@ event Stale:
     reporter: indexed(address)
     anchored_at: uint256
 
+event SlasherSet:
+    slasher: indexed(address)
+
+event Penalized:
+    node: indexed(address)
+    slasher: indexed(address)
+    amount: uint256
+    expelled: bool
+
 event Slashed:
     node: indexed(address)
     reporter: indexed(address)
@@ -137,6 +146,12 @@ roots: public(HashMap[address, HashMap[uint256, bytes32]])
 key_owner: public(HashMap[bytes32, address])
 origin_owner: public(HashMap[bytes32, address])  # keccak256(origin) -> account
 burned: public(uint256)
+# Per node and anchored size: (anchor time << 64) | the previously anchored size. A dispute names the first
+# anchored tree that covers its leaf (previous size <= index < size), whose time starts the challenge window.
+anchor_info: public(HashMap[address, HashMap[uint256, uint256]])
+# The dispute contract (contracts/Disputes.vy), set once by the deployer: it alone may call `penalize`.
+slasher: public(address)
+deployer: public(immutable(address))
 # commitments[account][commitment] = block number of the commit; a reveal needs a commit from an earlier block
 commitments: public(HashMap[address, HashMap[bytes32, uint256]])
 
@@ -155,6 +170,38 @@ def __init__(model_registry: address, ed25519: address, minimum_stake: uint256, 
     min_stake = minimum_stake
     exit_delay = exit_delay_seconds
     reward_bps = reporter_bps
+    deployer = msg.sender
+
+
+@external
+def set_slasher(account: address):
+    """@notice Name the dispute contract, once, from the deploying account (it is deployed after this one)."""
+    assert msg.sender == deployer, "only the deployer sets the slasher"
+    assert self.slasher == empty(address), "slasher already set"
+    assert account != empty(address), "slasher address is empty"
+    self.slasher = account
+    log SlasherSet(slasher=account)
+
+
+@external
+@nonreentrant
+def penalize(account: address, amount: uint256, expel: bool) -> uint256:
+    """@notice The dispute contract takes up to `amount` of a node's stake (to itself, which pays it out);
+            with `expel` the node is also marked slashed and delisted (a wrong result decided by a committee).
+            Returns what was taken."""
+    assert msg.sender == self.slasher and msg.sender != empty(address), "only the dispute contract penalizes"
+    if self.nodes[account].ed25519 == empty(bytes32) or self.nodes[account].slashed or self.nodes[account].withdrawn:
+        return 0
+    stake: uint256 = self.nodes[account].stake
+    taken: uint256 = min(amount, stake)
+    self.nodes[account].stake = stake - taken
+    if expel:
+        self.nodes[account].slashed = True
+        self._unlist(account)
+    log Penalized(node=account, slasher=msg.sender, amount=taken, expelled=expel)
+    if taken > 0:
+        send(msg.sender, taken)
+    return taken
 
 
 @external
@@ -215,6 +262,22 @@ def register(ed25519: bytes32, origin: String[128], endpoint: String[256], signa
 def _active(account: address) -> bool:
     node: Node = self.nodes[account]
     return node.ed25519 != empty(bytes32) and not node.slashed and not node.withdrawn and node.exit_at == 0
+
+
+@external
+@view
+def is_slashed(account: address) -> bool:
+    return self.nodes[account].slashed
+
+
+@external
+@view
+def standing(account: address) -> (bool, bool, uint256):
+    """@notice (registered, active, stake), reading only those fields: the committee draw asks it per candidate."""
+    registered: bool = self.nodes[account].ed25519 != empty(bytes32)
+    active: bool = registered and not self.nodes[account].slashed and not self.nodes[account].withdrawn and \
+        self.nodes[account].exit_at == 0 and not self.nodes[account].stale
+    return registered, active, self.nodes[account].stake
 
 
 @external
@@ -378,6 +441,7 @@ def anchor(tree_size: uint256, root: bytes32, proof: DynArray[bytes32, MAX_PROOF
     self.nodes[msg.sender].anchored_root = root
     self.nodes[msg.sender].anchored_at = block.timestamp
     self.roots[msg.sender][tree_size] = root
+    self.anchor_info[msg.sender][tree_size] = (block.timestamp << 64) | node.anchored_size
     log Anchored(node=msg.sender, tree_size=tree_size, root=root)
 
 

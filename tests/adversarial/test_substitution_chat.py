@@ -5,13 +5,14 @@ itself, so both are refused, streamed or not; without a tokenizer it refuses to 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
 
 import pytest
 
 from veriml import devnet, examples
-from veriml.client import Client
+from veriml.client import AsyncClient, Client
 from veriml.errors import Unavailable, VerificationFailed
 from veriml.identity import SigningKey
 
@@ -99,3 +100,24 @@ def test_chat_without_a_tokenizer_refuses_to_return_unchecked_text(net, publishe
         unchecked = client.chat("smol/lm", QUESTION, max_tokens=12, check_text=False)
     assert not unchecked.text_checked and unchecked.text.endswith(" Trust me.")
     assert not list(tmp_path.iterdir())  # nothing was downloaded
+
+
+def test_async_client_chat_refuses_substituted_text_and_prompts_too(net, published, cache):
+    """AsyncClient.chat shares the sync client's checks (`client.chat`): the same lies are refused."""
+
+    async def ask(node: str, **kwargs):
+        async with AsyncClient([node], cache_dir=cache) as client:
+            return await client.chat("smol/lm", QUESTION, max_tokens=12, **kwargs)
+
+    # Streamed, added text is refused at its chunk: its token ids decode to none of it.
+    for liar, message, streamed in (
+        (net.urls[TEXT_LIAR], "its text differs from what its signed tokens decode to",
+         r"stream chunk \d+: its text differs from what its token ids decode to"),
+        (net.urls[PROMPT_LIAR], "answered for other prompt tokens", "answered for other prompt tokens"),
+    ):  # fmt: skip
+        with pytest.raises(VerificationFailed, match=message):
+            asyncio.run(ask(liar))
+        with pytest.raises(VerificationFailed, match=streamed):
+            asyncio.run(ask(liar, on_text=lambda _piece: None))
+    honest = asyncio.run(ask(net.urls[0]))
+    assert honest.text_checked and "Paris" in honest.text

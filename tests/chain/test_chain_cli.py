@@ -121,3 +121,19 @@ def test_anchor_reads_the_nodes_tiles_and_anchors_once(rpc, deployed, log, serve
     assert contracts.node(operator.address).anchored_root == log.root(300)
     stranger = [*args[:-1], str(key_file(tmp_path, EMBEDDED_KEYS[0], "deployer.key"))]
     assert "is not a registered node" in one_error_line(veriml(tmp_path, *stranger))
+
+
+def test_dispute_commands_show_and_refuse_in_one_line(rpc, deployed, tmp_path):
+    where = ["--rpc", rpc, "--deployment", str(deployed)]
+    me = ["--key-file", str(key_file(tmp_path, EMBEDDED_KEYS[3], "me.key"))]
+    listed = veriml(tmp_path, "chain", "dispute", "status", *where)
+    assert listed.exit_code == 0 and "no disputes" in listed.stdout
+    missing = veriml(tmp_path, "chain", "dispute", "status", "999", *where)
+    assert missing.exit_code == 2 and one_error_line(missing) == "error: dispute 999: no such dispute"
+    early = veriml(tmp_path, "chain", "dispute", "resolve", "1", *where, *me)
+    assert one_error_line(early) == "error: resolve dispute 1: reverted: resolve: dispute is not voting"
+    novotes = veriml(tmp_path, "chain", "dispute", "reveal", "1", *where, *me, "--votes", str(tmp_path / "v.json"))
+    assert one_error_line(novotes) == f"error: dispute reveal: {tmp_path / 'v.json'}: no such file"
+    for command in ("open", "status", "reveal"):
+        result = runner.invoke(app, ["chain", "dispute", command, "--help"])
+        assert result.exit_code == 0 and "Example: veriml chain dispute" in result.stdout, command

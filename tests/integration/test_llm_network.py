@@ -3,13 +3,14 @@ error shape), `Client.chat` with quorum:3, the bundle link, and audit of generat
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
 import pytest
 
 from veriml import devnet, examples
-from veriml.client import Client
+from veriml.client import AsyncClient, ChatResult, Client
 from veriml.errors import InvalidInput
 from veriml.identity import SigningKey
 from veriml.receipts import Bundle
@@ -143,6 +144,26 @@ def test_client_chat_with_quorum_of_three(net, published):
         agreeing_nodes=3,
     )
     assert report.consistent, report.failures()
+
+
+def test_async_client_chat_streams_checks_and_agrees_with_the_sync_client(net, published, tmp_path):
+    manifest, _ = published
+
+    async def ask() -> tuple[ChatResult, list[str]]:
+        pieces: list[str] = []
+        # A fresh cache: the vocabulary is fetched here, asynchronously, by content address.
+        async with AsyncClient(net.urls, cache_dir=tmp_path / "cache") as client:
+            result = await client.chat("smol/lm", QUESTION, verify="quorum:3", max_tokens=8, on_text=pieces.append)
+            with pytest.raises(InvalidInput, match="not available for language models"):
+                await client.chat("smol/lm", QUESTION, verify="proven")
+        return result, pieces
+
+    result, pieces = asyncio.run(ask())
+    with Client(net.urls) as client:
+        sync = client.chat("smol/lm", QUESTION, max_tokens=8)
+    assert result.text_checked and result.text == sync.text and "".join(pieces) == result.text
+    assert result.bundle.manifest.id == manifest.id and len(result.bundle.attestations) == 2
+    assert verify_bundle(result.bundle, level="signed").consistent
 
 
 def test_client_chat_sampling_quorum_shares_one_seed(net, published):

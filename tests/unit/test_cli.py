@@ -138,7 +138,11 @@ def test_keygen_refuses_to_overwrite(cli_home):
 
 
 def test_every_command_has_help_with_an_example():
-    commands = [["keygen"], ["publish"], ["models", "list"], ["models", "show"], ["infer"], ["verify"], ["demo"]]
+    commands = [["keygen"], ["publish"], ["models", "list"], ["models", "search"], ["models", "show"], ["infer"]]
+    commands += [["verify"], ["demo"], []]
+    commands += [["chain", c] for c in ("deploy", "register", "register-model", "anchor", "status", "evidence")]
+    commands += [["chain", c] for c in ("shadow-evidence", "report-stale", "deploy-verifier", "fund")]
+    commands += [["chain", "key", "new"]]
     commands += [["log", c] for c in ("show", "checkpoint", "prove", "verify-consistency", "verify")]
     commands += [["node", "start"], ["devnet", "up"], ["devnet", "down"], ["devnet", "status"], ["pin"]]
     commands += [["zk", "setup"], ["zk", "prove"], ["zk", "evm-verifier"]]
@@ -212,3 +216,134 @@ def test_infer_records_the_privacy_asked_and_keeps_no_private_data(cli_home, mlp
     assert bundle.salt.hex().encode() not in stored  # the bundle is the only place that can open the commitments
     bad = veriml(cli_home, "infer", "alice/mlp", "-i", str(inputs), "--privacy", "secret")
     assert bad.exit_code == 2 and "privacy: expected one of private, auditable, public" in one_error_line(bad)
+
+
+def test_version():
+    from veriml import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"veriml {__version__}"
+
+
+def test_log_show_prints_the_verifier_key_that_checks_its_checkpoint(cli_home, mlp_path, tmp_path):
+    from veriml.identity import VerifyingKey
+    from veriml.tlog.note import parse_note, verify_note
+
+    veriml(cli_home, "publish", str(mlp_path), "--name", "alice/mlp")
+    inputs = tmp_path / "in.json"
+    inputs.write_text(json.dumps({"x": [[0.5] * 16]}))
+    assert veriml(cli_home, "infer", "alice/mlp", "-i", str(inputs), "-o", str(tmp_path / "b.json")).exit_code == 0
+    shown = veriml(cli_home, "log", "show").stdout
+    vkey = next(line.split(": ", 1)[1] for line in shown.splitlines() if line.startswith("verifier key: "))
+    checkpoint = shown.split("latest checkpoint:\n", 1)[1]
+    key = VerifyingKey.parse(vkey)
+    assert verify_note(parse_note(checkpoint), [key]) == [key]  # that key, and no other, checks it
+    assert key.public == SigningKey.load(Home(cli_home).node_key_path).public.public
+
+
+def symbolic_mlp(path: Path) -> Path:
+    """The example MLP with its batch dimension named `batch`: `[batch,16]` looks like rich markup."""
+    from veriml import examples
+
+    model = examples.mlp()
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    return examples.save(model, path)
+
+
+def test_models_show_keeps_symbolic_shapes_and_tables_fit_80_columns(cli_home, tmp_path, monkeypatch):
+    from veriml.cli import app as app_module
+
+    monkeypatch.setattr(app_module.console, "width", 80)
+    model = symbolic_mlp(tmp_path / "batch.onnx")
+    published = veriml(cli_home, "publish", str(model), "--name", "alice/a-rather-long-model-name-for-tables")
+    assert published.exit_code == 0, published.output
+    shown = veriml(cli_home, "models", "show", "alice/a-rather-long-model-name-for-tables")
+    assert "x: float32[batch,16]" in shown.stdout and "y: float32[batch,8]" in shown.stdout
+    manifest = json.loads(veriml(cli_home, "models", "show", "alice/a-rather-long-model-name-for-tables",
+                                 "--json").stdout)  # fmt: skip
+    listed = veriml(cli_home, "models", "list")
+    for output in (published.stdout, shown.stdout, listed.stdout):
+        assert max(len(line) for line in output.splitlines()) <= 80, output
+    # Digests are shortened on one line, never wrapped or cut mid-digest; --json has them whole.
+    blob = manifest["body"]["blob"]
+    assert f"{blob[:23]}…" in shown.stdout and blob not in shown.stdout and f"{blob[:15]}…" in listed.stdout
+    assert "alice/a-rather-long" in listed.stdout  # a long name folds onto the next line rather than widen the table
+    searched = json.loads(veriml(cli_home, "models", "search", "LONG-MODEL", "--json").stdout)
+    assert [entry["blob"] for entry in searched] == [blob]
+    assert "no models matching 'nothing'" in veriml(cli_home, "models", "search", "nothing").stdout
+
+
+def test_zk_setup_on_a_gguf_model_is_one_line(cli_home, tmp_path):
+    from tests.unit.test_llm_pure import write_gguf
+
+    gguf = write_gguf(tmp_path / "tiny.gguf")
+    assert veriml(cli_home, "publish", str(gguf), "--name", "alice/tiny-lm").exit_code == 0
+    result = veriml(cli_home, "zk", "setup", "alice/tiny-lm")
+    assert result.exit_code == 2
+    assert "alice/tiny-lm@1 is a gguf model; zero-knowledge proofs cover ONNX models only" in one_error_line(result)
+
+
+def test_zk_preflight_refuses_files_that_are_not_onnx(tmp_path):
+    from tests.unit.test_llm_pure import write_gguf
+    from veriml.errors import InvalidInput
+    from veriml.zk.preflight import check_operators
+
+    with pytest.raises(InvalidInput, match="GGUF language model"):
+        check_operators(write_gguf(tmp_path / "tiny.gguf"))
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\xff" * 64)
+    with pytest.raises(InvalidInput, match="not an ONNX model"):
+        check_operators(garbage)
+
+
+def test_ezkl_cache_is_kept_under_the_home(cli_home, tmp_path, monkeypatch):
+    from veriml.zk.ezkl_pipeline import default_repo_path
+
+    monkeypatch.setenv("EZKL_REPO_PATH", "placeholder")
+    monkeypatch.delenv("EZKL_REPO_PATH")
+    result = veriml(cli_home, "zk", "setup", "alice/none")
+    assert result.exit_code == 2 and "not published here" in one_error_line(result)
+    assert os.environ["EZKL_REPO_PATH"] == str(cli_home / "ezkl")
+    monkeypatch.setenv("VERIML_HOME", str(tmp_path / "elsewhere"))
+    assert default_repo_path() == tmp_path / "elsewhere" / "ezkl"
+
+
+@pytest.mark.slow
+def test_zk_setup_writes_the_ezkl_cache_under_the_home_only(tmp_path):
+    """The real setup, in its own process with HOME elsewhere: EZKL's cache lands under VERIML_HOME (~40 s)."""
+    from veriml import examples
+
+    home, user = tmp_path / "home", tmp_path / "user"
+    user.mkdir()
+    model = examples.save(examples.mlp((4, 4, 2)), tmp_path / "tiny.onnx")
+    env = {k: v for k, v in os.environ.items() if k != "EZKL_REPO_PATH"} | {"HOME": str(user), "VERIML_HOME": str(home)}
+    script = Path(sys.executable).parent / "veriml"
+    for args in (["keygen", "--name", "alice"], ["publish", str(model), "--name", "alice/tiny"],
+                 ["zk", "setup", "alice/tiny"]):  # fmt: skip
+        done = subprocess.run([str(script), *args], env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    assert (home / "ezkl" / "cache").is_dir()
+    assert not (user / ".veriml").exists() and not (user / ".ezkl").exists()
+
+
+def test_ctrl_c_during_start_up_exits_quietly_with_130(tmp_path):
+    """SIGINT while the command is still loading its modules (here: exactly when `veriml.cli.app` starts to
+    import, as a user's Ctrl-C would land): no traceback, exit status 130."""
+    src = Path(__file__).parents[2] / "src"
+    child = (
+        "import os, signal, sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'veriml.cli.app':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "sys.argv = ['veriml', '--help']\n"
+        "from veriml.cli import main\n"
+        "main()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
+    assert "Usage" not in done.stdout  # it stopped before running the command

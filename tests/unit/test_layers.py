@@ -19,9 +19,10 @@ ALLOWED: dict[str, set[str]] = {
     "zk": {"errors", "codec", "identity", "fsutil"},
     "receipts": {"errors", "codec", "identity", "fsutil", "hub", "runtime"},
     "service": {"errors", "codec", "identity", "fsutil", "hub", "runtime", "tlog", "receipts", "zk"},
+    "sim": set(),  # the dispute economics model: numpy only
     "verify": {"errors", "codec", "identity", "fsutil", "hub", "runtime", "tlog", "receipts", "zk"},
 }
-FACES = {"node", "client", "chain", "cli", "devnet"}
+FACES = {"node", "client", "chain", "cli", "devnet", "explorer", "integrations", "compat"}
 
 
 def unit_of(path: Path) -> str:

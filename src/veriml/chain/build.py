@@ -16,7 +16,7 @@ from typing import Any
 
 from veriml.errors import InvalidInput, NotFound, Unavailable
 
-CONTRACT_NAMES = ("NodeRegistry", "ModelRegistry", "ProvenConsumer", "Ed25519")
+CONTRACT_NAMES = ("NodeRegistry", "ModelRegistry", "ProvenConsumer", "Ed25519", "Disputes")
 _HERE = Path(__file__).resolve().parent
 
 

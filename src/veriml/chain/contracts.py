@@ -29,10 +29,29 @@ ZERO32 = bytes(32)
 
 
 @dataclass(frozen=True)
+class DisputeParams:
+    """The dispute contract's rules (contracts/Disputes.vy), fixed at deployment. Windows are in blocks except
+    the challenge window (seconds from the first anchor covering a receipt; None: half the exit delay, at most a
+    day). Shares are in basis points."""
+
+    committee_size: int = 5
+    draw_delay: int = 2
+    commit_window: int = 20
+    reveal_window: int = 20
+    challenge_window: int | None = None
+    min_bond: int = ETHER // 100
+    reporter_bps: int = 5000  # of a wrong node's stake, to the challenger
+    committee_bps: int = 2500  # of a wrong node's stake, shared by the majority
+    absent_bps: int = 1000  # of the minimum stake, from a member that does not reveal or votes against a verdict
+    node_bps: int = 5000  # of a lost bond, to the disputed node (the rest to the majority)
+
+
+@dataclass(frozen=True)
 class Deployment:
     chain_id: int
     node_registry: str
     model_registry: str
+    disputes: str | None = None  # contracts/Disputes.vy, when deployed
 
     def save(self, path: Path) -> None:
         Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -44,7 +63,9 @@ class Deployment:
             raise NotFound(f"chain deployment {path}: no such file (create one with `veriml chain deploy`)")
         try:
             body = json.loads(path.read_text())
-            return cls(int(body["chain_id"]), str(body["node_registry"]), str(body["model_registry"]))
+            disputes = body.get("disputes")
+            return cls(int(body["chain_id"]), str(body["node_registry"]), str(body["model_registry"]),
+                       None if disputes is None else str(disputes))  # fmt: skip
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidInput(f"chain deployment {path}: malformed ({exc})") from exc
 
@@ -177,8 +198,10 @@ def deploy(
     exit_delay: int = DEFAULT_EXIT_DELAY,
     reporter_bps: int = DEFAULT_REPORTER_BPS,
     max_anchor_gap: int = DEFAULT_MAX_ANCHOR_GAP,
+    disputes: DisputeParams | None = DisputeParams(),
 ) -> Deployment:
-    """Compile the Vyper contracts and deploy the model registry and the node registry from `account`."""
+    """Compile the Vyper contracts and deploy the model registry, the node registry and (unless `disputes` is
+    None) the dispute contract from `account`, which is named the registry's one slasher."""
     models = compile_vyper("ModelRegistry")
     registry = compile_vyper("NodeRegistry")
     ed25519 = compile_vyper("Ed25519")
@@ -189,7 +212,19 @@ def deploy(
         reporter_bps, max_anchor_gap,
         what="NodeRegistry",
     )  # fmt: skip
-    return Deployment(chain.chain_id, registry_address, model_address)
+    disputes_address = None
+    window = disputes.challenge_window or min(24 * 3600, exit_delay // 2) if disputes is not None else 0
+    if disputes is not None and window > 0:  # an exit delay under 2 s leaves no stake to dispute: none deployed
+        game = compile_vyper("Disputes")
+        disputes_address = chain.deploy(
+            account, game.abi, game.bytecode, registry_address, model_address, disputes.committee_size,
+            disputes.draw_delay, disputes.commit_window, disputes.reveal_window, window, disputes.min_bond,
+            disputes.reporter_bps, disputes.committee_bps, disputes.absent_bps, disputes.node_bps,
+            what="Disputes",
+        )  # fmt: skip
+        registry_contract = chain.contract(registry_address, registry.abi)
+        chain.send(account, registry_contract.functions.set_slasher(disputes_address), what="set the slasher")
+    return Deployment(chain.chain_id, registry_address, model_address, disputes_address)
 
 
 class Contracts:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -20,7 +21,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from veriml.cli import chat_command, network_commands, render
+from veriml.cli import chat_command, mcp_command, network_commands, render
 from veriml.cli.chain_commands import chain_app
 from veriml.cli.errors import fail, one_line_errors
 from veriml.cli.input_files import load_input_file
@@ -38,13 +39,16 @@ from veriml.service.home import DEFAULT_PUBLISHER_NAME
 from veriml.verify import LEVELS, verify_bundle
 
 app = typer.Typer(
-    help="veriml: publish models, run verifiable inference, and check results offline.",
+    help="veriml: publish models, run verifiable inference, and check results offline.\n\n"
+    "Example: veriml publish mlp.onnx --name alice/mlp --node http://127.0.0.1:8700",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-models_app = typer.Typer(help="List and show published models.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="List, search and show published models: this home's, or a network's with --node.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 app.add_typer(log_app, name="log")
 app.add_typer(node_app, name="node")
@@ -53,6 +57,7 @@ app.add_typer(zk_app, name="zk")
 app.add_typer(chain_app, name="chain")
 app.command("pin")(network_commands.pin)
 app.command("chat")(chat_command.chat)
+app.command("mcp")(mcp_command.mcp)
 
 console = Console()
 _state: dict[str, Home] = {}
@@ -68,9 +73,26 @@ HomeOption = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from veriml import __version__
+
+        print(f"veriml {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(home_dir: HomeOption = None) -> None:
+def _main(
+    home_dir: HomeOption = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Example: veriml --home ./my-home models list"""
     _state["home"] = Home(home_dir) if home_dir is not None else Home.default()
+
+
+NodeUrl = Annotated[str | None, typer.Option("--node", help="a node's URL: its hub instead of this home's")]
 
 
 @app.command()
@@ -110,11 +132,17 @@ def publish(
     chain_account: Annotated[
         str | None, typer.Option("--chain-account", help="0x account that alone may register it on chain")
     ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="publish to this node (signed here with your publisher key; no admin token)"),
+    ] = None,
 ) -> None:
     """Check an ONNX model or a GGUF language model, sign its manifest with your publisher key, and store it as
-    the next version.
+    the next version: in this home, or with --node on a network's node (open publishing: the node checks the
+    signature, that your key owns the name, the version and your quotas, then takes the bytes).
 
     Example: veriml publish mnist.onnx --name alice/mnist --license Apache-2.0
+    Example: veriml publish mnist.onnx --name alice/mnist --node http://127.0.0.1:8700
     Example: veriml publish SmolLM2-135M-Instruct.Q4_1.gguf --name smol/lm --license Apache-2.0
     """
     if tolerance is None and rtol:
@@ -126,6 +154,10 @@ def publish(
     )
     if not model.is_file():
         raise InvalidInput(f"{model}: no such file")
+    account = None if chain_account is None else chain_account.lower()
+    if node is not None:
+        _publish_to_node(model, name, node, policy, description, license, format, account)
+        return
     with Service(home()) as service, _progress(f"storing {model.name}", model.stat().st_size) as advance:
         published = service.publish(
             model,
@@ -135,36 +167,101 @@ def publish(
             license=license,
             progress=advance,
             format=format,
-            chain_account=None if chain_account is None else chain_account.lower(),
+            chain_account=account,
         )
     verb = "published" if published.created else "already published (same bytes)"
     console.print(f"{verb}: [bold]{published.manifest.body.ref}[/]")
     console.print(render.manifest_table(published.manifest))
 
 
+def _publish_to_node(
+    model: Path, name: str, node: str, policy: ComparisonPolicy, description: str, license: str,
+    format: str | None, chain_account: str | None,
+) -> None:  # fmt: skip
+    from veriml.client import Client
+
+    publisher = home().publisher_key()
+    with Client([node]) as client:
+        signed = client.sign_next(model, name, publisher, node=node, policy=policy, description=description,
+                                  license=license, chain_account=chain_account, format=format)  # fmt: skip
+        with _progress(f"uploading {model.name}", model.stat().st_size) as advance:
+            stored = client.push(signed, model, node, progress=advance)
+    verb = "published" if stored.id == signed.id else "already published (same bytes)"
+    console.print(f"{verb} on {node}: [bold]{escape(stored.body.ref)}[/]")
+    console.print(render.manifest_table(stored))
+
+
 @models_app.command("list")
 @one_line_errors
-def models_list() -> None:
-    """List the models in this home, with their latest versions.
+def models_list(
+    node: NodeUrl = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the list as JSON, digests and keys in full")] = False,
+) -> None:
+    """List the models in this home, or on a network's node with --node, with their latest versions.
 
     Example: veriml models list
+    Example: veriml models list --node http://127.0.0.1:8700
     """
+    _print_models(_model_entries("", node), as_json, node)
+
+
+@models_app.command("search")
+@one_line_errors
+def models_search(
+    query: Annotated[str, typer.Argument(help="text to find in a model's name or description")],
+    node: NodeUrl = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print the matches as JSON, digests and keys in full")
+    ] = False,
+) -> None:
+    """Find models whose name or description contains QUERY (case-insensitive), here or on a node.
+
+    Example: veriml models search mnist --node http://127.0.0.1:8700
+    """
+    _print_models(_model_entries(query, node), as_json, node, query)
+
+
+def _model_entries(query: str, node: str | None) -> list[dict[str, Any]]:
+    if node is not None:
+        from veriml.client import Client
+
+        with Client([node]) as client:
+            return client.models(query, node=node, limit=500)
+    wanted, entries = query.lower(), []
     with Service(home()) as service:
         registry = service.hub.registry
-        latest = [registry.get(name) for name in registry.names()]
-    if not latest:
-        console.print("no models yet: publish one with `veriml publish MODEL.onnx --name owner/name`")
+        for name in registry.names():
+            body = (signed := registry.get(name)).body
+            if wanted and wanted not in name.lower() and wanted not in body.description.lower():
+                continue
+            entries.append({"name": name, "version": body.version, "manifest_id": str(signed.id),
+                            "blob": str(body.blob), "size": body.size, "format": body.format,
+                            "publisher": body.publisher.vkey, "license": body.license,
+                            "description": body.description[:200],
+                            "inputs": ", ".join(f"{s.name}: {s.describe()}" for s in body.inputs)})  # fmt: skip
+    return entries
+
+
+def _print_models(entries: list[dict[str, Any]], as_json: bool, node: str | None, query: str = "") -> None:
+    if as_json:
+        print(json.dumps(entries, indent=2))
         return
-    table = render.Table("model", "latest", "blob", "inputs", "publisher")
-    for signed in latest:
-        body = signed.body
-        table.add_row(
-            body.name,
-            f"@{body.version}",
-            f"{str(body.blob)[:19]}…",
-            ", ".join(f"{s.name}: {s.describe()}" for s in body.inputs),
-            body.publisher.key_id,
-        )
+    if not entries:
+        where = f"on {node}" if node else "in this home"
+        hint = "" if query or node else ": publish one with `veriml publish MODEL.onnx --name owner/name`"
+        console.print(f"no models {('matching ' + repr(query) + ' ') if query else ''}{where}{hint}", markup=False)
+        return
+    from veriml.identity import VerifyingKey
+
+    # Fits 80 columns: names and key ids fold, the short columns and the (shortened) digest never wrap.
+    table = render.Table("model", "latest", "format", "blob", "publisher")
+    for column in table.columns[1:4]:
+        column.no_wrap = True
+    table.columns[0].overflow = table.columns[4].overflow = "fold"
+    for entry in entries:
+        publisher = VerifyingKey.parse(entry["publisher"], "publisher key").key_id
+        table.add_row(render.plain(entry["name"]), f"@{entry['version']}", entry["format"],
+                      render.short(entry["blob"], 8), render.plain(publisher))  # fmt: skip
     console.print(table)
 
 
@@ -173,13 +270,21 @@ def models_list() -> None:
 def models_show(
     ref: Annotated[str, typer.Argument(help="owner/name, owner/name@N, or a manifest id")],
     as_json: Annotated[bool, typer.Option("--json", help="print the signed manifest as JSON")] = False,
+    node: NodeUrl = None,
 ) -> None:
-    """Show one model version's signed manifest.
+    """Show one model version's signed manifest (its signature checked), from this home or from a node.
 
     Example: veriml models show alice/mnist@2
+    Example: veriml models show alice/mnist --node http://127.0.0.1:8700 --json
     """
-    with Service(home()) as service:
-        signed = service.resolve(ref)
+    if node is not None:
+        from veriml.client import Client
+
+        with Client([node]) as client:
+            signed = client.manifest(ref)
+    else:
+        with Service(home()) as service:
+            signed = service.resolve(ref)
     if as_json:
         print(json.dumps(signed.to_json(), indent=2))
         return

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from veriml.cli.errors import one_line_errors
 from veriml.errors import InvalidInput, NotFound
@@ -30,6 +32,9 @@ KeyFile = Annotated[
     ),
 ]
 ETHER = 10**18
+EMBEDDED_CHAIN_ID = 131277322940537  # eth-tester's (the embedded chain of `veriml devnet up`)
+ANVIL_CHAIN_ID = 31337
+LOCAL_CHAIN_IDS = (EMBEDDED_CHAIN_ID, ANVIL_CHAIN_ID)
 
 
 def _home():  # type: ignore[no-untyped-def]
@@ -189,19 +194,95 @@ def anchor(
 
 @chain_app.command("status")
 @one_line_errors
-def status(rpc: Rpc, deployment: DeploymentFile = Path("chain.json")) -> None:
+def status(
+    rpc: Rpc,
+    deployment: DeploymentFile = Path("chain.json"),
+    as_json: Annotated[bool, typer.Option("--json", help="print chain id, contracts and nodes as JSON")] = False,
+) -> None:
     """List the registered nodes: account, log origin, endpoint, stake, anchored size, state.
 
-    Example: veriml chain status --rpc http://127.0.0.1:8545 --deployment chain.json
+    Example: veriml chain status --rpc http://127.0.0.1:8545 --deployment chain.json --json
     """
     contracts = _contracts(rpc, deployment)
-    table = Table("account", "log origin", "endpoint", "stake (ether)", "anchored", "state")
-    for node in contracts.nodes():
+    nodes = list(contracts.nodes())
+    if as_json:
+        print(json.dumps({
+            "chain_id": contracts.deployment.chain_id,
+            "node_registry": contracts.deployment.node_registry,
+            "model_registry": contracts.deployment.model_registry,
+            "nodes": [{"account": n.account, "origin": n.origin, "endpoint": n.endpoint, "stake_wei": n.stake,
+                       "anchored_size": n.anchored_size, "active": n.active} for n in nodes],
+        }, indent=2))  # fmt: skip
+        return
+    # Fits 80 columns: origin and endpoint share a cell, accounts are shortened; --json prints them whole.
+    table = Table("node: log origin, endpoint", "account", "stake", "anchored", "state")
+    for column in table.columns[1:]:
+        column.no_wrap = True
+    table.columns[0].overflow = "fold"
+    for node in nodes:
         state = "active" if node.active else "exiting"
-        table.add_row(node.account, node.origin, node.endpoint, f"{node.stake / ETHER:g}", str(node.anchored_size),
-                      state)  # fmt: skip
-    console.print(f"chain id {contracts.deployment.chain_id}, node registry {contracts.deployment.node_registry}")
+        table.add_row(Text(f"{node.origin}\n{node.endpoint}"), f"{node.account[:6]}…{node.account[-4:]}",
+                      f"{node.stake / ETHER:g} ETH", str(node.anchored_size), state)  # fmt: skip
+    console.print(f"chain id {contracts.deployment.chain_id}")
+    console.print(f"node registry {contracts.deployment.node_registry}")
     console.print(table)
+
+
+key_app = typer.Typer(help="Ethereum keys for a node or a user on the chain.", no_args_is_help=True)
+chain_app.add_typer(key_app, name="key")
+
+
+@key_app.command("new")
+@one_line_errors
+def key_new(
+    out: Annotated[Path, typer.Option("--out", "-o", help="where to write the key (hex, mode 0600)")] = Path("eth.key"),
+) -> None:
+    """Create an Ethereum key in a 0600 file (refusing to overwrite one) and print its address; fund it with
+    `veriml chain fund`, and give it to a node as `chain_key`.
+
+    Example: veriml chain key new --out node1/eth.key
+    """
+    from veriml.chain.connection import new_account_file
+
+    if out.exists():
+        raise InvalidInput(f"key file {out}: already exists (refusing to overwrite a key)")
+    account = new_account_file(out)
+    console.print(f"wrote {out}", markup=False)
+    print(f"address: {account.address}")
+
+
+@chain_app.command("fund")
+@one_line_errors
+def fund(
+    to: Annotated[str, typer.Argument(help="a 0x address, or a key file made by `veriml chain key new`")],
+    rpc: Rpc,
+    amount: Annotated[str, typer.Option(help="ether to send (1.5) or wei (100wei)")] = "1",
+    key_file: KeyFile = None,
+) -> None:
+    """Send ether to an account, from --key-file (or VERIML_CHAIN_KEY); on a local chain (the embedded one of
+    `veriml devnet up`, or anvil) without either, from the chain's public faucet account.
+
+    Example: veriml chain fund node1/eth.key --rpc http://127.0.0.1:8545 --amount 1
+    """
+    import os
+
+    from veriml.chain import Chain, load_account
+    from veriml.chain.connection import ANVIL_KEY, EMBEDDED_KEYS
+
+    wei = _ether(amount, "--amount")
+    address = to
+    if not to.startswith("0x"):
+        address = load_account(key_file=Path(to)).address
+    chain = Chain.connect(rpc)
+    if key_file is not None or os.environ.get("VERIML_CHAIN_KEY"):
+        payer = load_account(key_file=key_file)
+    elif chain.chain_id in LOCAL_CHAIN_IDS:
+        payer = load_account(EMBEDDED_KEYS[0] if chain.chain_id == EMBEDDED_CHAIN_ID else ANVIL_KEY)
+    else:
+        raise InvalidInput(f"chain id {chain.chain_id} is not a local chain: pass --key-file (the paying account)")
+    chain.fund(payer, address, wei)
+    balance = chain.w3.eth.get_balance(chain.w3.to_checksum_address(address))
+    print(f"funded {address} with {wei / ETHER:g} ether from {payer.address}; balance {balance / ETHER:g} ether")
 
 
 @chain_app.command("evidence")
@@ -320,3 +401,8 @@ def deploy_verifier(
         else:
             contracts.set_verifier(account, manifest.id, address)
         console.print(f"registered beside manifest {manifest.id}")
+
+
+from veriml.cli.dispute_commands import dispute_app  # noqa: E402  (it reads this module's options)
+
+chain_app.add_typer(dispute_app, name="dispute")

@@ -32,13 +32,17 @@ def _home() -> Home:
 @log_app.command("show")
 @one_line_errors
 def show() -> None:
-    """Show the log's origin, its size and its latest signed checkpoint.
+    """Show the log's origin, the verifier key that checks its checkpoints, its size and its latest signed
+    checkpoint.
 
     Example: veriml log show
     """
-    with _open(_home()) as log:
+    home = _home()
+    with _open(home) as log:
         latest = log.latest_checkpoint()
-        console.print(f"origin:     {log.origin}")
+        console.print(f"origin:     {log.origin}", markup=False)
+        # The C2SP note verifier key that checks the checkpoint below (`veriml verify --node KEY`).
+        print(f"verifier key: {home.node_key().public.vkey}")
         console.print(f"entries:    {log.sequenced_size} sequenced, {log.integrated_size} integrated")
         console.print(f"checkpoints signed: {len(log.checkpoints())}")
         if latest is None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from veriml import devnet as devnets
 from veriml.cli.errors import one_line_errors
@@ -93,23 +95,45 @@ def down(directory: DevnetDir = Path("devnet")) -> None:
 
 @devnet_app.command("status")
 @one_line_errors
-def status(directory: DevnetDir = Path("devnet")) -> None:
+def status(
+    directory: DevnetDir = Path("devnet"),
+    as_json: Annotated[bool, typer.Option("--json", help="print the nodes (and chain) as JSON")] = False,
+) -> None:
     """Show each devnet node's URL, health, log size and models.
 
-    Example: veriml devnet status
+    Example: veriml devnet status --dir ./devnet --json
     """
-    _status_table(devnets.Devnet.load(directory))
+    network = devnets.Devnet.load(directory)
+    if as_json:
+        print(json.dumps({"dir": str(network.root), "nodes": _node_states(network), "chain": network.chain}, indent=2))
+        return
+    _status_table(network)
+
+
+def _node_states(network: devnets.Devnet) -> list[dict[str, Any]]:
+    states = []
+    for number, node in enumerate(network.nodes):
+        state: dict[str, Any] = {"node": f"node{number}", "url": node.url, "pid": node.pid, "home": node.home,
+                                 "up": False, "log_size": None, "models": [], "key": None}  # fmt: skip
+        try:
+            info = httpx.get(f"{node.url}/v1/info", timeout=2).json()
+            state.update(up=True, log_size=info["log_size"], models=list(info["models"]), key=info.get("node"))
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        states.append(state)
+    return states
 
 
 def _status_table(network: devnets.Devnet) -> None:
     table = Table("node", "url", "pid", "health", "log size", "models")
-    for number, node in enumerate(network.nodes):
-        try:
-            info = httpx.get(f"{node.url}/v1/info", timeout=2).json()
-            health, size, models = "up", str(info["log_size"]), ", ".join(info["models"]) or "-"
-        except (httpx.HTTPError, ValueError, KeyError):
-            health, size, models = "[red]down[/]", "-", "-"
-        table.add_row(f"node{number}", node.url, str(node.pid), health, size, models)
+    for column in table.columns[:5]:
+        column.no_wrap = True
+    table.columns[5].overflow = "fold"
+    for state in _node_states(network):
+        health = "up" if state["up"] else "[red]down[/]"
+        size = "-" if state["log_size"] is None else str(state["log_size"])
+        table.add_row(state["node"], state["url"], str(state["pid"]), health, size,
+                      Text(", ".join(state["models"]) or "-"))  # fmt: skip
     console.print(table)
 
 

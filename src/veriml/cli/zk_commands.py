@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,8 @@ import typer
 from rich.console import Console
 
 from veriml.cli.errors import one_line_errors
+from veriml.cli.render import short
+from veriml.errors import InvalidInput
 from veriml.receipts import Bundle
 from veriml.service import Service
 
@@ -18,8 +21,11 @@ console = Console()
 
 def _home():  # type: ignore[no-untyped-def]
     from veriml.cli.app import home
+    from veriml.zk.ezkl_pipeline import use_repo_path
 
-    return home()
+    found = home()
+    use_repo_path(found.ezkl_dir)  # EZKL's cache under this home, not ~/.veriml
+    return found
 
 
 @zk_app.command("setup")
@@ -29,6 +35,7 @@ def setup(
     srs: Annotated[Path | None, typer.Option(help="a ceremony SRS file; without it a development SRS is made")] = None,
     private_inputs: Annotated[bool, typer.Option("--private-inputs", help="hash inputs instead of publishing")] = False,
     calibration: Annotated[str, typer.Option(help="resources (smaller circuit) or accuracy")] = "resources",
+    as_json: Annotated[bool, typer.Option("--json", help="print the signed ZK document as JSON")] = False,
 ) -> None:
     """Set up the circuit for a model version and sign its ZK document with your publisher key.
 
@@ -37,13 +44,22 @@ def setup(
 
     Example: veriml zk setup alice/mnist@1 --srs ceremony-2^17.srs
     """
+    with Service(_home()) as service:
+        manifest = service.resolve(ref)
+        if manifest.body.format != "onnx":
+            raise InvalidInput(f"zk setup: {manifest.body.ref} is a {manifest.body.format} model; "
+                               "zero-knowledge proofs cover ONNX models only")  # fmt: skip
     with Service(_home()) as service, console.status("setting up the circuit (EZKL): calibrate, compile, keys"):
         signed = service.zk_setup(ref, srs=srs, input_visibility="hashed" if private_inputs else "public",
                                   calibration=calibration)  # fmt: skip
+    if as_json:
+        print(json.dumps(signed.to_json(), indent=2))
+        return
     body = signed.body
-    console.print(f"ZK document for {ref}: logrows {body.logrows}, {body.srs_kind} SRS, inputs {body.input_visibility}")
-    for name, blob in body.artifacts.items():
-        console.print(f"  {name:9s} {blob}")
+    console.print(f"ZK document for {ref}: logrows {body.logrows}, {body.srs_kind} SRS, inputs {body.input_visibility}",
+                  markup=False)  # fmt: skip
+    for name, blob in body.artifacts.items():  # shortened to fit a line; --json prints them whole
+        console.print(f"  {name:9s} {short(blob)}", markup=False)
 
 
 @zk_app.command("prove")

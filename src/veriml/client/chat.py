@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-from veriml.client.protocol import check_salt_and_privacy
+from veriml.client.protocol import check_salt_and_privacy, judge_quorum
 from veriml.client.tokenizer import Tokenizer
 from veriml.errors import InvalidInput, Unavailable, VerificationFailed
 from veriml.hub import SignedManifest
@@ -110,18 +110,95 @@ def chat_body(asked: ChatAsked, stream: bool) -> dict[str, Any]:
     return body
 
 
+DONE = object()  # `data: [DONE]`: the end of a server-sent event stream
+
+
+def sse_event(line: str) -> Any:
+    """One line of a server-sent event stream: its JSON event, None for a line that is not data, or DONE."""
+    if not line.startswith("data:"):
+        return None
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return DONE
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise VerificationFailed(f"malformed event in the stream: {data[:80]!r}") from exc
+
+
 def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
     """The JSON events of a server-sent event stream, up to `data: [DONE]`."""
     for line in lines:
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
+        event = sse_event(line)
+        if event is DONE:
             return
+        if event is not None:
+            yield event
+
+
+class StreamedChat:
+    """One streamed chat answer read event by event, as both clients read it (only their transport differs): each
+    event is checked as it arrives (`StreamCheck`: the hash chain, and the text against the event's token ids)
+    before its text goes to `on_text`, and the last event, with a finish reason, carries the `veriml` field, whose
+    signed tokens must end the chain."""
+
+    def __init__(self, node: str, on_text: Callable[[str], None], asked: ChatAsked) -> None:
+        self.node, self.on_text = node, on_text
+        self.check = StreamCheck(node, asked)
+        self.pieces: list[str] = []
+
+    def feed(self, event: Any) -> tuple[str, str, dict[str, Any]] | None:
+        """(text, finish reason, veriml field) once the answer is complete, else None."""
+        if event is None:
+            return None
+        if event is DONE:
+            raise VerificationFailed(f"node {self.node}: the stream ended without its receipt")
         try:
-            yield json.loads(data)
-        except json.JSONDecodeError as exc:
-            raise VerificationFailed(f"malformed event in the stream: {data[:80]!r}") from exc
+            if (message := error_of(event)) is not None:
+                raise Unavailable(f"node {self.node}: generation failed: {message}")
+            choice = event["choices"][0]
+            piece = choice.get("delta", {}).get("content") or ""
+            self.check.chunk(event, piece)
+            if piece:
+                self.pieces.append(piece)
+                self.on_text(piece)
+            if choice.get("finish_reason") is not None:
+                self.check.finish(event["veriml"])
+                return "".join(self.pieces), choice["finish_reason"], event["veriml"]
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise VerificationFailed(f"node {self.node}: malformed event in the stream ({exc!r})") from exc
+        return None
+
+    def ended(self) -> VerificationFailed:
+        return VerificationFailed(f"node {self.node}: the stream ended without its receipt")
+
+
+def chat_result(node: str, veriml: Any, text: str, finish: str, asked: ChatAsked) -> ChatResult:
+    """A chat answer checked against what was asked (`checked_chat`); it must carry its bundle."""
+    if not isinstance(veriml, dict):
+        raise VerificationFailed(f"node {node}: the answer carries no veriml field")
+    if "bundle" not in veriml:
+        # The answer carries its bundle; the node serves a request's data to no one else.
+        raise VerificationFailed(f"node {node}: the answer carries no bundle")
+    return checked_chat(node, veriml, text, finish, asked)
+
+
+def judge_chat_quorum(results: Sequence[ChatResult]) -> ChatResult:
+    """The first answer with the others' receipts as attestations, if all K generated the same tokens."""
+    agreed = judge_quorum([(result.node, result.bundle) for result in results])
+    return replace(results[0], bundle=agreed)
+
+
+def check_chat_level(level_kind: str) -> None:
+    if level_kind == "proven":
+        raise InvalidInput("chat: verify='proven' is not available for language models")
+
+
+def tokenizer_unavailable(manifest: SignedManifest, exc: Exception) -> Unavailable:
+    return Unavailable(
+        f"chat: cannot check the answer against its signed tokens without {manifest.body.ref}'s tokenizer "
+        f"({exc}); pass check_text=False to take the node's text unchecked (ChatResult.text_checked=False)"
+    )
 
 
 def error_of(event: Mapping[str, Any]) -> str | None:
@@ -202,28 +279,6 @@ class StreamCheck:
                 f"node {self.node}: the receipt's tokens do not end the stream's chain: it signed other tokens "
                 f"than it streamed ({len(tokens)} signed, {self.generated or 'unknown'} streamed)"
             )
-
-
-def read_stream(
-    node: str, events: Iterator[Mapping[str, Any]], asked: ChatAsked, on_text: Callable[[str], None]
-) -> tuple[str, str, dict[str, Any]]:
-    """(text, finish reason, veriml field) of a streamed chat completion, each chunk checked before its text goes
-    to `on_text`. KeyError, IndexError or TypeError mean a malformed event."""
-    check = StreamCheck(node, asked)
-    pieces: list[str] = []
-    for event in events:
-        if (message := error_of(event)) is not None:
-            raise Unavailable(f"node {node}: generation failed: {message}")
-        choice = event["choices"][0]
-        piece = choice.get("delta", {}).get("content") or ""
-        check.chunk(event, piece)
-        if piece:
-            pieces.append(piece)
-            on_text(piece)
-        if choice.get("finish_reason") is not None:
-            check.finish(event["veriml"])
-            return "".join(pieces), choice["finish_reason"], event["veriml"]
-    raise VerificationFailed(f"node {node}: the stream ended without its receipt")
 
 
 def reply_of(node: str, answer: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:

@@ -13,6 +13,8 @@ next; a 4xx is the caller's error and is raised as the matching veriml error.
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,12 +27,15 @@ import httpx
 from veriml.client.chat import (
     ChatAsked,
     ChatResult,
+    StreamedChat,
     chat_ask,
     chat_body,
-    checked_chat,
-    read_stream,
+    chat_result,
+    check_chat_level,
+    judge_chat_quorum,
     reply_of,
-    sse_events,
+    sse_event,
+    tokenizer_unavailable,
 )
 from veriml.client.protocol import (
     STALE_CONNECTION,
@@ -40,6 +45,7 @@ from veriml.client.protocol import (
     Resolved,
     VerifyLevel,
     ask,
+    check_resolved,
     infer_body,
     judge_quorum,
     manifest_request,
@@ -178,34 +184,59 @@ class Client:
         license: str = "",
         node: str | None = None,
         chain_account: str | None = None,
+        progress: Callable[[int], None] | None = None,
+        format: str | None = None,
     ) -> SignedManifest:
-        """Sign the manifest of the next version of `name` and push blob and manifest to one node."""
+        """Sign the manifest of the next version of `name` here, with `publisher`, and push manifest and blob to
+        one node by open publishing: the signature is the credential (no admin token). `progress` hears the
+        number of bytes each uploaded chunk held."""
+        url = (node or self.nodes.urls[0]).rstrip("/")
+        signed = self.sign_next(model_path, name, publisher, node=url, policy=policy, description=description,
+                                license=license, chain_account=chain_account, format=format)  # fmt: skip
+        return self.push(signed, Path(model_path), url, progress)
+
+    def sign_next(
+        self, model_path: Path, name: str, publisher: SigningKey, node: str | None = None, **fields: Any
+    ) -> SignedManifest:
+        """The signed manifest of the version after the one `node` holds of `name` (version 1 if none)."""
         url = (node or self.nodes.urls[0]).rstrip("/")
         try:
-            latest = parse_signed_manifest(self._request(url, "GET", f"/v1/models/{name}").json())
+            latest = check_resolved(url, name, parse_signed_manifest(self._request(url, "GET", f"/v1/models/{name}")
+                                                                     .json()), frozenset())  # fmt: skip
         except NotFound:
             latest = None
-        signed = sign_next_version(
-            Path(model_path),
-            name=name,
-            latest=latest,
-            publisher=publisher,
-            policy=policy,
-            description=description,
-            license=license,
-            chain_account=chain_account,
-        )
-        return self.push(signed, Path(model_path), url)
+        return sign_next_version(Path(model_path), name=name, latest=latest, publisher=publisher, **fields)
 
-    def push(self, signed: SignedManifest, model_path: Path, node: str | None = None) -> SignedManifest:
-        """Upload a model's bytes and its already signed manifest to one node (admin); the manifest stored
-        there (this one, or the version the same bytes already are)."""
+    def push(
+        self,
+        signed: SignedManifest,
+        model_path: Path,
+        node: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> SignedManifest:
+        """Publish an already signed manifest and its model's bytes on one node (open publishing: the node checks
+        the signature, the name's owner, the version and the publisher's quotas first; the bytes are sent only
+        if it does not hold them). The manifest stored there: this one, or the version these bytes already are."""
         url = (node or self.nodes.urls[0]).rstrip("/")
-        with open(model_path, "rb") as handle:
-            self._request(url, "PUT", f"/v1/blobs/{signed.body.blob}", content=iter(lambda: handle.read(CHUNK), b""),
-                          headers=self._admin())  # fmt: skip
-        answer = self._request(url, "POST", "/v1/manifests", json=signed.to_json(), headers=self._admin()).json()
-        return self.manifest(answer["manifest_id"]) if not answer["created"] else signed
+        answer = self._request(url, "POST", "/v1/publish", json=signed.to_json())
+        body = answer.json()
+        if answer.status_code == 202:
+            with open(model_path, "rb") as handle:
+
+                def chunks() -> Iterator[bytes]:
+                    while chunk := handle.read(CHUNK):
+                        if progress is not None:
+                            progress(len(chunk))
+                        yield chunk
+
+                body = self._request(url, "PUT", body["upload"], content=chunks()).json()
+        return self.manifest(body["manifest_id"]) if not body["created"] else signed
+
+    def models(self, query: str = "", node: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Browse a node's hub (public, read-only): the latest version of each model whose name or description
+        contains `query`. Each entry names its manifest id; `manifest(id)` fetches and checks the signed manifest."""
+        url = (node or self.nodes.urls[0]).rstrip("/")
+        return self._request(url, "GET", "/v1/hub/models", params={"q": query, "limit": limit}).json()["models"]
 
     def pin(self, ref: str, node: str) -> dict[str, Any]:
         return self._request(node.rstrip("/"), "POST", "/v1/pin", json={"model": ref}, headers=self._admin()).json()
@@ -358,8 +389,7 @@ class Client:
             print(result.text, result.bundle.receipt.id)
         """
         level = VerifyLevel.parse(verify)
-        if level.kind == "proven":
-            raise InvalidInput("chat: verify='proven' is not available for language models")
+        check_chat_level(level.kind)
         if not self.nodes.infos:
             self.refresh()
         manifest = self.manifest(ref, publisher)
@@ -396,10 +426,7 @@ class Client:
         try:
             return self.tokenizers.get(manifest, fetch)
         except Unavailable as exc:
-            raise Unavailable(
-                f"chat: cannot check the answer against its signed tokens without {manifest.body.ref}'s tokenizer "
-                f"({exc}); pass check_text=False to take the node's text unchecked (ChatResult.text_checked=False)"
-            ) from exc
+            raise tokenizer_unavailable(manifest, exc) from exc
 
     def _chat_first(self, asked: ChatAsked, on_text: Callable[[str], None] | None) -> ChatResult:
         failures: list[VerimlError] = []
@@ -429,8 +456,7 @@ class Client:
                     results.append(result)
         if len(results) < k:
             raise no_answer(f"quorum:{k}: only {len(results)} distinct nodes answered acceptably", failures)
-        agreed = judge_quorum([(r.node, r.bundle) for r in results])
-        return replace(results[0], bundle=agreed)
+        return judge_chat_quorum(results)
 
     def _chat_one(self, url: str, asked: ChatAsked, on_text: Callable[[str], None] | None) -> ChatResult:
         if on_text is None:
@@ -442,17 +468,13 @@ class Client:
             text, finish, veriml = reply_of(url, response.json())
         else:
             text, finish, veriml = self._chat_stream(url, asked, on_text)
-        if not isinstance(veriml, dict):
-            raise VerificationFailed(f"node {url}: the answer carries no veriml field")
-        if "bundle" not in veriml:
-            # The answer carries its bundle; the node serves a request's data to no one else.
-            raise VerificationFailed(f"node {url}: the answer carries no bundle")
-        return checked_chat(url, veriml, text, finish, asked)
+        return chat_result(url, veriml, text, finish, asked)
 
     def _chat_stream(
         self, url: str, asked: ChatAsked, on_text: Callable[[str], None]
     ) -> tuple[str, str, dict[str, Any]]:
-        """Stream the text to `on_text` as it comes, each chunk checked first (`chat.read_stream`)."""
+        """Stream the text to `on_text` as it comes, each chunk checked first (`chat.StreamedChat`)."""
+        stream = StreamedChat(url, on_text, asked)
         try:
             with self._http.stream(
                 "POST", url + "/v1/chat/completions", json=chat_body(asked, stream=True)
@@ -460,11 +482,12 @@ class Client:
                 if response.status_code >= 400:
                     response.read()
                     raise_for_openai_error(url, response)
-                return read_stream(url, sse_events(response.iter_lines()), asked, on_text)
+                for line in response.iter_lines():
+                    if (answer := stream.feed(sse_event(line))) is not None:
+                        return answer
         except httpx.HTTPError as exc:
             raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise VerificationFailed(f"node {url}: malformed event in the stream ({exc!r})") from exc
+        raise stream.ended()
 
     def _wait_logged(self, url: str, bundle: Bundle, index: int) -> Bundle:
         deadline = time.monotonic() + self.log_wait
@@ -511,8 +534,9 @@ def _proven(
 
 
 class AsyncClient:
-    """`infer` at every level but `proven`, for asyncio programs, with the same request binding as `Client` (the
-    shared layer in `protocol`); publishing, pinning, proofs and chat stay on the sync client."""
+    """`infer` at every level but `proven`, and `chat`, for asyncio programs, with the same request binding and
+    answer checks as `Client` (the shared layers in `protocol` and `chat`: only the transport differs); publishing,
+    pinning and proofs stay on the sync client."""
 
     def __init__(
         self,
@@ -521,10 +545,12 @@ class AsyncClient:
         log_wait: float = 15.0,
         publishers: Publishers = None,
         resolve_ttl: float = 5.0,
+        cache_dir: Path | None = None,
     ) -> None:
         self.nodes = Nodes(nodes)
         self.log_wait = log_wait
         self.publishers = publisher_keys(publishers)
+        self.tokenizers = Tokenizers(cache_dir)
         self._resolved = Resolved(resolve_ttl)
         self._http = httpx.AsyncClient(timeout=timeout)
 
@@ -648,3 +674,152 @@ class AsyncClient:
             if proven is not None:
                 return proven
             await asyncio.sleep(0.1)
+
+    async def chat(
+        self,
+        ref: str,
+        messages: str | Sequence[Mapping[str, Any]],
+        *,
+        verify: str = "signed",
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+        on_text: Callable[[str], None] | None = None,
+        logged: bool = False,
+        publisher: Publishers = None,
+        check_text: bool = True,
+        privacy: str = DEFAULT_PRIVACY,
+        **extra: Any,
+    ) -> ChatResult:
+        """As `Client.chat`: the reply text with the bundle that proves it, checked here against the request and
+        the signed tokens (the text returned is what they decode to).
+
+            async with AsyncClient(nodes) as client:
+                result = await client.chat("smol/lm", "What is 2+2?", verify="quorum:3")
+        """
+        level = VerifyLevel.parse(verify)
+        check_chat_level(level.kind)
+        if not self.nodes.infos:
+            await self.refresh()
+        manifest = await self.manifest(ref, publisher)
+        tokenizer = await self.tokenizer(manifest) if check_text else None
+        asked = chat_ask(manifest, messages, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop,
+                         extra=extra, tokenizer=tokenizer, privacy=privacy)  # fmt: skip
+        if level.kind != "quorum":
+            result = await self._chat_first(asked, on_text)
+        else:
+            result = await self._chat_quorum(asked, level.nodes, on_text)
+        if level.kind == "logged" or logged:
+            result = replace(result, bundle=await self._wait_logged(result.node, result.bundle, result.log_index))
+        return result
+
+    async def tokenizer(self, manifest: SignedManifest) -> Tokenizer:
+        """As `Client.tokenizer`: the blob is fetched once by content address (here, asynchronously), checked
+        against its id and cached; llama.cpp loads the vocabulary in a worker thread."""
+        from veriml.runtime.llama_engine import llama_module
+
+        try:
+            llama_module()  # Unavailable (with how to install it) before any download
+        except Unavailable as exc:
+            raise tokenizer_unavailable(manifest, exc) from exc
+        blob = manifest.body.blob
+        fetched = None if self.tokenizers.has(blob) else await self._fetch_blob(manifest)
+
+        def read(_blob: Digest) -> Iterator[bytes]:
+            if fetched is None:
+                raise Unavailable(f"blob {blob}: no longer cached")
+            with open(fetched, "rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    yield chunk
+
+        try:
+            return await asyncio.to_thread(self.tokenizers.get, manifest, read)
+        except Unavailable as exc:
+            raise tokenizer_unavailable(manifest, exc) from exc
+        finally:
+            if fetched is not None:
+                fetched.unlink(missing_ok=True)
+
+    async def _fetch_blob(self, manifest: SignedManifest) -> Path:
+        """A model's bytes from the first node that serves them, into a temporary file (checked by its reader)."""
+        blob = manifest.body.blob
+        self.tokenizers.cache_dir.mkdir(parents=True, exist_ok=True)
+        failures: list[VerimlError] = []
+        for url in self.nodes.order(manifest.body.name):
+            fd, name = tempfile.mkstemp(dir=self.tokenizers.cache_dir, prefix="fetch-")
+            path = Path(name)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    async with self._http.stream("GET", f"{url}/v1/blobs/{blob}") as response:
+                        if response.status_code >= 400:
+                            await response.aread()
+                            raise_for_problem(url, response)
+                        async for chunk in response.aiter_bytes(CHUNK):
+                            handle.write(chunk)
+                return path
+            except httpx.HTTPError as exc:
+                failures.append(Unavailable(f"node {url}: {type(exc).__name__}: {exc}"))
+            except (Unavailable, NotFound) as exc:
+                failures.append(exc)
+            path.unlink(missing_ok=True)
+        raise no_answer(f"blob {blob}", failures)
+
+    async def _chat_first(self, asked: ChatAsked, on_text: Callable[[str], None] | None) -> ChatResult:
+        failures: list[VerimlError] = []
+        for url in self.nodes.order(asked.manifest.body.name):
+            try:
+                return await self._chat_one(url, asked, on_text)
+            except (Unavailable, NotFound, VerificationFailed) as exc:  # another node may hold it, or be honest
+                failures.append(exc)
+        raise no_answer(f"no node could run {asked.manifest.body.ref}", failures)
+
+    async def _chat_quorum(self, asked: ChatAsked, k: int, on_text: Callable[[str], None] | None) -> ChatResult:
+        if k > len(self.nodes.urls):
+            raise InvalidInput(f"quorum:{k} needs {k} nodes; the client knows {len(self.nodes.urls)}")
+        urls = self.nodes.order(asked.manifest.body.name)[:k]
+        answers = await asyncio.gather(
+            *(self._chat_one(url, asked, None if n else on_text) for n, url in enumerate(urls)), return_exceptions=True
+        )
+        results: list[ChatResult] = []
+        failures: list[VerimlError] = []
+        keys: set[bytes] = set()
+        for answer in answers:
+            if isinstance(answer, VerimlError):
+                failures.append(answer)
+            elif isinstance(answer, BaseException):
+                raise answer
+            elif _count_once(keys, answer.node, answer.bundle, failures):
+                results.append(answer)
+        if len(results) < k:
+            raise no_answer(f"quorum:{k}: only {len(results)} distinct nodes answered acceptably", failures)
+        return judge_chat_quorum(results)
+
+    async def _chat_one(self, url: str, asked: ChatAsked, on_text: Callable[[str], None] | None) -> ChatResult:
+        if on_text is None:
+            try:
+                response = await self._http.post(url + "/v1/chat/completions", json=chat_body(asked, stream=False))
+            except httpx.HTTPError as exc:
+                raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
+            raise_for_openai_error(url, response)
+            text, finish, veriml = reply_of(url, response.json())
+        else:
+            text, finish, veriml = await self._chat_stream(url, asked, on_text)
+        return chat_result(url, veriml, text, finish, asked)
+
+    async def _chat_stream(
+        self, url: str, asked: ChatAsked, on_text: Callable[[str], None]
+    ) -> tuple[str, str, dict[str, Any]]:
+        stream = StreamedChat(url, on_text, asked)
+        body = chat_body(asked, stream=True)
+        try:
+            async with self._http.stream("POST", url + "/v1/chat/completions", json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise_for_openai_error(url, response)
+                async for line in response.aiter_lines():
+                    if (answer := stream.feed(sse_event(line))) is not None:
+                        return answer
+        except httpx.HTTPError as exc:
+            raise Unavailable(f"node {url}: {type(exc).__name__}: {exc}") from exc
+        raise stream.ended()

@@ -39,6 +39,15 @@ _KINDS: dict[str, type[VerimlError]] = {
     "permission-denied": PermissionDenied,
     "verification-failed": VerificationFailed,
     "unavailable": Unavailable,
+    # open publishing (node.publishing): specific refusals, each a kind of the general ones above
+    "name-owned": PermissionDenied,
+    "publisher-not-allowed": PermissionDenied,
+    "quota-exceeded": PermissionDenied,
+    "publish-rate-limited": Unavailable,
+    "version-conflict": Conflict,
+    "blob-mismatch": VerificationFailed,
+    "model-refused": InvalidInput,
+    "no-pending-publish": NotFound,
 }
 _QUORUM = re.compile(r"quorum:([1-9][0-9]?)")
 

@@ -108,6 +108,10 @@ class Tokenizers:
                 tokenizer = self._loaded[blob] = Tokenizer(self._blob_path(blob, fetch))
             return tokenizer
 
+    def has(self, blob: Digest) -> bool:
+        """Whether the blob's tokenizer is loaded or its checked bytes are cached (no fetch needed)."""
+        return blob in self._loaded or (self.cache_dir / "blobs" / f"{blob.hex}.gguf").is_file()
+
     def _blob_path(self, blob: Digest, fetch: Callable[[Digest], Iterable[bytes]]) -> Path:
         path = self.cache_dir / "blobs" / f"{blob.hex}.gguf"
         if path.is_file():

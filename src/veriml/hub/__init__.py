@@ -2,7 +2,7 @@
 
 from veriml.hub.blobs import BlobStore
 from veriml.hub.gguf_model import GgufDescription, describe_gguf, is_gguf
-from veriml.hub.hub import Hub, Published
+from veriml.hub.hub import Hub, NameOwned, Published, VersionConflict
 from veriml.hub.manifest import LlmSection, Manifest, SignedManifest, parse_signed_manifest
 from veriml.hub.onnx_model import OnnxDescription, describe_onnx
 from veriml.hub.policy import Comparison, ComparisonPolicy, compare_outputs
@@ -18,10 +18,12 @@ __all__ = [
     "LlmSection",
     "Manifest",
     "ModelRef",
+    "NameOwned",
     "OnnxDescription",
     "Published",
     "Registry",
     "SignedManifest",
+    "VersionConflict",
     "check_model_name",
     "compare_outputs",
     "describe_gguf",

@@ -16,6 +16,18 @@ from veriml.hub.registry import Registry
 from veriml.identity import VerifyingKey
 
 
+class NameOwned(PermissionDenied):
+    """Another key owns this name (or, in open publishing, its owner part)."""
+
+    kind = "name-owned"
+
+
+class VersionConflict(Conflict):
+    """The version is not the next one of its name, or does not name the latest as its parent."""
+
+    kind = "version-conflict"
+
+
 @dataclass(frozen=True, slots=True)
 class Published:
     manifest: SignedManifest
@@ -43,38 +55,56 @@ class Hub:
         return self.registry.get(ref.name, ref.version)
 
     def publish(
-        self, signed: SignedManifest, blob_source: BinaryIO | Path | None, progress: Progress | None = None
+        self,
+        signed: SignedManifest,
+        blob_source: BinaryIO | Path | None,
+        progress: Progress | None = None,
+        namespace: bool = False,
     ) -> Published:
         """Check and store a signed manifest and its blob; on any refusal nothing is stored.
 
         `blob_source` may be None when the blob is already in the store (the same bytes under another name).
+        With `namespace` (open publishing) the owner part of the name is owned too: the first key to publish under
+        `owner/` holds every name under it.
         """
         signed.verified()
-        body = signed.body
         with self.registry.transaction():
-            existing = self.registry.version_with_blob(body.name, body.blob)
-            owner = self.registry.owner(body.name)
-            if owner is not None and owner != body.publisher.vkey:
-                raise PermissionDenied(
-                    f"model {body.name}: owned by key {VerifyingKey.parse(owner).key_id}; "
-                    f"key {body.publisher.key_id} may not publish versions of it"
-                )
+            existing = self.admissible(signed, namespace)
             if existing is not None:
                 return Published(existing, created=False)
-            latest = self.registry.latest(body.name)
-            expected_version = 1 if latest is None else latest.body.version + 1
-            if body.version != expected_version:
-                raise Conflict(
-                    f"model {body.name}: version {body.version} is out of order; expected {expected_version}"
-                )
-            if latest is not None and body.parent != latest.id:
-                raise Conflict(
-                    f"model {body.name}@{body.version}: parent must be {latest.id} (version {latest.body.version})"
-                )
             self._store_blob(signed, blob_source, progress)
             self.check_model_blob(signed)
             self.registry.insert(signed)
         return Published(signed, created=True)
+
+    def admissible(self, signed: SignedManifest, namespace: bool = False) -> SignedManifest | None:
+        """The publishing rules, read-only: raise NameOwned or VersionConflict, or return the stored manifest when
+        these bytes already are a version of this name (publishing them again changes nothing), else None.
+        `Hub.publish` applies them again inside its write transaction."""
+        body = signed.body
+        existing = self.registry.version_with_blob(body.name, body.blob)
+        owner = self.registry.owner(body.name)
+        if owner is None and namespace:
+            owner = self.registry.namespace_owner(body.name.split("/", 1)[0])
+        if owner is not None and owner != body.publisher.vkey:
+            raise NameOwned(
+                f"model {body.name}: owned by key {VerifyingKey.parse(owner).key_id}; "
+                f"key {body.publisher.key_id} may not publish versions of it"
+            )
+        if existing is not None:
+            return existing
+        latest = self.registry.latest(body.name)
+        expected_version = 1 if latest is None else latest.body.version + 1
+        if body.version != expected_version:
+            older = " (older than the latest stored: a replay or a fork)" if body.version < expected_version else ""
+            raise VersionConflict(
+                f"model {body.name}: version {body.version} is out of order; expected {expected_version}{older}"
+            )
+        if latest is not None and body.parent != latest.id:
+            raise VersionConflict(
+                f"model {body.name}@{body.version}: parent must be {latest.id} (version {latest.body.version})"
+            )
+        return None
 
     def refused(self, manifest: SignedManifest) -> None:
         """Raise InvalidInput at once if the manifest's blob was refused before (no fetch, no parse)."""
@@ -137,6 +167,8 @@ class Hub:
     def _store_blob(self, signed: SignedManifest, source: BinaryIO | Path | None, progress: Progress | None) -> None:
         body = signed.body
         if self.blobs.has(body.blob):
+            if self.blobs.size(body.blob) != body.size:
+                raise InvalidInput(f"manifest {body.ref}: size {body.size} does not match the blob's bytes")
             return
         if source is None:
             raise InvalidInput(f"blob {body.blob}: not in the store, and no bytes were given")

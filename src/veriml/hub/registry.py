@@ -94,6 +94,16 @@ class Registry:
         row = self._row("SELECT owner FROM models WHERE name = ?", name)
         return row[0] if row else None
 
+    def namespace_owner(self, owner: str) -> str | None:
+        """The key (verifier key text) that holds names under `owner/`: the first to publish one claimed it."""
+        pattern = owner.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+        row = self._row("SELECT owner FROM models WHERE name LIKE ? ESCAPE '\\' ORDER BY rowid LIMIT 1", pattern)
+        return row[0] if row else None
+
+    def owned_by(self, key: str) -> list[str]:
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT name FROM models WHERE owner = ? ORDER BY name", (key,))]
+
     def latest(self, name: str) -> SignedManifest | None:
         with self._lock:
             now = time.monotonic()

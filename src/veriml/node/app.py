@@ -19,8 +19,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veriml.codec import Digest, canonical_json, tensors_from_json
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
+from veriml.explorer import create_router as explorer_router
 from veriml.hub import parse_signed_manifest
-from veriml.node import openai_api, problems
+from veriml.node import openai_api, problems, publishing
 from veriml.node.limits import ConcurrencyCap, check_reexecution
 from veriml.node.node import Node
 from veriml.receipts import DEFAULT_PRIVACY, parse_salt, parse_signed_receipt
@@ -71,7 +72,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.blob_limit if scope["path"].startswith("/v1/blobs/") else self.json_limit
+        limit = self.blob_limit if scope["path"].startswith(("/v1/blobs/", "/v1/publish/")) else self.json_limit
         headers = dict(scope.get("headers", []))
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
@@ -263,6 +264,15 @@ def create_app(node: Node) -> FastAPI:
         is recorded); never for a `private` one. `data` says which case applied."""
         return node.auditor.disclosure.entry(index, "GET", request.url.path, request.headers)
 
+    @app.get("/v1/disputes/{dispute_id}/entry", tags=["log"])
+    def dispute_entry(dispute_id: int, request: Request) -> dict[str, Any]:
+        """For a member of an on-chain dispute's committee (a signed auditor request), from the dispute's
+        challenger: the disputed entry's receipt, salt, inputs and outputs as this node's auditor was disclosed
+        them, so that a disputed node withholding them from its committee gains nothing (docs/chain.md)."""
+        if node.disputes is None:
+            raise NotFound("this node takes no part in disputes (no chain with a dispute contract)")
+        return node.disputes.serve_entry(dispute_id, "GET", request.url.path, request.headers)
+
     @app.get("/v1/log/entries/{index}/bundle", tags=["log"])
     def log_entry_bundle(index: int, request: Request) -> Response:
         """The bundle of the receipt at a log index: manifest, signed receipt, salt, inputs and outputs, and its
@@ -310,6 +320,8 @@ def create_app(node: Node) -> FastAPI:
                 "refusals": node.auditor.store.refusals(limit=limit)}  # fmt: skip
 
     app.include_router(openai_api.create_router(node))
+    app.include_router(explorer_router(node))  # HTML pages at / (docs/explorer.md); not in the OpenAPI document
+    app.include_router(publishing.create_router(node))
 
     @app.get("/checkpoint", tags=["tlog-tiles"], response_class=PlainTextResponse)
     def checkpoint() -> Response:

@@ -229,6 +229,7 @@ class Auditor(BackgroundJob):
         self.retention = Retention(self.disclosure)
         self._http = httpx.Client(timeout=30)
         self._next_request = 0.0
+        self.on_disagreement: Any = None  # set on a chain with disputes: (receipt, log index, entry) -> None
         super().__init__("audit")
 
     def start(self) -> Auditor:
@@ -370,6 +371,8 @@ class Auditor(BackgroundJob):
         if attestation.body.verdict == "disagree":
             # Not the detail: for a generation it names tokens of the output, and request data stays out of logs.
             events.warning(json.dumps({"event": "evidence", "subject": receipt.body.node.key_id, "index": index}))
+            if self.on_disagreement is not None:
+                self.on_disagreement(receipt, index, entry)
         return True
 
     def audited_size(self, origin: str) -> int:

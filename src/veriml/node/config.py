@@ -46,6 +46,10 @@ class NodeConfig:
     chain_key: str | None = None  # the node's Ethereum key file (hex, mode 0600)
     chain_stake: int = 10**17  # wei staked at registration
     anchor_interval: float = 10.0  # seconds between anchors
+    # With a chain whose deployment has a dispute contract: open disputes on audit disagreements, and vote when
+    # drawn onto a committee (docs/chain.md, Disputes); checked every dispute_interval seconds.
+    disputes: bool = True
+    dispute_interval: float = 2.0
     public_url: str | None = None  # the endpoint registered on chain [default: http://host:port]
     llm_max_tokens: int = 1024  # the most tokens one generation may ask for
     llm_n_ctx: int = 2048  # default context size of a generation (capped by the model's)
@@ -67,6 +71,15 @@ class NodeConfig:
     # Endpoints registered on chain are fetched only when they are http(s) URLs whose host resolves to public
     # addresses; networks listed here (CIDR) are allowed besides. Redirects are never followed.
     allow_endpoint_networks: tuple[str, ...] = field(default_factory=tuple)
+    # Open publishing (docs/network.md): who may publish with a signature alone ("open", "allow-list" of
+    # publisher verifier keys in publish_allow, or "closed": admin token only), and what one publisher key may
+    # make this node store: bytes, model names, publishes per hour; publish_total_bytes bounds all keys together.
+    publish_policy: str = "open"
+    publish_allow: tuple[str, ...] = field(default_factory=tuple)
+    publish_quota_bytes: int = 2 << 30
+    publish_quota_models: int = 32
+    publish_rate_per_hour: int = 60
+    publish_total_bytes: int = 64 << 30
 
     def __post_init__(self) -> None:
         if not 0 <= self.port < 65536:
@@ -93,6 +106,11 @@ class NodeConfig:
                 ipaddress.ip_network(network, strict=False)
             except ValueError as exc:
                 raise InvalidInput(f"node config: allow_endpoint_networks: {network!r} is not a network") from exc
+        if self.publish_policy not in ("open", "allow-list", "closed"):
+            raise InvalidInput(f"node config: publish_policy {self.publish_policy!r}: open, allow-list or closed")
+        for name in ("publish_quota_bytes", "publish_quota_models", "publish_rate_per_hour", "publish_total_bytes"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"node config: {name} must be zero or more")
         for peer in self.peers:
             if not peer.startswith(("http://", "https://")):
                 raise InvalidInput(f"node config: peer {peer!r} must be an http(s) URL")
@@ -112,7 +130,7 @@ class NodeConfig:
         for name in known:
             raw = env.get(f"VERIML_NODE_{name.upper()}")
             if raw is not None:
-                values[name] = raw.split(",") if name in ("peers", "allow_endpoint_networks") else raw
+                values[name] = raw.split(",") if name in _LIST_SETTINGS else raw
         values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(values) - set(known)
         if unknown:
@@ -128,7 +146,9 @@ class NodeConfig:
             raise InvalidInput(f"node config: {exc}") from exc
 
 
+_LIST_SETTINGS = ("peers", "allow_endpoint_networks", "publish_allow")
 _INT_SETTINGS = frozenset({
+    "publish_quota_bytes", "publish_quota_models", "publish_rate_per_hour", "publish_total_bytes",
     "port", "max_json_bytes", "max_blob_bytes", "provers", "chain_id", "chain_stake",
     "llm_max_tokens", "llm_n_ctx", "llm_n_batch", "llm_max_prompt_bytes", "llm_max_sequences", "max_input_bytes",
     "max_proof_jobs_queued", "proof_jobs_kept", "max_concurrent_attests",
@@ -138,11 +158,13 @@ _INT_SETTINGS = frozenset({
 def _convert(name: str, value: Any) -> Any:
     if name == "peers":
         return tuple(str(p).rstrip("/") for p in value if str(p))
+    if name == "publish_allow":
+        return tuple(str(k).strip() for k in value if str(k).strip())
     if name == "allow_endpoint_networks":
         return tuple(str(n).strip() for n in value if str(n).strip())
     if name in _INT_SETTINGS:
         return int(value)
     if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval", "anchor_interval",
-                "audit_retention", "peer_refresh_interval", "peer_negative_ttl"):  # fmt: skip
+                "audit_retention", "peer_refresh_interval", "peer_negative_ttl", "dispute_interval"):  # fmt: skip
         return float(value)
     return value

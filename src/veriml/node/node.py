@@ -52,6 +52,13 @@ class Node:
         self.discovery = discovery or StaticPeers(config.peers, config.peer_timeout)
         self.publisher = CheckpointPublisher(self.service.log, config.checkpoint_interval, self._witnesses)
         self.auditor = Auditor(self, config.audit_fraction, config.audit_interval)
+        self.disputes: Any = None
+        if self.membership is not None and config.disputes and self.membership.contracts.deployment.disputes:
+            from veriml.node.disputes import DisputeParticipant
+
+            self.disputes = DisputeParticipant(self, self.membership.contracts, self.membership.account,
+                                               config.dispute_interval)  # fmt: skip
+            self.auditor.on_disagreement = self.disputes.on_disagreement
         self.proofs = ProofJobs(self.home.root / "proofs" / "jobs.sqlite", self.service, config.provers,
                                 config.max_proof_jobs_queued, config.proof_jobs_kept)  # fmt: skip
         # Work done at peers on a caller's behalf is bounded: refreshes gated, id lookups rate-limited and
@@ -68,11 +75,15 @@ class Node:
             self.membership.start()  # registers, then starts chain discovery and anchoring
         self.publisher.start()
         self.auditor.start()
+        if self.disputes is not None:
+            self.disputes.start()
         self.proofs.start()
         return self
 
     def stop(self) -> None:
         self.proofs.stop()
+        if self.disputes is not None:
+            self.disputes.stop()
         self.auditor.stop()
         self.publisher.stop()
         if self.membership is not None:

@@ -28,9 +28,19 @@ from veriml.zk.preflight import check_memory, check_operators, default_memory_ca
 CALIBRATION_TARGETS = ("resources", "accuracy")
 
 
+def default_repo_path() -> Path:
+    """EZKL's cache directory: `ezkl` under the veriml home (VERIML_HOME, else ~/.veriml)."""
+    return Path(os.environ.get("VERIML_HOME") or Path.home() / ".veriml") / "ezkl"
+
+
+def use_repo_path(path: Path) -> None:
+    """Keep EZKL's cache under this home, unless the user named one (EZKL_REPO_PATH) already."""
+    os.environ.setdefault("EZKL_REPO_PATH", str(path))
+
+
 def _ezkl() -> Any:
-    # EZKL keeps a cache under ~/.ezkl unless told otherwise; keep it beside the work instead.
-    os.environ.setdefault("EZKL_REPO_PATH", str(Path.home() / ".veriml" / "ezkl"))
+    # EZKL keeps a cache under ~/.ezkl unless told otherwise; keep it under the veriml home instead.
+    use_repo_path(default_repo_path())
     import ezkl
 
     return ezkl

@@ -31,7 +31,13 @@ def default_memory_cap() -> int:
 
 
 def check_operators(model: Path) -> None:
-    graph = onnx.load(str(model), load_external_data=False).graph
+    with open(model, "rb") as handle:
+        if handle.read(4) == b"GGUF":
+            raise InvalidInput("zk setup: this is a GGUF language model; zero-knowledge proofs cover ONNX models only")
+    try:
+        graph = onnx.load(str(model), load_external_data=False).graph
+    except Exception as exc:  # protobuf's DecodeError and friends: not an ONNX file
+        raise InvalidInput(f"zk setup: not an ONNX model ({type(exc).__name__})") from exc
     found = sorted({node.op_type for node in graph.node} & UNSUPPORTED_OPS)
     if found:
         raise InvalidInput(f"zk preflight: the model uses {', '.join(found)}, which EZKL cannot prove")

@@ -1,0 +1,42 @@
+"""A node that answers wrongly and then hides from its committee: every output it serves is shifted by 1e-3
+(consistently), and it discloses an auditable entry's data to each auditor once, withholding it when the same
+auditor asks again — as a member of the committee drawn to re-execute the dispute its audit led to. For the
+dispute tests only: the faults are injected here by patching before the node starts; the product has no switch.
+Usage: dispute_withholding_node.py --config F"""
+
+import threading
+
+import numpy as np
+
+from veriml.node import disclosure
+from veriml.node.__main__ import main
+from veriml.node.auditor_auth import AUDITOR_HEADER
+from veriml.runtime.onnx_engine import OnnxEngine
+
+honest_run = OnnxEngine.run
+honest_release = disclosure.Disclosure._release
+disclosed: set[tuple[str, int]] = set()  # (auditor key, log index)
+
+
+def wrong_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
+    outputs = honest_run(self, blob_id, load, inputs)
+    if threading.current_thread().name in ("audit", "disputes"):
+        return outputs
+    return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}
+
+
+def release_once(self, index, stored, method, path, headers):  # type: ignore[no-untyped-def]
+    data = honest_release(self, index, stored, method, path, headers)
+    if data == "disclosed":
+        asked = (headers.get(AUDITOR_HEADER, ""), index)
+        if asked in disclosed:
+            return "withheld"
+        disclosed.add(asked)
+    return data
+
+
+OnnxEngine.run = wrong_run  # type: ignore[method-assign]
+disclosure.Disclosure._release = release_once  # type: ignore[method-assign]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
