@@ -66,11 +66,11 @@ def test_chat_text_that_differs_from_signed_tokens_is_refused(net, published, ca
         with pytest.raises(VerificationFailed) as refused:
             client.chat("smol/lm", QUESTION, max_tokens=12)
         assert f"node {liar}: its text differs from what its signed tokens decode to" in str(refused.value)
-        # Streamed pieces are provisional: the caller saw them, and the call still ends in the refusal.
+        # Streamed, the added text is refused at its chunk, before the caller sees it: its token ids decode to none.
         pieces: list[str] = []
-        with pytest.raises(VerificationFailed, match="its text differs from what its signed tokens decode to"):
+        with pytest.raises(VerificationFailed, match=r"stream chunk \d+: its text differs from what its token ids"):
             client.chat("smol/lm", QUESTION, max_tokens=12, on_text=pieces.append)
-        assert "".join(pieces).endswith(" Trust me.")
+        assert pieces and "Trust me" not in "".join(pieces)
     # With an honest node beside it, the client moves on and returns the honest node's decoded text.
     with Client([liar, net.urls[0]], cache_dir=cache) as client:
         result = client.chat("smol/lm", QUESTION, max_tokens=12)
@@ -109,11 +109,15 @@ def test_async_client_chat_refuses_substituted_text_and_prompts_too(net, publish
         async with AsyncClient([node], cache_dir=cache) as client:
             return await client.chat("smol/lm", QUESTION, max_tokens=12, **kwargs)
 
-    for liar, message in ((net.urls[TEXT_LIAR], "its text differs from what its signed tokens decode to"),
-                          (net.urls[PROMPT_LIAR], "answered for other prompt tokens")):  # fmt: skip
+    # Streamed, added text is refused at its chunk: its token ids decode to none of it.
+    for liar, message, streamed in (
+        (net.urls[TEXT_LIAR], "its text differs from what its signed tokens decode to",
+         r"stream chunk \d+: its text differs from what its token ids decode to"),
+        (net.urls[PROMPT_LIAR], "answered for other prompt tokens", "answered for other prompt tokens"),
+    ):  # fmt: skip
         with pytest.raises(VerificationFailed, match=message):
             asyncio.run(ask(liar))
-        with pytest.raises(VerificationFailed, match=message):
+        with pytest.raises(VerificationFailed, match=streamed):
             asyncio.run(ask(liar, on_text=lambda _piece: None))
     honest = asyncio.run(ask(net.urls[0]))
     assert honest.text_checked and "Paris" in honest.text

@@ -243,3 +243,34 @@ def test_receipts_from_another_runtime_class_are_not_comparable_in_a_quorum(bund
     combined = replace(bundle, attestations=(attestation(other),))
     check = verify_bundle(combined, agreeing_nodes=2).check("attestations")
     assert check.status == "fail" and "is not comparable: it ran on" in check.detail
+
+
+# ---- the stream's hash chain (receipts/stream.py) -----------------------------------------------------------
+
+
+def test_stream_chain_is_per_token_and_bound_to_the_request():
+    import hashlib
+
+    from veriml.codec import Digest
+    from veriml.receipts.stream import stream_chain, stream_next, stream_start
+
+    salt, manifest = bytes(range(32)), Digest("sha256", hashlib.sha256(b"m").digest())
+    start = stream_start(salt, manifest, "req-1")
+    # The spec, spelled out: SHA-256 of the domain, salt, manifest digest and request id; then one hash per token.
+    assert start == hashlib.sha256(b"veriml/stream/v1\x00" + salt + manifest.value + b"req-1").digest()
+    assert stream_next(start, [7]) == hashlib.sha256(start + (7).to_bytes(4, "little")).digest()
+    tokens = [5, 900, 2, 49151]
+    # How a node groups tokens into chunks does not change the final value the receipt's tokens give.
+    assert stream_next(stream_next(start, tokens[:1]), tokens[1:]) == stream_chain(salt, manifest, "req-1", tokens)
+    assert stream_next(start, []) == start
+    # Another salt, manifest, request id, order or token gives another chain.
+    others = [
+        stream_chain(bytes(32), manifest, "req-1", tokens),
+        stream_chain(salt, Digest("sha256", bytes(32)), "req-1", tokens),
+        stream_chain(salt, manifest, "req-2", tokens),
+        stream_chain(salt, manifest, "req-1", tokens[::-1]),
+        stream_chain(salt, manifest, "req-1", tokens[:-1]),
+    ]
+    assert len({stream_chain(salt, manifest, "req-1", tokens), *others}) == 6
+    with pytest.raises(ValueError, match="salt: expected 32 bytes"):
+        stream_start(b"short", manifest, "req-1")

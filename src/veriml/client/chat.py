@@ -1,5 +1,6 @@
 """Chat over a node's OpenAI-compatible endpoint, as the SDK does it: the request body, reading a server-sent
-event stream, and turning the answer's `veriml` field into a checked bundle."""
+event stream and checking each of its chunks as it arrives (the stream's hash chain, receipts/stream.py, and the
+text against the chunk's token ids), and turning the answer's `veriml` field into a checked bundle."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from veriml.hub import SignedManifest
 from veriml.receipts import DEFAULT_PRIVACY, Bundle, new_salt
 from veriml.receipts.commitment import check_privacy
 from veriml.receipts.receipt import new_request_id
+from veriml.receipts.stream import stream_chain, stream_next, stream_start
 from veriml.runtime.generation import MAX_SEED, OUTPUT, split_inputs
+from veriml.runtime.llama_engine import _Text
 from veriml.verify import verify_bundle
 
 
@@ -134,12 +137,14 @@ def sse_events(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
 
 
 class StreamedChat:
-    """One streamed chat answer read event by event, as both clients read it (only their transport differs):
-    text pieces go to `on_text` as they come (provisional: checked against the signed tokens at the end), and the
-    last event, with a finish reason, carries the `veriml` field."""
+    """One streamed chat answer read event by event, as both clients read it (only their transport differs): each
+    event is checked as it arrives (`StreamCheck`: the hash chain, and the text against the event's token ids)
+    before its text goes to `on_text`, and the last event, with a finish reason, carries the `veriml` field, whose
+    signed tokens must end the chain."""
 
-    def __init__(self, node: str, on_text: Callable[[str], None]) -> None:
+    def __init__(self, node: str, on_text: Callable[[str], None], asked: ChatAsked) -> None:
         self.node, self.on_text = node, on_text
+        self.check = StreamCheck(node, asked)
         self.pieces: list[str] = []
 
     def feed(self, event: Any) -> tuple[str, str, dict[str, Any]] | None:
@@ -152,11 +157,13 @@ class StreamedChat:
             if (message := error_of(event)) is not None:
                 raise Unavailable(f"node {self.node}: generation failed: {message}")
             choice = event["choices"][0]
-            piece = choice.get("delta", {}).get("content")
+            piece = choice.get("delta", {}).get("content") or ""
+            self.check.chunk(event, piece)
             if piece:
                 self.pieces.append(piece)
                 self.on_text(piece)
             if choice.get("finish_reason") is not None:
+                self.check.finish(event["veriml"])
                 return "".join(self.pieces), choice["finish_reason"], event["veriml"]
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise VerificationFailed(f"node {self.node}: malformed event in the stream ({exc!r})") from exc
@@ -199,6 +206,79 @@ def error_of(event: Mapping[str, Any]) -> str | None:
     if isinstance(error, dict):
         return str(error.get("message", error))
     return None
+
+
+class StreamCheck:
+    """A streamed answer checked chunk by chunk, holding one hash and the decoder's state, never the stream: each
+    event's `veriml_chunk` chain value must follow from the one before and the event's token ids (a chunk altered,
+    dropped, reordered or from another request fails here, at that chunk); with the model's tokenizer, the
+    event's text must be what those token ids add to the text; and the receipt's tokens must end the chain."""
+
+    def __init__(self, node: str, asked: ChatAsked) -> None:
+        self.node, self.asked = node, asked
+        self.chain = stream_start(asked.salt, asked.manifest.id, asked.request_id)
+        self.chunks = 0
+        self.generated = 0
+        self.ended = False
+        self._text = _Text(asked.stop) if asked.tokenizer is not None else None
+
+    def chunk(self, event: Mapping[str, Any], piece: str) -> None:
+        """Check one event carrying the text `piece`; VerificationFailed names the chunk and what was wrong."""
+        where = f"node {self.node}: stream chunk {self.chunks}"
+        self.chunks += 1
+        bound = event.get("veriml_chunk")
+        if not isinstance(bound, dict):
+            raise VerificationFailed(f"{where} carries no veriml_chunk (its token ids and chain value)")
+        tokens, chain = bound.get("tokens"), bound.get("chain")
+        if not isinstance(tokens, list) or not all(type(t) is int for t in tokens) or not isinstance(chain, str):
+            raise VerificationFailed(f"{where}: malformed veriml_chunk")
+        following = stream_next(self.chain, tokens)
+        if chain != following.hex():
+            raise VerificationFailed(
+                f"{where}: its chain value does not follow from the chunks before it and its token ids "
+                f"(a chunk altered, dropped, reordered or from another request)"
+            )
+        self.chain = following
+        if self._text is not None:
+            decoded = self._decode(where, tokens)
+            if decoded != piece:
+                raise VerificationFailed(
+                    f"{where}: its text differs from what its token ids decode to "
+                    f"(sent {piece[:40]!r}, tokens decode to {decoded[:40]!r})"
+                )
+
+    def _decode(self, where: str, tokens: list[int]) -> str:
+        """What these tokens add to the text, as a node's generation loop emits it (runtime.llama_engine)."""
+        assert self._text is not None and self.asked.tokenizer is not None
+        ready = ""
+        for token in tokens:
+            if self.ended:
+                raise VerificationFailed(f"{where}: token ids after the end of the generation")
+            self.generated += 1
+            piece = self.asked.tokenizer.piece(token)
+            if piece is None:
+                self.ended = True
+                continue
+            ready += self._text.add(piece)
+            self.ended = self._text.stopped or self.generated >= self.asked.max_tokens
+        if tokens and self.ended:
+            ready += self._text.add(b"", final=True)
+        return ready
+
+    def finish(self, veriml: Mapping[str, Any]) -> None:
+        """The tokens the receipt signed (its output commitment covers them) must end the chain the chunks built:
+        a node cannot stream one answer and sign another."""
+        try:
+            bundle = Bundle.from_json(veriml["bundle"])
+            tokens = [int(t) for t in bundle.outputs[OUTPUT].reshape(-1)]
+        except (InvalidInput, KeyError, TypeError, ValueError) as exc:
+            raise VerificationFailed(f"node {self.node}: malformed bundle ({exc})") from exc
+        asked = self.asked
+        if stream_chain(asked.salt, asked.manifest.id, asked.request_id, tokens) != self.chain:
+            raise VerificationFailed(
+                f"node {self.node}: the receipt's tokens do not end the stream's chain: it signed other tokens "
+                f"than it streamed ({len(tokens)} signed, {self.generated or 'unknown'} streamed)"
+            )
 
 
 def reply_of(node: str, answer: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:

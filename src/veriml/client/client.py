@@ -467,16 +467,18 @@ class Client:
             raise_for_openai_error(url, response)
             text, finish, veriml = reply_of(url, response.json())
         else:
-            text, finish, veriml = self._chat_stream(url, chat_body(asked, stream=True), on_text)
+            text, finish, veriml = self._chat_stream(url, asked, on_text)
         return chat_result(url, veriml, text, finish, asked)
 
     def _chat_stream(
-        self, url: str, body: dict[str, Any], on_text: Callable[[str], None]
+        self, url: str, asked: ChatAsked, on_text: Callable[[str], None]
     ) -> tuple[str, str, dict[str, Any]]:
-        """Stream the text to `on_text` as it comes (provisional: checked against the signed tokens at the end)."""
-        stream = StreamedChat(url, on_text)
+        """Stream the text to `on_text` as it comes, each chunk checked first (`chat.StreamedChat`)."""
+        stream = StreamedChat(url, on_text, asked)
         try:
-            with self._http.stream("POST", url + "/v1/chat/completions", json=body) as response:
+            with self._http.stream(
+                "POST", url + "/v1/chat/completions", json=chat_body(asked, stream=True)
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     raise_for_openai_error(url, response)
@@ -802,13 +804,14 @@ class AsyncClient:
             raise_for_openai_error(url, response)
             text, finish, veriml = reply_of(url, response.json())
         else:
-            text, finish, veriml = await self._chat_stream(url, chat_body(asked, stream=True), on_text)
+            text, finish, veriml = await self._chat_stream(url, asked, on_text)
         return chat_result(url, veriml, text, finish, asked)
 
     async def _chat_stream(
-        self, url: str, body: dict[str, Any], on_text: Callable[[str], None]
+        self, url: str, asked: ChatAsked, on_text: Callable[[str], None]
     ) -> tuple[str, str, dict[str, Any]]:
-        stream = StreamedChat(url, on_text)
+        stream = StreamedChat(url, on_text, asked)
+        body = chat_body(asked, stream=True)
         try:
             async with self._http.stream("POST", url + "/v1/chat/completions", json=body) as response:
                 if response.status_code >= 400:

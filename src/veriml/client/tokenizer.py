@@ -63,6 +63,16 @@ class Tokenizer:
             size = self._cpp.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
         return buffer.raw[:size]
 
+    def piece(self, token: int) -> bytes | None:
+        """The bytes a generated token adds to the text; None for an end-of-generation token. A token outside the
+        vocabulary is refused."""
+        if not 0 <= token < self.n_vocab:
+            raise VerificationFailed(f"generated token id {token} is outside the vocabulary of {self.n_vocab}")
+        with self._lock:
+            if self._cpp.llama_vocab_is_eog(self._vocab, token):
+                return None
+            return self._piece(token)
+
     def text_of(self, tokens: Iterable[int], stop: Sequence[str]) -> str:
         """The text generated tokens decode to, exactly as a node's generation loop builds it: up to an
         end-of-generation token, cut at the first stop sequence."""

@@ -55,6 +55,9 @@ class NodeConfig:
     llm_n_ctx: int = 2048  # default context size of a generation (capped by the model's)
     llm_n_batch: int = 512  # default n_batch and n_ubatch, and the most a request may ask for
     llm_max_prompt_bytes: int = 1 << 20  # the most prompt text one generation may send to the tokenizer
+    # Generations decoded together per model and context shape (continuous batching, docs/llm.md); each holds a
+    # KV stream of its n_ctx tokens, so memory grows with this times the context.
+    llm_max_sequences: int = 8
     max_input_bytes: int = 64 << 20  # the most tensor bytes one inference may take (nested lists are sized first)
     # Proof jobs: at most this many queued (more answer 503); at most this many finished ones are kept.
     max_proof_jobs_queued: int = 16
@@ -91,8 +94,8 @@ class NodeConfig:
             raise InvalidInput("node config: audit_fraction must be between 0 and 1")
         if self.llm_max_tokens < 1 or self.llm_n_ctx < 16 or self.llm_n_batch < 2:
             raise InvalidInput("node config: llm_max_tokens >= 1, llm_n_ctx >= 16 and llm_n_batch >= 2 are required")
-        positive = ("llm_max_prompt_bytes", "max_input_bytes", "max_proof_jobs_queued", "proof_jobs_kept",
-                    "max_concurrent_attests")  # fmt: skip
+        positive = ("llm_max_prompt_bytes", "llm_max_sequences", "max_input_bytes", "max_proof_jobs_queued",
+                    "proof_jobs_kept", "max_concurrent_attests")  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
                 raise InvalidInput(f"node config: {name} must be at least 1")
@@ -147,7 +150,7 @@ _LIST_SETTINGS = ("peers", "allow_endpoint_networks", "publish_allow")
 _INT_SETTINGS = frozenset({
     "publish_quota_bytes", "publish_quota_models", "publish_rate_per_hour", "publish_total_bytes",
     "port", "max_json_bytes", "max_blob_bytes", "provers", "chain_id", "chain_stake",
-    "llm_max_tokens", "llm_n_ctx", "llm_n_batch", "llm_max_prompt_bytes", "max_input_bytes",
+    "llm_max_tokens", "llm_n_ctx", "llm_n_batch", "llm_max_prompt_bytes", "llm_max_sequences", "max_input_bytes",
     "max_proof_jobs_queued", "proof_jobs_kept", "max_concurrent_attests",
 })  # fmt: skip
 

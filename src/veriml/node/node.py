@@ -39,7 +39,8 @@ class Node:
     def __init__(self, config: NodeConfig, discovery: Discovery | None = None) -> None:
         self.config = config
         self.home = Home(config.home)
-        self.service = Service(self.home, RuntimeSettings(max_input_bytes=config.max_input_bytes))
+        settings = RuntimeSettings(max_input_bytes=config.max_input_bytes, llm_max_sequences=config.llm_max_sequences)
+        self.service = Service(self.home, settings)
         self.key = self.service.node_key
         self.witness = Witness(self.home.root / "witness" / "witness.sqlite", self.key)
         self.membership: Any = None

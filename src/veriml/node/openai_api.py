@@ -15,7 +15,7 @@ import logging
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Annotated, Any
 
@@ -31,8 +31,10 @@ from veriml.errors import InvalidInput, VerimlError
 from veriml.hub import SignedManifest
 from veriml.node.limits import check_generation
 from veriml.node.node import Node
-from veriml.receipts import DEFAULT_PRIVACY, Bundle, parse_salt
+from veriml.receipts import DEFAULT_PRIVACY, Bundle, new_salt, parse_salt
 from veriml.receipts.commitment import check_privacy
+from veriml.receipts.receipt import new_request_id
+from veriml.receipts.stream import stream_next, stream_start
 from veriml.runtime import Generation, GenerationParams
 from veriml.runtime.generation import MAX_SEED, MAX_STOP
 
@@ -101,6 +103,7 @@ class _Sampling(BaseModel):
         if isinstance(value, list) and len(value) > MAX_STOP:
             raise ValueError(f"at most {MAX_STOP} sequences, got {len(value)}")
         return value
+
     seed: int | None = Field(default=None, description="sampling seed, recorded in the receipt; random if unset")
     stream: bool = False
     n: int | None = Field(default=None, description="only 1")
@@ -249,11 +252,14 @@ def create_router(node: Node) -> APIRouter:
     router = APIRouter(route_class=OpenAIRoute, tags=["openai"])
 
     def generate(manifest: SignedManifest, tokens: list[int], params: GenerationParams, request: _Sampling,
-                 on_text: Callable[[str], None] | None = None) -> tuple[Bundle, Generation, int]:  # fmt: skip
-        salt = None if request.salt is None else parse_salt(request.salt, "salt")
+                 on_text: Callable[[str], None] | None = None, salt: bytes | None = None,
+                 request_id: str | None = None) -> tuple[Bundle, Generation, int]:  # fmt: skip
+        if salt is None and request.salt is not None:
+            salt = parse_salt(request.salt, "salt")
         bundle, generation, logged = node.service.generate_submit(
-            manifest, tokens, params, request.request_id, on_text, salt=salt, privacy=check_privacy(request.privacy)
-        )
+            manifest, tokens, params, request_id or request.request_id, on_text, salt=salt,
+            privacy=check_privacy(request.privacy),
+        )  # fmt: skip
         assert logged is not None
         return bundle, generation, logged.result()[0]  # the receipt is in the log before the answer leaves
 
@@ -262,8 +268,11 @@ def create_router(node: Node) -> APIRouter:
         kind = "chat.completion" if chat else "text_completion"
         created = int(time.time())
         if request.stream:
+            # Salt and request id are fixed before the first chunk: the stream's hash chain starts from them.
+            salt = new_salt() if request.salt is None else parse_salt(request.salt, "salt")
+            request_id = request.request_id or new_request_id()
             return StreamingResponse(
-                _stream(manifest, tokens, params, request, chat, created),
+                _stream(manifest, tokens, params, request, chat, created, salt, request_id),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
@@ -286,9 +295,13 @@ def create_router(node: Node) -> APIRouter:
         return JSONResponse(body, headers=_headers(bundle, index))
 
     async def _stream(manifest: SignedManifest, tokens: list[int], params: GenerationParams, request: _Sampling,
-                      chat: bool, created: int) -> AsyncIterator[bytes]:  # fmt: skip
+                      chat: bool, created: int, salt: bytes, request_id: str) -> AsyncIterator[bytes]:  # fmt: skip
+        """Server-sent events; each carries `veriml_chunk`: the token ids generated since the previous event and
+        the stream's hash chain value after them (receipts/stream.py), so the client checks every chunk as it
+        arrives; the last event carries the receipt, whose tokens end the chain."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | None] = asyncio.Queue()
+        chain = stream_start(salt, manifest.id, request_id)
         stream_id = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
         kind = "chat.completion.chunk" if chat else "text_completion"
 
@@ -305,13 +318,23 @@ def create_router(node: Node) -> APIRouter:
         def on_text(text: str) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, text)
 
-        work = loop.run_in_executor(None, generate, manifest, tokens, params, request, on_text)
+        def bound(generated: Sequence[int]) -> dict[str, Any]:
+            return {"tokens": [int(t) for t in generated], "chain": chain.hex()}
+
+        # Through the server's thread pool (as the non-streamed answer), not the event loop's default executor: that
+        # one has a handful of threads, and every stream holds one until its generation ends, which capped how
+        # many generations could batch together.
+        work = asyncio.ensure_future(
+            run_in_threadpool(generate, manifest, tokens, params, request, on_text, salt, request_id)
+        )
         work.add_done_callback(lambda _: queue.put_nowait(None))
         if chat:
-            first = chunk(None)
+            first = chunk(None, veriml_chunk=bound(()))
             yield first.replace(b'"delta":{}', b'"delta":{"role":"assistant","content":""}', 1)
         while (text := await queue.get()) is not None:
-            yield chunk(text)
+            generated = getattr(text, "tokens", ())  # a Piece: the text with the token ids that made it
+            chain = stream_next(chain, generated)
+            yield chunk(str(text), veriml_chunk=bound(generated))
         try:
             bundle, generation, index = work.result()
         except Exception as exc:  # the status line has gone out: the error travels as an event, as OpenAI's do
@@ -319,7 +342,8 @@ def create_router(node: Node) -> APIRouter:
                 events.exception("generation failed")
             yield b"data: " + _error_event(exc) + b"\n\n"
             return
-        yield chunk(None, generation.finish_reason, usage=_usage(tokens, generation), veriml=_veriml(bundle, index))
+        yield chunk(None, generation.finish_reason, usage=_usage(tokens, generation), veriml=_veriml(bundle, index),
+                    veriml_chunk=bound(()))  # fmt: skip
         yield b"data: [DONE]\n\n"
 
     @router.post("/v1/chat/completions")

@@ -27,7 +27,9 @@ _NUMERIC_FLAGS = (
 _CLASS_FIELDS = ("engine", "engine_version", "provider", "graph_optimization", "machine", "cpu_features")
 # llama.cpp: the instruction sets it was compiled for pick its kernels (a fixed-ISA build gives the same logits on
 # every CPU that runs it), and veriml's sampler turns logits to tokens.
-_CLASS_FIELDS_BY_ENGINE = {"llama.cpp": ("engine", "engine_version", "provider", "build", "machine", "sampler")}
+_CLASS_FIELDS_BY_ENGINE = {
+    "llama.cpp": ("engine", "engine_version", "provider", "build", "machine", "sampler", "kernels")
+}
 
 
 @cache

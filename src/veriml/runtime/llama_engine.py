@@ -1,5 +1,15 @@
 """The llama.cpp engine (llama-cpp-python, the `llm` extra) for GGUF language models: token ids in, token ids
-out, through the sampler in `generation`. Loaded models are cached per blob and context shape.
+out, through the sampler in `generation`. Concurrent generations for one model and context shape decode together
+(continuous batching): a scheduler thread per shape owns a llama.cpp context with one KV stream per sequence,
+admits requests as sequence slots free up, prefills each prompt alone, and then decodes one token of every
+running sequence per `llama_decode`.
+
+That layout is the one found bit-identical to decoding alone (docs/llm.md, "Batch invariance"): a separate KV
+stream per sequence (`kv_unified = false`), each prompt prefilled in its own decode calls with the chunking its
+n_batch and n_ubatch fix, one token per sequence per decode batch, flash attention off, and weights kept as the
+GGUF stores them (no runtime repacking: repacked K-quant kernels switch with the number of rows, so a batch
+changed Qwen2.5's logits). A lone request, a verifier's replay included, goes through the same scheduler, so
+whatever else was running changes nothing. The kernel settings are in the runtime fingerprint (`kernels`).
 
 Its runtime class is the engine version and the instruction sets the library was compiled with: a build with a
 fixed instruction set gives the same logits on every CPU that can run it, while a `-march=native` build does
@@ -11,12 +21,14 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import logging
 import os
 import re
 import tempfile
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +49,11 @@ from veriml.runtime.generation import (
 BlobLoader = Callable[[], "bytes | Path"]
 TextSink = Callable[[str], None]
 ENGINE = "llama.cpp"
+DEFAULT_MAX_SEQUENCES = 8
+# The settings of every context and model this engine makes that results depend on (recorded in receipts).
+KERNELS = "flash-attn-off+no-repack"
+_LOAD_LOCK = threading.Lock()
+events = logging.getLogger("veriml.runtime")
 _FLAG = re.compile(r"([A-Z0-9_]+) = 1")
 
 
@@ -80,6 +97,19 @@ class Replay:
     margin: float | None = None  # the top-2 logit margin at that step
 
 
+class Piece(str):
+    """Text that became final during a generation, as `on_text` receives it, carrying the token ids generated
+    since the previous piece (`tokens`): a stream can bind its text to token ids as it goes. Every generated
+    token, an end-of-generation token included, is in exactly one piece, in order."""
+
+    tokens: tuple[int, ...]
+
+    def __new__(cls, text: str, tokens: Sequence[int]) -> Piece:
+        piece = super().__new__(cls, text)
+        piece.tokens = tuple(tokens)
+        return piece
+
+
 class _Text:
     """Detokenized text as it grows: UTF-8 split across tokens is held until whole, and text that could be the
     start of a stop sequence is held until it is known not to be one."""
@@ -112,38 +142,362 @@ class _Text:
         return longest
 
 
+@contextlib.contextmanager
+def _plain_weights(llama_cpp: Any) -> Iterator[None]:
+    """Load a model without llama.cpp's extra buffer types (weights repacked at load for faster kernels): the
+    repacked kernels' sums depend on how many rows a batch has. `Llama` takes no such argument, so its source of
+    default model parameters is swapped while it loads (one load at a time)."""
+    low_level = llama_cpp.llama_cpp
+    default = low_level.llama_model_default_params
+
+    def plain() -> Any:
+        params = default()
+        params.use_extra_bufts = False
+        return params
+
+    with _LOAD_LOCK:
+        low_level.llama_model_default_params = plain
+        try:
+            yield
+        finally:
+            low_level.llama_model_default_params = default
+
+
 class _Loaded:
+    """One GGUF's weights and vocabulary: a llama-cpp-python `Llama` whose own (tiny) context is never decoded
+    in; it tokenizes, and the batchers' contexts share its weights."""
+
     def __init__(self, llm: Any, llama_cpp: Any) -> None:
         self.llm = llm
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the tokenizer's
         self.n_vocab = llm.n_vocab()
         self._cpp = llama_cpp
         self._vocab = llm._model.vocab
-        self._piece = ctypes.create_string_buffer(256)
+        self._pieces: dict[int, bytes] = {}
 
     def is_eog(self, token: int) -> bool:
         return bool(self._cpp.llama_vocab_is_eog(self._vocab, token))
 
     def piece(self, token: int) -> bytes:
-        size = self._cpp.llama_token_to_piece(self._vocab, token, self._piece, len(self._piece), 0, False)
-        if size < 0:
-            buffer = ctypes.create_string_buffer(-size)
-            size = self._cpp.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
-            return buffer.raw[:size]
-        return self._piece.raw[:size]
+        cached = self._pieces.get(token)
+        if cached is None:
+            buffer = ctypes.create_string_buffer(256)
+            size = self._cpp.llama_token_to_piece(self._vocab, token, buffer, len(buffer), 0, False)
+            if size < 0:
+                buffer = ctypes.create_string_buffer(-size)
+                size = self._cpp.llama_token_to_piece(self._vocab, token, buffer, -size, 0, False)
+            cached = self._pieces[token] = buffer.raw[:size]
+        return cached
 
-    def logits(self) -> np.ndarray:
-        pointer = self._cpp.llama_get_logits_ith(self.llm._ctx.ctx, -1)
-        return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+
+class _Task:
+    """One request in a batcher: its prompt and parameters, and what it does with the logits of each step."""
+
+    def __init__(self, prompt: Sequence[int], params: GenerationParams) -> None:
+        self.prompt = list(prompt)
+        self.params = params
+        self.history = list(prompt)
+        self.text = _Text(params.stop)
+        self.future: Future[Any] = Future()
+        self.step = 0
+        self.seq = -1  # the KV stream it holds while it runs
+        self.position = 0  # tokens in that stream
+        self.next = -1  # the token to decode next
+
+    def advance(self, logits: np.ndarray, loaded: _Loaded) -> bool:
+        """Take this step's logits; True to go on (with `self.next` decoded), False when done (future set)."""
+        raise NotImplementedError
+
+
+class _Generate(_Task):
+    def __init__(self, prompt: Sequence[int], params: GenerationParams, on_text: TextSink | None) -> None:
+        super().__init__(prompt, params)
+        self.on_text = on_text
+        self.tokens: list[int] = []
+        self.unsent: list[int] = []  # generated since the last piece went to on_text
+
+    def advance(self, logits: np.ndarray, loaded: _Loaded) -> bool:
+        token = choose_token(logits, self.history, self.params, self.step)
+        self.tokens.append(token)
+        self.history.append(token)
+        self.unsent.append(token)
+        end = loaded.is_eog(token)
+        ready = "" if end else self.text.add(loaded.piece(token))
+        reason = "stop" if end or self.text.stopped else None
+        if reason is None and self.step + 1 >= self.params.max_tokens:
+            reason = "length"
+        if reason is not None:
+            # The last piece carries the last tokens and the text held until now (an incomplete UTF-8 sequence
+            # or the start of a stop sequence that never came), so that a stream's last chunk ends it.
+            ready += self.text.add(b"", final=True)
+        if ready or reason is not None:
+            if self.on_text is not None:
+                self.on_text(Piece(ready, self.unsent))
+            self.unsent = []
+        if reason is not None:
+            self.future.set_result(Generation(self.tokens, self.text.text, reason))
+            return False
+        self.step += 1
+        self.next = token
+        return True
+
+
+class _Replay(_Task):
+    def __init__(self, prompt: Sequence[int], params: GenerationParams, claimed: Sequence[int]) -> None:
+        super().__init__(prompt, params)
+        self.claimed = list(claimed)
+
+    def advance(self, logits: np.ndarray, loaded: _Loaded) -> bool:
+        step, claimed = self.step, self.claimed
+        mine = choose_token(logits, self.history, self.params, step)
+        if step == len(claimed):
+            return self._done(Replay(False, f"the claimed output ends at step {step}, where the replay goes on with "
+                                     f"token {mine}", step))  # fmt: skip
+        if mine != claimed[step]:
+            first, second, margin = top2_margin(logits, self.history, self.params)
+            return self._done(
+                Replay(
+                    False,
+                    f"diverges at step {step}: claimed token {claimed[step]}, replay chose {mine}; "
+                    f"top-2 logit margin there {margin:.4g} (tokens {first} and {second})",
+                    step,
+                    margin,
+                )
+            )
+        self.history.append(mine)
+        self.text.add(loaded.piece(mine))
+        if loaded.is_eog(mine) or self.text.stopped or step + 1 >= self.params.max_tokens:
+            if len(claimed) > step + 1:
+                return self._done(Replay(False, f"the replay stops at step {step}, the claimed output goes on",
+                                         step + 1))  # fmt: skip
+            return self._done(Replay(True, f"all {len(claimed)} generated tokens replayed exactly"))
+        self.step += 1
+        self.next = mine
+        return True
+
+    def _done(self, replay: Replay) -> bool:
+        self.future.set_result(replay)
+        return False
+
+
+class _Closed(Exception):
+    pass
+
+
+class _Batcher:
+    """Continuous batching for one model and context shape: a scheduler thread owns a llama.cpp context with
+    `max_sequences` KV streams of `n_ctx` tokens each. Between decode steps it admits waiting requests (each
+    prompt prefilled alone, in chunks of n_batch tokens that llama.cpp splits by n_ubatch, as a solo run does),
+    then decodes one token of every running sequence in one `llama_decode`; a finished sequence's stream is
+    cleared and its slot reused."""
+
+    def __init__(self, loaded: _Loaded, llama_cpp: Any, shape: tuple[int, int, int], sequences: int,
+                 threads: int) -> None:  # fmt: skip
+        n_ctx, n_batch, n_ubatch = shape
+        self.loaded, self._cpp = loaded, llama_cpp
+        self.n_ctx, self.n_batch, self.sequences = n_ctx, n_batch, sequences
+        # The settings llama-cpp-python's `Llama` uses (rope, yarn, KV types...), with the batch layout on top.
+        params = type(loaded.llm.context_params).from_buffer_copy(loaded.llm.context_params)
+        params.n_ctx = n_ctx * sequences
+        params.n_batch = max(n_batch, sequences)
+        params.n_ubatch = n_ubatch
+        params.n_seq_max = sequences
+        params.n_threads = params.n_threads_batch = threads
+        params.kv_unified = False  # one KV stream per sequence: attention over a stream sees only its own rows
+        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # AUTO turns it on; it is not invariant
+        params.no_perf = True
+        self._ctx = llama_cpp.llama_init_from_model(loaded.llm._model.model, params)
+        if not self._ctx:
+            raise Unavailable(f"llama.cpp could not make a context of {sequences} x {n_ctx} tokens")
+        if llama_cpp.llama_n_ctx_seq(self._ctx) < n_ctx:
+            llama_cpp.llama_free(self._ctx)
+            raise Unavailable(f"llama.cpp gave sequences under {n_ctx} tokens of context")
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
+        # Decode together only as many sequences as this model, on this build, was just seen to decode giving the
+        # bytes each gets alone; past that, requests wait (the same answers, with less of batching's throughput).
+        try:
+            self.limit = self._invariant_limit() if sequences > 1 else 1
+        except BaseException:
+            llama_cpp.llama_batch_free(self._batch)
+            llama_cpp.llama_free(self._ctx)
+            raise
+        if self.limit < sequences:
+            events.warning(f"llama.cpp: batches over {self.limit} sequences change this model's logits; "
+                           f"at most {self.limit} decode together")  # fmt: skip
+        self._cond = threading.Condition()
+        self._waiting: deque[_Task] = deque()
+        self._free = list(range(self.limit - 1, -1, -1))
+        self._running: list[_Task] = []
+        self._closing = False
+        self.decodes = 0  # llama_decode calls of decode steps, and the sequences in them (for the benchmark)
+        self.decoded = 0
+        self._thread = threading.Thread(target=self._run, name=f"veriml-llm-batcher-{n_ctx}", daemon=True)
+        self._thread.start()
+
+    def _invariant_limit(self) -> int:
+        """The most sequences that decode together giving, bit for bit, the logits each gets decoded alone: for
+        every batch size from 2 up, sequences with prompts of 1 to 4 tokens decode 3 steps together and alone,
+        compared over the float32 bytes of every logit; the first size that differs ends the count. Kernels
+        switch with the number of rows on some models and builds (Qwen2.5 Q4_K_M here, past 4), never below."""
+        prompts = [[(1 + 7919 * (n + 1) * (k + 1)) % self.loaded.n_vocab for k in range(1 + n % 4)]
+                   for n in range(self.sequences)]  # fmt: skip
+
+        def run(members: range) -> list[list[bytes]]:
+            seen: list[list[bytes]] = [[] for _ in members]
+            following = []
+            for index, n in enumerate(members):  # each prompt prefilled alone, as `_start` does
+                self._fill([(t, k, n, k == len(prompts[n]) - 1) for k, t in enumerate(prompts[n])])
+                if self._cpp.llama_decode(self._ctx, self._batch) != 0:
+                    raise Unavailable("llama.cpp could not evaluate a prompt")
+                seen[index].append(self._logits(-1).tobytes())
+                following.append(int(np.argmax(self._logits(-1))))
+            for step in range(2):
+                self._fill([(following[i], len(prompts[n]) + step, n, True) for i, n in enumerate(members)])
+                if self._cpp.llama_decode(self._ctx, self._batch) != 0:
+                    raise Unavailable("llama.cpp could not decode a step")
+                for index in range(len(members)):
+                    logits = self._logits(index)
+                    seen[index].append(logits.tobytes())
+                    following[index] = int(np.argmax(logits))
+            self._cpp.llama_memory_clear(self._memory, True)
+            return seen
+
+        alone = [run(range(n, n + 1))[0] for n in range(self.sequences)]
+        limit = 1
+        for size in range(2, self.sequences + 1):
+            if run(range(size)) != alone[:size]:
+                break
+            limit = size
+        return limit
+
+    def submit(self, task: _Task) -> Future[Any]:
+        with self._cond:
+            if self._closing:
+                raise _Closed
+            self._waiting.append(task)
+            self._cond.notify()
+        return task.future
+
+    def close(self) -> None:
+        """Finish what was admitted or is waiting, then free the context."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join()
+        self._cpp.llama_batch_free(self._batch)
+        self._cpp.llama_free(self._ctx)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._waiting or self._running or self._closing):
+                    self._cond.wait()
+                if self._closing and not self._waiting and not self._running:
+                    return
+                joining = []
+                while self._waiting and self._free:
+                    task = self._waiting.popleft()
+                    task.seq = self._free.pop()
+                    joining.append(task)
+            for task in joining:
+                self._start(task)
+            if self._running:
+                try:
+                    self._step()
+                except BaseException as exc:  # the scheduler must outlive a bad step, or every request would hang
+                    events.exception("llama.cpp: a decode step failed")
+                    for task in self._running:
+                        self._fail(task, exc)
+                    self._running = []
+
+    def _fill(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
+        batch = self._batch
+        batch.n_tokens = len(entries)
+        for i, (token, position, seq, logits) in enumerate(entries):
+            batch.token[i] = token
+            batch.pos[i] = position
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = logits
+
+    def _logits(self, index: int) -> np.ndarray:
+        pointer = self._cpp.llama_get_logits_ith(self._ctx, index)
+        return np.ctypeslib.as_array(pointer, shape=(self.loaded.n_vocab,))
+
+    def _start(self, task: _Task) -> None:
+        """Prefill a prompt alone, as `Llama.eval` does: chunks of n_batch tokens, logits of the last one."""
+        try:
+            prompt = task.prompt
+            for start in range(0, len(prompt), self.n_batch):
+                chunk = prompt[start : start + self.n_batch]
+                self._fill([(t, start + i, task.seq, i == len(chunk) - 1) for i, t in enumerate(chunk)])
+                status = self._cpp.llama_decode(self._ctx, self._batch)
+                if status != 0:
+                    raise Unavailable(f"llama.cpp could not evaluate the prompt (llama_decode returned {status})")
+            task.position = len(prompt)
+            going = task.advance(self._logits(-1), self.loaded)
+        except BaseException as exc:  # the request fails, the batcher goes on
+            self._fail(task, exc)
+            return
+        if going:
+            self._running.append(task)
+        else:
+            self._release(task)
+
+    def _step(self) -> None:
+        running = self._running
+        self._fill([(task.next, task.position, task.seq, True) for task in running])
+        status = self._cpp.llama_decode(self._ctx, self._batch)
+        self.decodes += 1
+        self.decoded += len(running)
+        if status != 0:
+            error = Unavailable(f"llama.cpp could not decode a step (llama_decode returned {status})")
+            for task in running:
+                self._fail(task, error)
+            self._running = []
+            return
+        still = []
+        for index, task in enumerate(running):
+            task.position += 1
+            try:
+                going = task.advance(self._logits(index), self.loaded)
+            except BaseException as exc:  # a sink that raised fails its own request only
+                self._fail(task, exc)
+                continue
+            if going:
+                still.append(task)
+            else:
+                self._release(task)
+        self._running = still
+
+    def _fail(self, task: _Task, exc: BaseException) -> None:
+        if not task.future.done():
+            task.future.set_exception(exc)
+        self._release(task)
+
+    def _release(self, task: _Task) -> None:
+        if task.seq < 0:  # released already
+            return
+        self._cpp.llama_memory_seq_rm(self._memory, task.seq, -1, -1)
+        with self._cond:
+            self._free.append(task.seq)
+        task.seq = -1
 
 
 class LlamaEngine:
     name = ENGINE
 
-    def __init__(self, threads: int | None = None, cache_size: int = 2) -> None:
+    def __init__(
+        self, threads: int | None = None, cache_size: int = 2, max_sequences: int = DEFAULT_MAX_SEQUENCES
+    ) -> None:
+        if max_sequences < 1:
+            raise InvalidInput(f"max_sequences: must be at least 1, got {max_sequences}")
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self.cache_size = cache_size
-        self._models: OrderedDict[tuple[Digest, int, int, int], _Loaded] = OrderedDict()
+        self.max_sequences = max_sequences
+        self._models: OrderedDict[Digest, _Loaded] = OrderedDict()
+        self._batchers: OrderedDict[tuple[Digest, int, int, int], _Batcher] = OrderedDict()
         # One lock for loading models and asking llama.cpp about its build: the two raced when a node's /v1/info
         # and its first generation came at once, and the process died in native code.
         self._lock = threading.RLock()
@@ -168,6 +522,7 @@ class LlamaEngine:
                     "build": "+".join(flags),
                     "machine": machine(),
                     "sampler": "veriml-sampler-v1",
+                    "kernels": KERNELS,
                 }
             )
         return self._fingerprint
@@ -178,20 +533,50 @@ class LlamaEngine:
 
     # ---- models ------------------------------------------------------------------------------------------
 
-    def model(self, blob_id: Digest, load: BlobLoader, params: GenerationParams) -> _Loaded:
-        key = (blob_id, params.n_ctx, params.n_batch, params.n_ubatch)
+    def model(self, blob_id: Digest, load: BlobLoader, params: GenerationParams | None = None) -> _Loaded:
         with self._lock:
-            loaded = self._models.get(key)
+            loaded = self._models.get(blob_id)
             if loaded is not None:
-                self._models.move_to_end(key)
+                self._models.move_to_end(blob_id)
                 return loaded
-            loaded = self._load(blob_id, load, params)
-            self._models[key] = loaded
+            loaded = self._models[blob_id] = self._load(blob_id, load)
             while len(self._models) > self.cache_size:
-                self._models.popitem(last=False)[1].llm.close()
+                evicted, old = self._models.popitem(last=False)
+                for key in [key for key in self._batchers if key[0] == evicted]:
+                    self._batchers.pop(key).close()
+                old.llm.close()
             return loaded
 
-    def _load(self, blob_id: Digest, load: BlobLoader, params: GenerationParams) -> _Loaded:
+    def _batcher(self, blob_id: Digest, load: BlobLoader, params: GenerationParams) -> _Batcher:
+        key = (blob_id, params.n_ctx, params.n_batch, params.n_ubatch)
+        with self._lock:
+            loaded = self.model(blob_id, load)
+            batcher = self._batchers.get(key)
+            if batcher is not None:
+                self._batchers.move_to_end(key)
+                return batcher
+            batcher = self._batchers[key] = _Batcher(loaded, llama_module(), key[1:], self.max_sequences,
+                                                     self.threads)  # fmt: skip
+            while len(self._batchers) > self.cache_size:
+                self._batchers.popitem(last=False)[1].close()  # finishes its requests first
+            return batcher
+
+    def _submit(self, blob_id: Digest, load: BlobLoader, params: GenerationParams, task: _Task) -> Any:
+        while True:
+            try:
+                future = self._batcher(blob_id, load, params).submit(task)
+            except _Closed:  # evicted between lookup and submit: the next lookup makes another
+                continue
+            return future.result()
+
+    def close(self) -> None:
+        with self._lock:
+            while self._batchers:
+                self._batchers.popitem()[1].close()
+            while self._models:
+                self._models.popitem()[1].llm.close()
+
+    def _load(self, blob_id: Digest, load: BlobLoader) -> _Loaded:
         llama_cpp = llama_module()
         self._make_fingerprint()  # before any model is loaded, under the same lock
         source = load()
@@ -201,16 +586,18 @@ class LlamaEngine:
                 handle.write(source)
             temporary = source = Path(handle.name)
         try:
-            llm = llama_cpp.Llama(
-                model_path=str(source),
-                n_ctx=params.n_ctx,
-                n_batch=params.n_batch,
-                n_ubatch=params.n_ubatch,
-                n_threads=self.threads,
-                n_threads_batch=self.threads,
-                logits_all=False,
-                verbose=False,
-            )
+            # Its own context only backs tokenizing; generations run in the batchers' contexts.
+            with _plain_weights(llama_cpp):
+                llm = llama_cpp.Llama(
+                    model_path=str(source),
+                    n_ctx=64,
+                    n_batch=64,
+                    n_ubatch=64,
+                    n_threads=self.threads,
+                    n_threads_batch=self.threads,
+                    logits_all=False,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError) as exc:
             raise InvalidInput(f"model {blob_id}: llama.cpp cannot load it: {exc}") from exc
         finally:
@@ -226,13 +613,13 @@ class LlamaEngine:
             data = text.encode("utf-8")
         except UnicodeEncodeError as exc:  # JSON can spell a lone surrogate; UTF-8 cannot
             raise InvalidInput(f"prompt: not Unicode text (a lone surrogate at character {exc.start})") from exc
-        loaded = self.model(blob_id, load, params)
+        loaded = self.model(blob_id, load)
         with loaded.lock:
             add_bos = bool(loaded.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true")
             return list(loaded.llm.tokenize(data, add_bos=add_bos, special=True))
 
     def detokenize(self, blob_id: Digest, load: BlobLoader, tokens: Sequence[int], params: GenerationParams) -> str:
-        loaded = self.model(blob_id, load, params)
+        loaded = self.model(blob_id, load)
         return b"".join(loaded.piece(t) for t in tokens).decode("utf-8", "replace")
 
     # ---- generation --------------------------------------------------------------------------------------
@@ -257,36 +644,13 @@ class LlamaEngine:
         params: GenerationParams,
         on_text: TextSink | None = None,
     ) -> Generation:
-        """Decode up to max_tokens tokens after the prompt; `on_text` gets the text as it becomes final."""
-        loaded = self.model(blob_id, load, params)
+        """Decode up to max_tokens tokens after the prompt, batched with whatever else runs on this model and
+        shape; `on_text` gets the text as it becomes final, as `Piece`s carrying their token ids (it is called
+        on the scheduler's thread: it must not block)."""
+        loaded = self.model(blob_id, load)
         self._check(loaded, prompt, params)
-        text = _Text(params.stop)
-        tokens: list[int] = []
-        history = list(prompt)
-        finish = "length"
-        with loaded.lock:
-            llm = loaded.llm
-            llm.reset()  # no prefix reuse: every generation evaluates its prompt from an empty cache
-            llm.eval(list(prompt))
-            for step in range(params.max_tokens):
-                token = choose_token(loaded.logits(), history, params, step)
-                tokens.append(token)
-                history.append(token)
-                if loaded.is_eog(token):
-                    finish = "stop"
-                    break
-                ready = text.add(loaded.piece(token))
-                if ready and on_text is not None:
-                    on_text(ready)
-                if text.stopped:
-                    finish = "stop"
-                    break
-                if step + 1 < params.max_tokens:
-                    llm.eval([token])
-        rest = text.add(b"", final=True)
-        if rest and on_text is not None:
-            on_text(rest)
-        return Generation(tokens, text.text, finish)
+        result: Generation = self._submit(blob_id, load, params, _Generate(prompt, params, on_text))
+        return result
 
     def run(self, blob_id: Digest, load: BlobLoader, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The engine interface shared with onnxruntime: generation inputs in, generated token ids out."""
@@ -300,38 +664,10 @@ class LlamaEngine:
         """Re-run a generation while feeding it the claimed tokens, and report the first step where this engine
         would have chosen another token, with the top-2 logit margin there."""
         prompt, params = split_inputs(inputs)
-        loaded = self.model(blob_id, load, params)
+        loaded = self.model(blob_id, load)
         self._check(loaded, prompt, params)
         claimed = [int(t) for t in claimed]
         if len(claimed) > params.max_tokens:
             return Replay(False, f"{len(claimed)} tokens claimed, over max_tokens {params.max_tokens}", len(claimed))
-        text = _Text(params.stop)
-        history = list(prompt)
-        with loaded.lock:
-            llm = loaded.llm
-            llm.reset()
-            llm.eval(list(prompt))
-            for step in range(params.max_tokens):
-                logits = loaded.logits()
-                mine = choose_token(logits, history, params, step)
-                if step == len(claimed):
-                    return Replay(False, f"the claimed output ends at step {step}, where the replay goes on with "
-                                  f"token {mine}", step)  # fmt: skip
-                if mine != claimed[step]:
-                    first, second, margin = top2_margin(logits, history, params)
-                    return Replay(
-                        False,
-                        f"diverges at step {step}: claimed token {claimed[step]}, replay chose {mine}; "
-                        f"top-2 logit margin there {margin:.4g} (tokens {first} and {second})",
-                        step,
-                        margin,
-                    )
-                history.append(mine)
-                text.add(loaded.piece(mine))
-                if loaded.is_eog(mine) or text.stopped:
-                    break
-                if step + 1 < params.max_tokens:
-                    llm.eval([mine])
-        if len(claimed) > step + 1:
-            return Replay(False, f"the replay stops at step {step}, the claimed output goes on", step + 1)
-        return Replay(True, f"all {len(claimed)} generated tokens replayed exactly")
+        result: Replay = self._submit(blob_id, load, params, _Replay(prompt, params, claimed))
+        return result

@@ -22,11 +22,13 @@ class RuntimeSettings:
     session_cache_size: int = 8
     # llama.cpp threads (0: up to 4, by CPU count); results do not depend on it.
     llm_threads: int = 0
+    # Generations decoded together per model and context shape; results do not depend on it (docs/llm.md).
+    llm_max_sequences: int = 8
 
     def __post_init__(self) -> None:
         if self.graph_optimization not in OPTIMIZATION_LEVELS:
             raise InvalidInput(f"graph_optimization must be one of {OPTIMIZATION_LEVELS}")
-        if self.intra_op_threads < 1 or self.inter_op_threads < 1 or self.session_cache_size < 1:
-            raise InvalidInput("thread counts and the session cache size must be at least 1")
+        if min(self.intra_op_threads, self.inter_op_threads, self.session_cache_size, self.llm_max_sequences) < 1:
+            raise InvalidInput("thread counts, the session cache size and llm_max_sequences must be at least 1")
         if self.max_input_bytes < 1:
             raise InvalidInput("max_input_bytes must be positive")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import replace
@@ -56,14 +57,17 @@ class Service:
     def __init__(self, home: Home, settings: RuntimeSettings | None = None, log: bool = True) -> None:
         self.home = home
         self.settings = settings or RuntimeSettings()
+        self._lazy_lock = threading.RLock()  # concurrent generations finish together: one key, one log writer
         self.hub = Hub(home.hub_dir)
         self.engine = OnnxEngine(self.settings)
-        self.llm = LlamaEngine(self.settings.llm_threads or None)  # llama.cpp is imported on first use
+        # llama.cpp is imported on first use
+        self.llm = LlamaEngine(self.settings.llm_threads or None, max_sequences=self.settings.llm_max_sequences)
         self.logging = log
         self._node_key: SigningKey | None = None
         self._log: Log | None = None
 
     def close(self) -> None:
+        self.llm.close()  # its batchers' threads finish what they run and free their contexts
         if self._log is not None:
             self._log.close()
         self.hub.close()
@@ -76,15 +80,17 @@ class Service:
 
     @property
     def node_key(self) -> SigningKey:
-        if self._node_key is None:
-            self._node_key = self.home.node_key()
-        return self._node_key
+        with self._lazy_lock:
+            if self._node_key is None:
+                self._node_key = self.home.node_key()
+            return self._node_key
 
     @property
     def log(self) -> Log:
-        if self._log is None:
-            self._log = Log(self.home.log_path, self.node_key)
-        return self._log
+        with self._lazy_lock:
+            if self._log is None:
+                self._log = Log(self.home.log_path, self.node_key)
+            return self._log
 
     def publish(
         self,

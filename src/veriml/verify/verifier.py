@@ -48,8 +48,10 @@ def verify_bundle(
         raise InvalidInput(f"witness quorum {quorum}: must be between 0 and the {len(witnesses)} witnesses given")
     # One key listed twice, or renamed, is one witness: the log check fails a quorum the distinct keys cannot meet.
     distinct = len({w.public for w in witnesses})
+    own_engine = None
     if "reexec" in required and engine is None:
-        engine = LlamaEngine() if bundle.manifest.body.format == "gguf" else OnnxEngine()
+        # One sequence is enough to replay: results do not depend on how many decode together (docs/llm.md).
+        engine = own_engine = LlamaEngine(max_sequences=1) if bundle.manifest.body.format == "gguf" else OnnxEngine()
     manifest, receipt = bundle.manifest.body, bundle.receipt.body
     blob_check, blob = checks.blob_digest(bundle, load_blob)
     results = [
@@ -73,6 +75,8 @@ def verify_bundle(
         checks.attestations(bundle, agreeing_nodes, trusted_nodes),
         checks.zk_proof(bundle, load_blob, require_ceremony_srs),
     ]
+    if isinstance(own_engine, LlamaEngine):
+        own_engine.close()
     trust = TrustRoots(
         publishers=len({VerifyingKey.parse(k, "trusted publisher key").public for k in trusted_publishers}),
         nodes=len({VerifyingKey.parse(k, "trusted node key").public for k in trusted_nodes}),

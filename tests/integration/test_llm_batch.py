@@ -1,0 +1,199 @@
+"""Batch invariance of the llama.cpp engine (SmolLM2-135M-Instruct): what a request generates while it decodes
+together with others, joining and leaving at random, is bit for bit what it generates alone, and what a
+verifier's solo re-execution replays. Generations are short; the hypothesis runs are bounded."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from veriml import examples
+from veriml.codec import Digest
+from veriml.identity import SigningKey
+from veriml.runtime import GenerationParams, LlamaEngine, generation_inputs, llama_engine
+from veriml.runtime.generation import choose_token
+from veriml.service import Home, Service
+from veriml.verify import verify_bundle
+
+llama_cpp = pytest.importorskip("llama_cpp", reason="the llm extra is installed by `make install`")
+MODEL = examples.smollm2_path()
+if MODEL is None:
+    pytest.skip("SmolLM2 GGUF not found: `make install` fetches it", allow_module_level=True)
+
+BLOB = Digest("sha256", hashlib.sha256(b"smollm2 under test").digest())
+VOCAB = 49152
+# Prompt lengths: a single token, short ones, and one past 256 tokens, where flash attention stops being invariant.
+LENGTHS = (1, 2, 7, 40, 270)
+
+
+def load() -> Path:
+    assert MODEL is not None
+    return Path(MODEL)
+
+
+@pytest.fixture(scope="module")
+def batched():
+    engine = LlamaEngine(threads=2, max_sequences=4)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def solo():
+    engine = LlamaEngine(threads=2, max_sequences=1)  # what a verifier runs: one sequence, nothing beside it
+    yield engine
+    engine.close()
+
+
+def prompt_of(length: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return [1] + [rng.randrange(100, VOCAB) for _ in range(length - 1)]
+
+
+class _LogitRecorder(llama_engine._Task):
+    """Greedy decoding that keeps a digest of the float32 bytes of every step's logits."""
+
+    def __init__(self, prompt: list[int], params: GenerationParams) -> None:
+        super().__init__(prompt, params)
+        self.digests: list[str] = []
+
+    def advance(self, logits: np.ndarray, loaded: object) -> bool:
+        self.digests.append(hashlib.sha256(np.ascontiguousarray(logits).tobytes()).hexdigest())
+        self.next = choose_token(logits, self.history, self.params, self.step)
+        self.history.append(self.next)
+        self.step += 1
+        if self.step == self.params.max_tokens:
+            self.future.set_result(self.digests)
+            return False
+        return True
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """llama-cpp-python's own high-level path, one sequence in its own context: the reference, not veriml code."""
+    llm = llama_cpp.Llama(model_path=str(MODEL), n_ctx=512, n_batch=512, n_ubatch=512, n_threads=2, verbose=False)
+    yield llm
+    llm.close()
+
+
+def _reference_logits(llm, prompt: list[int], params: GenerationParams) -> list[str]:
+    llm.reset()
+    llm.eval(prompt)
+    history, digests = list(prompt), []
+    for step in range(params.max_tokens):
+        pointer = llama_cpp.llama_get_logits_ith(llm._ctx.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(llm.n_vocab(),))
+        digests.append(hashlib.sha256(logits.tobytes()).hexdigest())
+        token = choose_token(logits, history, params, step)
+        history.append(token)
+        if step + 1 < params.max_tokens:
+            llm.eval([token])
+    return digests
+
+
+def test_logits_are_bit_identical_batched_and_alone(batched, reference):
+    """The probe of FACTS.md, reproduced: the float32 bytes of every logit at every step, for sequences that join
+    a running batch at different times and leave at different steps, equal those of each sequence decoded alone
+    by llama-cpp-python's high-level API."""
+    params = GenerationParams(max_tokens=6, n_ctx=512)
+    jobs = [(prompt_of(length, n), replace(params, max_tokens=3 + n)) for n, length in enumerate((270, 1, 17, 2, 40))]
+    batcher = batched._batcher(BLOB, load, params)
+    assert batcher.limit == 4  # its own check found every batch size up to its streams invariant on SmolLM2
+    before = batcher.decodes, batcher.decoded
+    futures = []
+    for prompt, job_params in jobs:
+        futures.append(batcher.submit(_LogitRecorder(prompt, job_params)))
+        time.sleep(0.02)
+    together = [future.result(timeout=60) for future in futures]
+    steps, rows = batcher.decodes - before[0], batcher.decoded - before[1]
+    assert rows > steps, "the sequences never shared a decode step"
+    for (prompt, job_params), digests in zip(jobs, together, strict=True):
+        assert digests == _reference_logits(reference, prompt, job_params), f"prompt of {len(prompt)} tokens"
+
+
+_request = st.fixed_dictionaries(
+    {
+        "length": st.sampled_from((*LENGTHS, 2, 7)),  # the long prompt less often: it costs the most
+        "prompt_seed": st.integers(0, 1000),
+        "max_tokens": st.integers(1, 8),
+        "temperature": st.sampled_from([0.0, 0.0, 0.9]),
+        "seed": st.integers(0, 2**32 - 1),
+        "stop": st.sampled_from([(), (".",), ("e", "a")]),
+        "delay": st.floats(0.0, 0.05),
+    }
+)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_request, min_size=2, max_size=4))
+def test_any_mix_of_concurrent_requests_replays_alone(batched, solo, requests):
+    """Random mixes of concurrent requests (prompt lengths, max_tokens, greedy or seeded sampling, stop
+    sequences, arrival times): every request's tokens, text and finish reason, generated in the batch, are
+    replayed exactly by a solo engine's re-execution (the verifier's path) and equal a solo generation."""
+    jobs = []
+    for request in requests:
+        params = GenerationParams(max_tokens=request["max_tokens"], temperature=request["temperature"],
+                                  seed=request["seed"], stop=request["stop"], n_ctx=512)  # fmt: skip
+        jobs.append((prompt_of(request["length"], request["prompt_seed"]), params, request["delay"]))
+
+    def run(job):
+        prompt, params, delay = job
+        time.sleep(delay)
+        return batched.generate(BLOB, load, prompt, params)
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        generations = list(pool.map(run, jobs))
+    for (prompt, params, _), generation in zip(jobs, generations, strict=True):
+        replay = solo.replay(BLOB, load, generation_inputs(prompt, params), generation.tokens)
+        assert replay.agree, replay.detail
+    prompt, params, _ = jobs[0]
+    assert solo.generate(BLOB, load, prompt, params) == generations[0]
+
+
+def test_batched_node_answers_verify_by_reexecution(tmp_path):
+    """Concurrent chats on a service decode together; each signed answer verifies at level `reexecuted`, whose
+    replay runs on the verifier's own one-sequence engine."""
+    with Service(Home(tmp_path / "home")) as service:
+        service.publish(MODEL, name="smol/lm", publisher=SigningKey.generate("smol"), license="Apache-2.0")
+        questions = ["Which city is the capital of France?", "Name a color.", "What is 2+2?", "Say hello."]
+        params = GenerationParams(max_tokens=10, n_ctx=512)
+        barrier = threading.Barrier(len(questions))
+
+        def chat(question: str):
+            barrier.wait()
+            return service.chat("smol/lm", [{"role": "user", "content": question}], params)
+
+        with ThreadPoolExecutor(len(questions)) as pool:
+            answers = list(pool.map(chat, questions))
+        batcher = next(iter(service.llm._batchers.values()))
+        assert batcher.decoded > batcher.decodes, "the chats never shared a decode step"
+        for generation, bundle, _ in answers:
+            assert bundle.outputs["tokens"].tolist() == generation.tokens
+            report = verify_bundle(bundle, level="reexecuted", load_blob=service.hub.blobs.read_verified)
+            assert report.check("reexec").status == "pass", report.check("reexec").detail
+
+
+def test_a_failing_text_sink_fails_only_its_own_request(batched, solo):
+    """A request whose `on_text` raises ends with that error; the one decoding beside it goes on, unchanged."""
+    params = GenerationParams(max_tokens=6, n_ctx=512)
+
+    def broken(_piece: str) -> None:
+        raise RuntimeError("the client went away")
+
+    with ThreadPoolExecutor(2) as pool:
+        failing = pool.submit(batched.generate, BLOB, load, prompt_of(7, 1), params, broken)
+        going = pool.submit(batched.generate, BLOB, load, prompt_of(40, 2), params)
+        with pytest.raises(RuntimeError, match="the client went away"):
+            failing.result(timeout=60)
+        assert going.result(timeout=60) == solo.generate(BLOB, load, prompt_of(40, 2), params)
+    assert batched.generate(BLOB, load, prompt_of(7, 1), params).tokens  # and the scheduler goes on
