@@ -218,7 +218,8 @@ def create_app(node: Node) -> FastAPI:
     @app.post("/v1/infer", tags=["inference"], response_model=InferResponse)
     async def infer(request: InferRequest) -> Response:
         """Run a model and answer with the signed bundle; the receipt is in the log before the answer leaves.
-        Its inclusion proof is at /v1/log/entries/{log_index} once the next checkpoint is published."""
+        The bundle carries its inclusion proof (`log_proof`) under the checkpoint signed with its batch; one under a
+        witnessed checkpoint is at /v1/log/entries/{log_index} once the next checkpoint is published."""
         if request.verify not in (None, "signed", "proven"):
             raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
         salt = None if request.salt is None else parse_salt(request.salt, "salt")

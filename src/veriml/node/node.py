@@ -267,14 +267,16 @@ class Node:
     ) -> tuple[Bundle, int]:
         """`infer` for the event loop: small models run inline (a thread hop costs more than their inference),
         anything that may block — replication, large models — runs in a worker thread; the durable log
-        append is awaited, not waited for."""
+        append is awaited, not waited for. The bundle carries its inclusion proof under the checkpoint signed
+        with its batch."""
         manifest = self.held(ref)
         if manifest is None or manifest.body.size > INLINE_MODEL_BYTES:
             bundle, index = await run_in_threadpool(self.infer, ref, inputs, request_id, salt, privacy)
             return bundle, index
         bundle, logged = self.service.infer_submit(manifest, inputs, request_id, salt=salt, privacy=privacy)
         assert logged is not None
-        return bundle, (await asyncio.wrap_future(logged))[0]
+        index = (await asyncio.wrap_future(logged))[0]
+        return self.service.attach_proof(bundle, index), index
 
     def held(self, ref: str) -> SignedManifest | None:
         """The manifest if this node holds it and its blob, without asking any peer."""

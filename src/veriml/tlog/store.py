@@ -101,14 +101,26 @@ class Reader:
             self._all.clear()
         self._local = threading.local()
 
-    def remember(self, upper: Sequence[tuple[int, bytes]], tiles: dict[int, bytes]) -> None:
-        """Take in what an integration just committed."""
+    def remember(self, upper: Sequence[tuple[int, bytes]], tiles: dict[int, bytes], keep: bool = False) -> None:
+        """Take in what an integration just committed; with `keep`, cache its tiles too (a batch's right edge,
+        which the inclusion proofs of the answers about to leave read)."""
         self._upper.update(upper)
         with self._lock:
             self._generation += 1
             for index, blob in tiles.items():
-                if index in self._tiles:
+                if keep or index in self._tiles:
                     self._tiles[index] = blob
+                    self._tiles.move_to_end(index)
+            while len(self._tiles) > self._tile_cache:
+                self._tiles.popitem(last=False)
+
+    def reload(self) -> None:
+        """Forget what is cached: another process may have written the log."""
+        upper = dict(self.db.execute("SELECT id, hash FROM hashes"))
+        with self._lock:
+            self._generation += 1
+            self._upper = upper
+            self._tiles.clear()
 
     def tile(self, index: int) -> bytes | None:
         with self._lock:
