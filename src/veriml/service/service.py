@@ -27,6 +27,7 @@ from veriml.receipts import (
     sign_attestation,
     sign_receipt,
 )
+from veriml.receipts.bundle import signed_fragment
 from veriml.receipts.commitment import check_privacy
 from veriml.runtime import (
     BlobLoader,
@@ -275,7 +276,7 @@ class Service:
         )
         logged = None
         if self.logging:
-            beside: dict[str, Any] = {"receipt": receipt.to_json()}
+            beside: dict[str, Any] = {"receipt": signed_fragment(receipt)}
             if privacy != "private":
                 # Kept beside the receipt so that auditors can re-execute it; a private request's data is not kept.
                 beside.update(salt=salt.hex(), inputs=tensors_to_json(arrays), outputs=tensors_to_json(outputs))

@@ -517,6 +517,9 @@ class Log:
 
     def _covered(self, size: int, what: str) -> None:
         integrated = self.integrated_size
+        if size > integrated and not self._closed and threading.current_thread() is not self._writer:
+            self._run(self._catch_up)  # another process may have written more: take it in first
+            integrated = self.integrated_size
         if size > integrated:
             raise NotFound(f"{what}: the log has integrated only {integrated} entries, not {size}")
 
