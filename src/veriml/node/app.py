@@ -185,7 +185,7 @@ class InferFastPath:
         # FastAPI reads a body as JSON only then; a body nested deeper than any veriml document goes to the route's
         # guarded parser untouched.
         if b"json" in content_type and _shallow(body):
-            with contextlib.suppress(msgspec.DecodeError, RecursionError):
+            with contextlib.suppress(msgspec.DecodeError, RecursionError, ValueError):  # ValueError: bad UTF-8
                 request = _decode_infer(body)
         if request is None or request.verify == "proven":
             await self.app(scope, _replay(body), send)
