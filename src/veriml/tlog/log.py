@@ -1,9 +1,11 @@
 """An append-only RFC 9162 Merkle log on SQLite, with group commit and signed C2SP checkpoints.
 
 One writer thread owns the write connection. Appends queue up and are sequenced in batches (group commit): one
-transaction and one fsync for everything waiting, in which the batch is also hashed into the tree and a C2SP
-checkpoint over the new size is signed. So one signature and one fsync serve a whole batch, and a caller's index
-is returned only once its entry is on disk under a signed checkpoint: an inclusion proof can go out with it.
+transaction and one fsync for everything waiting, in which a C2SP checkpoint over the new size is also signed and
+stored. So one signature and one fsync serve a whole batch, and a caller's index is returned only once its entry
+is on disk under a signed checkpoint: an inclusion proof can go out with it. The batch is hashed into the tree in
+memory; the tree's hashes are written on the cadence (they can always be recomputed from the entries, and are
+after a crash), so a batch's commit carries only its entries and the checkpoint.
 That checkpoint is kept as the log's latest; on a cadence the latest is *published* (stored among the
 checkpoints witnesses cosign and chains anchor), so witnessing grows with time, not with traffic.
 
@@ -34,6 +36,7 @@ from veriml.tlog.proof_text import TlogProof
 from veriml.tlog.store import SCHEMA, TILE_BYTES, TILE_HEIGHT, Reader, connect, hash_id, tile_slot
 from veriml.tlog.witness import StaleOldSize, add_checkpoint_body
 
+UNFLUSHED_TILES = 16  # tiles of tree hashes kept only in memory before they are stored without a cadence
 MAX_ENTRY_BYTES = 0xFFFF  # C2SP tlog-tiles entry bundles prefix each entry with a uint16 length
 INTEGRATE_CHUNK = 1 << 16
 _STOP = object()
@@ -100,6 +103,9 @@ class Log:
         self.reader = Reader(self.path)
         self._next_index = self.reader.sequenced_size()
         self._integrated = int(self.reader.state("integrated_size", 0))  # type: ignore[arg-type]
+        self._flushed = self._integrated  # the integrated size whose hashes are stored
+        self._unflushed_tiles: dict[int, bytes] = {}  # tiles hashed since, newest version (also in the reader)
+        self._unflushed_upper: list[tuple[int, bytes]] = []  # hashes of levels >= 8 since
         self._frontier = self._load_frontier(self._integrated)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._witnessed: dict[str, int] = {}  # witness key id -> the size it last cosigned, as far as we know
@@ -174,6 +180,10 @@ class Log:
                 except BaseException as exc:
                     _fail(call.future, exc)
         if any(i is _STOP for i in batch):
+            try:
+                self._flush()
+            except Exception:  # the hashes are recomputed from the entries at the next open
+                events.exception("log %s: could not store the tree hashes at close", self.origin)
             self._db.close()
             while not self._queue.empty():  # an append that raced close() must not wait forever
                 leftover = self._queue.get_nowait()
@@ -217,10 +227,14 @@ class Log:
                 _fail(append.future, Unavailable(f"log {self.origin}: another process keeps writing this log"))
             return
         start, integrated, signed = committed
-        self.reader.remember(integrated.upper, integrated.tiles, keep=True)
+        self._unflushed_tiles.update(integrated.tiles)
+        self._unflushed_upper.extend(integrated.upper)
+        self.reader.remember(integrated.upper, integrated.tiles, unflushed=True)
         self._frontier, self._integrated, self._next_index = integrated.frontier, integrated.size, integrated.size
         if signed is not None:
             self._latest = signed
+        if len(self._unflushed_tiles) > UNFLUSHED_TILES:  # a log without a cadence keeps its memory bounded
+            self._flush()
         position = start
         for append in appends:
             # A caller that stopped waiting (a cancelled request) still has its entry logged.
@@ -228,7 +242,7 @@ class Log:
             position += len(append.rows)
 
     def _commit_batch(self, rows: list[tuple[bytes, bytes]]) -> tuple[int, _Integrated, SignedCheckpoint | None]:
-        """Store, integrate and (unless the stored tree was found changed) sign, in one transaction: one fsync."""
+        """Store and (unless the stored tree was found changed) sign, in one transaction: one fsync."""
         with self._transaction():  # synchronous=FULL: on disk when the commit returns
             self._check_unchanged()
             start = self._next_index
@@ -237,7 +251,6 @@ class Log:
                 [(start + n, leaf, extra) for n, (leaf, extra) in enumerate(rows)],
             )
             integrated = self._hash_in(start, [leaf for leaf, _ in rows], self._frontier)
-            self._store_integration(integrated)
             signed = None
             if self._refusal is None:
                 checkpoint = Checkpoint(self.origin, integrated.size, merkle._fold([d for _, d in integrated.frontier]))
@@ -251,8 +264,23 @@ class Log:
         stored_size, integrated = self._db.execute(
             "SELECT (SELECT MAX(idx) FROM entries), (SELECT value FROM state WHERE name = 'integrated_size')"
         ).fetchone()
-        if (0 if stored_size is None else stored_size + 1) != self._next_index or (integrated or 0) != self._integrated:
+        if (0 if stored_size is None else stored_size + 1) != self._next_index or (integrated or 0) != self._flushed:
             raise _StoreChanged
+
+    def _flush(self) -> None:
+        """Store the tree hashes computed since the last flush. Not durable on its own (synchronous=NORMAL): they can
+        be recomputed from the entries."""
+        if self._flushed == self._integrated and not self._unflushed_upper:
+            return
+        try:
+            with self._transaction("PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"):
+                self._check_unchanged()
+                self._store_integration(self._unflushed_tiles, self._unflushed_upper, self._integrated)
+        except _StoreChanged:
+            self._catch_up()  # another process stored more: ours is recomputed from the entries
+            return
+        self.reader.flushed(list(self._unflushed_tiles))
+        self._unflushed_tiles, self._unflushed_upper, self._flushed = {}, [], self._integrated
 
     def _catch_up(self) -> None:
         """Take in what is stored (entries another process appended, an old log's unintegrated entries), and make
@@ -260,6 +288,7 @@ class Log:
         self.reader.reload()
         self._next_index = self.reader.sequenced_size()
         self._integrated = int(self.reader.state("integrated_size", 0))  # type: ignore[arg-type]
+        self._flushed, self._unflushed_tiles, self._unflushed_upper = self._integrated, {}, []
         self._frontier = self._load_frontier(self._integrated)
         self._integrate()
         latest = self.latest_checkpoint()
@@ -304,6 +333,9 @@ class Log:
         return self._run(self._integrate)
 
     def _integrate(self) -> int:
+        """Hash every sequenced entry not yet in the tree (entries another process appended) and store all
+        hashes not stored yet."""
+        self._flush()
         while self._integrated < self._next_index:
             rows = self._db.execute(
                 "SELECT idx, leaf FROM entries WHERE idx >= ? ORDER BY idx LIMIT ?", (self._integrated, INTEGRATE_CHUNK)
@@ -316,9 +348,9 @@ class Log:
             integrated = self._hash_in(self._integrated, [leaf for _, leaf in rows], self._frontier)
             # Integration can be redone from the entries, so its commit need not wait for the disk.
             with self._transaction("PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"):
-                self._store_integration(integrated)
+                self._store_integration(integrated.tiles, integrated.upper, integrated.size)
             self.reader.remember(integrated.upper, integrated.tiles)
-            self._frontier, self._integrated = integrated.frontier, integrated.size
+            self._frontier, self._integrated, self._flushed = integrated.frontier, integrated.size, integrated.size
         return self._integrated
 
     def _hash_in(self, start: int, leaves: Sequence[bytes], frontier: list[tuple[int, bytes]]) -> _Integrated:
@@ -332,10 +364,10 @@ class Log:
             tile_index = index >> TILE_HEIGHT
             tile = tiles.get(tile_index)
             if tile is None:
-                # Only the right-edge tile can hold hashes already; read it on this connection, not through the
-                # readers' cache.
-                stored = None
-                if tile_index << TILE_HEIGHT < start:
+                # Only the right-edge tile can hold hashes already: the one hashed since the last flush, or the stored
+                # one, read on this connection, not through the readers' cache.
+                stored = self._unflushed_tiles.get(tile_index)
+                if stored is None and tile_index << TILE_HEIGHT < start:
                     row = self._db.execute("SELECT hashes FROM tiles WHERE idx = ?", (tile_index,)).fetchone()
                     stored = None if row is None else row[0]
                 tile = tiles[tile_index] = bytearray(stored or bytes(TILE_BYTES))
@@ -354,10 +386,10 @@ class Log:
             index += 1
         return _Integrated({i: bytes(tile) for i, tile in tiles.items()}, upper, frontier, index)
 
-    def _store_integration(self, integrated: _Integrated) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO tiles (idx, hashes) VALUES (?, ?)", integrated.tiles.items())
-        self._db.executemany("INSERT INTO hashes (id, hash) VALUES (?, ?)", integrated.upper)
-        self._db.execute("INSERT OR REPLACE INTO state VALUES ('integrated_size', ?)", (integrated.size,))
+    def _store_integration(self, tiles: dict[int, bytes], upper: Sequence[tuple[int, bytes]], size: int) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO tiles (idx, hashes) VALUES (?, ?)", tiles.items())
+        self._db.executemany("INSERT OR REPLACE INTO hashes (id, hash) VALUES (?, ?)", upper)
+        self._db.execute("INSERT OR REPLACE INTO state VALUES ('integrated_size', ?)", (size,))
 
     def _load_frontier(self, size: int) -> list[tuple[int, bytes]]:
         keys = merkle._complete_subtrees(0, size)
