@@ -34,6 +34,7 @@ from veriml.zk import parse_signed_zk_document
 
 events = logging.getLogger("veriml.node")
 API_VERSION = "1.0.0"
+OUTER = "veriml.outer"  # set in the scope of a request the fast path's own limit and log layers already took
 
 
 class InferRequest(BaseModel):
@@ -71,7 +72,7 @@ class BodyLimit:
         self.app, self.json_limit, self.blob_limit = app, json_limit, blob_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or OUTER in scope:
             await self.app(scope, receive, send)
             return
         limit = self.blob_limit if scope["path"].startswith("/v1/blobs/") else self.json_limit
@@ -102,7 +103,7 @@ class RequestLog:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or OUTER in scope:
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers", [])).get(b"x-request-id", b"")[:64]
@@ -156,18 +157,23 @@ class InferFastPath:
     """POST /v1/infer at level `signed`, answered without FastAPI's request machinery (its validation and
     dependency layers cost more than a small model's inference): the body is decoded once with msgspec into the
     route's own fields, and the route's answer is written. A body it does not take as is (another shape or type,
-    `proven`, not JSON) is handed to the FastAPI route unchanged, so errors read exactly as the route's do.
-    Sits inside BodyLimit and RequestLog, so limits, request ids and request lines apply as to every route."""
+    `proven`, not JSON) is handed to the FastAPI app unchanged, so errors read exactly as the route's do. It sits
+    outside FastAPI's own layers, behind its own BodyLimit and RequestLog, so limits, request ids and request lines
+    apply as to every route (a request handed on is marked, so they are not applied twice)."""
 
     PATH = "/v1/infer"
 
-    def __init__(self, app: ASGIApp, node: Node) -> None:
+    def __init__(self, app: ASGIApp, node: Node, config: Any) -> None:
         self.app, self.node = app, node
+        self.hot = RequestLog(BodyLimit(self._infer, config.max_json_bytes, config.max_blob_bytes))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        await self.hot(scope, receive, send)
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
         chunks, more = [], True
         try:
             while more:
@@ -188,12 +194,17 @@ class InferFastPath:
             with contextlib.suppress(msgspec.DecodeError, RecursionError, ValueError):  # ValueError: bad UTF-8
                 request = _decode_infer(body)
         if request is None or request.verify == "proven":
+            scope[OUTER] = True
             await self.app(scope, _replay(body), send)
             return
         try:
             answer = await signed_answer(self.node, request)
         except VerimlError as exc:
             await (await problems.veriml_error(Request(scope), exc))(scope, receive, send)
+            return
+        except Exception as exc:  # outside FastAPI's error layer: answer as it would, and log the traceback
+            events.exception("POST %s failed", self.PATH)
+            await (await problems.unexpected_error(Request(scope), exc))(scope, receive, send)
             return
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})  # fmt: skip
@@ -237,9 +248,15 @@ def create_app(node: Node) -> FastAPI:
     app.add_exception_handler(RequestValidationError, problems.validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, problems.http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, problems.unexpected_error)
-    app.add_middleware(InferFastPath, node=node)  # added first: the innermost, inside the limits and request log
     app.add_middleware(BodyLimit, json_limit=config.max_json_bytes, blob_limit=config.max_blob_bytes)
     app.add_middleware(RequestLog)
+    framework_stack = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        # POST /v1/infer at level signed skips FastAPI's layers; everything else goes through them as before.
+        return InferFastPath(framework_stack(), node, config)
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 
     def admin(authorization: str | None = Header(default=None)) -> None:
         if config.admin_token is None:

@@ -112,6 +112,7 @@ class Log:
         self._latest: SignedCheckpoint | None = None  # the newest checkpoint this process signed or read
         self._refusal: str | None = None  # why the stored tree may not be signed (it changed under a checkpoint)
         self._closed = False
+        self.batches_committed = 0  # group commits by this process: each one fsync and one signed checkpoint
         self._writer = threading.Thread(target=self._write_loop, name=f"tlog-writer {self.origin}", daemon=True)
         self._writer.start()
         self._run(self._catch_up)
@@ -227,6 +228,7 @@ class Log:
                 _fail(append.future, Unavailable(f"log {self.origin}: another process keeps writing this log"))
             return
         start, integrated, signed = committed
+        self.batches_committed += 1
         self._unflushed_tiles.update(integrated.tiles)
         self._unflushed_upper.extend(integrated.upper)
         self.reader.remember(integrated.upper, integrated.tiles, unflushed=True)
