@@ -59,6 +59,7 @@ class Node:
         self._lookups = RateLimit(LOOKUPS_PER_SECOND, LOOKUP_BURST)
         self._unknown = NegativeCache(config.peer_negative_ttl)
         self.bad_peers: dict[str, str] = {}  # peer url -> why it was last refused (wrong bytes, say)
+        self._runnable: set[Digest] = set()  # blobs held here and checked runnable (content-addressed: for good)
 
     def start(self) -> Node:
         if isinstance(self.discovery, StaticPeers):
@@ -284,7 +285,10 @@ class Node:
             manifest = self.service.resolve(ref)
         except NotFound:
             return None
-        if not self.service.hub.blobs.has(manifest.body.blob):
-            return None
-        self.service.hub.check_model_blob(manifest)  # once per blob; a refused one raises InvalidInput
+        blob = manifest.body.blob
+        if blob not in self._runnable:  # a stat and a check per request cost more than a small model's run
+            if not self.service.hub.blobs.has(blob):
+                return None
+            self.service.hub.check_model_blob(manifest)  # once per blob; a refused one raises InvalidInput
+            self._runnable.add(blob)
         return manifest
