@@ -32,7 +32,7 @@ def _manifest() -> SignedManifest:
 digests = st.binary(min_size=32, max_size=32).map(lambda b: Digest("sha256", b))
 request_ids = st.from_regex(r"[A-Za-z0-9._:-]{1,128}", fullmatch=True)
 fingerprints = st.dictionaries(
-    st.text(min_size=1, max_size=12), st.one_of(st.text(max_size=20), st.integers(-(2**53), 2**53)), max_size=5
+    st.text(min_size=1, max_size=12), st.one_of(st.text(max_size=20), st.integers(-(2**53) + 1, 2**53 - 1)), max_size=5
 ).map(lambda extra: RuntimeFingerprint({"engine": "onnxruntime", "provider": "CPU", **extra}))
 
 
@@ -66,3 +66,20 @@ def test_receipt_and_bundle_bytes_are_the_general_canonical_json(
         log_proof="c2sp.org/tlog-proof@v1\nindex 0\n\nx\n",
     )
     assert bundle.to_bytes() == rfc8785.dumps(bundle.to_json())
+
+
+@given(seed=st.binary(min_size=32, max_size=32), message=st.binary(max_size=512), flip=st.integers(0, 63))
+def test_a_remembered_verification_never_passes_another_signature_or_message(seed, message, flip):
+    from veriml.errors import VerificationFailed
+
+    key = SigningKey.from_seed("example.com/k", seed)
+    signature = key.sign_raw(message)
+    key.public.verify_raw(message, signature)
+    key.public.verify_raw(message, signature)  # remembered: passes again
+    forged = signature[:flip] + bytes([signature[flip] ^ 1]) + signature[flip + 1 :]
+    for bad_message, bad_signature in ((message, forged), (message + b"x", signature)):
+        try:
+            key.public.verify_raw(bad_message, bad_signature)
+        except VerificationFailed:
+            continue
+        raise AssertionError("a changed signature or message verified")
