@@ -20,6 +20,8 @@ $(INSTALLED): pyproject.toml package-lock.json
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,chain]'
 	npm ci --no-audit --no-fund --loglevel=error  # anvil and solcjs for the chain face, into ./node_modules
+	# Debian's Chromium for tests/browser (Playwright drives it; no browser download). Root on CI's fresh machine.
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	touch $(INSTALLED)
 
 $(LLM_INSTALLED): $(INSTALLED)

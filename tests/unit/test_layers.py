@@ -21,7 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "service": {"errors", "codec", "identity", "fsutil", "hub", "runtime", "tlog", "receipts", "zk"},
     "verify": {"errors", "codec", "identity", "fsutil", "hub", "runtime", "tlog", "receipts", "zk"},
 }
-FACES = {"node", "client", "chain", "cli", "devnet"}
+FACES = {"node", "client", "chain", "cli", "devnet", "explorer", "integrations", "compat"}
 
 
 def unit_of(path: Path) -> str:

@@ -20,7 +20,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from veriml.cli import chat_command, network_commands, render
+from veriml.cli import chat_command, mcp_command, network_commands, render
 from veriml.cli.chain_commands import chain_app
 from veriml.cli.errors import fail, one_line_errors
 from veriml.cli.input_files import load_input_file
@@ -53,6 +53,7 @@ app.add_typer(zk_app, name="zk")
 app.add_typer(chain_app, name="chain")
 app.command("pin")(network_commands.pin)
 app.command("chat")(chat_command.chat)
+app.command("mcp")(mcp_command.mcp)
 
 console = Console()
 _state: dict[str, Home] = {}

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from veriml.codec import Digest, canonical_json, tensors_from_json
 from veriml.codec.canonical import MAX_JSON_DEPTH, check_json_depth
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
+from veriml.explorer import create_router as explorer_router
 from veriml.hub import parse_signed_manifest
 from veriml.node import openai_api, problems
 from veriml.node.limits import ConcurrencyCap, check_reexecution
@@ -424,6 +425,7 @@ def create_app(node: Node) -> FastAPI:
                 "refusals": node.auditor.store.refusals(limit=limit)}  # fmt: skip
 
     app.include_router(openai_api.create_router(node))
+    app.include_router(explorer_router(node))  # HTML pages at / (docs/explorer.md); not in the OpenAPI document
 
     @app.get("/checkpoint", tags=["tlog-tiles"], response_class=PlainTextResponse)
     def checkpoint() -> Response:
