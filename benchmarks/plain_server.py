@@ -37,8 +37,13 @@ async def bare(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         message = await receive()
         chunks.append(message.get("body", b""))
         more = message.get("more_body", False)
-    body = msgspec.json.decode(b"".join(chunks))
-    inputs = {name: np.asarray(value, dtype=np.float32) for name, value in body["inputs"].items()}
+    try:
+        body = msgspec.json.decode(b"".join(chunks))
+        inputs = {name: np.asarray(value, dtype=np.float32) for name, value in body["inputs"].items()}
+    except (msgspec.DecodeError, KeyError, TypeError, ValueError):
+        await send({"type": "http.response.start", "status": 400, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+        return
     outputs = session.run(None, inputs)
     answer = msgspec.json.encode({"outputs": {n: v.tolist() for n, v in zip(output_names, outputs, strict=True)}})
     await send(
