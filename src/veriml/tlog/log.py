@@ -272,21 +272,29 @@ class Log:
     def _flush(self) -> None:
         """Store the tree hashes computed since the last flush. Not durable on its own (synchronous=NORMAL): they can
         be recomputed from the entries."""
+        if not self._store_unflushed():
+            self._catch_up()  # another process stored more: take its tree in
+
+    def _store_unflushed(self) -> bool:
+        """Store what `_flush` stores; False, storing nothing, if another process stored the tree past where this one
+        last did (its hashes then cover every entry this one had hashed: they were committed before it read them)."""
         if self._flushed == self._integrated and not self._unflushed_upper:
-            return
-        try:
-            with self._transaction("PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"):
-                self._check_unchanged()
-                self._store_integration(self._unflushed_tiles, self._unflushed_upper, self._integrated)
-        except _StoreChanged:
-            self._catch_up()  # another process stored more: ours is recomputed from the entries
-            return
+            return True
+        with self._transaction("PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"):
+            row = self._db.execute("SELECT value FROM state WHERE name = 'integrated_size'").fetchone()
+            if (0 if row is None else row[0]) != self._flushed:
+                return False
+            self._store_integration(self._unflushed_tiles, self._unflushed_upper, self._integrated)
         self.reader.flushed(list(self._unflushed_tiles))
         self._unflushed_tiles, self._unflushed_upper, self._flushed = {}, [], self._integrated
+        return True
 
     def _catch_up(self) -> None:
         """Take in what is stored (entries another process appended, an old log's unintegrated entries), and make
         sure a signed checkpoint covers it all, unless the stored tree is not consistent with the last one signed."""
+        # First store the hashes only this process holds, so that proofs for entries already answered keep working
+        # while the reader forgets what it cached.
+        self._store_unflushed()
         self.reader.reload()
         self._next_index = self.reader.sequenced_size()
         self._integrated = int(self.reader.state("integrated_size", 0))  # type: ignore[arg-type]
