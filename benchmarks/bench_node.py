@@ -1,13 +1,17 @@
-"""The node under load on loopback, against a plain server of the same framework, in one run.
+"""The node under load on loopback, against plain servers, in one run.
 
-(a) plain: FastAPI + uvicorn calling onnxruntime, no verification (benchmarks/plain_server.py)
-(b) node:  a veriml node, POST /v1/infer at level `signed` (validate, run, digest, sign, durable log append)
+(a) plain: FastAPI + uvicorn calling onnxruntime, no verification (benchmarks/plain_server.py fastapi)
+(a') bare: a bare ASGI function + msgspec on uvicorn calling onnxruntime: the server and request path the node's
+     /v1/infer uses, so (b)/(a') is veriml's own cost apart from the framework's (plain_server.py asgi)
+(b) node:  a veriml node, POST /v1/infer at level `signed` (validate, run, digest, sign, durable log append under
+     a signed checkpoint, inclusion proof in the answer)
 (c) quorum: the Python client with `quorum:3` on a 3-node devnet, against the same client at `signed`
 
-(a) and (b) are driven by wrk (Debian package `wrk`) for a fixed time with a fixed number of connections;
-(c) is latency of sequential calls from one client. Bounded in time; every server is stopped at the end.
+(a), (a') and (b) are driven by wrk (Debian package `wrk`) for a fixed time with each number of connections,
+interleaved (a, a', b at 8 connections, then at 64); (c) is latency of sequential calls from one client.
+Bounded in time; every server is stopped at the end.
 
-Run: .venv/bin/python benchmarks/bench_node.py [--seconds 10] [--connections 8] [--calls 200]
+Run: .venv/bin/python benchmarks/bench_node.py [--seconds 10] [--connections 8,64] [--calls 200]
 """
 
 from __future__ import annotations
@@ -76,35 +80,44 @@ def latencies(fn, calls: int) -> dict[str, float]:  # type: ignore[no-untyped-de
     return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1]}
 
 
+def plain_server(kind: str, model: Path, port: int) -> subprocess.Popen[bytes]:
+    script = str(Path(__file__).with_name("plain_server.py"))
+    server = subprocess.Popen([sys.executable, script, str(model), str(port), kind])
+    wait_up(f"http://127.0.0.1:{port}/infer")
+    return server
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", default="8,64", help="comma-separated wrk connection counts")
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
+    connections = [int(c) for c in args.connections.split(",")]
     if shutil.which("wrk") is None:
         sys.exit("bench_node needs wrk: apt-get install wrk")
+    rows: dict[tuple[str, int], dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model = examples.save(examples.mlp((16, 32, 8)), root / "mlp.onnx")
         publisher = SigningKey.generate("bench")
-        port = devnet.free_port()
-        # (a) and (b): one server process each, nothing else running.
-        plain = subprocess.Popen([sys.executable, str(Path(__file__).with_name("plain_server.py")), str(model),
-                                  str(port)])  # fmt: skip
-        try:
-            wait_up(f"http://127.0.0.1:{port}/docs")
-            a = wrk(f"http://127.0.0.1:{port}/infer", {"inputs": {"x": X}}, args.seconds, args.connections, root)
-        finally:
-            plain.terminate()
-            plain.wait(10)
+        # (a), (a') and (b): one server process each, all up at once, driven one after another per connection count.
+        ports = {kind: devnet.free_port() for kind in ("fastapi", "asgi")}
+        plains = [plain_server(kind, model, port) for kind, port in ports.items()]
         single = devnet.up(root / "single", 1)
         try:
             with Client(single.urls, admin_token=single.admin_token) as client:
                 client.publish(model, "bench/mlp", publisher)
-            b = wrk(f"{single.urls[0]}/v1/infer", {"model": "bench/mlp", "inputs": {"x": X}}, args.seconds,
-                    args.connections, root)  # fmt: skip
+            plain_body = {"inputs": {"x": X}}
+            node_body = {"model": "bench/mlp", "inputs": {"x": X}}
+            for conns in connections:
+                for kind, port in ports.items():
+                    rows[kind, conns] = wrk(f"http://127.0.0.1:{port}/infer", plain_body, args.seconds, conns, root)
+                rows["node", conns] = wrk(f"{single.urls[0]}/v1/infer", node_body, args.seconds, conns, root)
         finally:
+            for plain in plains:
+                plain.terminate()
+                plain.wait(10)
             devnet.down(root / "single")
         # (c): three nodes on this machine's two cores.
         network = devnet.up(root / "devnet", 3)
@@ -114,17 +127,29 @@ def main() -> None:
                 for url in network.urls[1:]:
                     client.pin("bench/mlp", url)
                 x = {"x": np.asarray(X, np.float32)}
+                for _ in range(20):  # warm up: connections, sessions, the client's threads
+                    client.infer("bench/mlp", x)
+                    client.infer("bench/mlp", x, verify="quorum:3")
                 signed = latencies(lambda: client.infer("bench/mlp", x), args.calls)
                 quorum = latencies(lambda: client.infer("bench/mlp", x, verify="quorum:3"), args.calls)
         finally:
             devnet.down(root / "devnet")
-    print(f"# veriml node benchmark: MLP 16-32-8, wrk -t1 -c{args.connections} -d{args.seconds}s on 127.0.0.1\n")
-    print("| path | requests/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|")
-    print(f"| (a) plain FastAPI + onnxruntime | {a['rps']:,.0f} | {a['p50_ms']:.2f} | {a['p99_ms']:.2f} |")
-    print(f"| (b) veriml node, level signed | {b['rps']:,.0f} | {b['p50_ms']:.2f} | {b['p99_ms']:.2f} |")
-    print(f"\n(b)/(a) requests/s: {b['rps'] / a['rps']:.2f}x; p50 overhead {b['p50_ms'] - a['p50_ms']:.2f} ms\n")
-    print(f"| client, sequential ({args.calls} calls) | p50 ms | p99 ms |")
+    print(f"# veriml node benchmark: MLP 16-32-8, wrk -t1 -d{args.seconds}s on 127.0.0.1\n")
+    print("| path | connections | requests/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|")
+    labels = {"fastapi": "(a) plain FastAPI + onnxruntime", "asgi": "(a') bare ASGI + msgspec + onnxruntime",
+              "node": "(b) veriml node, level signed"}  # fmt: skip
+    for conns in connections:
+        for kind, label in labels.items():
+            row = rows[kind, conns]
+            print(f"| {label} | {conns} | {row['rps']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} |")
+    print()
+    for conns in connections:
+        node, fastapi, bare = rows["node", conns], rows["fastapi", conns], rows["asgi", conns]
+        print(f"{conns} connections: (b)/(a) requests/s {node['rps'] / fastapi['rps']:.2f}x, p50 overhead "
+              f"{node['p50_ms'] - fastapi['p50_ms']:+.2f} ms; (b)/(a') {node['rps'] / bare['rps']:.2f}x, p50 overhead "
+              f"{node['p50_ms'] - bare['p50_ms']:+.2f} ms")  # fmt: skip
+    print(f"\n| client, sequential ({args.calls} calls) | p50 ms | p99 ms |")
     print("|---|---|---|")
     print(f"| signed (one node) | {signed['p50_ms']:.2f} | {signed['p99_ms']:.2f} |")
     print(f"| quorum:3 (three nodes in parallel) | {quorum['p50_ms']:.2f} | {quorum['p99_ms']:.2f} |")

@@ -4,6 +4,9 @@ For a small MLP (16-32-8) and a small CNN (1x28x28), both made here, measure in 
   - bare:   onnxruntime `session.run` on a session with the same pinned settings (1 thread, sequential)
   - veriml: `Service.infer` — resolve, validate inputs, run, digest inputs and outputs, sign the receipt
 single-sample and batched (64), as interleaved rounds; report medians, the ratio and the overhead in µs.
+  - veriml under concurrency: what a node does for 64 requests in flight (run, sign, submit to the log; then,
+    as each durable append comes back under its batch's signed checkpoint, attach the inclusion proof), timed as
+    a whole and divided by 64: the amortized cost per inference, of which the model's own run is subtracted.
 Then the offline verifier on a bundle at level "signed" (no re-execution), from bytes and from a parsed bundle.
 
 Run: .venv/bin/python benchmarks/bench_receipts.py [--rounds 15] [--calls 300]
@@ -29,6 +32,11 @@ from veriml.service import Home, Service
 from veriml.verify import verify_bundle
 
 
+def _batches(service: Service) -> int:
+    """Group commits so far: each signs one checkpoint, counted by the log's writer."""
+    return service.log.batches_committed
+
+
 def per_call_us(fn: Callable[[], object], calls: int) -> float:
     start = time.perf_counter()
     for _ in range(calls):
@@ -51,6 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--in-flight", type=int, default=64)
     args = parser.parse_args()
 
     print(f"# veriml receipts benchmark: {platform.machine()}, Python {platform.python_version()}, "
@@ -90,6 +99,31 @@ def main() -> None:
                 bundles.append(service.infer(name, x))
 
         print()
+        print("| model | in flight | bare onnxruntime µs/call | veriml µs/inference, amortized | veriml work µs "
+              "(excluding the model) | log batches | entries per batch |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|")
+        for label, (_, sample_shape) in models.items():
+            name = f"bench/{label.split()[0]}"
+            manifest = service.resolve(name)
+            session, _ = service.engine.session(manifest.body.blob, lambda n=name: b"")
+            x = {"x": rng.standard_normal((1, *sample_shape)).astype(np.float32)}
+
+            def in_flight(n: int = args.in_flight, m=manifest, x=x) -> None:  # type: ignore[no-untyped-def]
+                submitted = [service.infer_submit(m, x) for _ in range(n)]
+                for bundle, logged in submitted:
+                    service.attach_proof(bundle, logged.result()[0])
+
+            before = service.log.sequenced_size, service.log.signed_checkpoint
+            batches_before = _batches(service)
+            times = interleaved({"bare": lambda s=session, x=x: s.run(None, x), "concurrent": in_flight},
+                                args.rounds, max(args.calls // args.in_flight, 3))  # fmt: skip
+            per_inference = times["concurrent"] / args.in_flight
+            entries = service.log.sequenced_size - before[0]
+            batches = _batches(service) - batches_before
+            print(f"| {label} | {args.in_flight} | {times['bare']:.1f} | {per_inference:.1f} | "
+                  f"{per_inference - times['bare']:.1f} | {batches} | {entries / max(batches, 1):.1f} |")  # fmt: skip
+
+        print()
         print("| bundle | bytes | parse + verify (signed) µs | verify parsed bundle µs |")
         print("|---|---|---|---|")
         for bundle in bundles:
@@ -111,7 +145,7 @@ def main() -> None:
         message = bundles[0].receipt.canonical
         sign_us = statistics.median(per_call_us(lambda: key.sign_raw(message), 2000) for _ in range(5))
         print()
-        print(f"for scale: one Ed25519 signature (cryptography) over a receipt takes {sign_us:.1f} µs here")
+        print(f"for scale: one Ed25519 signature over a receipt takes {sign_us:.1f} µs here (PyNaCl when installed)")
         service.close()
 
 

@@ -316,3 +316,26 @@ def test_quorum_runs_one_version_when_nodes_disagree_on_the_latest(net, publishe
         bundle = client.infer("alice/versions", X, verify="quorum:3")
     assert bundle.manifest.body.version == 2
     assert verify_bundle(bundle, agreeing_nodes=3).consistent
+
+
+def test_bundles_from_the_network_verify_at_the_default_level(net, model, tmp_path):
+    """`veriml infer --node ... --verify quorum:3` wrote bundles without a log proof, so `veriml verify` (level
+    logged) said INCOMPLETE; answers now carry their inclusion proof, and so do the bundles written from them."""
+    from typer.testing import CliRunner
+
+    from veriml.cli.app import app
+
+    runner = CliRunner()
+    inputs = tmp_path / "in.json"
+    inputs.write_text('{"x": [[0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]]}')
+    nodes = [arg for url in net.urls for arg in ("--node", url)]
+    for level in ("signed", "quorum:3"):
+        out = tmp_path / f"{level}.json"
+        done = runner.invoke(app, ["--home", str(tmp_path / "home"), "infer", "alice/mlp", "-i", str(inputs),
+                                   "-o", str(out), *nodes, "--verify", level])  # fmt: skip
+        assert done.exit_code == 0, done.output
+        assert Bundle.load(out).log_proof is not None
+        trusted = [arg for info in infos(net) for arg in ("--node", info["node"])]
+        checked = runner.invoke(app, ["--home", str(tmp_path / "home"), "verify", str(out), *trusted])
+        assert checked.exit_code == 0, checked.output
+        assert "log.inclusion" in checked.output and "VERIFIED" in checked.output

@@ -73,10 +73,10 @@ def test_proofs_from_the_log_verify(log, key):
         merkle.verify_consistency(old, 300, log.consistency_proof(old, 300), log.root(old), checkpoint.checkpoint.root)
 
 
-def test_proof_requests_outside_the_tree(log):
+def test_proof_requests_outside_the_tree(log, key):
     fill(log, 3)
-    with pytest.raises(NotFound, match="no checkpoint covers it yet"):
-        log.prove(0)
+    # The batch was signed as it was committed: its entries are provable at once, before any cadence.
+    TlogProof.parse(log.prove(0).to_text()).verify(b"entry 0", TrustPolicy(key.public))
     log.sign_checkpoint()
     with pytest.raises(NotFound, match="no checkpoint covers it yet"):
         log.prove(3)
@@ -251,13 +251,13 @@ def test_checkpoints_follow_the_cadence_not_the_traffic(log, witness, key):
             log.append_batch([(b"burst %d" % i, b"") for i in range(50)])
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            latest = log.latest_checkpoint()
-            if latest is not None and latest.checkpoint.size == 1000:
+            latest = log.latest_published()
+            if latest is not None and latest.checkpoint.size == 1000 and len(latest.note.signatures) == 2:
                 break
             time.sleep(0.05)
     latest = log.latest_checkpoint()
     assert latest.checkpoint.size == 1000
-    assert 1 <= len(log.checkpoints()) <= 5  # 1,000 entries, a handful of checkpoints
+    assert 1 <= len(log.checkpoints()) <= 5  # 1,000 entries in 20 batches: a handful of witnessed checkpoints
     assert publisher.publish_now() is None  # nothing new: nothing signed
     TrustPolicy(key.public, (witness.public,), 1).check(latest)
 
@@ -291,3 +291,51 @@ def test_readers_racing_an_integration_never_corrupt_tiles(log):
         for thread in threads:
             thread.join()
     assert log.verify_integrity() == 280
+
+
+def test_a_fresh_log_serves_a_checkpoint_of_size_0(log, key):
+    """C2SP logs serve a checkpoint from the start: size 0, the empty root, signed by the log's key."""
+    from veriml.tlog import read_checkpoint
+    from veriml.tlog.checkpoint import SignedCheckpoint
+
+    signed = SignedCheckpoint.parse(read_checkpoint(log))
+    assert (signed.checkpoint.size, signed.checkpoint.root) == (0, merkle.EMPTY_ROOT)
+    TrustPolicy(key.public).check(signed)
+    assert log.verify_integrity() == 0
+
+
+def test_every_batch_is_durable_under_a_signed_checkpoint_when_its_indices_come_back(log, key):
+    """Group commit signs one checkpoint per batch, in the batch's transaction: whatever index an append hands back
+    is provable at once, under a checkpoint whose root is the tree's, consistent with every later one."""
+    sizes = []
+    for round_ in range(5):
+        indices = log.append_batch([(b"batch %d-%d" % (round_, i), b"") for i in range(round_ + 1)])
+        latest = log.signed_checkpoint
+        assert latest.checkpoint.size == indices[-1] + 1 == log.sequenced_size
+        assert latest.to_text() == log.latest_checkpoint().to_text()
+        assert latest.checkpoint.root == log.root(latest.checkpoint.size)
+        for index in indices:
+            log.prove(index, latest).verify(b"batch %d-%d" % (round_, index - indices[0]), TrustPolicy(key.public))
+        sizes.append(latest.checkpoint.size)
+    assert log.checkpoints() == []  # none published yet: witnessing follows the cadence, not the batches
+    assert log.sign_checkpoint().checkpoint.size == sizes[-1]  # publishing reuses the batch's signature
+    assert log.verify_integrity() == sizes[-1]
+
+
+def test_two_writers_on_one_log_take_in_each_others_entries(tmp_path, key):
+    """Two Log objects on one file (as two processes on one home): neither reuses the other's indices, both sign
+    checkpoints over the whole tree, and the stored log stays consistent."""
+    path = tmp_path / "log.sqlite"
+    with Log(path, key) as first, Log(path, key) as second:
+        assert first.append(b"a") == 0
+        assert second.append(b"b") == 1  # not 0: the second writer took the first one's entry in
+        assert first.append(b"c") == 2
+        for log in (first, second):
+            assert log.signed_checkpoint.checkpoint.root == merkle.root_of_leaves(
+                merkle.leaf_hash(e) for e in (b"a", b"b", b"c")[: log.signed_checkpoint.checkpoint.size]
+            )
+        second.prove(2, first.signed_checkpoint).verify(b"c", TrustPolicy(key.public))
+        for index, entry in enumerate((b"a", b"b", b"c")):  # what each had hashed only in memory is still provable
+            first.prove(index, first.signed_checkpoint).verify(entry, TrustPolicy(key.public))
+        assert second.sign_checkpoint().checkpoint.size == 3
+        assert first.verify_integrity() == 3

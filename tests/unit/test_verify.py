@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -39,8 +41,10 @@ def test_a_bundle_checked_against_no_trust_root_is_unanchored_not_verified(servi
 
 
 def test_logged_level_needs_the_inclusion_proof(service, published, x):
-    unproven = service.infer("alice/mlp", x)
-    assert unproven.log_proof is None
+    logged = service.infer("alice/mlp", x)
+    assert logged.log_proof is not None  # every logged answer carries its proof under its batch's checkpoint
+    assert verify_bundle(logged, level="logged").consistent
+    unproven = replace(logged, log_proof=None)
     report = verify_bundle(unproven, level="logged")
     assert report.verdict == "incomplete" and report.check("log.inclusion").status == "skipped"
     assert verify_bundle(unproven).consistent  # level "signed" does not ask for it

@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -99,8 +99,11 @@ class Client:
         self.tokenizers = Tokenizers(cache_dir)
         self._resolved = Resolved(resolve_ttl)
         self._http = httpx.Client(timeout=timeout)
+        self._quorum_pool: ThreadPoolExecutor | None = None  # made on the first quorum, kept for the next ones
 
     def close(self) -> None:
+        if self._quorum_pool is not None:
+            self._quorum_pool.shutdown(wait=False)
         self._http.close()
 
     def __enter__(self) -> Client:
@@ -332,28 +335,38 @@ class Client:
 
     def _gather(self, asked: Asked, k: int) -> tuple[list[tuple[str, Bundle]], dict[str, int]]:
         """Acceptable answers from k distinct nodes (distinct node keys), asked in parallel; a node that fails,
-        substitutes or repeats a key already counted is replaced by the next one."""
+        substitutes or repeats a key already counted is replaced by the next one as soon as it does, and the
+        quorum is judged as soon as k have answered. Results keep the nodes' order (the first is the answer)."""
         results: list[tuple[str, Bundle]] = []
         indices: dict[str, int] = {}
         failures: list[VerimlError] = []
         keys: set[bytes] = set()
-        with ThreadPoolExecutor(max_workers=k) as pool:
-            pending = self.nodes.order(asked.manifest.body.name)
-            while len(results) < k and pending:
-                batch, pending = pending[: k - len(results)], pending[k - len(results) :]
-                futures = {url: pool.submit(self._infer_once, asked, [url]) for url in batch}
-                for url, future in futures.items():
-                    try:
-                        _, bundle, index = future.result()
-                    except VerimlError as exc:  # unreachable, refusing or lying: ask the next node
-                        failures.append(exc)
-                        continue
-                    if not _count_once(keys, url, bundle, failures):
-                        continue
-                    results.append((url, bundle))
-                    indices[url] = index
+        if self._quorum_pool is None:  # threads kept across calls: starting k threads per call costs milliseconds
+            self._quorum_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="veriml-quorum")
+        order = self.nodes.order(asked.manifest.body.name)
+        pending = list(order)
+        asking: dict[Future[tuple[str, Bundle, int]], str] = {}
+        while True:
+            while len(results) + len(asking) < k and pending:
+                url = pending.pop(0)
+                asking[self._quorum_pool.submit(self._infer_once, asked, [url])] = url
+            if not asking:
+                break
+            done, _ = wait(asking, return_when=FIRST_COMPLETED)
+            for future in done:
+                url = asking.pop(future)
+                try:
+                    _, bundle, index = future.result()
+                except VerimlError as exc:  # unreachable, refusing or lying: ask the next node
+                    failures.append(exc)
+                    continue
+                if not _count_once(keys, url, bundle, failures):
+                    continue
+                results.append((url, bundle))
+                indices[url] = index
         if len(results) < k:
             raise no_answer(f"quorum:{k}: only {len(results)} distinct nodes answered acceptably", failures)
+        results.sort(key=lambda result: order.index(result[0]))
         return results, indices
 
     def chat(

@@ -3,12 +3,14 @@ tlog-witness endpoint. A thin skin: each route calls one `Node` or `Service` met
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
 from functools import partial
 from typing import Any
 
+import msgspec
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, PlainTextResponse, Response
@@ -18,6 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veriml.codec import Digest, canonical_json, tensors_from_json
+from veriml.codec.canonical import MAX_JSON_DEPTH, check_json_depth
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
 from veriml.explorer import create_router as explorer_router
 from veriml.hub import parse_signed_manifest
@@ -32,6 +35,7 @@ from veriml.zk import parse_signed_zk_document
 
 events = logging.getLogger("veriml.node")
 API_VERSION = "1.0.0"
+OUTER = "veriml.outer"  # set in the scope of a request the fast path's own limit and log layers already took
 
 
 class InferRequest(BaseModel):
@@ -69,7 +73,7 @@ class BodyLimit:
         self.app, self.json_limit, self.blob_limit = app, json_limit, blob_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or OUTER in scope:
             await self.app(scope, receive, send)
             return
         limit = self.blob_limit if scope["path"].startswith(("/v1/blobs/", "/v1/publish/")) else self.json_limit
@@ -100,7 +104,7 @@ class RequestLog:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or OUTER in scope:
             await self.app(scope, receive, send)
             return
         given = dict(scope.get("headers", [])).get(b"x-request-id", b"")[:64]
@@ -124,6 +128,113 @@ class RequestLog:
             events.info("request", extra={"fields": line})  # JsonLines writes the fields as they are
 
 
+class _InferBody(msgspec.Struct):
+    """The fast path's view of an InferRequest: exactly the same fields and types; anything it does not decode as
+    these (or asks for `proven`) goes to the FastAPI route, which answers it as before."""
+
+    model: str
+    inputs: dict[str, Any]
+    request_id: str | None = None
+    verify: str | None = None
+    privacy: str = DEFAULT_PRIVACY
+    salt: str | None = None
+
+
+_decode_infer = msgspec.json.Decoder(_InferBody).decode
+
+
+async def signed_answer(node: Node, request: InferRequest | _InferBody) -> bytes:
+    """The answer to an inference at level `signed`: the bundle, with its inclusion proof, and its log index."""
+    if request.verify not in (None, "signed"):
+        raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
+    salt = None if request.salt is None else parse_salt(request.salt, "salt")
+    privacy = check_privacy(request.privacy)
+    bundle, index = await node.infer_async(request.model, request.inputs, request.request_id, salt, privacy)
+    # The bundle's canonical bytes are written as they are: no second encoding pass over the same data.
+    return b'{"bundle":' + bundle.to_bytes() + b',"log_index":' + str(index).encode() + b"}"
+
+
+class InferFastPath:
+    """POST /v1/infer at level `signed`, answered without FastAPI's request machinery (its validation and
+    dependency layers cost more than a small model's inference): the body is decoded once with msgspec into the
+    route's own fields, and the route's answer is written. A body it does not take as is (another shape or type,
+    `proven`, not JSON) is handed to the FastAPI app unchanged, so errors read exactly as the route's do. It sits
+    outside FastAPI's own layers, behind its own BodyLimit and RequestLog, so limits, request ids and request lines
+    apply as to every route (a request handed on is marked, so they are not applied twice)."""
+
+    PATH = "/v1/infer"
+
+    def __init__(self, app: ASGIApp, node: Node, config: Any) -> None:
+        self.app, self.node = app, node
+        self.hot = RequestLog(BodyLimit(self._infer, config.max_json_bytes, config.max_blob_bytes))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != self.PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        await self.hot(scope, receive, send)
+
+    async def _infer(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chunks, more = [], True
+        try:
+            while more:
+                message = await receive()
+                if message["type"] != "http.request":  # the client went away
+                    return
+                chunks.append(message.get("body", b""))
+                more = message.get("more_body", False)
+        except HTTPException as exc:  # BodyLimit: over the limit while streaming in
+            await (await problems.http_error(Request(scope), exc))(scope, receive, send)
+            return
+        body = b"".join(chunks)
+        request = None
+        content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"application/json")
+        # FastAPI reads a body as JSON only then; a body nested deeper than any veriml document goes to the route's
+        # guarded parser untouched.
+        if b"json" in content_type and _shallow(body):
+            with contextlib.suppress(msgspec.DecodeError, RecursionError, ValueError):  # ValueError: bad UTF-8
+                request = _decode_infer(body)
+        if request is None or request.verify == "proven":
+            scope[OUTER] = True
+            await self.app(scope, _replay(body), send)
+            return
+        try:
+            answer = await signed_answer(self.node, request)
+        except VerimlError as exc:
+            await (await problems.veriml_error(Request(scope), exc))(scope, receive, send)
+            return
+        except Exception as exc:  # outside FastAPI's error layer: answer as it would, and log the traceback
+            events.exception("POST %s failed", self.PATH)
+            await (await problems.unexpected_error(Request(scope), exc))(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})  # fmt: skip
+        await send({"type": "http.response.body", "body": answer})
+
+
+def _shallow(body: bytes) -> bool:
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return True
+    try:
+        check_json_depth(body.decode("utf-8"))
+    except (InvalidInput, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
 def create_app(node: Node) -> FastAPI:
     config = node.config
     app = FastAPI(
@@ -140,6 +251,13 @@ def create_app(node: Node) -> FastAPI:
     app.add_exception_handler(Exception, problems.unexpected_error)
     app.add_middleware(BodyLimit, json_limit=config.max_json_bytes, blob_limit=config.max_blob_bytes)
     app.add_middleware(RequestLog)
+    framework_stack = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        # POST /v1/infer at level signed skips FastAPI's layers; everything else goes through them as before.
+        return InferFastPath(framework_stack(), node, config)
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 
     def admin(authorization: str | None = Header(default=None)) -> None:
         if config.admin_token is None:
@@ -219,24 +337,20 @@ def create_app(node: Node) -> FastAPI:
     @app.post("/v1/infer", tags=["inference"], response_model=InferResponse)
     async def infer(request: InferRequest) -> Response:
         """Run a model and answer with the signed bundle; the receipt is in the log before the answer leaves.
-        Its inclusion proof is at /v1/log/entries/{log_index} once the next checkpoint is published."""
-        if request.verify not in (None, "signed", "proven"):
-            raise InvalidInput(f"verify {request.verify!r}: the node takes 'signed' or 'proven'")
+        The bundle carries its inclusion proof (`log_proof`) under the checkpoint signed with its batch; one under a
+        witnessed checkpoint is at /v1/log/entries/{log_index} once the next checkpoint is published."""
+        if request.verify != "proven":
+            return Response(await signed_answer(node, request), media_type="application/json")
         salt = None if request.salt is None else parse_salt(request.salt, "salt")
         privacy = check_privacy(request.privacy)
-        proof = b""
-        if request.verify == "proven":
-            manifest = node.held(request.model) or await run_in_threadpool(node.resolve, request.model)
-            await run_in_threadpool(node.ensure_zk, manifest)  # 404 unless the circuit is here or at a peer
-            with node.proofs.slot():  # 503 before any work when the proof queue is full
-                # A proven result is the circuit's (fixed point), not onnxruntime's: the proof carries exactly it.
-                circuit_run = partial(node.service.infer_logged, manifest, request.inputs, request.request_id,
-                                      salt=salt, privacy=privacy, circuit=True)  # fmt: skip
-                bundle, index = await run_in_threadpool(circuit_run)
-                proof = b',"proof_job":"' + node.proofs.submit(bundle).encode() + b'"'
-        else:
-            bundle, index = await node.infer_async(request.model, request.inputs, request.request_id, salt, privacy)
-        # The bundle's canonical bytes are written as they are: no second encoding pass over the same data.
+        manifest = node.held(request.model) or await run_in_threadpool(node.resolve, request.model)
+        await run_in_threadpool(node.ensure_zk, manifest)  # 404 unless the circuit is here or at a peer
+        with node.proofs.slot():  # 503 before any work when the proof queue is full
+            # A proven result is the circuit's (fixed point), not onnxruntime's: the proof carries exactly it.
+            circuit_run = partial(node.service.infer_logged, manifest, request.inputs, request.request_id,
+                                  salt=salt, privacy=privacy, circuit=True)  # fmt: skip
+            bundle, index = await run_in_threadpool(circuit_run)
+            proof = b',"proof_job":"' + node.proofs.submit(bundle).encode() + b'"'
         body = b'{"bundle":' + bundle.to_bytes() + b',"log_index":' + str(index).encode() + proof + b"}"
         return Response(body, media_type="application/json")
 

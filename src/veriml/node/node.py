@@ -67,6 +67,7 @@ class Node:
         self._lookups = RateLimit(LOOKUPS_PER_SECOND, LOOKUP_BURST)
         self._unknown = NegativeCache(config.peer_negative_ttl)
         self.bad_peers: dict[str, str] = {}  # peer url -> why it was last refused (wrong bytes, say)
+        self._runnable: set[Digest] = set()  # blobs held here and checked runnable (content-addressed: for good)
 
     def start(self) -> Node:
         if isinstance(self.discovery, StaticPeers):
@@ -279,14 +280,16 @@ class Node:
     ) -> tuple[Bundle, int]:
         """`infer` for the event loop: small models run inline (a thread hop costs more than their inference),
         anything that may block — replication, large models — runs in a worker thread; the durable log
-        append is awaited, not waited for."""
+        append is awaited, not waited for. The bundle carries its inclusion proof under the checkpoint signed
+        with its batch."""
         manifest = self.held(ref)
         if manifest is None or manifest.body.size > INLINE_MODEL_BYTES:
             bundle, index = await run_in_threadpool(self.infer, ref, inputs, request_id, salt, privacy)
             return bundle, index
         bundle, logged = self.service.infer_submit(manifest, inputs, request_id, salt=salt, privacy=privacy)
         assert logged is not None
-        return bundle, (await asyncio.wrap_future(logged))[0]
+        index = (await asyncio.wrap_future(logged))[0]
+        return self.service.attach_proof(bundle, index), index
 
     def held(self, ref: str) -> SignedManifest | None:
         """The manifest if this node holds it and its blob, without asking any peer."""
@@ -294,7 +297,10 @@ class Node:
             manifest = self.service.resolve(ref)
         except NotFound:
             return None
-        if not self.service.hub.blobs.has(manifest.body.blob):
-            return None
-        self.service.hub.check_model_blob(manifest)  # once per blob; a refused one raises InvalidInput
+        blob = manifest.body.blob
+        if blob not in self._runnable:  # a stat and a check per request cost more than a small model's run
+            if not self.service.hub.blobs.has(blob):
+                return None
+            self.service.hub.check_model_blob(manifest)  # once per blob; a refused one raises InvalidInput
+            self._runnable.add(blob)
         return manifest

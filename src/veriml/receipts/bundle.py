@@ -13,10 +13,19 @@ from typing import Any
 
 import numpy as np
 
-from veriml.codec import canonical_json, expect_document, parse_json, tensors_from_json, tensors_to_json
+from veriml.codec import (
+    Fragment,
+    b64encode,
+    canonical_json,
+    expect_document,
+    parse_json,
+    tensors_from_json,
+    tensors_to_json,
+)
 from veriml.errors import InvalidInput, NotFound
 from veriml.fsutil import atomic_write
 from veriml.hub import SignedManifest, parse_signed_manifest
+from veriml.identity import Signed
 from veriml.receipts.commitment import parse_salt
 from veriml.receipts.receipt import SignedReceipt, parse_signed_receipt
 
@@ -40,6 +49,12 @@ AttestationJSON = Mapping[str, Any]  # a signed attestation of agreement by anot
 ZkProofJSON = Mapping[str, Any]  # an EZKL proof and the ZK document it is checked against (ZK issue)
 
 
+def signed_fragment(signed: Signed[Any]) -> Fragment:
+    """The canonical JSON of a signed document, {"body": ..., "signature": ...}, from the body's canonical bytes
+    (what was signed): the same bytes as canonical_json(signed.to_json()), without walking the body again."""
+    return Fragment(b'{"body":' + signed.canonical + b',"signature":"' + b64encode(signed.signature).encode() + b'"}')
+
+
 @dataclass(frozen=True)
 class Bundle:
     manifest: SignedManifest
@@ -51,11 +66,12 @@ class Bundle:
     attestations: tuple[AttestationJSON, ...] = field(default_factory=tuple)
     zk_proof: ZkProofJSON | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, signed: bool = True) -> dict[str, Any]:
+        """The bundle as JSON; with `signed=False` the manifest and receipt are left out (`to_bytes` adds them)."""
+        documents = {"manifest": self.manifest.to_json(), "receipt": self.receipt.to_json()} if signed else {}
         return {
             "format_version": FORMAT_VERSION,
-            "manifest": self.manifest.to_json(),
-            "receipt": self.receipt.to_json(),
+            **documents,
             "salt": self.salt.hex(),
             "inputs": tensors_to_json(self.inputs),
             "outputs": tensors_to_json(self.outputs),
@@ -65,7 +81,12 @@ class Bundle:
         }
 
     def to_bytes(self) -> bytes:
-        return canonical_json(self.to_json())
+        """The RFC 8785 bytes of `to_json()`; the signed documents' canonical bytes are reused, not rewritten."""
+        return canonical_json({
+            **self.to_json(signed=False),
+            "manifest": signed_fragment(self.manifest),
+            "receipt": signed_fragment(self.receipt),
+        })  # fmt: skip
 
     @classmethod
     def from_json(cls, obj: object) -> Bundle:

@@ -28,6 +28,7 @@ from veriml.receipts import (
     sign_attestation,
     sign_receipt,
 )
+from veriml.receipts.bundle import signed_fragment
 from veriml.receipts.commitment import check_privacy
 from veriml.runtime import (
     BlobLoader,
@@ -52,7 +53,8 @@ from veriml.zk import SignedZkDocument, ZkDocument, parse_signed_zk_document, si
 
 class Service:
     """Publish, infer and prove over one home. With `log=True` (the default) every receipt is appended to the
-    home's transparency log, durably, before `infer` returns."""
+    home's transparency log, durably and under a signed checkpoint, before `infer` returns, and the bundle carries
+    its inclusion proof."""
 
     def __init__(self, home: Home, settings: RuntimeSettings | None = None, log: bool = True) -> None:
         self.home = home
@@ -168,9 +170,8 @@ class Service:
         privacy: str = DEFAULT_PRIVACY,
         circuit: bool = False,
     ) -> Bundle:
-        """Run a model and return the signed result as a bundle. With `prove=True` the log signs a checkpoint
-        at once and the bundle carries the inclusion proof (for one-shot local use; a node signs checkpoints
-        on a cadence instead). `salt` (32 bytes, fresh when not given) salts the receipt's commitments;
+        """Run a model and return the signed result as a bundle, with its log inclusion proof when logging
+        (`prove=True` insists on one). `salt` (32 bytes, fresh when not given) salts the receipt's commitments;
         `privacy` says who may see inputs and outputs besides the client and this node. With `circuit=True` the
         model's ZK circuit computes the result (see `run_circuit`): the result a proof can then be made for."""
         bundle, index = self.infer_logged(ref, inputs, request_id, salt=salt, privacy=privacy, circuit=circuit)
@@ -190,9 +191,13 @@ class Service:
         privacy: str = DEFAULT_PRIVACY,
         circuit: bool = False,
     ) -> tuple[Bundle, int | None]:
-        """Run a model, sign the receipt and append it to the log: (bundle, log index or None when not logging)."""
+        """Run a model, sign the receipt and append it to the log: (bundle with its inclusion proof, log index), or
+        (bundle, None) when not logging."""
         bundle, logged = self.infer_submit(ref, inputs, request_id, salt=salt, privacy=privacy, circuit=circuit)
-        return bundle, None if logged is None else logged.result()[0]
+        if logged is None:
+            return bundle, None
+        index = logged.result()[0]
+        return self.attach_proof(bundle, index), index
 
     def infer_submit(
         self,
@@ -277,7 +282,7 @@ class Service:
         )
         logged = None
         if self.logging:
-            beside: dict[str, Any] = {"receipt": receipt.to_json()}
+            beside: dict[str, Any] = {"receipt": signed_fragment(receipt)}
             if privacy != "private":
                 # Kept beside the receipt so that auditors can re-execute it; a private request's data is not kept.
                 beside.update(salt=salt.hex(), inputs=tensors_to_json(arrays), outputs=tensors_to_json(outputs))
@@ -559,8 +564,13 @@ class Service:
             return ezkl_pipeline.evm_calldata(bundle.zk_proof["proof"], Path(tmp))
 
     def attach_proof(self, bundle: Bundle, index: int) -> Bundle:
-        """The bundle with the C2SP tlog-proof of its receipt, signing a checkpoint if none covers it yet."""
-        latest = self.log.latest_checkpoint()
+        """The bundle with the C2SP tlog-proof of its receipt at `index`, under the newest checkpoint this process
+        signed (every appended batch is signed as it is committed, so one covers any index it was handed back).
+        The proof is checked against the bundle's own receipt before it is attached."""
+        log = self.log
+        latest = log.signed_checkpoint
         if latest is None or latest.checkpoint.size <= index:
-            latest = self.log.sign_checkpoint()
-        return replace(bundle, log_proof=self.log.prove(index, latest).to_text())
+            latest = log.latest_checkpoint()
+        if latest is None or latest.checkpoint.size <= index:
+            latest = log.sign_checkpoint()
+        return replace(bundle, log_proof=log.prove(index, latest, ReceiptLeaf.of(bundle.receipt).to_bytes()).to_text())

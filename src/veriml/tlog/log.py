@@ -1,9 +1,16 @@
 """An append-only RFC 9162 Merkle log on SQLite, with group commit and signed C2SP checkpoints.
 
-One writer thread owns the write connection. Appends queue up and are sequenced in batches: one transaction
-and one fsync for everything waiting, so durability does not cost an fsync per entry under load; a caller's
-index is returned only after its batch is on disk. Integration (hashing new entries into the tree) and
-checkpoint signing are separate steps on the same thread, run on a cadence, never per entry (as in Tessera).
+One writer thread owns the write connection. Appends queue up and are sequenced in batches (group commit): one
+transaction and one fsync for everything waiting, in which a C2SP checkpoint over the new size is also signed and
+stored. So one signature and one fsync serve a whole batch, and a caller's index is returned only once its entry
+is on disk under a signed checkpoint: an inclusion proof can go out with it. The batch is hashed into the tree in
+memory; the tree's hashes are written on the cadence (they can always be recomputed from the entries, and are
+after a crash), so a batch's commit carries only its entries and the checkpoint.
+That checkpoint is kept as the log's latest; on a cadence the latest is *published* (stored among the
+checkpoints witnesses cosign and chains anchor), so witnessing grows with time, not with traffic.
+
+Two processes may write one log (a node and a CLI on one home): each write transaction first checks that the
+stored tree is the one this process last wrote, and takes in the other writer's entries if not.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from veriml.tlog.proof_text import TlogProof
 from veriml.tlog.store import SCHEMA, TILE_BYTES, TILE_HEIGHT, Reader, connect, hash_id, tile_slot
 from veriml.tlog.witness import StaleOldSize, add_checkpoint_body
 
+UNFLUSHED_TILES = 16  # tiles of tree hashes kept only in memory before they are stored without a cadence
 MAX_ENTRY_BYTES = 0xFFFF  # C2SP tlog-tiles entry bundles prefix each entry with a uint16 length
 INTEGRATE_CHUNK = 1 << 16
 _STOP = object()
@@ -57,6 +65,20 @@ class _Append:
 
 
 @dataclass(frozen=True, slots=True)
+class _Integrated:
+    """A batch hashed into the tree, not yet committed: what the commit writes and the writer then keeps."""
+
+    tiles: dict[int, bytes]
+    upper: list[tuple[int, bytes]]
+    frontier: list[tuple[int, bytes]]
+    size: int
+
+
+class _StoreChanged(Exception):
+    """Another process wrote the log since this one last did."""
+
+
+@dataclass(frozen=True, slots=True)
 class _Call:
     fn: Callable[[], Any]
     future: Future[Any]
@@ -81,12 +103,19 @@ class Log:
         self.reader = Reader(self.path)
         self._next_index = self.reader.sequenced_size()
         self._integrated = int(self.reader.state("integrated_size", 0))  # type: ignore[arg-type]
+        self._flushed = self._integrated  # the integrated size whose hashes are stored
+        self._unflushed_tiles: dict[int, bytes] = {}  # tiles hashed since, newest version (also in the reader)
+        self._unflushed_upper: list[tuple[int, bytes]] = []  # hashes of levels >= 8 since
         self._frontier = self._load_frontier(self._integrated)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._witnessed: dict[str, int] = {}  # witness key id -> the size it last cosigned, as far as we know
+        self._latest: SignedCheckpoint | None = None  # the newest checkpoint this process signed or read
+        self._refusal: str | None = None  # why the stored tree may not be signed (it changed under a checkpoint)
         self._closed = False
+        self.batches_committed = 0  # group commits by this process: each one fsync and one signed checkpoint
         self._writer = threading.Thread(target=self._write_loop, name=f"tlog-writer {self.origin}", daemon=True)
         self._writer.start()
+        self._run(self._catch_up)
 
     # ---- writes: all on the writer thread -------------------------------------------------------------
 
@@ -152,6 +181,10 @@ class Log:
                 except BaseException as exc:
                     _fail(call.future, exc)
         if any(i is _STOP for i in batch):
+            try:
+                self._flush()
+            except Exception:  # the hashes are recomputed from the entries at the next open
+                events.exception("log %s: could not store the tree hashes at close", self.origin)
             self._db.close()
             while not self._queue.empty():  # an append that raced close() must not wait forever
                 leftover = self._queue.get_nowait()
@@ -179,21 +212,120 @@ class Log:
                 self._db.execute(after)
 
     def _sequence(self, appends: list[_Append]) -> None:
-        start = self._next_index
-        rows = [(start + n, *row) for n, row in enumerate(row for a in appends for row in a.rows)]
-        try:
-            with self._transaction():  # synchronous=FULL: on disk when the commit returns
-                self._db.executemany("INSERT INTO entries (idx, leaf, extra) VALUES (?, ?, ?)", rows)
-        except Exception as exc:
+        rows = [row for append in appends for row in append.rows]
+        for _attempt in range(3):
+            try:
+                committed = self._commit_batch(rows)
+                break
+            except _StoreChanged:
+                self._catch_up()  # another process appended: take its entries in, then sequence after them
+            except Exception as exc:
+                for append in appends:
+                    _fail(append.future, Unavailable(f"log {self.origin}: could not store entry: {exc}"))
+                return
+        else:
             for append in appends:
-                _fail(append.future, Unavailable(f"log {self.origin}: could not store entry: {exc}"))
+                _fail(append.future, Unavailable(f"log {self.origin}: another process keeps writing this log"))
             return
-        self._next_index = start + len(rows)
+        start, integrated, signed = committed
+        self.batches_committed += 1
+        self._unflushed_tiles.update(integrated.tiles)
+        self._unflushed_upper.extend(integrated.upper)
+        self.reader.remember(integrated.upper, integrated.tiles, unflushed=True)
+        self._frontier, self._integrated, self._next_index = integrated.frontier, integrated.size, integrated.size
+        if signed is not None:
+            self._latest = signed
+        if len(self._unflushed_tiles) > UNFLUSHED_TILES:  # a log without a cadence keeps its memory bounded
+            self._flush()
         position = start
         for append in appends:
             # A caller that stopped waiting (a cancelled request) still has its entry logged.
             _resolve(append.future, list(range(position, position + len(append.rows))))
             position += len(append.rows)
+
+    def _commit_batch(self, rows: list[tuple[bytes, bytes]]) -> tuple[int, _Integrated, SignedCheckpoint | None]:
+        """Store and (unless the stored tree was found changed) sign, in one transaction: one fsync."""
+        with self._transaction():  # synchronous=FULL: on disk when the commit returns
+            self._check_unchanged()
+            start = self._next_index
+            self._db.executemany(
+                "INSERT INTO entries (idx, leaf, extra) VALUES (?, ?, ?)",
+                [(start + n, leaf, extra) for n, (leaf, extra) in enumerate(rows)],
+            )
+            integrated = self._hash_in(start, [leaf for leaf, _ in rows], self._frontier)
+            signed = None
+            if self._refusal is None:
+                checkpoint = Checkpoint(self.origin, integrated.size, merkle._fold([d for _, d in integrated.frontier]))
+                signed = SignedCheckpoint(checkpoint, sign_note(checkpoint.text(), self.key))
+                self._db.execute("INSERT OR REPLACE INTO state VALUES ('checkpoint', ?)", (signed.to_text(),))
+        return start, integrated, signed
+
+    def _check_unchanged(self) -> None:
+        """Inside a write transaction: raise _StoreChanged if the stored log is not the one this process last
+        wrote (another process appended)."""
+        stored_size, integrated = self._db.execute(
+            "SELECT (SELECT MAX(idx) FROM entries), (SELECT value FROM state WHERE name = 'integrated_size')"
+        ).fetchone()
+        if (0 if stored_size is None else stored_size + 1) != self._next_index or (integrated or 0) != self._flushed:
+            raise _StoreChanged
+
+    def _flush(self) -> None:
+        """Store the tree hashes computed since the last flush. Not durable on its own (synchronous=NORMAL): they can
+        be recomputed from the entries."""
+        if not self._store_unflushed():
+            self._catch_up()  # another process stored more: take its tree in
+
+    def _store_unflushed(self) -> bool:
+        """Store what `_flush` stores; False, storing nothing, if another process stored the tree past where this one
+        last did (its hashes then cover every entry this one had hashed: they were committed before it read them)."""
+        if self._flushed == self._integrated and not self._unflushed_upper:
+            return True
+        with self._transaction("PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"):
+            row = self._db.execute("SELECT value FROM state WHERE name = 'integrated_size'").fetchone()
+            if (0 if row is None else row[0]) != self._flushed:
+                return False
+            self._store_integration(self._unflushed_tiles, self._unflushed_upper, self._integrated)
+        self.reader.flushed(list(self._unflushed_tiles))
+        self._unflushed_tiles, self._unflushed_upper, self._flushed = {}, [], self._integrated
+        return True
+
+    def _catch_up(self) -> None:
+        """Take in what is stored (entries another process appended, an old log's unintegrated entries), and make
+        sure a signed checkpoint covers it all, unless the stored tree is not consistent with the last one signed."""
+        # First store the hashes only this process holds, so that proofs for entries already answered keep working
+        # while the reader forgets what it cached.
+        self._store_unflushed()
+        self.reader.reload()
+        self._next_index = self.reader.sequenced_size()
+        self._integrated = int(self.reader.state("integrated_size", 0))  # type: ignore[arg-type]
+        self._flushed, self._unflushed_tiles, self._unflushed_upper = self._integrated, {}, []
+        self._frontier = self._load_frontier(self._integrated)
+        self._integrate()
+        latest = self.latest_checkpoint()
+        if latest is not None and latest.checkpoint.size > self._integrated:
+            self._refusal = (f"log {self.origin}: a checkpoint was signed at size {latest.checkpoint.size}, but only "
+                             f"{self._integrated} entries are stored")  # fmt: skip
+            events.error("%s", self._refusal)
+            return
+        root = merkle._fold([d for _, d in self._frontier]) if self._frontier else merkle.EMPTY_ROOT
+        if latest is not None:
+            try:
+                self._check_consistent(latest.checkpoint, self._integrated, root)
+            except VerificationFailed as exc:
+                self._refusal = str(exc)
+                events.error("%s", exc)
+                return
+        self._refusal = None
+        if latest is not None and latest.checkpoint.size == self._integrated:
+            self._latest = latest
+            return
+        # A fresh log serves a checkpoint of size 0 from the start (C2SP tlog-checkpoint); a log some entries ahead
+        # of its last checkpoint (written by an older version) gets one over them.
+        checkpoint = Checkpoint(self.origin, self._integrated, root)
+        signed = SignedCheckpoint(checkpoint, sign_note(checkpoint.text(), self.key))
+        with self._transaction():
+            self._db.execute("INSERT OR REPLACE INTO state VALUES ('checkpoint', ?)", (signed.to_text(),))
+        self._latest = signed
 
     def replace_extras(self, rows: Sequence[tuple[int, bytes]]) -> None:
         """Rewrite what is kept beside entries (a node deleting request data after its retention window). Leaves,
@@ -211,76 +343,99 @@ class Log:
         return self._run(self._integrate)
 
     def _integrate(self) -> int:
+        """Hash every sequenced entry not yet in the tree (entries another process appended) and store all
+        hashes not stored yet."""
+        self._flush()
         while self._integrated < self._next_index:
             rows = self._db.execute(
                 "SELECT idx, leaf FROM entries WHERE idx >= ? ORDER BY idx LIMIT ?", (self._integrated, INTEGRATE_CHUNK)
             ).fetchall()
-            tiles: dict[int, bytearray] = {}
-            upper: list[tuple[int, bytes]] = []
-            frontier = list(self._frontier)
-            size = self._integrated
-            sha256 = hashlib.sha256
-            for index, leaf in rows:
-                if index != size:
-                    raise VerificationFailed(f"log storage: entry {size} is missing (found {index} next)")
-                tile_index = index >> TILE_HEIGHT
-                tile = tiles.get(tile_index)
-                if tile is None:
-                    # Only the right-edge tile can hold hashes already; read it on this connection, not through
-                    # the readers' cache.
-                    stored = None
-                    if tile_index << TILE_HEIGHT < self._integrated:
-                        row = self._db.execute("SELECT hashes FROM tiles WHERE idx = ?", (tile_index,)).fetchone()
-                        stored = None if row is None else row[0]
-                    tile = tiles[tile_index] = bytearray(stored or bytes(TILE_BYTES))
-                digest, level = sha256(b"\x00" + leaf).digest(), 0
-                while True:
-                    if level < TILE_HEIGHT:
-                        slot = tile_slot((level, index >> level))[1] * HASH_SIZE
-                        tile[slot : slot + HASH_SIZE] = digest
-                    else:
-                        upper.append((hash_id((level, index >> level)), digest))
-                    if not frontier or frontier[-1][0] != level:
-                        break
-                    digest = sha256(b"\x01" + frontier.pop()[1] + digest).digest()
-                    level += 1
-                frontier.append((level, digest))
-                size += 1
-            blobs = {index: bytes(tile) for index, tile in tiles.items()}
+            for position, (index, _) in enumerate(rows):
+                if index != self._integrated + position:
+                    raise VerificationFailed(
+                        f"log storage: entry {self._integrated + position} is missing (found {index} next)"
+                    )
+            integrated = self._hash_in(self._integrated, [leaf for _, leaf in rows], self._frontier)
             # Integration can be redone from the entries, so its commit need not wait for the disk.
             with self._transaction("PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"):
-                self._db.executemany("INSERT OR REPLACE INTO tiles (idx, hashes) VALUES (?, ?)", blobs.items())
-                self._db.executemany("INSERT INTO hashes (id, hash) VALUES (?, ?)", upper)
-                self._db.execute("INSERT OR REPLACE INTO state VALUES ('integrated_size', ?)", (size,))
-            self.reader.remember(upper, blobs)
-            self._frontier, self._integrated = frontier, size
+                self._store_integration(integrated.tiles, integrated.upper, integrated.size)
+            self.reader.remember(integrated.upper, integrated.tiles)
+            self._frontier, self._integrated, self._flushed = integrated.frontier, integrated.size, integrated.size
         return self._integrated
+
+    def _hash_in(self, start: int, leaves: Sequence[bytes], frontier: list[tuple[int, bytes]]) -> _Integrated:
+        """Hash leaves [start, start + len) into the tree whose complete subtrees are `frontier`; nothing is stored."""
+        tiles: dict[int, bytearray] = {}
+        upper: list[tuple[int, bytes]] = []
+        frontier = list(frontier)
+        sha256 = hashlib.sha256
+        index = start
+        for leaf in leaves:
+            tile_index = index >> TILE_HEIGHT
+            tile = tiles.get(tile_index)
+            if tile is None:
+                # Only the right-edge tile can hold hashes already: the one hashed since the last flush, or the stored
+                # one, read on this connection, not through the readers' cache.
+                stored = self._unflushed_tiles.get(tile_index)
+                if stored is None and tile_index << TILE_HEIGHT < start:
+                    row = self._db.execute("SELECT hashes FROM tiles WHERE idx = ?", (tile_index,)).fetchone()
+                    stored = None if row is None else row[0]
+                tile = tiles[tile_index] = bytearray(stored or bytes(TILE_BYTES))
+            digest, level = sha256(b"\x00" + leaf).digest(), 0
+            while True:
+                if level < TILE_HEIGHT:
+                    slot = tile_slot((level, index >> level))[1] * HASH_SIZE
+                    tile[slot : slot + HASH_SIZE] = digest
+                else:
+                    upper.append((hash_id((level, index >> level)), digest))
+                if not frontier or frontier[-1][0] != level:
+                    break
+                digest = sha256(b"\x01" + frontier.pop()[1] + digest).digest()
+                level += 1
+            frontier.append((level, digest))
+            index += 1
+        return _Integrated({i: bytes(tile) for i, tile in tiles.items()}, upper, frontier, index)
+
+    def _store_integration(self, tiles: dict[int, bytes], upper: Sequence[tuple[int, bytes]], size: int) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO tiles (idx, hashes) VALUES (?, ?)", tiles.items())
+        self._db.executemany("INSERT OR REPLACE INTO hashes (id, hash) VALUES (?, ?)", upper)
+        self._db.execute("INSERT OR REPLACE INTO state VALUES ('integrated_size', ?)", (size,))
 
     def _load_frontier(self, size: int) -> list[tuple[int, bytes]]:
         keys = merkle._complete_subtrees(0, size)
         return list(zip([level for level, _ in keys], self.reader.hashes(keys), strict=True))
 
     def sign_checkpoint(self) -> SignedCheckpoint:
-        """Integrate, then sign and store a checkpoint if the tree grew since the last one; return the latest.
+        """Publish the latest checkpoint: integrate, sign one over the whole tree unless the latest covers it, and
+        store it among the published checkpoints (those witnesses cosign); return it. Appends already sign a
+        checkpoint per batch: this is the cadence's step, and a no-op when nothing grew since the last one.
 
         Refuses (VerificationFailed) to sign a tree that is not consistent with the last signed checkpoint."""
         return self._run(self._sign_checkpoint)
 
     def _sign_checkpoint(self) -> SignedCheckpoint:
         size = self._integrate()
-        last = self.latest_checkpoint()
-        if last is not None and last.checkpoint.size == size:
-            return last
-        root = merkle.root_hash(size, self.reader.hashes)
-        if last is not None:
-            self._check_consistent(last.checkpoint, size, root)
-        checkpoint = Checkpoint(self.origin, size, root)
-        signed = SignedCheckpoint(checkpoint, sign_note(checkpoint.text(), self.key))
+        published = self.latest_published()
+        if published is not None and published.checkpoint.size == size:
+            return published
+        latest = self.latest_checkpoint()
+        if latest is not None and latest.checkpoint.size == size and self._refusal is None:
+            signed = latest  # signed with the batch that made this size
+        else:
+            root = merkle.root_hash(size, self.reader.hashes)
+            for last in (latest, published):
+                if last is not None:
+                    self._check_consistent(last.checkpoint, size, root)
+            checkpoint = Checkpoint(self.origin, size, root)
+            signed = SignedCheckpoint(checkpoint, sign_note(checkpoint.text(), self.key))
         with self._transaction():
             self._db.execute(
-                "INSERT INTO checkpoints (size, root, note) VALUES (?, ?, ?)", (size, root, signed.to_text())
+                "INSERT OR IGNORE INTO checkpoints (size, root, note) VALUES (?, ?, ?)",
+                (size, signed.checkpoint.root, signed.to_text()),
             )
-        return signed
+            self._db.execute("INSERT OR REPLACE INTO state VALUES ('checkpoint', ?)", (signed.to_text(),))
+        self._refusal, self._latest = None, signed
+        return self.latest_published() or signed
 
     def _check_consistent(self, last: Checkpoint, size: int, root: bytes) -> None:
         try:
@@ -298,6 +453,8 @@ class Log:
         def store() -> SignedCheckpoint:
             signed = self.checkpoint_at(size).with_cosignatures(signatures)
             self._db.execute("UPDATE checkpoints SET note = ? WHERE size = ?", (signed.to_text(), size))
+            if self._latest is not None and self._latest.checkpoint.size == size:
+                self._latest = signed  # answers proved under it now carry the cosignatures too
             return signed
 
         return self._run(store)
@@ -365,8 +522,26 @@ class Log:
         return self._integrated  # set by the writer thread after each integration commits
 
     def latest_checkpoint(self) -> SignedCheckpoint | None:
+        """The newest signed checkpoint (what /checkpoint serves): the one signed with the last batch, or the
+        published one of the same size with the cosignatures collected for it."""
+        published = self.latest_published()
+        row = self.reader.db.execute("SELECT value FROM state WHERE name = 'checkpoint'").fetchone()
+        if row is None:
+            return published
+        latest = SignedCheckpoint.parse(row[0], f"log {self.origin} checkpoint")
+        if published is not None and published.checkpoint.size >= latest.checkpoint.size:
+            return published
+        return latest
+
+    def latest_published(self) -> SignedCheckpoint | None:
+        """The newest checkpoint published on the cadence: the one witnesses were asked to cosign."""
         row = self.reader.db.execute("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         return None if row is None else SignedCheckpoint.parse(row[0], f"log {self.origin} checkpoint")
+
+    @property
+    def signed_checkpoint(self) -> SignedCheckpoint | None:
+        """The newest checkpoint this process signed (or read at start), from memory: for the answer's proof."""
+        return self._latest
 
     def checkpoint_at(self, size: int) -> SignedCheckpoint:
         row = self.reader.db.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
@@ -384,6 +559,9 @@ class Log:
 
     def _covered(self, size: int, what: str) -> None:
         integrated = self.integrated_size
+        if size > integrated and not self._closed and threading.current_thread() is not self._writer:
+            self._run(self._catch_up)  # another process may have written more: take it in first
+            integrated = self.integrated_size
         if size > integrated:
             raise NotFound(f"{what}: the log has integrated only {integrated} entries, not {size}")
 
@@ -399,13 +577,19 @@ class Log:
         self._covered(new, f"consistency proof to size {new}")
         return merkle.consistency_proof(old, new, self.reader.hashes)
 
-    def prove(self, index: int, checkpoint: SignedCheckpoint | None = None) -> TlogProof:
-        """A C2SP tlog-proof for entry `index` under `checkpoint` (default: the latest signed one)."""
-        checkpoint = checkpoint or self.latest_checkpoint()
+    def prove(self, index: int, checkpoint: SignedCheckpoint | None = None, leaf: bytes | None = None) -> TlogProof:
+        """A C2SP tlog-proof for entry `index` under `checkpoint` (default: the newest published checkpoint that
+        covers it, which witnesses cosign, else the latest). The proof is checked before it is returned; `leaf`,
+        when the caller has the entry, saves reading it back."""
+        if checkpoint is None:
+            checkpoint = self.latest_published()
+            if checkpoint is None or index >= checkpoint.checkpoint.size:
+                checkpoint = self.latest_checkpoint()
         if checkpoint is None or index >= checkpoint.checkpoint.size:
             covered = 0 if checkpoint is None else checkpoint.checkpoint.size
             raise NotFound(f"log entry {index}: no checkpoint covers it yet (latest covers {covered} entries)")
-        leaf, _ = self.entry(index)
+        if leaf is None:
+            leaf, _ = self.entry(index)
         proof = self.inclusion_proof(index, checkpoint.checkpoint.size)
         merkle.verify_inclusion(
             index, checkpoint.checkpoint.size, merkle.leaf_hash(leaf), proof, checkpoint.checkpoint.root
@@ -425,6 +609,9 @@ class Log:
         the stored hashes. Returns the number of entries checked; raises VerificationFailed naming the first
         thing that does not match (an entry changed, deleted or reordered)."""
         checkpoints = {c.checkpoint.size: c for c in self.checkpoints()}
+        latest = self.latest_checkpoint()
+        if latest is not None and latest.checkpoint.size not in checkpoints:
+            checkpoints[latest.checkpoint.size] = latest  # the one signed with the last batch
         for signed in checkpoints.values():
             verify_note(signed.note, [self.key.public], f"log {self.origin} checkpoint {signed.checkpoint.size}")
         if 0 in checkpoints and checkpoints[0].checkpoint.root != merkle.EMPTY_ROOT:

@@ -1,6 +1,6 @@
-"""Checkpoints on a fixed cadence: every `interval` seconds, if the tree grew, integrate, sign, and collect
-witness cosignatures. Never one checkpoint per entry: witnessing and anchoring cost then grows with time,
-not with traffic."""
+"""Checkpoints published on a fixed cadence: every `interval` seconds, if the tree grew, the latest signed
+checkpoint (appends sign one per batch) is published and witness cosignatures are collected for it. Never one
+witnessed checkpoint per batch: witnessing and anchoring cost then grows with time, not with traffic."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class CheckpointPublisher(BackgroundJob):
 
     def publish_now(self) -> SignedCheckpoint | None:
         """One turn of the cadence: a new checkpoint if the log grew since the last one, else None."""
-        latest = self.log.latest_checkpoint()
+        latest = self.log.latest_published()
         if latest is not None and latest.checkpoint.size >= self.log.sequenced_size:
             return None
         signed = self.log.sign_checkpoint()

@@ -81,6 +81,7 @@ class Reader:
         self._lock = threading.Lock()
         self._upper: dict[int, bytes] = dict(self.db.execute("SELECT id, hash FROM hashes"))
         self._tiles: OrderedDict[int, bytes] = OrderedDict()  # recently read tiles; replaced when rewritten
+        self._unflushed: dict[int, bytes] = {}  # tiles the writer hashed but has not stored yet
         self._tile_cache = tile_cache
         self._generation = 0  # moves on every integration, so a read that raced one is not cached
 
@@ -101,20 +102,40 @@ class Reader:
             self._all.clear()
         self._local = threading.local()
 
-    def remember(self, upper: Sequence[tuple[int, bytes]], tiles: dict[int, bytes]) -> None:
-        """Take in what an integration just committed."""
+    def remember(self, upper: Sequence[tuple[int, bytes]], tiles: dict[int, bytes], unflushed: bool = False) -> None:
+        """Take in what an integration just computed. `unflushed` tiles are not stored yet: they are served from
+        memory, never evicted, until `flushed` says they are."""
         self._upper.update(upper)
         with self._lock:
             self._generation += 1
             for index, blob in tiles.items():
-                if index in self._tiles:
+                if unflushed:
+                    self._unflushed[index] = blob
+                    self._tiles.pop(index, None)
+                elif index in self._tiles:
                     self._tiles[index] = blob
+
+    def flushed(self, indices: Sequence[int]) -> None:
+        with self._lock:
+            self._generation += 1
+            for index in indices:
+                self._unflushed.pop(index, None)
+
+    def reload(self) -> None:
+        """Forget what is cached: another process may have written the log."""
+        upper = dict(self.db.execute("SELECT id, hash FROM hashes"))
+        with self._lock:
+            self._generation += 1
+            self._upper = upper
+            self._tiles.clear()
+            self._unflushed.clear()
 
     def tile(self, index: int) -> bytes | None:
         with self._lock:
-            blob = self._tiles.get(index)
+            blob = self._unflushed.get(index) or self._tiles.get(index)
             if blob is not None:
-                self._tiles.move_to_end(index)
+                if index in self._tiles:
+                    self._tiles.move_to_end(index)
                 return blob
             generation = self._generation
         row = self.db.execute("SELECT hashes FROM tiles WHERE idx = ?", (index,)).fetchone()
