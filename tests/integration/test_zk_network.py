@@ -59,6 +59,17 @@ def test_proof_jobs_are_served_checked_and_survive_a_restart(tmp_path):
             report = verify_bundle(bundle, level="signed", load_blob=load_blob)
             assert report.check("zk.proof").status == "pass"
 
+        # A third party with a fresh home checks the proven bundle: the proof's keys and SRS come from the node,
+        # checked by hash (issue 14: nothing fetched them before).
+        node_key = bundle.receipt.body.node.vkey
+        fresh = ["--home", str(tmp_path / "third-party"), "verify", str(tmp_path / "proven.json"), "--level",
+                 "proven", "--publisher", publisher.public.vkey, "--node", node_key]  # fmt: skip
+        without = CliRunner().invoke(app, fresh)
+        assert without.exit_code == 1 and "skipped" in without.output, without.output
+        result = CliRunner().invoke(app, [*fresh, "--from-node", network.urls[0]])
+        assert result.exit_code == 0, result.output
+        assert "VERIFIED" in result.output
+
         # A job queued when the node dies is proven after it comes back.
         request = {"model": "alice/mlp", "inputs": {"x": x["x"].tolist()}, "verify": "proven"}
         answer = httpx.post(f"{network.urls[0]}/v1/infer", json=request)

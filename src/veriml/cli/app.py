@@ -365,6 +365,11 @@ def verify(
         str | None, typer.Option(help=f"one of: {', '.join(LEVELS)} [default: logged, or reexecuted with --reexec]")
     ] = None,
     blob: Annotated[Path | None, typer.Option(help="the model file, if this home does not hold it")] = None,
+    from_node: Annotated[
+        list[str] | None,
+        typer.Option("--from-node", help="fetch the model or a proof's keys and SRS, checked by hash, from this "
+                     "node when this home does not hold them (repeatable)"),
+    ] = None,
     publisher: Annotated[
         list[str] | None, typer.Option("--publisher", help="trusted publisher verifier key (repeatable)")
     ] = None,
@@ -389,13 +394,15 @@ def verify(
     required check could not run, or no key was named (verdict "not anchored"), 2 on bad input.
 
     Example: veriml verify result.bundle.json --reexec --publisher alice+1a2b3c4d+AB... --witness w1+5e6f7a8b+BB...
+
+    A proven bundle in a fresh home: veriml verify proven.json --level proven --from-node http://127.0.0.1:8700
     """
     level = level or ("reexecuted" if reexec else "logged")
     bundle = Bundle.load(bundle_path)
     report = verify_bundle(
         bundle,
         level=level,
-        load_blob=_blob_loader(blob),
+        load_blob=_blob_loader(blob, from_node or []),
         trusted_publishers=_keys(publisher),
         trusted_nodes=_keys(node),
         trusted_witnesses=witness or [],
@@ -444,17 +451,25 @@ def _keys(texts: list[str] | None) -> list[str]:
     return [VerifyingKey.parse(text, "trusted key").vkey for text in texts or []]
 
 
-def _blob_loader(blob: Path | None):  # type: ignore[no-untyped-def]
+def _blob_loader(blob: Path | None, nodes: list[str]):  # type: ignore[no-untyped-def]
+    """Where a check finds a blob: the file given, else this home's store, else the nodes named (hash-checked)."""
     if blob is not None:
         data = blob.read_bytes()
         return lambda _digest: data
     blobs_dir = home().hub_dir / "blobs"
-    if not blobs_dir.is_dir():
+    store = BlobStore(blobs_dir) if blobs_dir.is_dir() else None
+    if store is None and not nodes:
         return None
-    store = BlobStore(blobs_dir)
 
     def load(digest: Digest) -> bytes:
-        return store.read_verified(digest)
+        if store is not None and (store.has(digest) or not nodes):
+            return store.read_verified(digest)
+        import httpx
+
+        from veriml.client.blob_fetch import fetch_blob
+
+        with httpx.Client(timeout=httpx.Timeout(30.0, read=300.0)) as http:
+            return fetch_blob(http, nodes, digest)
 
     return load
 

@@ -14,16 +14,16 @@ import httpx
 import numpy as np
 
 from veriml.client import ChatResult, Client
+from veriml.client.blob_fetch import fetch_blob
 from veriml.client.protocol import Asked, VerifyLevel
 from veriml.codec import Digest
-from veriml.errors import InvalidInput, NotFound, Unavailable
+from veriml.errors import InvalidInput, Unavailable
 from veriml.hub import SignedManifest
 from veriml.receipts import DEFAULT_PRIVACY, Bundle, check_privacy
 from veriml.tlog import TlogProof
 from veriml.verify import Report, verify_bundle
 
 LEVELS_HELP = "signed, logged, quorum:K or proven"
-MAX_BLOB = 4 << 30  # the most bytes `load_blob` takes from a node: a model to re-execute, or a proof's keys and SRS
 OFFLINE_LEVELS = ("signed", "logged", "reexecuted", "proven")
 
 
@@ -273,26 +273,4 @@ class Gateway:
     def load_blob(self, digest: Digest) -> bytes:
         """A blob by content address from the first node that serves bytes hashing to `digest` (read up to
         MAX_BLOB bytes: a node cannot make this process hold more)."""
-        failures = []
-        for url in self.client.nodes.urls:
-            try:
-                data = self._download(f"{url}/v1/blobs/{digest}")
-            except (httpx.HTTPError, Unavailable) as exc:
-                failures.append(f"{url}: {exc}")
-                continue
-            if Digest.of(data) == digest:
-                return data
-            failures.append(f"{url}: served bytes that hash to {Digest.of(data)}")
-        raise NotFound(f"blob {digest}: no node served it ({'; '.join(failures)})")
-
-    def _download(self, url: str) -> bytes:
-        chunks, size = [], 0
-        with self._http.stream("GET", url) as response:
-            if response.status_code != 200:
-                raise Unavailable(f"HTTP {response.status_code}")
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_BLOB:
-                    raise Unavailable(f"more than {MAX_BLOB} bytes")
-                chunks.append(chunk)
-        return b"".join(chunks)
+        return fetch_blob(self._http, self.client.nodes.urls, digest)
