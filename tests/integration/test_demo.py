@@ -11,8 +11,8 @@ from veriml import examples
 
 
 def run_demo(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", "from veriml.cli import main; main()", "demo", *args],
-                          capture_output=True, text=True, timeout=240, env={**os.environ, "COLUMNS": "100"})  # fmt: skip
+    command = [sys.executable, "-c", "from veriml.cli import main; main()", "demo", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=240, env={**os.environ, "COLUMNS": "100"})
 
 
 def test_local_demo_ends_verified():
