@@ -95,3 +95,19 @@ def test_tensors_digest_is_canonical_json_of_tensor_digests():
 
     expected = json.dumps({k: str(tensor_digest(v)) for k, v in sorted(tensors.items())}, separators=(",", ":"))
     assert tensors_digest(tensors) == Digest.of(expected.encode())
+
+
+def test_timestamps_are_rfc3339_utc_with_microseconds_and_track_the_clock():
+    import re
+    from datetime import UTC, datetime
+
+    from veriml.codec.clock import utc_timestamp
+
+    before = datetime.now(UTC)
+    stamps = [utc_timestamp() for _ in range(2000)]
+    after = datetime.now(UTC)
+    for stamp in stamps:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp)
+        parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+        assert before.replace(microsecond=0) <= parsed <= after
+    assert stamps == sorted(stamps)

@@ -1,6 +1,14 @@
 """Canonical bytes and digests: the one way veriml turns values into bytes that can be hashed and signed."""
 
-from veriml.codec.canonical import Fragment, b64decode, b64encode, canonical_json, expect_document, parse_json
+from veriml.codec.canonical import (
+    Fragment,
+    b64decode,
+    b64encode,
+    canonical_json,
+    canonical_json_of_plain,
+    expect_document,
+    parse_json,
+)
 from veriml.codec.digest import Digest
 from veriml.codec.tensor import (
     DTYPES,
@@ -23,6 +31,7 @@ __all__ = [
     "b64decode",
     "b64encode",
     "canonical_json",
+    "canonical_json_of_plain",
     "decode_tensor",
     "encode_tensor",
     "expect_document",

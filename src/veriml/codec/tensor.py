@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from veriml.codec.canonical import b64decode, b64encode, canonical_json
+from veriml.codec.canonical import b64decode, b64encode, canonical_json_of_plain
 from veriml.codec.digest import Digest
 from veriml.errors import InvalidInput, shown
 
@@ -157,7 +157,7 @@ def tensor_digest(array: np.ndarray) -> Digest:
 
 def tensors_digest(tensors: Mapping[str, np.ndarray]) -> Digest:
     """The digest of a named set of tensors: SHA-256 of the canonical JSON map name -> tensor digest."""
-    return Digest.of(canonical_json({name: str(tensor_digest(array)) for name, array in tensors.items()}))
+    return Digest.of(canonical_json_of_plain({name: str(tensor_digest(array)) for name, array in tensors.items()}))
 
 
 def tensor_to_json(array: np.ndarray) -> dict[str, Any]:

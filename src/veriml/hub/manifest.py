@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from veriml.codec import Digest, TensorSpec, canonical_json, expect_document
+from veriml.codec import Digest, TensorSpec, canonical_json_of_plain, expect_document
 from veriml.errors import InvalidInput, shown
 from veriml.hub.policy import ComparisonPolicy
 from veriml.hub.refs import check_model_name
@@ -123,7 +123,7 @@ class Manifest:
         return next((spec for spec in self.inputs if spec.name == name), None)
 
     def to_canonical_bytes(self) -> bytes:
-        return canonical_json(self.to_json())
+        return canonical_json_of_plain(self.to_json())
 
     def to_json(self) -> dict[str, Any]:
         body = self._common_json()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
-from veriml.codec import Digest, b64decode, b64encode, canonical_json
+from veriml.codec import Digest, b64decode, b64encode, canonical_json_of_plain
 from veriml.errors import InvalidInput, VerificationFailed
 from veriml.identity.domain import Domain
 from veriml.identity.keys import SigningKey, VerifyingKey
@@ -64,7 +64,7 @@ class Signed(Generic[BodyT]):
         canonical = body.to_canonical_bytes()
         # The typed body must say exactly what the received JSON said; anything it dropped or
         # normalized would be unsigned content riding along.
-        if canonical != canonical_json(obj["body"]):
+        if canonical != canonical_json_of_plain(obj["body"]):
             raise InvalidInput(f"{what}: body is not in canonical form")
         signature = b64decode(obj["signature"], f"{what} signature")
         if len(signature) != 64:

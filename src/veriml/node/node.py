@@ -42,6 +42,7 @@ class Node:
         settings = RuntimeSettings(max_input_bytes=config.max_input_bytes, llm_max_sequences=config.llm_max_sequences)
         self.service = Service(self.home, settings)
         self.key = self.service.node_key
+        self._commit_scheduled = False  # a log commit is queued on the event loop
         self.witness = Witness(self.home.root / "witness" / "witness.sqlite", self.key)
         self.membership: Any = None
         if discovery is None and config.chain_rpc:
@@ -286,10 +287,25 @@ class Node:
         if manifest is None or manifest.body.size > INLINE_MODEL_BYTES:
             bundle, index = await run_in_threadpool(self.infer, ref, inputs, request_id, salt, privacy)
             return bundle, index
-        bundle, logged = self.service.infer_submit(manifest, inputs, request_id, salt=salt, privacy=privacy)
-        assert logged is not None
-        index = (await asyncio.wrap_future(logged))[0]
+        bundle, logged = self.service.infer_submit(manifest, inputs, request_id, salt=salt, privacy=privacy,
+                                                   log_on_loop=True)  # fmt: skip
+        assert isinstance(logged, asyncio.Future)
+        self._commit_log_soon()
+        index = (await logged)[0]
         return self.service.attach_proof(bundle, index), index
+
+    def _commit_log_soon(self) -> None:
+        """Commit the log once this loop turn's requests have all been submitted: one transaction and one signed
+        checkpoint for all of them, on the loop (a thread hop per batch costs more than the commit)."""
+        if not self._commit_scheduled:
+            self._commit_scheduled = True
+            asyncio.get_running_loop().call_soon(self._commit_log)
+
+    def _commit_log(self) -> None:
+        self._commit_scheduled = False
+        log = self.service.log
+        if not log.commit_pending(blocking=False):  # the writer thread holds the log (a cadence step): it commits
+            log.wake_writer()
 
     def held(self, ref: str) -> SignedManifest | None:
         """The manifest if this node holds it and its blob, without asking any peer."""

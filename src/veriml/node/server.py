@@ -7,15 +7,20 @@ import logging
 import sys
 import time
 
+import msgspec
 import uvicorn
 
 from veriml.node.app import create_app
 from veriml.node.config import NodeConfig
 from veriml.node.node import Node
 
+_LINE = msgspec.json.Encoder()
+
 
 class JsonLines(logging.Formatter):
     """One JSON object per line: time, level, logger, and the message (already JSON for request lines)."""
+
+    _second: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
         fields = getattr(record, "fields", None)
@@ -25,8 +30,15 @@ class JsonLines(logging.Formatter):
                 fields = json.loads(message) if message.startswith("{") else {"message": message}
             except json.JSONDecodeError:
                 fields = {"message": message}
-        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
-        return json.dumps({"ts": when, "level": record.levelname.lower(), "logger": record.name, **fields})
+        second = int(record.created)
+        if second != self._second[0]:  # a node writes a line per request: format each second once
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        when = f"{self._second[1]}.{int(record.msecs):03d}Z"
+        line = {"ts": when, "level": record.levelname.lower(), "logger": record.name, **fields}
+        try:
+            return _LINE.encode(line).decode()
+        except (TypeError, msgspec.EncodeError, UnicodeEncodeError):  # a field msgspec does not write as json does
+            return json.dumps(line)
 
 
 def configure_logging(level: int = logging.INFO) -> None:

@@ -61,9 +61,9 @@ class Attestation:
         }
 
     def to_canonical_bytes(self) -> bytes:
-        from veriml.codec import canonical_json
+        from veriml.codec import canonical_json_of_plain
 
-        return canonical_json(self.to_json())
+        return canonical_json_of_plain(self.to_json())
 
     @classmethod
     def from_json(cls, obj: object) -> Attestation:

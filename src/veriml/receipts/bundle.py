@@ -16,7 +16,7 @@ import numpy as np
 from veriml.codec import (
     Fragment,
     b64encode,
-    canonical_json,
+    canonical_json_of_plain,
     expect_document,
     parse_json,
     tensors_from_json,
@@ -82,7 +82,7 @@ class Bundle:
 
     def to_bytes(self) -> bytes:
         """The RFC 8785 bytes of `to_json()`; the signed documents' canonical bytes are reused, not rewritten."""
-        return canonical_json({
+        return canonical_json_of_plain({
             **self.to_json(signed=False),
             "manifest": signed_fragment(self.manifest),
             "receipt": signed_fragment(self.receipt),

@@ -59,11 +59,14 @@ def _from_plain(name: str, value: Any, dtype: str) -> np.ndarray:
     target = DTYPES[dtype]
     with np.errstate(all="ignore"):
         converted = loose.astype(target)
+    if target.kind == "f":
+        # Numbers into a float target are rounded, which is what a user writing 0.1 means; overflow is not.
+        if np.count_nonzero(np.isfinite(converted)) != np.count_nonzero(np.isfinite(loose)):
+            raise InvalidInput(f"input {name!r}: values do not fit {dtype} without change")
+        return converted
+    with np.errstate(all="ignore"):
         back = converted.astype(loose.dtype)
-    same = np.array_equal(back, loose, equal_nan=loose.dtype.kind == "f")
-    # Numbers into a float target are rounded, which is what a user writing 0.1 means; overflow is not.
-    rounded = target.kind == "f" and bool(np.isfinite(converted).sum() == np.isfinite(loose).sum())
-    if not same and not rounded:
+    if not np.array_equal(back, loose, equal_nan=loose.dtype.kind == "f"):
         raise InvalidInput(f"input {name!r}: values do not fit {dtype} without change")
     return converted
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -12,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from veriml.codec import canonical_json, parse_json, tensors_digest, tensors_to_json
+from veriml.codec import canonical_json, canonical_json_of_plain, parse_json, tensors_digest, tensors_to_json
 from veriml.errors import InvalidInput, NotFound, PermissionDenied
 from veriml.hub import ComparisonPolicy, Hub, ModelRef, Published, SignedManifest, compare_outputs
 from veriml.hub.blobs import Progress
@@ -208,16 +209,20 @@ class Service:
         salt: bytes | None = None,
         privacy: str = DEFAULT_PRIVACY,
         circuit: bool = False,
-    ) -> tuple[Bundle, Future[list[int]] | None]:
+        log_on_loop: bool = False,
+    ) -> tuple[Bundle, Future[list[int]] | asyncio.Future[list[int]] | None]:
         """Like `infer_logged`, but hands back the log append as a future instead of waiting for the disk, so
-        an async server can await it without holding a thread. The bundle must not leave before it resolves."""
+        an async server can await it without holding a thread. The bundle must not leave before it resolves.
+        With `log_on_loop` (called on an event loop's thread) the future is the loop's own and the caller commits
+        the log itself (`Log.commit_pending`), once a loop turn."""
         check_privacy(privacy)
         manifest = ref if isinstance(ref, Signed) else self.resolve(ref)
         if circuit:
             arrays, outputs, runtime = self.run_circuit(manifest, inputs)
-            return self._sign_and_log(manifest, arrays, outputs, request_id, salt, privacy, runtime, "proven")
+            return self._sign_and_log(manifest, arrays, outputs, request_id, salt, privacy, runtime, "proven",
+                                      log_on_loop)  # fmt: skip
         arrays, outputs = self.run(manifest, inputs)
-        return self._sign_and_log(manifest, arrays, outputs, request_id, salt, privacy)
+        return self._sign_and_log(manifest, arrays, outputs, request_id, salt, privacy, log_on_loop=log_on_loop)
 
     def run_circuit(
         self, manifest: SignedManifest, inputs: Mapping[str, Any]
@@ -267,7 +272,8 @@ class Service:
         privacy: str,
         runtime: RuntimeFingerprint | None = None,
         mode: str = "signed",
-    ) -> tuple[Bundle, Future[list[int]] | None]:
+        log_on_loop: bool = False,
+    ) -> tuple[Bundle, Future[list[int]] | asyncio.Future[list[int]] | None]:
         salt = new_salt() if salt is None else salt
         receipt = sign_receipt(
             self.node_key,
@@ -286,7 +292,8 @@ class Service:
             if privacy != "private":
                 # Kept beside the receipt so that auditors can re-execute it; a private request's data is not kept.
                 beside.update(salt=salt.hex(), inputs=tensors_to_json(arrays), outputs=tensors_to_json(outputs))
-            logged = self.log.submit_batch([(ReceiptLeaf.of(receipt).to_bytes(), canonical_json(beside))])
+            entry = [(ReceiptLeaf.of(receipt).to_bytes(), canonical_json_of_plain(beside))]
+            logged = self.log.submit_on_loop(entry) if log_on_loop else self.log.submit_batch(entry)
         bundle = Bundle(manifest=manifest, receipt=receipt, salt=salt, inputs=arrays, outputs=outputs)
         return bundle, logged
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from veriml.codec import Digest, canonical_json, expect_document
+from veriml.codec import Digest, canonical_json_of_plain, expect_document
 from veriml.codec.clock import utc_timestamp
 from veriml.errors import InvalidInput
 from veriml.identity import Domain, Signed, SigningKey, VerifyingKey
@@ -64,7 +64,7 @@ class ZkDocument:
         }
 
     def to_canonical_bytes(self) -> bytes:
-        return canonical_json(self.to_json())
+        return canonical_json_of_plain(self.to_json())
 
     @classmethod
     def from_json(cls, obj: object) -> ZkDocument:
