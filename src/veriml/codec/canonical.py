@@ -111,8 +111,8 @@ _MSGSPEC = msgspec.json.Encoder(order="sorted", enc_hook=_raw_fragment)
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 # UTF-8 lead bytes of U+E000..U+10FFFF: only among these does code point order (msgspec's key order) differ from
 # UTF-16 code unit order (JCS's).
-_ORDER_MAY_DIFFER = re.compile(b"[\xee-\xf4]")
-_NOT_SAFE_NUMBER = re.compile(rb"\d[.eE]|\d{16}")  # a float, or an integer that may exceed 2**53 - 1
+_BELOW_E000_LEAD = bytes(range(0xEE))  # deleted, what is left is such a lead byte
+_LONG_INTEGER = re.compile(rb"\d{16}")  # may exceed 2**53 - 1
 
 
 def canonical_json_of_plain(value: Any) -> bytes:
@@ -126,11 +126,13 @@ def canonical_json_of_plain(value: Any) -> bytes:
         out = _MSGSPEC.encode(value)
     except (_NeedsReference, msgspec.EncodeError, UnicodeEncodeError, TypeError, OverflowError, RecursionError):
         return canonical_json(value)
-    if not out.isascii() and _ORDER_MAY_DIFFER.search(out):
+    if not out.isascii() and out.translate(None, _BELOW_E000_LEAD):
         return canonical_json(value)
     # What lies outside strings: between every other quote, unless a string holds an escaped quote.
     outside = _STRINGS.sub(b"", out) if b'\\"' in out else b"".join(out.split(b'"')[0::2])
-    if _NOT_SAFE_NUMBER.search(outside):
+    if b"." in outside or b"E" in outside or b"e" in outside.replace(b"true", b"").replace(b"false", b""):
+        return canonical_json(value)  # a float
+    if len(outside) - len(outside.translate(None, b"0123456789")) >= 16 and _LONG_INTEGER.search(outside):
         return canonical_json(value)
     return out
 

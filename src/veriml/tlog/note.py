@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -43,7 +44,7 @@ class Note:
     signatures: tuple[NoteSignature, ...]
 
     def to_text(self) -> str:
-        return self.text + "\n" + "".join(signature.line() for signature in self.signatures)
+        return _note_text(self)
 
     def to_bytes(self) -> bytes:
         return self.to_text().encode("utf-8")
@@ -53,6 +54,12 @@ class Note:
         present = {(s.name, s.key_id) for s in self.signatures}
         added = [s for s in extra if (s.name, s.key_id) not in present]
         return Note(self.text, self.signatures + tuple(added))
+
+
+@functools.lru_cache(maxsize=64)
+def _note_text(note: Note) -> str:
+    """A node writes its newest checkpoint into every answer: each note's text is made once."""
+    return note.text + "\n" + "".join(signature.line() for signature in note.signatures)
 
 
 def _check_text(text: str, what: str) -> None:
