@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import stat
 from dataclasses import dataclass, field
@@ -83,6 +84,12 @@ class VerifyingKey:
     def parse(cls, text: object, what: str = "verifier key", sig_type: int = ED25519) -> VerifyingKey:
         """Parse `<name>+<hash>+<base64 key>`, checking that the hash matches name and key, and that the key
         is of the expected signature type (0x01 signer, 0x04 witness cosigner)."""
+        if isinstance(text, str) and len(text) <= _MAX_KEY_TEXT:
+            return _parse_key(cls, text, what, sig_type)  # every receipt names its node: parsed once per key
+        return cls._parse(text, what, sig_type)
+
+    @classmethod
+    def _parse(cls, text: object, what: str, sig_type: int) -> VerifyingKey:
         if not isinstance(text, str):
             raise InvalidInput(f"{what}: expected text, got {type(text).__name__}")
         parts = text.split("+", 2)  # base64 may itself contain "+"
@@ -231,3 +238,11 @@ class SigningKey:
         except UnicodeDecodeError as exc:
             raise InvalidInput(f"key file {path}: not ASCII text (byte {exc.start})") from exc
         return cls.parse_private(text.strip(), f"key file {path}")
+
+
+_MAX_KEY_TEXT = 512  # longer key texts are refused by the parser anyway; they are not worth a cache slot
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_key(cls: type[VerifyingKey], text: str, what: str, sig_type: int) -> VerifyingKey:
+    return cls._parse(text, what, sig_type)

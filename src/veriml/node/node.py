@@ -140,6 +140,8 @@ class Node:
             return self.witness.add_checkpoint(body)
 
     def _refresh_peers(self) -> None:
+        if isinstance(self.discovery, StaticPeers) and not self.discovery.urls:
+            return  # no peers configured: a refresh could find nothing, so nobody waits for one
         self._refresh_gate()
 
     def _refresh_now(self) -> None:

@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from veriml.codec import Digest, canonical_json
+from veriml.codec import Digest, canonical_json_of_plain
 from veriml.errors import InvalidInput
 
 # CPU flags that change which kernels numeric libraries pick, and so their bits: the instruction sets
@@ -88,7 +88,7 @@ class RuntimeFingerprint:
         if not isinstance(self.fields, dict) or not isinstance(self.fields.get("engine"), str):
             raise InvalidInput("runtime fingerprint: must be an object naming its engine")
         _check_shape(self.fields)
-        canonical = canonical_json(self.fields)
+        canonical = canonical_json_of_plain(self.fields)
         object.__setattr__(self, "canonical", canonical)
         object.__setattr__(self, "digest", Digest.of(canonical))
 
