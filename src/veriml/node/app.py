@@ -235,9 +235,23 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
+class NodeApp(FastAPI):
+    """The node's FastAPI app, with POST /v1/infer at level `signed` taken before FastAPI sees it (its per-request
+    work, its telemetry check among it, costs more than a small model's inference); everything else, and anything
+    the fast path hands on, goes through FastAPI as it is."""
+
+    fast_path: InferFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.fast_path is None:
+            await super().__call__(scope, receive, send)
+        else:
+            await self.fast_path(scope, receive, send)
+
+
 def create_app(node: Node) -> FastAPI:
     config = node.config
-    app = FastAPI(
+    app = NodeApp(
         title="veriml node",
         version=API_VERSION,
         description="Host, run and verify models: signed receipts, a transparency log, witnessing.",
@@ -251,13 +265,7 @@ def create_app(node: Node) -> FastAPI:
     app.add_exception_handler(Exception, problems.unexpected_error)
     app.add_middleware(BodyLimit, json_limit=config.max_json_bytes, blob_limit=config.max_blob_bytes)
     app.add_middleware(RequestLog)
-    framework_stack = app.build_middleware_stack
-
-    def build_middleware_stack() -> ASGIApp:
-        # POST /v1/infer at level signed skips FastAPI's layers; everything else goes through them as before.
-        return InferFastPath(framework_stack(), node, config)
-
-    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
+    app.fast_path = InferFastPath(partial(FastAPI.__call__, app), node, config)
 
     def admin(authorization: str | None = Header(default=None)) -> None:
         if config.admin_token is None:
