@@ -297,17 +297,16 @@ class Node:
         return self.service.attach_proof(bundle, index), index
 
     def _commit_log_soon(self) -> None:
-        """Commit the log once this loop turn's requests have all been submitted: one transaction and one signed
-        checkpoint for all of them, on the loop (a thread hop per batch costs more than the commit)."""
+        """Commit the log once this loop turn's requests have all been submitted (or, while a batch's fsync runs,
+        right after it): one transaction and one signed checkpoint for all of them, on the loop (a thread hop per
+        batch costs more than the commit)."""
         if not self._commit_scheduled:
             self._commit_scheduled = True
             asyncio.get_running_loop().call_soon(self._commit_log)
 
     def _commit_log(self) -> None:
         self._commit_scheduled = False
-        log = self.service.log
-        if not log.commit_pending(blocking=False):  # the writer thread holds the log (a cadence step): it commits
-            log.wake_writer()
+        self.service.log.commit_on_loop()
 
     def held(self, ref: str) -> SignedManifest | None:
         """The manifest if this node holds it and its blob, without asking any peer."""

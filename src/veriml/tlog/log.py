@@ -145,7 +145,11 @@ class Log:
         self._pending_lock = threading.Lock()
         self._lock = threading.RLock()  # the write connection and the tree state: one committer at a time
         self._synced: queue.SimpleQueue[Any] = queue.SimpleQueue()  # for the syncer thread: committed batches
+        self._unsynced = 0  # batches handed to the syncer and not yet synced (under _pending_lock)
+        self._loop_waiting: asyncio.AbstractEventLoop | None = None  # a loop to commit on once they are
         self._wal = Path(f"{self.path}-wal")
+        self._wal_fd: int | None = None
+        self._wal_lock = threading.Lock()
         self._witnessed: dict[str, int] = {}  # witness key id -> the size it last cosigned, as far as we know
         self._latest: SignedCheckpoint | None = None  # the newest durable checkpoint this process signed or read
         self._refusal: str | None = None  # why the stored tree may not be signed (it changed under a checkpoint)
@@ -203,6 +207,17 @@ class Log:
     def wake_writer(self) -> None:
         """Have the writer thread commit what is pending."""
         self._queue.put(_WAKE)
+
+    def commit_on_loop(self) -> None:
+        """For an event loop, once a turn: commit what is pending now, unless a batch's fsync is still running; then
+        right after it (group commit: while the disk is busy the next batch grows, so a loaded node pays one
+        transaction, one signature and one fsync for all that arrived meanwhile, not one per loop turn)."""
+        with self._pending_lock:
+            if self._unsynced:
+                self._loop_waiting = asyncio.get_running_loop()
+                return
+        if not self.commit_pending(blocking=False):  # the writer thread holds the log (a cadence step): it commits
+            self.wake_writer()
 
     def append(self, leaf: bytes, extra: bytes = b"") -> int:
         """Append an entry and return its index, after it is on disk."""
@@ -265,6 +280,8 @@ class Log:
             self._synced.put(_STOP)
             self._syncer.join()
             self._db.close()
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
             with self._pending_lock:
                 leftovers, self._pending = self._pending, []
             while not self._queue.empty():  # a call that raced close() must not wait forever
@@ -312,20 +329,29 @@ class Log:
                     for loop, settled in on_loops.items():
                         with contextlib.suppress(RuntimeError):  # a loop closed meanwhile: nobody is waiting
                             loop.call_soon_threadsafe(_settle_all_here, settled)
+                with self._pending_lock:
+                    self._unsynced -= len(batches)
+                    waiting = self._loop_waiting if self._unsynced == 0 else None
+                    if waiting is not None:
+                        self._loop_waiting = None
+                if waiting is not None:
+                    with contextlib.suppress(RuntimeError):
+                        waiting.call_soon_threadsafe(self.commit_on_loop)
             if len(batches) < len(jobs):
                 return
 
     def _sync_wal(self) -> None:
         """Make every transaction committed so far durable: commits run at synchronous=NORMAL, which in WAL mode
-        keeps the database consistent but leaves the last commits in the write-ahead log unsynced."""
-        try:
-            fd = os.open(self._wal, os.O_RDONLY)
-        except FileNotFoundError:  # no write-ahead log: all was folded into the database file, and synced then
-            return
-        try:
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+        keeps the database consistent but leaves the last commits in the write-ahead log unsynced. The log's file
+        stays open: SQLite removes it only when the last connection closes, and this log holds its connections
+        until it is closed."""
+        with self._wal_lock:
+            if self._wal_fd is None:
+                try:
+                    self._wal_fd = os.open(self._wal, os.O_RDONLY)
+                except FileNotFoundError:  # no write-ahead log yet: all is in the database file, synced when written
+                    return
+            os.fdatasync(self._wal_fd)
 
     @contextlib.contextmanager
     def _transaction(self, before: str | None = None, after: str | None = None) -> Iterator[None]:
@@ -385,6 +411,8 @@ class Log:
         for append in appends:
             indexed.append((append, list(range(position, position + len(append.rows)))))
             position += len(append.rows)
+        with self._pending_lock:
+            self._unsynced += 1
         self._synced.put((indexed, signed, integrated.size))
 
     def _commit_batch(self, rows: list[tuple[bytes, bytes]]) -> tuple[int, _Integrated, SignedCheckpoint | None]:
