@@ -87,6 +87,16 @@ def _fail(future: AnyFuture, error: BaseException) -> None:
     _settle(future, error, False)
 
 
+def _take_all(waiting: queue.SimpleQueue[Any]) -> list[Any]:
+    """Wait for one item, then take whatever else is queued: a round of work for a writer or syncer thread."""
+    items = [waiting.get()]
+    while True:
+        try:
+            items.append(waiting.get_nowait())
+        except queue.Empty:
+            return items
+
+
 WitnessSubmit = Callable[[bytes], bytes]  # an add-checkpoint request body -> the response body
 
 
@@ -244,12 +254,7 @@ class Log:
 
     def _write_round(self) -> bool:
         """Take what is queued and do it; True once asked to stop."""
-        batch = [self._queue.get()]
-        while True:
-            try:
-                batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+        batch = _take_all(self._queue)
         calls = [item for item in batch if isinstance(item, _Call)]
         stop = any(item is _STOP for item in batch)
         with self._lock:
@@ -296,12 +301,7 @@ class Log:
     def _sync_loop(self) -> None:
         """Make committed batches durable, one fsync for all that are waiting, then hand their indices back."""
         while True:
-            jobs = [self._synced.get()]
-            while True:
-                try:
-                    jobs.append(self._synced.get_nowait())
-                except queue.Empty:
-                    break
+            jobs = _take_all(self._synced)
             batches = [job for job in jobs if job is not _STOP]
             if batches:
                 try:
