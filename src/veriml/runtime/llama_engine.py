@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import heapq
 import logging
 import os
 import re
@@ -327,7 +328,9 @@ class _Batcher:
                            f"at most {self.limit} decode together")  # fmt: skip
         self._cond = threading.Condition()
         self._waiting: deque[_Task] = deque()
-        self._free = list(range(self.limit - 1, -1, -1))
+        # A heap: the lowest free stream first. llama.cpp computes a step over the contiguous range of streams its
+        # sequences sit in; reusing the stream freed last spread 8 sequences over 16 streams at a third the speed.
+        self._free = list(range(self.limit))
         self._running: list[_Task] = []
         self._closing = False
         self.decodes = 0  # llama_decode calls of decode steps, and the sequences in them (for the benchmark)
@@ -398,7 +401,7 @@ class _Batcher:
                 joining = []
                 while self._waiting and self._free:
                     task = self._waiting.popleft()
-                    task.seq = self._free.pop()
+                    task.seq = heapq.heappop(self._free)
                     joining.append(task)
             for task in joining:
                 self._start(task)
@@ -481,7 +484,7 @@ class _Batcher:
             return
         self._cpp.llama_memory_seq_rm(self._memory, task.seq, -1, -1)
         with self._cond:
-            self._free.append(task.seq)
+            heapq.heappush(self._free, task.seq)
         task.seq = -1
 
 
