@@ -156,7 +156,7 @@ class Log:
         self._lock = threading.RLock()  # the write connection and the tree state: one committer at a time
         self._synced: queue.SimpleQueue[Any] = queue.SimpleQueue()  # for the syncer thread: committed batches
         self._unsynced = 0  # batches handed to the syncer and not yet synced (under _pending_lock)
-        self._loop_waiting: asyncio.AbstractEventLoop | None = None  # a loop to commit on once they are
+        self._loops_waiting: set[asyncio.AbstractEventLoop] = set()  # loops to commit on once they are
         self._wal = Path(f"{self.path}-wal")
         self._wal_fd: int | None = None
         self._wal_lock = threading.Lock()
@@ -224,7 +224,7 @@ class Log:
         transaction, one signature and one fsync for all that arrived meanwhile, not one per loop turn)."""
         with self._pending_lock:
             if self._unsynced:
-                self._loop_waiting = asyncio.get_running_loop()
+                self._loops_waiting.add(asyncio.get_running_loop())
                 return
         if not self.commit_pending(blocking=False):  # the writer thread holds the log (a cadence step): it commits
             self.wake_writer()
@@ -331,12 +331,10 @@ class Log:
                             loop.call_soon_threadsafe(_settle_all_here, settled)
                 with self._pending_lock:
                     self._unsynced -= len(batches)
-                    waiting = self._loop_waiting if self._unsynced == 0 else None
-                    if waiting is not None:
-                        self._loop_waiting = None
-                if waiting is not None:
+                    waiting, self._loops_waiting = self._loops_waiting, set()
+                for loop in waiting:  # after every round, even if more batches came meanwhile: nobody starves
                     with contextlib.suppress(RuntimeError):
-                        waiting.call_soon_threadsafe(self.commit_on_loop)
+                        loop.call_soon_threadsafe(self.commit_on_loop)
             if len(batches) < len(jobs):
                 return
 
