@@ -214,7 +214,7 @@ class Service:
         """Like `infer_logged`, but hands back the log append as a future instead of waiting for the disk, so
         an async server can await it without holding a thread. The bundle must not leave before it resolves.
         With `log_on_loop` (called on an event loop's thread) the future is the loop's own and the caller commits
-        the log itself (`Log.commit_pending`), once a loop turn."""
+        the log itself (`Log.commit_on_loop`), once a loop turn."""
         check_privacy(privacy)
         manifest = ref if isinstance(ref, Signed) else self.resolve(ref)
         if circuit:
