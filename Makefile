@@ -42,10 +42,10 @@ demo: $(INSTALLED) $(LLM_INSTALLED) $(SMOLLM2)
 
 test: $(INSTALLED) $(LLM_INSTALLED) $(SMOLLM2)
 	$(BIN)/ruff check .
-	$(BIN)/pytest -n 2 -m "not slow" -q
+	$(BIN)/pytest -n 2 --dist loadscope -m "not slow" -q
 
 test-all: $(INSTALLED) $(LLM_INSTALLED) $(SMOLLM2)
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 --dist loadscope -q
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .

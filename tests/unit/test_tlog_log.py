@@ -375,3 +375,28 @@ def test_an_event_loop_commits_its_turns_and_nothing_waits_forever(log, key):
     assert log.batches_committed < 200  # turns were batched, not committed one entry at a time
     for leaf, index in answered:
         assert log.entry(index)[0] == leaf
+
+
+def test_no_checkpoint_covers_an_entry_before_its_fsync(log, key):
+    """A node must never serve a signed checkpoint over entries a power cut could take back (that is a signed fork
+    of its own log): while a committed batch's fsync is held, neither the served checkpoint nor the one proofs use
+    covers it, and its caller has no index; once the fsync returns, all three do."""
+    fill(log, 3)
+    held, release = threading.Event(), threading.Event()
+    sync = log._sync_wal
+
+    def slow_sync() -> None:
+        held.set()
+        assert release.wait(10)
+        sync()
+
+    log._sync_wal = slow_sync
+    future = log.submit_batch([(b"not yet durable", b"")])
+    assert held.wait(10)
+    assert log.sequenced_size == 4  # committed to the database
+    assert log.latest_checkpoint().checkpoint.size == 3
+    assert log.signed_checkpoint.checkpoint.size == 3
+    assert not future.done()
+    release.set()
+    assert future.result(10) == [3]
+    assert log.latest_checkpoint().checkpoint.size == 4 and log.signed_checkpoint.checkpoint.size == 4

@@ -175,20 +175,18 @@ class Log:
 
     # ---- writes: under the write lock, on the writer thread or a committing caller's ------------------
 
-    def submit_batch(self, entries: Sequence[tuple[bytes, bytes]], *, defer: bool = False) -> Future[list[int]]:
+    def submit_batch(self, entries: Sequence[tuple[bytes, bytes]]) -> Future[list[int]]:
         """Queue (entry, extra) pairs; the future gives their consecutive indices once they are durable.
-        Concurrent submissions share one transaction and one fsync (group commit). With `defer` the writer thread
-        is not woken: the caller promises to call `commit_pending` (an event loop, once per turn, for every
-        request of that turn together)."""
+        Concurrent submissions share one transaction and one fsync (group commit); the writer thread commits."""
         future: Future[list[int]] = Future()
         self._add_pending(entries, future)
-        if not defer:
-            self._queue.put(_WAKE)
+        self._queue.put(_WAKE)
         return future
 
     def submit_on_loop(self, entries: Sequence[tuple[bytes, bytes]]) -> asyncio.Future[list[int]]:
-        """`submit_batch(defer=True)` for the running event loop's thread: the future is the loop's own (no thread
-        lock per request), and the whole batch is resolved with one wake-up of the loop. The caller commits."""
+        """`submit_batch` for the running event loop's thread: the future is the loop's own (no thread lock per
+        request), the whole batch is resolved with one wake-up of the loop, and the caller commits
+        (`commit_on_loop`, once a loop turn), not the writer thread."""
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._add_pending(entries, future)
         return future
