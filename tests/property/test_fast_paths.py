@@ -83,3 +83,63 @@ def test_a_remembered_verification_never_passes_another_signature_or_message(see
         except VerificationFailed:
             continue
         raise AssertionError("a changed signature or message verified")
+
+
+# Tensor names as users' models may name them: ASCII, accents, high-BMP (past U+E000, where JCS's UTF-16 order is not
+# code point order) and astral characters.
+tensor_names = st.text(
+    st.sampled_from("abxyz_.-0é\u00ff\ue000\uffef\U0001f600\u4e2d"), min_size=1, max_size=6
+)  # fmt: skip
+small_arrays = st.sampled_from(["float32", "int64", "uint8", "bool", "float16"]).flatmap(
+    lambda dtype: st.lists(st.integers(0, 3), max_size=3).flatmap(
+        lambda shape: st.binary(min_size=int(np.prod(shape)) * np.dtype(dtype).itemsize,
+                                max_size=int(np.prod(shape)) * np.dtype(dtype).itemsize).map(
+            lambda raw: np.frombuffer(raw, dtype=dtype).copy().reshape(shape) if dtype != "bool"
+            else (np.frombuffer(raw, np.uint8) & 1).astype(bool).reshape(shape))
+    )
+)  # fmt: skip
+tensor_maps = st.dictionaries(tensor_names, small_arrays, min_size=1, max_size=4)
+
+
+@settings(max_examples=150)
+@given(tensors=tensor_maps)
+def test_tensors_encoded_once_are_the_general_digest_and_json(tensors):
+    from veriml.codec import encode_tensors, tensors_digest, tensors_to_json
+    from veriml.codec.tensor import tensor_digest
+
+    encoded = encode_tensors(tensors)
+    reference = {name: str(tensor_digest(array)) for name, array in tensors.items()}
+    assert encoded.digest == tensors_digest(tensors) == Digest.of(rfc8785.dumps(reference))
+    assert encoded.json == rfc8785.dumps(tensors_to_json(tensors))
+
+
+@settings(max_examples=60)
+@given(inputs=tensor_maps, outputs=tensor_maps, salt=st.binary(min_size=32, max_size=32),
+       privacy=st.sampled_from(["private", "auditable", "public"]),
+       log_proof=st.one_of(st.none(), st.text(max_size=40)),
+       attestations=st.lists(st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2), max_size=2),
+       zk_proof=st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.integers(0, 9), max_size=2)))  # fmt: skip
+def test_bundles_and_log_extras_put_together_are_the_general_canonical_json(
+    inputs, outputs, salt, privacy, log_proof, attestations, zk_proof
+):
+    from veriml.codec import encode_tensors, tensors_to_json
+    from veriml.service.service import log_extra
+
+    key = SigningKey.generate("node.example")
+    receipt = sign_receipt(key, manifest=Digest.of(b"m"), blob=Digest.of(b"b"), input_commitment=Digest.of(b"i"),
+                           output_commitment=Digest.of(b"o"), runtime=RuntimeFingerprint({"engine": "onnxruntime"}),
+                           privacy=privacy)  # fmt: skip
+    encoded_inputs, encoded_outputs = encode_tensors(inputs), encode_tensors(outputs)
+    extra = log_extra(receipt, salt, encoded_inputs, encoded_outputs, privacy)
+    expected = {"receipt": receipt.to_json()}
+    if privacy != "private":
+        expected.update(salt=salt.hex(), inputs=tensors_to_json(inputs), outputs=tensors_to_json(outputs))
+    assert extra == rfc8785.dumps(expected)
+    bundle = Bundle(manifest=_manifest(), receipt=receipt, salt=salt, inputs=inputs, outputs=outputs,
+                    log_proof=log_proof, attestations=tuple(attestations), zk_proof=zk_proof,
+                    encoded_inputs=encoded_inputs, encoded_outputs=encoded_outputs)  # fmt: skip
+    assert bundle.to_bytes() == rfc8785.dumps(bundle.to_json())
+    # An encoding kept for other tensors is never written for these ones.
+    other = Bundle(manifest=_manifest(), receipt=receipt, salt=salt, inputs=outputs, outputs=inputs,
+                   encoded_inputs=encoded_inputs, encoded_outputs=encoded_outputs)  # fmt: skip
+    assert other.to_bytes() == rfc8785.dumps(other.to_json())

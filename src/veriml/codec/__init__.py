@@ -7,14 +7,17 @@ from veriml.codec.canonical import (
     canonical_json,
     canonical_json_of_plain,
     expect_document,
+    json_string,
     parse_json,
 )
 from veriml.codec.digest import Digest
 from veriml.codec.tensor import (
     DTYPES,
+    EncodedTensors,
     TensorSpec,
     decode_tensor,
     encode_tensor,
+    encode_tensors,
     tensor_digest,
     tensor_from_json,
     tensor_to_json,
@@ -26,6 +29,7 @@ from veriml.codec.tensor import (
 __all__ = [
     "DTYPES",
     "Digest",
+    "EncodedTensors",
     "Fragment",
     "TensorSpec",
     "b64decode",
@@ -34,7 +38,9 @@ __all__ = [
     "canonical_json_of_plain",
     "decode_tensor",
     "encode_tensor",
+    "encode_tensors",
     "expect_document",
+    "json_string",
     "parse_json",
     "tensor_digest",
     "tensor_from_json",

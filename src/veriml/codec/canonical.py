@@ -35,7 +35,8 @@ class _NeedsReference(Exception):
     """A value the fast path does not handle (floats, large integers): the rfc8785 package writes it."""
 
 
-def _utf16_order(key: str) -> bytes:
+def utf16_order(key: str) -> bytes:
+    """The sort key of JCS's member order: UTF-16 code units."""
     return key.encode("utf-16-be", "surrogatepass")
 
 
@@ -49,7 +50,7 @@ def _write(value: Any, out: list[str]) -> None:
         if not all(type(key) is str and key.isascii() for key in keys):
             if not all(type(key) is str for key in keys):
                 raise _NeedsReference
-            keys.sort(key=_utf16_order)  # JCS sorts by UTF-16 code units
+            keys.sort(key=utf16_order)  # JCS sorts by UTF-16 code units
         else:
             keys.sort()
         out.append("{")
@@ -135,6 +136,14 @@ def canonical_json_of_plain(value: Any) -> bytes:
     if len(outside) - len(outside.translate(None, b"0123456789")) >= 16 and _LONG_INTEGER.search(outside):
         return canonical_json(value)
     return out
+
+
+def json_string(text: str) -> bytes:
+    """The canonical JSON of one string (JSON's escaping is JCS's; see `_write`)."""
+    try:
+        return encode_basestring(text).encode("utf-8")
+    except (UnicodeEncodeError, TypeError):  # a lone surrogate, or not text: the general writer says what is wrong
+        return canonical_json(text)
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

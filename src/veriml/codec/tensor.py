@@ -12,11 +12,12 @@ import hashlib
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 import numpy as np
 
-from veriml.codec.canonical import b64decode, b64encode, canonical_json_of_plain
+from veriml.codec.canonical import b64decode, b64encode, canonical_json_of_plain, utf16_order
 from veriml.codec.digest import Digest
 from veriml.errors import InvalidInput, shown
 
@@ -39,6 +40,7 @@ DTYPES: dict[str, np.dtype] = {name: np.dtype(code) for name, (_, code) in _DTYP
 _CODE_TO_NAME = {code: name for name, (code, _) in _DTYPE_TABLE.items()}
 _NAME_OF_DTYPE = {dtype: name for name, dtype in DTYPES.items()}
 _MAX_RANK = 32
+_MAX_SAFE_DIM = 2**53 - 1  # larger integers are written by the general JSON writer
 
 Dim = int | str | None  # a fixed size, a symbolic name, or unknown
 
@@ -157,7 +159,54 @@ def tensor_digest(array: np.ndarray) -> Digest:
 
 def tensors_digest(tensors: Mapping[str, np.ndarray]) -> Digest:
     """The digest of a named set of tensors: SHA-256 of the canonical JSON map name -> tensor digest."""
-    return Digest.of(canonical_json_of_plain({name: str(tensor_digest(array)) for name, array in tensors.items()}))
+    return _map_digest({name: str(tensor_digest(array)) for name, array in tensors.items()})
+
+
+def _map_digest(digests: dict[str, str]) -> Digest:
+    canonical = _canonical_object({name: f'"{text}"' for name, text in digests.items()})
+    return Digest.of(canonical_json_of_plain(digests) if canonical is None else canonical)
+
+
+def _canonical_object(members: dict[str, str]) -> bytes | None:
+    """RFC 8785 bytes of an object whose values are given already as canonical JSON text, or None for names the
+    short way does not write (the general writer then does). Keys sort by UTF-16 code units, as JCS sorts them;
+    JSON's escaping of a key is JCS's."""
+    try:
+        names = sorted(members) if all(name.isascii() for name in members) else sorted(members, key=utf16_order)
+        return ("{" + ",".join(f"{encode_basestring(name)}:{members[name]}" for name in names) + "}").encode()
+    except (UnicodeEncodeError, TypeError, AttributeError):  # a lone surrogate, or a name that is not text
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedTensors:
+    """A named set of tensors encoded once for the per-inference path: the digest a receipt commits to, and the
+    canonical JSON of its JSON form (`tensors_to_json`) that bundles and log companions carry."""
+
+    tensors: Mapping[str, np.ndarray]
+    digest: Digest
+    json: bytes
+
+
+def encode_tensors(tensors: Mapping[str, np.ndarray]) -> EncodedTensors:
+    """`tensors_digest` and the canonical bytes of `tensors_to_json`, from one pass over each tensor's data.
+    Property-tested equal to both."""
+    digests, members = {}, {}
+    for name, array in tensors.items():
+        dtype = dtype_name(array)
+        data = _little_endian(array)
+        raw = data.tobytes()
+        header = _header(dtype, data.shape)
+        digests[name] = f"sha256:{hashlib.sha256(header + raw).hexdigest()}"
+        if any(dim > _MAX_SAFE_DIM for dim in data.shape):
+            members = None  # type: ignore[assignment]
+        elif members is not None:
+            shape = ",".join(map(str, data.shape))
+            members[name] = f'{{"data":"{b64encode(raw)}","dtype":"{dtype}","shape":[{shape}]}}'
+    encoded = None if members is None else _canonical_object(members)
+    if encoded is None:
+        encoded = canonical_json_of_plain(tensors_to_json(tensors))
+    return EncodedTensors(tensors, _map_digest(digests), encoded)
 
 
 def tensor_to_json(array: np.ndarray) -> dict[str, Any]:

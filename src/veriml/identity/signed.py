@@ -6,7 +6,7 @@ publisher, a receipt its node), so the signature covers who signed as well as wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from veriml.codec import Digest, b64decode, b64encode, canonical_json_of_plain
@@ -37,6 +37,8 @@ class Signed(Generic[BodyT]):
     body: BodyT
     signature: bytes
     canonical: bytes  # the RFC 8785 bytes of the body: what was signed, and what the id hashes
+    _json: bytes | None = field(default=None, compare=False, repr=False)  # canonical_json(), once made
+    _id: Digest | None = field(default=None, compare=False, repr=False)  # id, once hashed
 
     @classmethod
     def sign(cls, body: BodyT, key: SigningKey) -> Signed[BodyT]:
@@ -47,7 +49,9 @@ class Signed(Generic[BodyT]):
 
     @property
     def id(self) -> Digest:
-        return Digest.of(self.canonical)
+        if self._id is None:
+            object.__setattr__(self, "_id", Digest.of(self.canonical))
+        return self._id  # type: ignore[return-value]
 
     def check_signature(self) -> None:
         """Raise VerificationFailed unless the signature is the body's signer's, under the body's domain."""
@@ -55,6 +59,14 @@ class Signed(Generic[BodyT]):
 
     def to_json(self) -> dict[str, Any]:
         return {"body": self.body.to_json(), "signature": b64encode(self.signature)}
+
+    def canonical_json(self) -> bytes:
+        """The RFC 8785 bytes of `to_json()`, {"body": ..., "signature": ...}, from the body's canonical bytes (what
+        was signed) without walking the body again; made once per document (a manifest goes into every bundle)."""
+        if self._json is None:
+            text = b'{"body":' + self.canonical + b',"signature":"' + b64encode(self.signature).encode() + b'"}'
+            object.__setattr__(self, "_json", text)
+        return self._json  # type: ignore[return-value]
 
     @classmethod
     def from_json(cls, body_type: type[BodyT], obj: object, what: str) -> Signed[BodyT]:

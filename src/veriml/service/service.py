@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from veriml.codec import canonical_json, canonical_json_of_plain, parse_json, tensors_digest, tensors_to_json
+from veriml.codec import EncodedTensors, canonical_json, encode_tensors, parse_json, tensors_digest
 from veriml.errors import InvalidInput, NotFound, PermissionDenied
 from veriml.hub import ComparisonPolicy, Hub, ModelRef, Published, SignedManifest, compare_outputs
 from veriml.hub.blobs import Progress
@@ -29,7 +29,6 @@ from veriml.receipts import (
     sign_attestation,
     sign_receipt,
 )
-from veriml.receipts.bundle import signed_fragment
 from veriml.receipts.commitment import check_privacy
 from veriml.runtime import (
     BlobLoader,
@@ -50,6 +49,18 @@ from veriml.service.home import Home
 from veriml.service.publish import hash_file, sign_next_version
 from veriml.tlog import Log
 from veriml.zk import SignedZkDocument, ZkDocument, parse_signed_zk_document, sign_zk_document
+
+
+def log_extra(
+    receipt: SignedReceipt, salt: bytes, inputs: EncodedTensors, outputs: EncodedTensors, privacy: str
+) -> bytes:
+    """What the log keeps beside a receipt's leaf: the signed receipt and, unless the request is private, the salt
+    and the data, so that auditors can re-execute it (a private request's data is not kept). The canonical JSON of
+    {"inputs", "outputs", "receipt", "salt"}, put together from its members' canonical bytes."""
+    if privacy == "private":
+        return b'{"receipt":' + receipt.canonical_json() + b"}"
+    return b"".join((b'{"inputs":', inputs.json, b',"outputs":', outputs.json, b',"receipt":',
+                     receipt.canonical_json(), b',"salt":"', salt.hex().encode(), b'"}'))  # fmt: skip
 
 
 class Service:
@@ -275,12 +286,13 @@ class Service:
         log_on_loop: bool = False,
     ) -> tuple[Bundle, Future[list[int]] | asyncio.Future[list[int]] | None]:
         salt = new_salt() if salt is None else salt
+        encoded_inputs, encoded_outputs = encode_tensors(arrays), encode_tensors(outputs)
         receipt = sign_receipt(
             self.node_key,
             manifest=manifest.id,
             blob=manifest.body.blob,
-            input_commitment=commit(salt, tensors_digest(arrays)),
-            output_commitment=commit(salt, tensors_digest(outputs)),
+            input_commitment=commit(salt, encoded_inputs.digest),
+            output_commitment=commit(salt, encoded_outputs.digest),
             runtime=runtime or self.engine_for(manifest).fingerprint,
             mode=mode,
             privacy=privacy,
@@ -288,13 +300,11 @@ class Service:
         )
         logged = None
         if self.logging:
-            beside: dict[str, Any] = {"receipt": signed_fragment(receipt)}
-            if privacy != "private":
-                # Kept beside the receipt so that auditors can re-execute it; a private request's data is not kept.
-                beside.update(salt=salt.hex(), inputs=tensors_to_json(arrays), outputs=tensors_to_json(outputs))
-            entry = [(ReceiptLeaf.of(receipt).to_bytes(), canonical_json_of_plain(beside))]
+            extra = log_extra(receipt, salt, encoded_inputs, encoded_outputs, privacy)
+            entry = [(ReceiptLeaf.of(receipt).to_bytes(), extra)]
             logged = self.log.submit_on_loop(entry) if log_on_loop else self.log.submit_batch(entry)
-        bundle = Bundle(manifest=manifest, receipt=receipt, salt=salt, inputs=arrays, outputs=outputs)
+        bundle = Bundle(manifest=manifest, receipt=receipt, salt=salt, inputs=arrays, outputs=outputs,
+                        encoded_inputs=encoded_inputs, encoded_outputs=encoded_outputs)  # fmt: skip
         return bundle, logged
 
     # ---- language models ------------------------------------------------------------------------------
