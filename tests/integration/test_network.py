@@ -271,6 +271,30 @@ def test_bad_requests_get_problem_json(net, model):
         assert body["status"] == status and body["type"].startswith("https://veriml.dev/problems/")
 
 
+def test_every_request_is_one_structured_log_line_with_its_id(net, model):
+    """Each request, the fast inference path and a refused one alike, leaves one JSON line with its request id
+    (the client's X-Request-Id, echoed back) and its status: what an operator follows a request by."""
+    import json
+
+    body = {"model": "alice/mlp", "inputs": {k: v.tolist() for k, v in X.items()}}
+    sent = {"log-line-ok-1": (body, 200), "log-line-bad-1": ({"model": "alice/mlp", "inputs": {}}, 400)}
+    for request_id, (payload, status) in sent.items():
+        response = httpx.post(f"{net.urls[0]}/v1/infer", json=payload, headers={"x-request-id": request_id}, timeout=30)
+        assert response.status_code == status and response.headers["x-request-id"] == request_id
+    log = Path(net.nodes[0].log)
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        found = {line["request_id"]: line for line in lines if line.get("event") == "request"}
+        if all(request_id in found for request_id in sent) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    for request_id, (_, status) in sent.items():
+        line = found[request_id]
+        assert (line["level"], line["method"], line["path"], line["status"]) == ("info", "POST", "/v1/infer", status)
+        assert line["ts"].endswith("Z") and line["ms"] >= 0
+
+
 def test_unverifiable_answers_are_refused_by_the_client(net, model):
     with Client(net.urls) as client, pytest.raises(VerificationFailed):
         from veriml.client.protocol import parse_infer

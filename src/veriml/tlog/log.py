@@ -302,6 +302,7 @@ class Log:
         while True:
             jobs = _take_all(self._synced)
             batches = [job for job in jobs if job is not _STOP]
+            on_loops: dict[asyncio.AbstractEventLoop, list[tuple[AnyFuture, Any, bool]]] = {}
             if batches:
                 try:
                     self._sync_wal()
@@ -317,7 +318,6 @@ class Log:
                     # replace one of the same size (it may carry cosignatures by now).
                     if signed and (latest is None or signed[-1].checkpoint.size > latest.checkpoint.size):
                         self._latest = signed[-1]
-                    on_loops: dict[asyncio.AbstractEventLoop, list[tuple[AnyFuture, Any, bool]]] = {}
                     for appends, _, _ in batches:
                         for append, indices in appends:
                             # A caller that stopped waiting (a cancelled request) still has its entry logged.
@@ -325,17 +325,22 @@ class Log:
                                 on_loops.setdefault(append.future.get_loop(), []).append((append.future, indices, True))
                             else:
                                 _resolve(append.future, indices)
-                    for loop, settled in on_loops.items():
-                        with contextlib.suppress(RuntimeError):  # a loop closed meanwhile: nobody is waiting
-                            loop.call_soon_threadsafe(_settle_all_here, settled)
                 with self._pending_lock:
                     self._unsynced -= len(batches)
                     waiting, self._loops_waiting = self._loops_waiting, set()
-                for loop in waiting:  # after every round, even if more batches came meanwhile: nobody starves
-                    with contextlib.suppress(RuntimeError):
-                        loop.call_soon_threadsafe(self.commit_on_loop)
+                # One wake-up per loop: its answers are settled, then (after every round, even if more batches came
+                # meanwhile: nobody starves) what it has pending is committed.
+                for loop in on_loops.keys() | waiting:
+                    with contextlib.suppress(RuntimeError):  # a loop closed meanwhile: nobody is waiting
+                        loop.call_soon_threadsafe(self._after_sync, on_loops.get(loop, ()), loop in waiting)
             if len(batches) < len(jobs):
                 return
+
+    def _after_sync(self, settled: Sequence[tuple[AnyFuture, Any, bool]], commit: bool) -> None:
+        """On a loop, after a sync round: settle its answers, then commit what it has pending if it was waiting."""
+        _settle_all_here(settled)
+        if commit:
+            self.commit_on_loop()
 
     def _sync_wal(self) -> None:
         """Make every transaction committed so far durable: commits run at synchronous=NORMAL, which in WAL mode
