@@ -93,8 +93,9 @@ class Bundle:
     def to_bytes(self) -> bytes:
         """The RFC 8785 bytes of `to_json()`, put together from each member's canonical bytes: the signed
         documents' and the tensors' are reused, not rewritten (property-tested equal to the general writer)."""
+        attestations = canonical_json_of_plain([dict(a) for a in self.attestations]) if self.attestations else b"[]"
         return b"".join((
-            b'{"attestations":', canonical_json_of_plain([dict(a) for a in self.attestations]),
+            b'{"attestations":', attestations,
             b',"format_version":', str(FORMAT_VERSION).encode(),
             b',"inputs":', _tensors_bytes(self.inputs, self.encoded_inputs),
             b',"log_proof":', b"null" if self.log_proof is None else json_string(self.log_proof),
