@@ -143,3 +143,18 @@ def test_bundles_and_log_extras_put_together_are_the_general_canonical_json(
     other = Bundle(manifest=_manifest(), receipt=receipt, salt=salt, inputs=outputs, outputs=inputs,
                    encoded_inputs=encoded_inputs, encoded_outputs=encoded_outputs)  # fmt: skip
     assert other.to_bytes() == rfc8785.dumps(other.to_json())
+
+
+@given(signature=st.binary(min_size=64, max_size=64))
+def test_a_signed_documents_copy_never_keeps_the_originals_cached_bytes_or_id(signature):
+    from dataclasses import replace
+
+    key = SigningKey.generate("node.example")
+    digest = Digest.of(b"d")
+    receipt = sign_receipt(key, manifest=digest, blob=digest, input_commitment=digest, output_commitment=digest,
+                           runtime=RuntimeFingerprint({"engine": "onnxruntime"}))  # fmt: skip
+    receipt.canonical_json(), receipt.id  # made and kept
+    forged = replace(receipt, signature=signature)
+    assert forged.canonical_json() == rfc8785.dumps(forged.to_json())
+    other = replace(receipt, canonical=receipt.canonical + b" ")
+    assert other.id == Digest.of(other.canonical) != receipt.id

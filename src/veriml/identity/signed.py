@@ -37,8 +37,9 @@ class Signed(Generic[BodyT]):
     body: BodyT
     signature: bytes
     canonical: bytes  # the RFC 8785 bytes of the body: what was signed, and what the id hashes
-    _json: bytes | None = field(default=None, compare=False, repr=False)  # canonical_json(), once made
-    _id: Digest | None = field(default=None, compare=False, repr=False)  # id, once hashed
+    # Caches, never copied by dataclasses.replace (init=False): a copy with another signature must not keep them.
+    _json: bytes | None = field(default=None, init=False, compare=False, repr=False)  # canonical_json(), once made
+    _id: Digest | None = field(default=None, init=False, compare=False, repr=False)  # id, once hashed
 
     @classmethod
     def sign(cls, body: BodyT, key: SigningKey) -> Signed[BodyT]:
