@@ -71,8 +71,9 @@ class Bundle:
     log_proof: LogProofJSON | None = None
     attestations: tuple[AttestationJSON, ...] = field(default_factory=tuple)
     zk_proof: ZkProofJSON | None = None
-    # The inputs' and outputs' canonical JSON when the node already wrote it (for the log): used only while it is
-    # of these very tensors.
+    # The inputs' and outputs' canonical JSON when the node already wrote it (for the log): used only while the
+    # bundle holds these very tensor maps, so `to_bytes` writes the tensors as they were signed (an array changed in
+    # place afterwards, a caller's reused input buffer say, does not change the file: it still verifies).
     encoded_inputs: EncodedTensors | None = field(default=None, compare=False, repr=False)
     encoded_outputs: EncodedTensors | None = field(default=None, compare=False, repr=False)
 
