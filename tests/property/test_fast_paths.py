@@ -143,6 +143,14 @@ def test_bundles_and_log_extras_put_together_are_the_general_canonical_json(
     other = Bundle(manifest=_manifest(), receipt=receipt, salt=salt, inputs=outputs, outputs=inputs,
                    encoded_inputs=encoded_inputs, encoded_outputs=encoded_outputs)  # fmt: skip
     assert other.to_bytes() == rfc8785.dumps(other.to_json())
+    # Nor for these tensors changed in place after they were encoded (an attack script's forgery, a reused buffer).
+    for array in list(inputs.values()) + list(outputs.values()):
+        if array.size:
+            array.reshape(-1)[0] = ~array.reshape(-1)[0] if array.dtype == bool else array.reshape(-1)[0] + 1
+            break
+    else:
+        next(iter(inputs.values())).shape = (0,) * (next(iter(inputs.values())).ndim + 1)
+    assert bundle.to_bytes() == rfc8785.dumps(bundle.to_json())
 
 
 @given(signature=st.binary(min_size=64, max_size=64))

@@ -181,23 +181,39 @@ def _canonical_object(members: dict[str, str]) -> bytes | None:
 @dataclass(frozen=True, slots=True)
 class EncodedTensors:
     """A named set of tensors encoded once for the per-inference path: the digest a receipt commits to, and the
-    canonical JSON of its JSON form (`tensors_to_json`) that bundles and log companions carry."""
+    canonical JSON of its JSON form (`tensors_to_json`) that bundles and log companions carry. `holds` says
+    whether a tensor map is still exactly what was encoded."""
 
     tensors: Mapping[str, np.ndarray]
     digest: Digest
     json: bytes
+    _encoded: tuple[tuple[str, np.ndarray, str, tuple[int, ...], bytes], ...]  # name, array, dtype, shape, data
+
+    def holds(self, tensors: Mapping[str, np.ndarray]) -> bool:
+        """True if `tensors` is the very map encoded, with the same arrays holding the same dtype, shape and bytes:
+        an array changed in place (or a map changed after) makes the encoding stale, and then it is not used."""
+        if tensors is not self.tensors or len(tensors) != len(self._encoded):
+            return False
+        for name, array, dtype, shape, raw in self._encoded:
+            current = tensors.get(name)
+            if current is not array or array.shape != shape or dtype_name(array) != dtype:
+                return False
+            if _little_endian(array).tobytes() != raw:
+                return False
+        return True
 
 
 def encode_tensors(tensors: Mapping[str, np.ndarray]) -> EncodedTensors:
     """`tensors_digest` and the canonical bytes of `tensors_to_json`, from one pass over each tensor's data.
     Property-tested equal to both."""
-    digests, members = {}, {}
+    digests, members, encoded_arrays = {}, {}, []
     for name, array in tensors.items():
         dtype = dtype_name(array)
         data = _little_endian(array)
         raw = data.tobytes()
         header = _header(dtype, data.shape)
         digests[name] = f"sha256:{hashlib.sha256(header + raw).hexdigest()}"
+        encoded_arrays.append((name, array, dtype, array.shape, raw))
         if any(dim > _MAX_SAFE_DIM for dim in data.shape):
             members = None  # type: ignore[assignment]
         elif members is not None:
@@ -206,7 +222,7 @@ def encode_tensors(tensors: Mapping[str, np.ndarray]) -> EncodedTensors:
     encoded = None if members is None else _canonical_object(members)
     if encoded is None:
         encoded = canonical_json_of_plain(tensors_to_json(tensors))
-    return EncodedTensors(tensors, _map_digest(digests), encoded)
+    return EncodedTensors(tensors, _map_digest(digests), encoded, tuple(encoded_arrays))
 
 
 def tensor_to_json(array: np.ndarray) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def signed_fragment(signed: Signed[Any]) -> Fragment:
 
 
 def _tensors_bytes(tensors: dict[str, np.ndarray], encoded: EncodedTensors | None) -> bytes:
-    if encoded is not None and encoded.tensors is tensors:
+    if encoded is not None and encoded.holds(tensors):
         return encoded.json
     return canonical_json_of_plain(tensors_to_json(tensors))
 
@@ -72,8 +72,7 @@ class Bundle:
     attestations: tuple[AttestationJSON, ...] = field(default_factory=tuple)
     zk_proof: ZkProofJSON | None = None
     # The inputs' and outputs' canonical JSON when the node already wrote it (for the log): used only while the
-    # bundle holds these very tensor maps, so `to_bytes` writes the tensors as they were signed (an array changed in
-    # place afterwards, a caller's reused input buffer say, does not change the file: it still verifies).
+    # bundle holds exactly the tensors encoded (`EncodedTensors.holds`: an array changed in place is written anew).
     encoded_inputs: EncodedTensors | None = field(default=None, compare=False, repr=False)
     encoded_outputs: EncodedTensors | None = field(default=None, compare=False, repr=False)
 
