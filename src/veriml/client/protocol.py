@@ -4,6 +4,7 @@ Only the transport differs between them (as in httpx)."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from veriml.codec import tensors_digest, tensors_to_json
+from veriml.codec import tensors_digest, tensors_from_json, tensors_to_json
 from veriml.codec.tensor import describe_array, dtype_name
 from veriml.errors import (
     Conflict,
@@ -28,7 +29,9 @@ from veriml.hub import ModelRef, SignedManifest, compare_outputs, parse_signed_m
 from veriml.identity import VerifyingKey
 from veriml.identity.keys import COSIGNATURE_ED25519
 from veriml.receipts import DEFAULT_PRIVACY, Bundle, new_salt
-from veriml.receipts.receipt import new_request_id
+from veriml.receipts.bundle import FORMAT_VERSION as BUNDLE_FORMAT
+from veriml.receipts.commitment import parse_salt
+from veriml.receipts.receipt import new_request_id, parse_signed_receipt
 from veriml.runtime.inputs import coerce_inputs
 from veriml.verify import verify_bundle
 
@@ -145,6 +148,11 @@ def infer_body(asked: Asked, verify: str | None = None) -> dict[str, Any]:
     return body
 
 
+def infer_payload(asked: Asked, verify: str | None = None) -> bytes:
+    """The request body's bytes, made once per call (a quorum sends the same bytes to every node)."""
+    return json.dumps(infer_body(asked, verify), separators=(",", ":"), allow_nan=False).encode()
+
+
 def publisher_keys(publishers: object) -> frozenset[bytes]:
     """Pinned publishers as Ed25519 public key bytes (a key is its bytes: another name for it is the same key)."""
     if publishers is None:
@@ -235,14 +243,75 @@ def check_salt_and_privacy(node: str, bundle: Bundle, salt: bytes, privacy: str)
         )
 
 
+# Manifests already parsed, by the exact JSON value they were parsed from (its json.dumps text, which tells apart
+# every value json.loads can give, key order included): every answer for a model carries the same manifest, and
+# every answer of a quorum. Parsing is a function of that value alone, so a hit gives exactly what parsing it
+# again would; a value that fails to parse is not kept, and fails again.
+_MANIFESTS: dict[str, SignedManifest] = {}
+MANIFESTS_KEPT = 64
+_BUNDLE_FIELDS = frozenset(
+    ("format_version", "manifest", "receipt", "salt", "inputs", "outputs", "log_proof", "attestations", "zk_proof")
+)
+
+
+def parsed_manifest(obj: object) -> SignedManifest:
+    """`parse_signed_manifest(obj)`, once per exact JSON value."""
+    try:
+        key = json.dumps(obj, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return parse_signed_manifest(obj)
+    held = _MANIFESTS.get(key)
+    if held is None:
+        held = parse_signed_manifest(obj)
+        _MANIFESTS[key] = held
+        while len(_MANIFESTS) > MANIFESTS_KEPT:
+            try:
+                _MANIFESTS.pop(next(iter(_MANIFESTS)))  # the oldest
+            except (StopIteration, KeyError, RuntimeError):  # another thread got there first
+                break
+    return held
+
+
+def parse_bundle(obj: object) -> Bundle:
+    """`Bundle.from_json(obj)` as a node's answer carries it, the same checks in the same order, with the manifest
+    parsed once per exact JSON value (`parsed_manifest`)."""
+    if not isinstance(obj, dict) or set(obj) != _BUNDLE_FIELDS or obj["format_version"] != BUNDLE_FORMAT:
+        return Bundle.from_json(obj)  # raises the bundle's own error
+    if (
+        (obj["log_proof"] is not None and not isinstance(obj["log_proof"], str))
+        or not isinstance(obj["attestations"], list)
+        or not all(isinstance(a, dict) for a in obj["attestations"])
+        or (obj["zk_proof"] is not None and not isinstance(obj["zk_proof"], dict))
+    ):
+        return Bundle.from_json(obj)
+    return Bundle(
+        manifest=parsed_manifest(obj["manifest"]),
+        receipt=parse_signed_receipt(obj["receipt"]),
+        salt=parse_salt(obj["salt"], "bundle salt"),
+        inputs=tensors_from_json(obj["inputs"], "bundle input"),
+        outputs=tensors_from_json(obj["outputs"], "bundle output"),
+        log_proof=obj["log_proof"],
+        attestations=tuple(obj["attestations"]),
+        zk_proof=obj["zk_proof"],
+    )
+
+
 def parse_infer(node: str, body: Any, asked: Asked) -> tuple[Bundle, int]:
     try:
-        bundle = Bundle.from_json(body["bundle"])
+        bundle = parse_bundle(body["bundle"])
         index = int(body["log_index"])
     except (KeyError, TypeError, ValueError, VerimlError) as exc:
         raise VerificationFailed(f"node {node}: malformed inference answer ({exc})") from exc
     check_answer(node, bundle, asked)
     return bundle, index
+
+
+def parse_infer_bytes(node: str, content: bytes, asked: Asked) -> tuple[Bundle, int]:
+    try:
+        body = json.loads(content)
+    except ValueError as exc:
+        raise VerificationFailed(f"node {node}: malformed inference answer ({exc})") from exc
+    return parse_infer(node, body, asked)
 
 
 def node_key(info: Mapping[str, Any]) -> bytes | None:
