@@ -9,12 +9,13 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import httpx
 import numpy as np
 
-from veriml.codec import tensors_digest, tensors_from_json, tensors_to_json
+from veriml.codec import Digest, tensors_digest, tensors_from_json, tensors_to_json
 from veriml.codec.tensor import describe_array, dtype_name
 from veriml.errors import (
     Conflict,
@@ -130,6 +131,11 @@ class Asked:
         """What is asked of every node: the resolved manifest id, never a name a node could resolve otherwise."""
         return str(self.manifest.id)
 
+    @cached_property
+    def inputs_digest(self) -> Digest:
+        """The digest of the inputs sent, worked out once for every answer to compare with."""
+        return tensors_digest(self.inputs)
+
 
 def ask(
     manifest: SignedManifest, inputs: Mapping[str, Any], request_id: str | None, privacy: str = DEFAULT_PRIVACY
@@ -213,7 +219,7 @@ def check_answer(node: str, bundle: Bundle, asked: Asked) -> None:
             f"{asked.manifest.body.publisher.key_id})"
         )
     try:
-        same = tensors_digest(bundle.inputs) == tensors_digest(asked.inputs)
+        same = tensors_digest(bundle.inputs) == asked.inputs_digest
     except VerimlError:
         same = False
     if not same:
@@ -345,8 +351,9 @@ def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
         # Bitwise results are expected only within one runtime class: this is neither agreement nor disagreement.
         raise VerificationFailed(f"quorum: not comparable: the nodes ran different runtime classes {sorted(classes)}")
     disagreeing = []
+    first_inputs = tensors_digest(first.inputs)
     for node, bundle in others:
-        if tensors_digest(bundle.inputs) != tensors_digest(first.inputs):
+        if tensors_digest(bundle.inputs) != first_inputs:
             disagreeing.append(f"{node} (different input digest)")
             continue
         comparison = compare_outputs(first.manifest.body.policy, first.outputs, bundle.outputs)
