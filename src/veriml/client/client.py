@@ -349,8 +349,13 @@ class Client:
             except (Unavailable, NotFound, VerificationFailed) as exc:  # another node may hold it, or be honest
                 failures.append(exc)
                 continue
+            self._accepted(asked, url, bundle, index)
             return url, bundle, index
         raise no_answer(f"no node could run {asked.manifest.body.ref}", failures)
+
+    def _accepted(self, asked: Asked, url: str, bundle: Bundle, index: int) -> None:
+        """Called with every answer bound to its request, alone or as a quorum member (before the quorum counts
+        it): a subclass may note where it sits."""
 
     def _post_infer(self, url: str, payload: bytes, lean: bool) -> bytes:
         """The answer's body, after a problem answer is raised as the matching veriml error."""
@@ -395,6 +400,7 @@ class Client:
                 except VerimlError as exc:  # unreachable, refusing or lying: ask the next node
                     failures.append(exc)
                     continue
+                self._accepted(asked, url, bundle, index)
                 if not _count_once(keys, url, bundle, failures):
                     continue
                 results.append((url, bundle))
