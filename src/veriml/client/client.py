@@ -8,6 +8,10 @@ the model reference once to a signed manifest (pinned to a publisher when given)
 chooses the request id, and refuses any answer for another manifest, other inputs or another request id
 (`protocol.check_answer`), trying the next node. A node that cannot be reached or answers 5xx is skipped for the
 next; a 4xx is the caller's error and is raised as the matching veriml error.
+
+The sync client sends its one hot request, POST /v1/infer, over `wire.Wire` (keep-alive sockets, no httpx) where
+that serves the node, and asks a quorum's nodes at once from the calling thread; everything else goes through
+httpx. The answers are checked exactly as strictly either way (`protocol.parse_infer`).
 """
 
 from __future__ import annotations
