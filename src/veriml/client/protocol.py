@@ -337,8 +337,10 @@ def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
     """The first bundle with the others as attestations, if every output agrees with the first under the
     manifest's policy; otherwise Disagreement naming the nodes. Never returns an output without agreement."""
     (first_node, first), others = results[0], results[1:]
-    manifest_ids = {str(bundle.manifest.id) for _, bundle in results}
-    if len(manifest_ids) != 1:
+    # A manifest id is the hash of the manifest's canonical bytes: equal bytes, one manifest (hashed only to name
+    # them when they differ).
+    if len({bundle.manifest.canonical for _, bundle in results}) != 1:
+        manifest_ids = {str(bundle.manifest.id) for _, bundle in results}
         raise Disagreement(f"nodes ran different manifests: {sorted(manifest_ids)}", [n for n, _ in results])
     # A node is its key's bytes: the same key under two URLs, or renamed, is one node (counted once).
     nodes = {bundle.receipt.body.node.public for _, bundle in results}
