@@ -15,7 +15,9 @@ def other_signature(self, ref, inputs, request_id=None, **options):  # type: ign
     bundle, logged = honest_infer_submit(self, ref, inputs, request_id, **options)
     manifest = bundle.manifest
     flipped = bytes([manifest.signature[0] ^ 1]) + manifest.signature[1:]
-    return replace(bundle, manifest=replace(manifest, signature=flipped)), logged
+    # A new document: none of the honest one's cached JSON (which would write the honest signature) carried over.
+    forged = type(manifest)(manifest.body, flipped, manifest.canonical)
+    return replace(bundle, manifest=forged), logged
 
 
 Service.infer_submit = other_signature  # type: ignore[method-assign]
