@@ -8,6 +8,10 @@ the model reference once to a signed manifest (pinned to a publisher when given)
 chooses the request id, and refuses any answer for another manifest, other inputs or another request id
 (`protocol.check_answer`), trying the next node. A node that cannot be reached or answers 5xx is skipped for the
 next; a 4xx is the caller's error and is raised as the matching veriml error.
+
+The sync client sends its one hot request, POST /v1/infer, over `wire.Wire` (keep-alive sockets, no httpx) where
+that serves the node, and asks a quorum's nodes at once from the calling thread; everything else goes through
+httpx. The answers are checked exactly as strictly either way (`protocol.parse_infer`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -47,17 +52,20 @@ from veriml.client.protocol import (
     ask,
     check_resolved,
     infer_body,
+    infer_payload,
     judge_quorum,
     manifest_request,
     newest,
     no_answer,
     parse_infer,
+    parse_infer_bytes,
     publisher_keys,
     raise_for_openai_error,
     raise_for_problem,
     resolved_answer,
 )
 from veriml.client.tokenizer import Tokenizer, Tokenizers
+from veriml.client.wire import Exchange, Reply, Wire
 from veriml.codec import Digest
 from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed, VerimlError
 from veriml.hub import ComparisonPolicy, SignedManifest, parse_signed_manifest
@@ -71,6 +79,7 @@ from veriml.verify import verify_bundle
 __all__ = ["AsyncClient", "Client", "Disagreement"]
 
 Publishers = str | VerifyingKey | Sequence[str | VerifyingKey] | None
+_JSON = {"Content-Type": "application/json"}
 
 
 class Client:
@@ -99,12 +108,31 @@ class Client:
         self.tokenizers = Tokenizers(cache_dir)
         self._resolved = Resolved(resolve_ttl)
         self._http = httpx.Client(timeout=timeout)
-        self._quorum_pool: ThreadPoolExecutor | None = None  # made on the first quorum, kept for the next ones
+        self._timeout = timeout
+        # POST /v1/infer, the hot request, goes over a lean transport where it serves the node (plain http, no
+        # proxy): one per thread using this client, as httpx's pool is shared by threads.
+        self._wires: list[Wire] = []
+        self._wire_of = threading.local()
+        self._wires_lock = threading.Lock()
+        self._quorum_pool: ThreadPoolExecutor | None = None  # made on the first threaded quorum, kept for the next
 
     def close(self) -> None:
         if self._quorum_pool is not None:
             self._quorum_pool.shutdown(wait=False)
+        with self._wires_lock:
+            for wire in self._wires:
+                wire.close()
+            self._wires.clear()
         self._http.close()
+
+    @property
+    def _wire(self) -> Wire:
+        wire = getattr(self._wire_of, "wire", None)
+        if wire is None:
+            wire = self._wire_of.wire = Wire(self._timeout)
+            with self._wires_lock:
+                self._wires.append(wire)
+        return wire
 
     def __enter__(self) -> Client:
         return self
@@ -311,29 +339,85 @@ class Client:
             self._request(url, "PUT", f"/v1/blobs/{blob}", content=load_blob(blob), headers=self._admin())
         self._request(url, "POST", "/v1/zk-documents", json=document.to_json(), headers=self._admin())
 
-    def _infer_once(self, asked: Asked, urls: Sequence[str], verify: str | None = None) -> tuple[str, Bundle, int]:
+    def _infer_once(
+        self, asked: Asked, urls: Sequence[str], verify: str | None = None, lean: bool = True
+    ) -> tuple[str, Bundle, int]:
         """The first acceptable answer from `urls` in order: unreachable nodes and refused answers (for another
-        manifest, other inputs, another request id, or not validly signed) move on to the next node."""
-        body = infer_body(asked, verify)
+        manifest, other inputs, another request id, or not validly signed) move on to the next node. `lean`: over
+        this thread's `Wire` where it serves the node, else httpx."""
+        payload = infer_payload(asked, verify)
         failures: list[VerimlError] = []
         for url in urls:
             try:
-                response = self._request(url, "POST", "/v1/infer", json=body)
-                bundle, index = parse_infer(url, response.json(), asked)
+                bundle, index = parse_infer_bytes(url, self._post_infer(url, payload, lean), asked)
             except (Unavailable, NotFound, VerificationFailed) as exc:  # another node may hold it, or be honest
                 failures.append(exc)
                 continue
+            self._accepted(asked, url, bundle, index)
             return url, bundle, index
         raise no_answer(f"no node could run {asked.manifest.body.ref}", failures)
+
+    def _accepted(self, asked: Asked, url: str, bundle: Bundle, index: int) -> None:
+        """Called with every answer bound to its request, alone or as a quorum member (before the quorum counts
+        it): a subclass may note where it sits."""
+
+    def _post_infer(self, url: str, payload: bytes, lean: bool) -> bytes:
+        """The answer's body, after a problem answer is raised as the matching veriml error."""
+        wire = self._wire
+        if lean and wire.serves(url):
+            return _content(url, wire.post(url, "/v1/infer", payload))
+        return self._request(url, "POST", "/v1/infer", content=payload, headers=_JSON).content
 
     def _quorum(self, asked: Asked, k: int) -> tuple[str, Bundle, int]:
         if k > len(self.nodes.urls):
             raise InvalidInput(f"quorum:{k} needs {k} nodes; the client knows {len(self.nodes.urls)}")
-        results, indices = self._gather(asked, k)
+        order = self.nodes.order(asked.manifest.body.name)
+        if all(self._wire.serves(url) for url in order):
+            results, indices = self._gather_wire(asked, k, order)
+        else:
+            results, indices = self._gather(asked, k, order)
         first = results[0][0]
         return first, judge_quorum(results), indices[first]
 
-    def _gather(self, asked: Asked, k: int) -> tuple[list[tuple[str, Bundle]], dict[str, int]]:
+    def _gather_wire(self, asked: Asked, k: int, order: list[str]) -> tuple[list[tuple[str, Bundle]], dict[str, int]]:
+        """As `_gather`, from this thread: the request body is made once, sent to k nodes at once, and each answer
+        is checked as it arrives while the others are still computing theirs."""
+        payload = infer_payload(asked)
+        wire = self._wire
+        results: list[tuple[str, Bundle]] = []
+        indices: dict[str, int] = {}
+        failures: list[VerimlError] = []
+        keys: set[bytes] = set()
+        pending = list(order)
+        asking: dict[Exchange, str] = {}
+        try:
+            while True:
+                while len(results) + len(asking) < k and pending:
+                    url = pending.pop(0)
+                    asking[wire.start(url, "/v1/infer", payload)] = url
+                if not asking:
+                    break
+                exchange = wire.wait(asking)
+                url = asking.pop(exchange)
+                try:
+                    bundle, index = parse_infer_bytes(url, _content(url, wire.result(exchange)), asked)
+                except VerimlError as exc:  # unreachable, refusing or lying: ask the next node
+                    failures.append(exc)
+                    continue
+                self._accepted(asked, url, bundle, index)
+                if not _count_once(keys, url, bundle, failures):
+                    continue
+                results.append((url, bundle))
+                indices[url] = index
+        finally:
+            for exchange in asking:
+                wire.abandon(exchange)
+        if len(results) < k:
+            raise no_answer(f"quorum:{k}: only {len(results)} distinct nodes answered acceptably", failures)
+        results.sort(key=lambda result: order.index(result[0]))
+        return results, indices
+
+    def _gather(self, asked: Asked, k: int, order: list[str]) -> tuple[list[tuple[str, Bundle]], dict[str, int]]:
         """Acceptable answers from k distinct nodes (distinct node keys), asked in parallel; a node that fails,
         substitutes or repeats a key already counted is replaced by the next one as soon as it does, and the
         quorum is judged as soon as k have answered. Results keep the nodes' order (the first is the answer)."""
@@ -343,13 +427,12 @@ class Client:
         keys: set[bytes] = set()
         if self._quorum_pool is None:  # threads kept across calls: starting k threads per call costs milliseconds
             self._quorum_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="veriml-quorum")
-        order = self.nodes.order(asked.manifest.body.name)
         pending = list(order)
         asking: dict[Future[tuple[str, Bundle, int]], str] = {}
         while True:
             while len(results) + len(asking) < k and pending:
                 url = pending.pop(0)
-                asking[self._quorum_pool.submit(self._infer_once, asked, [url])] = url
+                asking[self._quorum_pool.submit(self._infer_once, asked, [url], None, False)] = url
             if not asking:
                 break
             done, _ = wait(asking, return_when=FIRST_COMPLETED)
@@ -510,6 +593,12 @@ class Client:
             if proven is not None:
                 return proven
             time.sleep(0.1)
+
+
+def _content(url: str, reply: Reply) -> bytes:
+    if reply.status_code >= 400:
+        raise_for_problem(url, reply.as_httpx())
+    return reply.content
 
 
 def _count_once(keys: set[bytes], url: str, bundle: Bundle, failures: list[VerimlError]) -> bool:

@@ -4,16 +4,18 @@ Only the transport differs between them (as in httpx)."""
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import httpx
 import numpy as np
 
-from veriml.codec import tensors_digest, tensors_to_json
+from veriml.codec import Digest, tensors_digest, tensors_from_json, tensors_to_json
 from veriml.codec.tensor import describe_array, dtype_name
 from veriml.errors import (
     Conflict,
@@ -28,7 +30,9 @@ from veriml.hub import ModelRef, SignedManifest, compare_outputs, parse_signed_m
 from veriml.identity import VerifyingKey
 from veriml.identity.keys import COSIGNATURE_ED25519
 from veriml.receipts import DEFAULT_PRIVACY, Bundle, new_salt
-from veriml.receipts.receipt import new_request_id
+from veriml.receipts.bundle import FORMAT_VERSION as BUNDLE_FORMAT
+from veriml.receipts.commitment import parse_salt
+from veriml.receipts.receipt import new_request_id, parse_signed_receipt
 from veriml.runtime.inputs import coerce_inputs
 from veriml.verify import verify_bundle
 
@@ -127,6 +131,11 @@ class Asked:
         """What is asked of every node: the resolved manifest id, never a name a node could resolve otherwise."""
         return str(self.manifest.id)
 
+    @cached_property
+    def inputs_digest(self) -> Digest:
+        """The digest of the inputs sent, worked out once for every answer to compare with."""
+        return tensors_digest(self.inputs)
+
 
 def ask(
     manifest: SignedManifest, inputs: Mapping[str, Any], request_id: str | None, privacy: str = DEFAULT_PRIVACY
@@ -143,6 +152,11 @@ def infer_body(asked: Asked, verify: str | None = None) -> dict[str, Any]:
     if verify is not None:
         body["verify"] = verify
     return body
+
+
+def infer_payload(asked: Asked, verify: str | None = None) -> bytes:
+    """The request body's bytes, made once per call (a quorum sends the same bytes to every node)."""
+    return json.dumps(infer_body(asked, verify), separators=(",", ":"), allow_nan=False).encode()
 
 
 def publisher_keys(publishers: object) -> frozenset[bytes]:
@@ -205,7 +219,7 @@ def check_answer(node: str, bundle: Bundle, asked: Asked) -> None:
             f"{asked.manifest.body.publisher.key_id})"
         )
     try:
-        same = tensors_digest(bundle.inputs) == tensors_digest(asked.inputs)
+        same = tensors_digest(bundle.inputs) == asked.inputs_digest
     except VerimlError:
         same = False
     if not same:
@@ -235,14 +249,75 @@ def check_salt_and_privacy(node: str, bundle: Bundle, salt: bytes, privacy: str)
         )
 
 
+# Manifests already parsed, by the exact JSON value they were parsed from (its json.dumps text, which tells apart
+# every value json.loads can give, key order included): every answer for a model carries the same manifest, and
+# every answer of a quorum. Parsing is a function of that value alone, so a hit gives exactly what parsing it
+# again would; a value that fails to parse is not kept, and fails again.
+_MANIFESTS: dict[str, SignedManifest] = {}
+MANIFESTS_KEPT = 64
+_BUNDLE_FIELDS = frozenset(
+    ("format_version", "manifest", "receipt", "salt", "inputs", "outputs", "log_proof", "attestations", "zk_proof")
+)
+
+
+def parsed_manifest(obj: object) -> SignedManifest:
+    """`parse_signed_manifest(obj)`, once per exact JSON value."""
+    try:
+        key = json.dumps(obj, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return parse_signed_manifest(obj)
+    held = _MANIFESTS.get(key)
+    if held is None:
+        held = parse_signed_manifest(obj)
+        _MANIFESTS[key] = held
+        while len(_MANIFESTS) > MANIFESTS_KEPT:
+            try:
+                _MANIFESTS.pop(next(iter(_MANIFESTS)))  # the oldest
+            except (StopIteration, KeyError, RuntimeError):  # another thread got there first
+                break
+    return held
+
+
+def parse_bundle(obj: object) -> Bundle:
+    """`Bundle.from_json(obj)` as a node's answer carries it, the same checks in the same order, with the manifest
+    parsed once per exact JSON value (`parsed_manifest`)."""
+    if not isinstance(obj, dict) or set(obj) != _BUNDLE_FIELDS or obj["format_version"] != BUNDLE_FORMAT:
+        return Bundle.from_json(obj)  # raises the bundle's own error
+    if (
+        (obj["log_proof"] is not None and not isinstance(obj["log_proof"], str))
+        or not isinstance(obj["attestations"], list)
+        or not all(isinstance(a, dict) for a in obj["attestations"])
+        or (obj["zk_proof"] is not None and not isinstance(obj["zk_proof"], dict))
+    ):
+        return Bundle.from_json(obj)
+    return Bundle(
+        manifest=parsed_manifest(obj["manifest"]),
+        receipt=parse_signed_receipt(obj["receipt"]),
+        salt=parse_salt(obj["salt"], "bundle salt"),
+        inputs=tensors_from_json(obj["inputs"], "bundle input"),
+        outputs=tensors_from_json(obj["outputs"], "bundle output"),
+        log_proof=obj["log_proof"],
+        attestations=tuple(obj["attestations"]),
+        zk_proof=obj["zk_proof"],
+    )
+
+
 def parse_infer(node: str, body: Any, asked: Asked) -> tuple[Bundle, int]:
     try:
-        bundle = Bundle.from_json(body["bundle"])
+        bundle = parse_bundle(body["bundle"])
         index = int(body["log_index"])
     except (KeyError, TypeError, ValueError, VerimlError) as exc:
         raise VerificationFailed(f"node {node}: malformed inference answer ({exc})") from exc
     check_answer(node, bundle, asked)
     return bundle, index
+
+
+def parse_infer_bytes(node: str, content: bytes, asked: Asked) -> tuple[Bundle, int]:
+    try:
+        body = json.loads(content)
+    except ValueError as exc:
+        raise VerificationFailed(f"node {node}: malformed inference answer ({exc})") from exc
+    return parse_infer(node, body, asked)
 
 
 def node_key(info: Mapping[str, Any]) -> bytes | None:
@@ -262,8 +337,10 @@ def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
     """The first bundle with the others as attestations, if every output agrees with the first under the
     manifest's policy; otherwise Disagreement naming the nodes. Never returns an output without agreement."""
     (first_node, first), others = results[0], results[1:]
-    manifest_ids = {str(bundle.manifest.id) for _, bundle in results}
-    if len(manifest_ids) != 1:
+    # A manifest id is the hash of the manifest's canonical bytes: equal bytes, one manifest (hashed only to name
+    # them when they differ).
+    if len({bundle.manifest.canonical for _, bundle in results}) != 1:
+        manifest_ids = {str(bundle.manifest.id) for _, bundle in results}
         raise Disagreement(f"nodes ran different manifests: {sorted(manifest_ids)}", [n for n, _ in results])
     # A node is its key's bytes: the same key under two URLs, or renamed, is one node (counted once).
     nodes = {bundle.receipt.body.node.public for _, bundle in results}
@@ -276,8 +353,9 @@ def judge_quorum(results: Sequence[tuple[str, Bundle]]) -> Bundle:
         # Bitwise results are expected only within one runtime class: this is neither agreement nor disagreement.
         raise VerificationFailed(f"quorum: not comparable: the nodes ran different runtime classes {sorted(classes)}")
     disagreeing = []
+    first_inputs = tensors_digest(first.inputs)
     for node, bundle in others:
-        if tensors_digest(bundle.inputs) != tensors_digest(first.inputs):
+        if tensors_digest(bundle.inputs) != first_inputs:
             disagreeing.append(f"{node} (different input digest)")
             continue
         comparison = compare_outputs(first.manifest.body.policy, first.outputs, bundle.outputs)

@@ -34,19 +34,17 @@ def parse_level(text: str) -> VerifyLevel:
 
 class _IndexedClient(Client):
     """The SDK client, unchanged, that also remembers where each answer it accepted sits (node URL and log index,
-    by request id and receipt id), so that a result can name its log entry. It records only what the client's own
-    `_infer_once` returns, that is answers already bound to their request."""
+    by request id and receipt id), so that a result can name its log entry. It records only what the client hands
+    its `_accepted` hook, that is answers already bound to their request."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._positions: dict[str, dict[str, tuple[str, int]]] = {}
         self._lock = threading.Lock()
 
-    def _infer_once(self, asked: Asked, urls: Sequence[str], verify: str | None = None) -> tuple[str, Bundle, int]:
-        url, bundle, index = super()._infer_once(asked, urls, verify)
+    def _accepted(self, asked: Asked, url: str, bundle: Bundle, index: int) -> None:
         with self._lock:
             self._positions.setdefault(asked.request_id, {})[str(bundle.receipt.id)] = (url, index)
-        return url, bundle, index
 
     def log_position(self, bundle: Bundle) -> tuple[str, int] | None:
         """Where `bundle`'s receipt sits (a quorum's members are forgotten with it)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import replace
 
 from veriml.errors import InvalidInput
 from veriml.identity import VerifyingKey
@@ -13,7 +12,7 @@ from veriml.runtime import Engine, LlamaEngine, OnnxEngine
 from veriml.verify import checks
 from veriml.verify.checks import BlobLoader
 from veriml.verify.policy import required_checks
-from veriml.verify.report import Report, TrustRoots
+from veriml.verify.report import CheckResult, Report, TrustRoots
 
 
 def verify_bundle(
@@ -83,4 +82,6 @@ def verify_bundle(
         witnesses=distinct,
         witness_quorum=quorum,
     )
-    return Report(level, tuple(replace(r, required=r.name in required) for r in results), trust)
+    # Made directly rather than by dataclasses.replace, which is the slowest part of a client's check of an answer.
+    checked = tuple(CheckResult(r.name, r.status, r.detail, r.name in required) for r in results)
+    return Report(level, checked, trust)
