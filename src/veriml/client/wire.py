@@ -1,12 +1,13 @@
 """The sync client's lean transport for its one hot request, POST /v1/infer: HTTP/1.1 keep-alive connections
 on plain sockets, and several nodes asked at once from one thread, each answer taken as soon as it is complete.
 
-httpx spends about half a millisecond of CPU on each request (models, hooks, cookies, h11's state machine);
+httpx spends about half a millisecond of CPU on each request (models, hooks, cookies, its transport layers);
 a quorum of K asks K nodes and checks K answers, so that cost, and K threads taking turns on the GIL, were most
 of what a `quorum:3` call cost over a `signed` one. Everything else (and every URL this cannot serve as httpx
-would: https, or a proxy named in the environment) keeps going through httpx. The answer is read as httpx
-would read it, or refused: a complete status line and headers, a body by Content-Length, chunks, or up to
-the connection's end; a response this reader does not understand is Unavailable, never guessed at.
+would: https, or a proxy named in the environment) keeps going through httpx. The answer is read by h11, the
+HTTP/1.1 protocol library httpx itself reads with (this module does only the sockets): a complete status line
+and headers, a body by Content-Length, chunks, or up to the connection's end; a response h11 refuses, or one
+in an encoding nobody asked for, is Unavailable, never guessed at.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import h11
 import httpx
 
 from veriml.errors import Unavailable
@@ -236,93 +238,53 @@ def _serves(url: str) -> bool:
 
 
 def _parse(buffer: bytearray, ended: bool) -> tuple[int, list[tuple[str, str]], bytes, bool] | None:
-    """Status, headers, body and whether the connection may be reused, once `buffer` holds a complete response
-    (None until then). `ended`: the server closed the connection after what the buffer holds."""
-    end = buffer.find(b"\r\n\r\n")
-    if end < 0:
-        if len(buffer) > _MAX_HEAD:
-            raise ValueError("status line and headers too long")
-        return None
-    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-    version, _, rest = lines[0].partition(" ")
-    code = rest[:3]
-    if version not in ("HTTP/1.1", "HTTP/1.0") or not code.isdigit() or rest[3:4] not in ("", " "):
-        raise ValueError(f"malformed status line {lines[0][:80]!r}")
-    status = int(code)
-    if status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
-        rest_of = buffer[end + 4 :]
-        return _parse(bytearray(rest_of), ended) if rest_of else None
-    headers: list[tuple[str, str]] = []
-    length: int | None = None
-    chunked = False
-    keep = version == "HTTP/1.1"
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            raise ValueError(f"malformed header line {line[:80]!r}")
-        value = value.strip()
-        headers.append((name, value))
-        lowered = name.lower()
-        if lowered == "content-length":
-            if not value.isdigit() or (length is not None and int(value) != length):
-                raise ValueError(f"bad Content-Length {value[:40]!r}")
-            length = int(value)
-        elif lowered == "transfer-encoding":
-            if value.lower() != "chunked":
-                raise ValueError(f"unsupported Transfer-Encoding {value[:40]!r}")
-            chunked = True
-        elif lowered == "content-encoding" and value.lower() != "identity":
-            raise ValueError(f"unsupported Content-Encoding {value[:40]!r} (none was accepted)")
-        elif lowered == "connection":
-            tokens = {token.strip().lower() for token in value.split(",")}
-            keep = "close" not in tokens and (keep or "keep-alive" in tokens)
-    start = end + 4
-    if status in (204, 304):
-        return status, headers, b"", keep
-    if chunked:
-        if length is not None:
-            raise ValueError("both Content-Length and chunked")
-        body = _dechunk(buffer, start)
-        return None if body is None else (status, headers, body, keep)
-    if length is not None:
-        if len(buffer) - start < length:
-            return None
-        if len(buffer) - start > length:
-            raise ValueError("bytes after the answer")
-        return status, headers, bytes(buffer[start:]), keep
-    # No length: the body runs to the connection's end (RFC 9112 §6.3), which cannot then carry another request.
-    return (status, headers, bytes(buffer[start:]), False) if ended else None
-
-
-def _dechunk(buffer: bytearray, start: int) -> bytes | None:
-    """The body of a complete chunked message from `start` (RFC 9112 §7.1), None while incomplete."""
-    body = bytearray()
-    at = start
-    while True:
-        end = buffer.find(b"\r\n", at)
-        if end < 0:
-            return None
-        size_text = bytes(buffer[at:end]).split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError as exc:
-            raise ValueError(f"bad chunk size {size_text[:20]!r}") from exc
-        if size_text.startswith((b"-", b"+", b"0x", b"0X")) or size < 0:
-            raise ValueError(f"bad chunk size {size_text[:20]!r}")
-        at = end + 2
-        if size == 0:
-            trailer_end = buffer.find(b"\r\n\r\n", end)
-            if trailer_end < 0:
-                return None
-            if trailer_end + 4 != len(buffer):
-                raise ValueError("bytes after the answer")
-            return bytes(body)
-        if len(buffer) < at + size + 2:
-            return None
-        if buffer[at + size : at + size + 2] != b"\r\n":
-            raise ValueError("chunk not followed by CRLF")
-        body += buffer[at : at + size]
-        at += size + 2
+    """Status, headers, body and whether the connection may be reused, once `buffer` holds a complete response to
+    a POST (None until then), read by h11, the HTTP/1.1 protocol library httpx reads with. `ended`: the server
+    closed the connection after what the buffer holds. What h11 refuses, a body encoding nobody asked for, or
+    bytes after the answer raise ValueError."""
+    reader = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEAD)
+    reader.send(h11.Request(method="POST", target="/", headers=[("host", "node"), ("content-length", "0")]))
+    reader.send(h11.EndOfMessage())  # the framing of an answer depends on what was asked: always a POST here
+    if buffer:  # (empty bytes would tell h11 the connection ended)
+        reader.receive_data(bytes(buffer))
+    status, headers, body, closed = 0, [], bytearray(), False
+    try:
+        while True:
+            event = reader.next_event()
+            if event is h11.NEED_DATA:
+                if not ended:
+                    if len(buffer) > _MAX_HEAD and not status:
+                        raise ValueError("status line and headers too long")
+                    return None
+                if closed:
+                    raise ValueError("the server closed the connection before a complete answer")
+                reader.receive_data(b"")  # a body that runs to the connection's end ends here
+                closed = True
+                continue
+            if isinstance(event, h11.InformationalResponse):  # 100 Continue, 103 Early Hints: the answer follows
+                continue
+            if isinstance(event, h11.Response):
+                status = event.status_code
+                headers = [(name.decode("latin-1"), value.decode("latin-1"))
+                           for name, value in event.headers.raw_items()]  # fmt: skip
+                named = {name.lower() for name, _ in headers}
+                if {"content-length", "transfer-encoding"} <= named:  # RFC 9112 §6.1: a sign of smuggling
+                    raise ValueError("both Content-Length and chunked")
+                for name, value in headers:
+                    if name.lower() == "content-encoding" and value.lower() != "identity":
+                        raise ValueError(f"unsupported Content-Encoding {value[:40]!r} (none was accepted)")
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                break
+    except h11.RemoteProtocolError as exc:
+        if closed:
+            raise ValueError("the server closed the connection before a complete answer") from exc
+        raise ValueError(str(exc)) from exc
+    leftover, _ = reader.trailing_data
+    if leftover:
+        raise ValueError("bytes after the answer")
+    return status, headers, bytes(body), reader.their_state is h11.DONE and not closed
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:
