@@ -29,6 +29,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -383,6 +384,7 @@ class _Batcher:
         self.decoded = 0
         self.prefills = 0  # llama_decode calls of prompts, and the prompts they finished
         self.prefilled = 0
+        self.prefill_seconds = self.decode_seconds = self.busy_seconds = 0.0
         # Decode together only as many sequences as this model, on this build, was just seen to decode giving the
         # bytes each gets alone; past that, requests wait (the same answers, with less of batching's throughput).
         # Likewise prefill prompts together only if that was just seen to give each prompt its solo bytes.
@@ -402,6 +404,9 @@ class _Batcher:
                            "alone")  # fmt: skip
         self._free = list(range(self.limit))
         self.decodes = self.decoded = self.prefills = self.prefilled = 0
+        # Seconds in llama_decode for prompts and for decode steps, and in the scheduler's loop in all while it
+        # had work (the rest is Python: sampling, detokenizing, sinks, admission). For the benchmark.
+        self.prefill_seconds = self.decode_seconds = self.busy_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name=f"veriml-llm-batcher-{n_ctx}", daemon=True)
         self._thread.start()
 
@@ -499,6 +504,7 @@ class _Batcher:
                     task = self._waiting.popleft()
                     task.seq = heapq.heappop(self._free)
                     joining.append(task)
+            start = time.perf_counter()
             if joining:
                 self._prefill(joining)
             if self._running:
@@ -509,6 +515,7 @@ class _Batcher:
                     for task in self._running:
                         self._fail(task, exc)
                     self._running = []
+            self.busy_seconds += time.perf_counter() - start
 
     def _fill(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
         batch = self._batch
@@ -545,7 +552,7 @@ class _Batcher:
                     if end == len(task.prompt):
                         last.append((task, len(entries) - 1))
                 self._fill(entries)
-                status = self._cpp.llama_decode(self._ctx, self._batch)
+                status = self._decode("prefill_seconds")
                 self.prefills += 1
                 if status != 0:
                     raise Unavailable(f"llama.cpp could not evaluate the prompts (llama_decode returned {status})")
@@ -564,7 +571,7 @@ class _Batcher:
             for start in range(0, len(prompt), self.n_batch):
                 chunk = prompt[start : start + self.n_batch]
                 self._fill([(t, start + i, task.seq, i == len(chunk) - 1) for i, t in enumerate(chunk)])
-                status = self._cpp.llama_decode(self._ctx, self._batch)
+                status = self._decode("prefill_seconds")
                 self.prefills += 1
                 if status != 0:
                     raise Unavailable(f"llama.cpp could not evaluate the prompt (llama_decode returned {status})")
@@ -586,10 +593,16 @@ class _Batcher:
         else:
             self._release(task)
 
+    def _decode(self, clock: str) -> int:
+        start = time.perf_counter()
+        status = int(self._cpp.llama_decode(self._ctx, self._batch))
+        setattr(self, clock, getattr(self, clock) + time.perf_counter() - start)
+        return status
+
     def _step(self) -> None:
         running = self._running
         self._fill([(task.next, task.position, task.seq, True) for task in running])
-        status = self._cpp.llama_decode(self._ctx, self._batch)
+        status = self._decode("decode_seconds")
         self.decodes += 1
         self.decoded += len(running)
         if status != 0:
