@@ -49,6 +49,13 @@ def batched():
 
 
 @pytest.fixture(scope="module")
+def grouping():
+    engine = LlamaEngine(threads=2, max_sequences=4, group_prefill=True)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
 def solo():
     engine = LlamaEngine(threads=2, max_sequences=1)  # what a verifier runs: one sequence, nothing beside it
     yield engine
@@ -256,13 +263,14 @@ def _grouped(batcher, prompts, params):
     return [task.future.result(timeout=120) for task in tasks]
 
 
-def test_prompts_prefilled_together_give_solo_logits(batched, solo):
+def test_prompts_prefilled_together_give_solo_logits(grouping, batched, solo):
     """Prompts that join at once are prefilled together (fewer llama_decode calls than prompts), and the float32
     bytes of every logit, at the last prompt token and every step after, equal a one-sequence engine's: equal
     lengths, lengths one apart (a shared chunk, then groups of equal remainders), one-token prompts."""
     params = GenerationParams(max_tokens=3, n_ctx=512)
-    batcher, alone = batched._batcher(BLOB, load, params), solo._batcher(BLOB, load, params)
+    batcher, alone = grouping._batcher(BLOB, load, params), solo._batcher(BLOB, load, params)
     assert batcher.grouped and not alone.grouped  # its own check found grouped prefill exact on SmolLM2
+    assert not batched._batcher(BLOB, load, params).grouped  # off unless asked for
     for lengths, calls in (((50, 50, 50, 50), 1), ((49, 50, 49, 50), 3), ((1, 1, 30, 2), 3)):
         prompts = [prompt_of(length, 100 + n) for n, length in enumerate(lengths)]
         before = batcher.prefills
@@ -273,16 +281,16 @@ def test_prompts_prefilled_together_give_solo_logits(batched, solo):
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.integers(1, 60), min_size=2, max_size=4), st.integers(0, 1000))
-def test_any_group_of_prompts_prefilled_together_gives_solo_logits(batched, solo, lengths, seed):
+def test_any_group_of_prompts_prefilled_together_gives_solo_logits(grouping, solo, lengths, seed):
     """Random groups of prompt lengths joining at once: logits bit-identical to each prompt run alone."""
     params = GenerationParams(max_tokens=3, n_ctx=512)
-    batcher, alone = batched._batcher(BLOB, load, params), solo._batcher(BLOB, load, params)
+    batcher, alone = grouping._batcher(BLOB, load, params), solo._batcher(BLOB, load, params)
     prompts = [prompt_of(length, seed + n) for n, length in enumerate(lengths)]
     together = _grouped(batcher, prompts, params)
     assert together == [alone.submit(_LogitRecorder(p, params)).result(timeout=60) for p in prompts]
 
 
-def test_a_grouped_prefill_that_changes_logits_is_caught_at_startup(batched, monkeypatch):
+def test_a_grouped_prefill_that_changes_logits_is_caught_at_startup(grouping, monkeypatch):
     """The startup check runs the batcher's own grouped prefill against solo prefill: given rounds of one-token
     chunks (a shape that changes SmolLM2's logits), it finds them inexact and the batcher prefills alone."""
 
@@ -291,7 +299,7 @@ def test_a_grouped_prefill_that_changes_logits_is_caught_at_startup(batched, mon
 
     monkeypatch.setattr(llama_engine, "prefill_rounds", one_token_rounds)
     params = GenerationParams(max_tokens=3, n_ctx=320)  # another shape: a new batcher, checked as it starts
-    batcher = batched._batcher(BLOB, load, params)
+    batcher = grouping._batcher(BLOB, load, params)
     assert batcher.limit == 4 and not batcher.grouped
     before = batcher.prefills
     _grouped(batcher, [prompt_of(9, 7), prompt_of(12, 8)], params)

@@ -349,7 +349,7 @@ class _Batcher:
     decode batch size and grouped prefill are used only as far as a check at startup found them exact."""
 
     def __init__(self, loaded: _Loaded, llama_cpp: Any, shape: tuple[int, int, int], sequences: int,
-                 threads: int) -> None:  # fmt: skip
+                 threads: int, group_prefill: bool = False) -> None:  # fmt: skip
         n_ctx, n_batch, n_ubatch = shape
         self.loaded, self._cpp = loaded, llama_cpp
         self.n_ctx, self.n_batch, self.sequences = n_ctx, n_batch, sequences
@@ -390,7 +390,7 @@ class _Batcher:
         # Likewise prefill prompts together only if that was just seen to give each prompt its solo bytes.
         try:
             self.limit = self._invariant_limit() if sequences > 1 else 1
-            self.grouped = self.limit > 1  # on while it is checked
+            self.grouped = group_prefill and self.limit > 1  # on while it is checked
             self.grouped = self.grouped and self._grouped_prefill_exact()
         except BaseException:
             llama_cpp.llama_batch_free(self._batch)
@@ -399,7 +399,7 @@ class _Batcher:
         if self.limit < sequences:
             events.warning(f"llama.cpp: batches over {self.limit} sequences change this model's logits; "
                            f"at most {self.limit} decode together")  # fmt: skip
-        if self.limit > 1 and not self.grouped:
+        if group_prefill and self.limit > 1 and not self.grouped:
             events.warning("llama.cpp: prompts prefilled together change this model's logits; each is prefilled "
                            "alone")  # fmt: skip
         self._free = list(range(self.limit))
@@ -451,7 +451,7 @@ class _Batcher:
         gets prefilled alone, at its last prompt token and over two decode steps after it: prompts of equal and of
         different lengths, one-token ones, and some that share only chunks of their prompts."""
         size = min(self.limit, 6)
-        lengths = [1, 2, 5, 5, 9, 12][:size] if size > 2 else [5, 7]
+        lengths = [min(length, self.capacity) for length in ([1, 2, 5, 5, 9, 12][:size] if size > 2 else [5, 7])]
         prompts = [[(3 + 7919 * (n + 2) * (k + 3)) % self.loaded.n_vocab for k in range(length)]
                    for n, length in enumerate(lengths)]  # fmt: skip
         params = GenerationParams(max_tokens=3, n_ctx=self.n_ctx)
@@ -643,13 +643,22 @@ class LlamaEngine:
     name = ENGINE
 
     def __init__(
-        self, threads: int | None = None, cache_size: int = 2, max_sequences: int = DEFAULT_MAX_SEQUENCES
+        self,
+        threads: int | None = None,
+        cache_size: int = 2,
+        max_sequences: int = DEFAULT_MAX_SEQUENCES,
+        group_prefill: bool = False,
     ) -> None:
         if max_sequences < 1:
             raise InvalidInput(f"max_sequences: must be at least 1, got {max_sequences}")
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self.cache_size = cache_size
         self.max_sequences = max_sequences
+        # Prompts joining at once prefilled together (exact, checked at startup) instead of one after another.
+        # Off by default: on 2 cores with SmolLM2 it was no faster (prefill is compute-bound at ~285 tokens/s
+        # whatever the batch), and slower where rounds span streams that are not consecutive (llama.cpp then
+        # splits a round into one micro-batch per stream run). See docs/llm.md.
+        self.group_prefill = group_prefill
         self._models: OrderedDict[Digest, _Loaded] = OrderedDict()
         self._batchers: OrderedDict[tuple[Digest, int, int, int], _Batcher] = OrderedDict()
         # One lock for loading models and asking llama.cpp about its build: the two raced when a node's /v1/info
@@ -710,7 +719,7 @@ class LlamaEngine:
                 self._batchers.move_to_end(key)
                 return batcher
             batcher = self._batchers[key] = _Batcher(loaded, llama_module(), key[1:], self.max_sequences,
-                                                     self.threads)  # fmt: skip
+                                                     self.threads, self.group_prefill)  # fmt: skip
             while len(self._batchers) > self.cache_size:
                 self._batchers.popitem(last=False)[1].close()  # finishes its requests first
             return batcher
