@@ -1,9 +1,9 @@
 """The llama.cpp engine (llama-cpp-python, the `llm` extra) for GGUF language models: token ids in, token ids
 out, through the sampler in `generation`. Concurrent generations for one model and context shape decode together
 (continuous batching): a scheduler thread per shape owns a llama.cpp context with one KV stream per sequence,
-admits requests as sequence slots free up, prefills the prompts that join at once together (in rounds of equal
-chunks of two or more tokens per prompt) or alone, and then decodes one token of every running sequence per
-`llama_decode`.
+admits requests as sequence slots free up, prefills each prompt alone (or, with `group_prefill`, the prompts that
+join at once together, in rounds of equal chunks of two or more tokens per prompt), and then decodes one token of
+every running sequence per `llama_decode`.
 
 That layout is the one found bit-identical to decoding alone (docs/llm.md, "Batch invariance"): a separate KV
 stream per sequence (`kv_unified = false`), prompts prefilled alone or together with no decode rows beside them,
@@ -342,11 +342,12 @@ def prefill_rounds(lengths: Sequence[int], capacity: int) -> list[list[tuple[int
 
 class _Batcher:
     """Continuous batching for one model and context shape: a scheduler thread owns a llama.cpp context with
-    `max_sequences` KV streams of `n_ctx` tokens each. Between decode steps it admits waiting requests (their
-    prompts prefilled together by `prefill_rounds` when each fits one micro-batch, else alone in chunks of n_batch
-    tokens that llama.cpp splits by n_ubatch, as a solo run does), then decodes one token of every running
-    sequence in one `llama_decode`; a finished sequence's stream is cleared and its slot reused. Both the
-    decode batch size and grouped prefill are used only as far as a check at startup found them exact."""
+    `max_sequences` KV streams of `n_ctx` tokens each. Between decode steps it admits waiting requests (each prompt
+    prefilled alone in chunks of n_batch tokens that llama.cpp splits by n_ubatch, as a solo run does; with
+    `group_prefill`, together by `prefill_rounds` when each fits one micro-batch), then decodes one token of
+    every running sequence in one `llama_decode`; a finished sequence's stream is cleared and its slot reused.
+    Both the decode batch size and grouped prefill are used only as far as a check at startup found them
+    exact."""
 
     def __init__(self, loaded: _Loaded, llama_cpp: Any, shape: tuple[int, int, int], sequences: int,
                  threads: int, group_prefill: bool = False) -> None:  # fmt: skip
