@@ -1,4 +1,4 @@
-"""Concurrent text generation with SmolLM2-135M-Instruct (Q4_1 GGUF), greedy, one run, side by side: aggregate
+"""Concurrent text generation with SmolLM2-135M-Instruct (Q4_1 GGUF), greedy, side by side: aggregate
 generated tokens/s and the median time to first token at 1, 4, 8 and 16 concurrent streams, for
 
 1. llama.cpp's own server with as many parallel slots as streams: the `llama-server` binary built from the
@@ -17,8 +17,10 @@ Targets (issue 15): the node's aggregate at 8 streams >= 3x its 1-stream figure 
 >= 0.9x llama.cpp's server; at 1 stream within 5% of bare llama.cpp; time to first token within 10% of the
 server's.
 
+At 1 and 4 streams each subject runs several rounds (`--samples`), so that the medians are over 8 answers.
+
 Usage: python benchmarks/bench_llm.py [--threads 2] [--tokens 64] [--server-binary PATH] [--model GGUF]
-       [--levels 1,4,8,16]
+       [--levels 1,4,8,16] [--samples 8]
 """
 
 from __future__ import annotations
@@ -80,19 +82,23 @@ class Level:
     answers: list[Answer]
 
 
-def concurrently(run: Callable[[int], Answer], streams: int) -> Level:
-    barrier = threading.Barrier(streams + 1)
+def concurrently(run: Callable[[int], Answer], streams: int, rounds: int = 1) -> Level:
+    """`rounds` times, `streams` requests at once: the aggregate rate over all rounds, the median time to first
+    token over every answer (a single request's time to first token is too noisy on a shared machine)."""
+    answers, wall = [], 0.0
+    for _ in range(rounds):
+        barrier = threading.Barrier(streams + 1)
 
-    def one(n: int) -> Answer:
-        barrier.wait()
-        return run(n)
+        def one(n: int, barrier: threading.Barrier = barrier) -> Answer:
+            barrier.wait()
+            return run(n)
 
-    with ThreadPoolExecutor(streams) as pool:
-        futures = [pool.submit(one, n) for n in range(streams)]
-        barrier.wait()
-        start = time.perf_counter()
-        answers = [f.result() for f in futures]
-        wall = time.perf_counter() - start
+        with ThreadPoolExecutor(streams) as pool:
+            futures = [pool.submit(one, n) for n in range(streams)]
+            barrier.wait()
+            start = time.perf_counter()
+            answers += [f.result() for f in futures]
+            wall += time.perf_counter() - start
     total = sum(len(a.tokens) for a in answers)
     return Level(total / wall, statistics.median(a.ttft for a in answers), answers)
 
@@ -125,6 +131,9 @@ class Bare:
 
 
 class Engine:
+    """veriml's engine in this process; `loop()` reads its scheduler's clocks (seconds in prompt prefill, in
+    decode steps, and busy in all) to split a level's wall time."""
+
     def __init__(self, model: Path, prompts: list[list[int]], threads: int, size: int, solo: LlamaEngine) -> None:
         self.llm, self.model, self.prompts, self.solo = (
             LlamaEngine(threads, max_sequences=len(prompts)),
@@ -134,6 +143,11 @@ class Engine:
         )
         self.blob, _ = hash_file(model)
         self.params = GenerationParams(max_tokens=size, n_ctx=N_CTX, n_batch=N_BATCH, n_ubatch=N_BATCH)
+
+    def loop(self) -> tuple[float, float, float]:
+        batchers = list(self.llm._batchers.values())
+        return tuple(sum(getattr(b, name) for b in batchers)
+                     for name in ("prefill_seconds", "decode_seconds", "busy_seconds"))  # type: ignore[return-value]  # fmt: skip
 
     def run(self, n: int) -> Answer:
         start, first = time.perf_counter(), []
@@ -219,6 +233,15 @@ class Server:
         else:
             body = {"prompt": self.texts[n], "max_tokens": self.size, "temperature": 0, "stream": True}
             path = "/v1/completions"
+        for attempt in range(2):
+            try:
+                return self._send(path, body)
+            except httpx.RemoteProtocolError:  # it closed a keep-alive connection that sat idle: once more
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _send(self, path: str, body: dict) -> Answer:
         start, first, tokens = time.perf_counter(), 0.0, []
         with self.http.stream("POST", self.url + path, json=body) as response:
             response.raise_for_status()
@@ -249,6 +272,8 @@ def main() -> None:
                         help="llama.cpp's llama-server (default: on PATH; else llama-cpp-python's server)")  # fmt: skip
     parser.add_argument("--model", type=Path, help="another GGUF (default: SmolLM2-135M-Instruct Q4_1)")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="concurrent streams to measure")
+    parser.add_argument("--samples", type=int, default=8,
+                        help="at N streams, run max(1, samples // N) rounds (medians over more answers)")  # fmt: skip
     args = parser.parse_args()
     levels = tuple(int(n) for n in args.levels.split(","))
     model = args.model or examples.smollm2_path()
@@ -264,25 +289,33 @@ def main() -> None:
     solo = LlamaEngine(args.threads, max_sequences=1)
     os.environ["VERIML_NODE_LLM_MAX_SEQUENCES"] = str(max(levels))
     results: dict[tuple[str, int], Level] = {}
+    loops: dict[int, tuple[float, float, float, float]] = {}
     with tempfile.TemporaryDirectory(prefix="veriml-bench-llm-") as tmp:
         network = devnet.up(Path(tmp) / "devnet", 1, audit_fraction=0.0)
         server = Server(model, prompts, texts, args.threads, args.tokens, args.server_binary or None, max(levels))
         try:
             with Client(network.urls, admin_token=network.admin_token) as client:
                 client.publish(model, "bench/smollm2", SigningKey.generate("bench"), node=network.urls[0])
+            engine = Engine(model, prompts, args.threads, args.tokens, solo)
             subjects: dict[str, Callable[[int], Answer]] = {
                 "server": server.run,
-                "engine": Engine(model, prompts, args.threads, args.tokens, solo).run,
+                "engine": engine.run,
                 "node": Node(network.urls[0], model, args.tokens, solo).run,
             }
             bare = Bare(model, prompts, args.threads, args.tokens)
             for run in (*subjects.values(), bare.run):
                 run(0)  # warm up: load models, fill caches
-            results[("bare", 1)] = concurrently(bare.run, 1)
+            results[("bare", 1)] = concurrently(bare.run, 1, max(1, args.samples))
             del bare
             for streams in levels:
+                rounds = max(1, args.samples // streams)
                 for name, run in subjects.items():  # interleaved, so that the shared machine's load falls alike
-                    results[(name, streams)] = concurrently(run, streams)
+                    before, start = engine.loop(), time.perf_counter()
+                    results[(name, streams)] = concurrently(run, streams, rounds)
+                    if name == "engine":
+                        wall = time.perf_counter() - start
+                        prefill, decode, busy = (b - a for a, b in zip(before, engine.loop(), strict=True))
+                        loops[streams] = (wall, prefill, decode, busy - prefill - decode)
             # The server's answers alone, one request at a time, to compare with its answers under load.
             alone = [server.run(n).tokens for n in range(max(levels))]
         finally:
@@ -290,7 +323,7 @@ def main() -> None:
             devnet.down(Path(tmp) / "devnet")
     print(f"{describe_gguf(model).model_name or model.name}, greedy, {args.threads} threads, max_tokens {args.tokens}, "
           f"prompts "
-          f"{min(map(len, prompts))}-{max(map(len, prompts))} tokens, one run; server: {server.name}")  # fmt: skip
+          f"{min(map(len, prompts))}-{max(map(len, prompts))} tokens; server: {server.name}")  # fmt: skip
     print("aggregate generated tokens/s | p50 time to first token (ms) | answers exact when run alone")
     print(f"{'streams':>7} {'llama.cpp server':>28} {'veriml engine':>28} {'node OpenAI endpoint':>28}")
     for streams in levels:
@@ -298,10 +331,10 @@ def main() -> None:
         for name in ("server", "engine", "node"):
             level = results[(name, streams)]
             if name == "server":
-                exact = sum(a.tokens == alone[n] for n, a in enumerate(level.answers))
+                exact = sum(a.tokens == alone[n % streams] for n, a in enumerate(level.answers))
             else:
                 exact = sum(bool(a.replay and a.replay()) for a in level.answers)
-            cells.append(f"{level.rate:7.1f} {level.ttft * 1000:6.0f}ms {exact:2d}/{streams:<2d}exact")
+            cells.append(f"{level.rate:7.1f} {level.ttft * 1000:6.0f}ms {exact:2d}/{len(level.answers):<2d}exact")
         print(f"{streams:>7} " + " ".join(f"{c:>28}" for c in cells))
     node, engine, server_rate = ({s: results[(k, s)].rate for s in levels} for k in ("node", "engine", "server"))
     bare_rate = results[("bare", 1)].rate
@@ -313,6 +346,11 @@ def main() -> None:
     print(f"engine {top} streams / server {top} streams: {engine[top] / server_rate[top]:.2f}x")
     print(f"node {one} stream / bare: {node[one] / bare_rate:.2f}; engine {one} stream / bare: "
           f"{engine[one] / bare_rate:.2f} (target within 5%)")  # fmt: skip
+    for streams in levels:
+        wall, prefill, decode, python = loops[streams]
+        print(f"engine loop at {streams:>2} streams: {wall:.2f} s wall; prompt prefill {prefill / wall:4.0%}, decode "
+              f"steps {decode / wall:4.0%}, Python in the loop {python / wall:4.0%}, idle "
+              f"{(wall - prefill - decode - python) / wall:4.0%}")  # fmt: skip
     for streams in levels:
         ratio = results[("node", streams)].ttft / results[("server", streams)].ttft
         print(f"p50 first token, node / server at {streams:>2} streams: {ratio:.2f} (target <= 1.10)")

@@ -49,6 +49,13 @@ def batched():
 
 
 @pytest.fixture(scope="module")
+def grouping():
+    engine = LlamaEngine(threads=2, max_sequences=4, group_prefill=True)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
 def solo():
     engine = LlamaEngine(threads=2, max_sequences=1)  # what a verifier runs: one sequence, nothing beside it
     yield engine
@@ -227,3 +234,73 @@ def test_freed_streams_are_reused_lowest_first(batched):
     for task in second:
         task.future.result(timeout=60)
     assert sorted(task.stream for task in second) == [0, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 120), min_size=1, max_size=16), st.integers(2, 512))
+def test_prefill_rounds_give_every_prompt_chunks_a_solo_prefill_agrees_with(lengths, capacity):
+    """The plan for prefilling prompts together: every prompt is covered once, in order; each round gives its
+    members equal chunks and fits one micro-batch (llama.cpp then keeps it whole); and no chunk after position 0
+    has fewer than two tokens (a one-token chunk takes another attention path and changes logits)."""
+    lengths = [min(length, capacity) for length in lengths]  # the batcher groups only prompts that fit a round
+    done = [0] * len(lengths)
+    for members in llama_engine.prefill_rounds(lengths, capacity):
+        assert members and len({end - start for _, start, end in members}) == 1
+        assert sum(end - start for _, start, end in members) <= capacity
+        for i, start, end in members:
+            assert start == done[i] and end > start
+            assert end - start >= 2 or (start == 0 and end == lengths[i] == 1)
+            done[i] = end
+    assert done == lengths
+
+
+def _grouped(batcher, prompts, params):
+    """Prompts submitted at once (under the batcher's lock), so that they join in one admission."""
+    tasks = [_LogitRecorder(prompt, params) for prompt in prompts]
+    with batcher._cond:
+        for task in tasks:
+            batcher.submit(task)
+    return [task.future.result(timeout=120) for task in tasks]
+
+
+def test_prompts_prefilled_together_give_solo_logits(grouping, batched, solo):
+    """Prompts that join at once are prefilled together (fewer llama_decode calls than prompts), and the float32
+    bytes of every logit, at the last prompt token and every step after, equal a one-sequence engine's: equal
+    lengths, lengths one apart (a shared chunk, then groups of equal remainders), one-token prompts."""
+    params = GenerationParams(max_tokens=3, n_ctx=512)
+    batcher, alone = grouping._batcher(BLOB, load, params), solo._batcher(BLOB, load, params)
+    assert batcher.grouped and not alone.grouped  # its own check found grouped prefill exact on SmolLM2
+    assert not batched._batcher(BLOB, load, params).grouped  # off unless asked for
+    for lengths, calls in (((50, 50, 50, 50), 1), ((49, 50, 49, 50), 3), ((1, 1, 30, 2), 3)):
+        prompts = [prompt_of(length, 100 + n) for n, length in enumerate(lengths)]
+        before = batcher.prefills
+        together = _grouped(batcher, prompts, params)
+        assert batcher.prefills - before == calls, lengths
+        assert together == [alone.submit(_LogitRecorder(p, params)).result(timeout=60) for p in prompts], lengths
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.integers(1, 60), min_size=2, max_size=4), st.integers(0, 1000))
+def test_any_group_of_prompts_prefilled_together_gives_solo_logits(grouping, solo, lengths, seed):
+    """Random groups of prompt lengths joining at once: logits bit-identical to each prompt run alone."""
+    params = GenerationParams(max_tokens=3, n_ctx=512)
+    batcher, alone = grouping._batcher(BLOB, load, params), solo._batcher(BLOB, load, params)
+    prompts = [prompt_of(length, seed + n) for n, length in enumerate(lengths)]
+    together = _grouped(batcher, prompts, params)
+    assert together == [alone.submit(_LogitRecorder(p, params)).result(timeout=60) for p in prompts]
+
+
+def test_a_grouped_prefill_that_changes_logits_is_caught_at_startup(grouping, monkeypatch):
+    """The startup check runs the batcher's own grouped prefill against solo prefill: given rounds of one-token
+    chunks (a shape that changes SmolLM2's logits), it finds them inexact and the batcher prefills alone."""
+
+    def one_token_rounds(lengths, capacity):
+        return [[(i, k, k + 1) for i, length in enumerate(lengths) if k < length] for k in range(max(lengths))]
+
+    monkeypatch.setattr(llama_engine, "prefill_rounds", one_token_rounds)
+    params = GenerationParams(max_tokens=3, n_ctx=320)  # another shape: a new batcher, checked as it starts
+    batcher = grouping._batcher(BLOB, load, params)
+    assert batcher.limit == 4 and not batcher.grouped
+    before = batcher.prefills
+    _grouped(batcher, [prompt_of(9, 7), prompt_of(12, 8)], params)
+    assert batcher.prefills - before == 2

@@ -109,8 +109,12 @@ def test_openai_client_completions_and_models(oai):
         ({"model": "nobody/none"}, "NotFoundError", "model nobody/none"),
     ],
 )
-def test_bad_requests_get_openai_errors(oai, kwargs, error, message):
-    request = {"model": "smol/lm", "messages": QUESTION, "max_tokens": 4, "temperature": 0, **kwargs}
+@pytest.mark.parametrize("stream", [False, True])
+def test_bad_requests_get_openai_errors(oai, kwargs, error, message, stream):
+    """Refused with its status and OpenAI's error body, streamed or not: a streamed request is prepared (model,
+    prompt, parameters) before its status line goes out."""
+    request = {"model": "smol/lm", "messages": QUESTION, "max_tokens": 4, "temperature": 0, "stream": stream,
+               **kwargs}  # fmt: skip
     with pytest.raises(getattr(openai, error)) as raised:
         oai.chat.completions.create(**request)
     body = raised.value.body

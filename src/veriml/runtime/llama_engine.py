@@ -1,12 +1,14 @@
 """The llama.cpp engine (llama-cpp-python, the `llm` extra) for GGUF language models: token ids in, token ids
 out, through the sampler in `generation`. Concurrent generations for one model and context shape decode together
 (continuous batching): a scheduler thread per shape owns a llama.cpp context with one KV stream per sequence,
-admits requests as sequence slots free up, prefills each prompt alone, and then decodes one token of every
-running sequence per `llama_decode`.
+admits requests as sequence slots free up, prefills each prompt alone (or, with `group_prefill`, the prompts that
+join at once together, in rounds of equal chunks of two or more tokens per prompt), and then decodes one token of
+every running sequence per `llama_decode`.
 
 That layout is the one found bit-identical to decoding alone (docs/llm.md, "Batch invariance"): a separate KV
-stream per sequence (`kv_unified = false`), each prompt prefilled in its own decode calls with the chunking its
-n_batch and n_ubatch fix, one token per sequence per decode batch, flash attention off, and weights kept as the
+stream per sequence (`kv_unified = false`), prompts prefilled alone or together with no decode rows beside them,
+each in chunks of two or more tokens after position 0 (one-token chunks take another attention path), one token
+per sequence per decode batch, flash attention off, and weights kept as the
 GGUF stores them (no runtime repacking: repacked K-quant kernels switch with the number of rows, so a batch
 changed Qwen2.5's logits). A lone request, a verifier's replay included, goes through the same scheduler, so
 whatever else was running changes nothing. The kernel settings are in the runtime fingerprint (`kernels`).
@@ -27,6 +29,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -281,19 +284,73 @@ class _Replay(_Task):
         return False
 
 
+class _Record(_Task):
+    """Greedy decoding that keeps the float32 bytes of every step's logits (the batcher's own checks)."""
+
+    def __init__(self, prompt: Sequence[int], params: GenerationParams) -> None:
+        super().__init__(prompt, params)
+        self.seen: list[bytes] = []
+
+    def advance(self, logits: np.ndarray, loaded: _Loaded) -> bool:
+        self.seen.append(logits.tobytes())
+        if len(self.seen) == self.params.max_tokens:
+            self.future.set_result(self.seen)
+            return False
+        self.next = int(np.argmax(logits))
+        return True
+
+
 class _Closed(Exception):
     pass
 
 
+# Prompt chunks of fewer tokens than this, after position 0, change logits (a one-token chunk takes llama.cpp's
+# one-row attention path); a whole prompt of one token is what a solo prefill does too.
+_MIN_CHUNK = 2
+
+
+def prefill_rounds(lengths: Sequence[int], capacity: int) -> list[list[tuple[int, int, int]]]:
+    """How to prefill several prompts together, as rounds of one `llama_decode` each: a round lists, per member,
+    the token range [start, end) of its prompt it evaluates. Every member of a round evaluates the same number of
+    tokens, and a round holds at most `capacity` tokens, so that llama.cpp (which splits a batch over separate KV
+    streams into equal parts per sequence, at most n_ubatch tokens in all) runs each round as one micro-batch
+    with exactly these chunks. No member is ever given a chunk of fewer than two tokens after its position 0:
+    members whose remainders cannot share a round of two or more tokens go on in smaller groups of equal
+    remainders. Members are indexes into `lengths`."""
+    done = [0] * len(lengths)
+    active = [i for i, length in enumerate(lengths) if length > 0]
+    rounds: list[list[tuple[int, int, int]]] = []
+    while active:
+        left = {i: lengths[i] - done[i] for i in active}
+        size = min(min(left.values()), capacity // len(active))
+        while size > 0 and any(0 < left[i] - size < _MIN_CHUNK for i in active):
+            size -= 1
+        if size < _MIN_CHUNK and any(left[i] != size for i in active):
+            # No shared chunk works: the members with the shortest remainder finish together in this round.
+            shortest = min(left.values())
+            members = [i for i in active if left[i] == shortest][: max(1, capacity // max(shortest, 1))]
+            rounds.append([(i, done[i], lengths[i]) for i in members])
+            for i in members:
+                done[i] = lengths[i]
+        else:
+            rounds.append([(i, done[i], done[i] + size) for i in active])
+            for i in active:
+                done[i] += size
+        active = [i for i in active if done[i] < lengths[i]]
+    return rounds
+
+
 class _Batcher:
     """Continuous batching for one model and context shape: a scheduler thread owns a llama.cpp context with
-    `max_sequences` KV streams of `n_ctx` tokens each. Between decode steps it admits waiting requests (each
-    prompt prefilled alone, in chunks of n_batch tokens that llama.cpp splits by n_ubatch, as a solo run does),
-    then decodes one token of every running sequence in one `llama_decode`; a finished sequence's stream is
-    cleared and its slot reused."""
+    `max_sequences` KV streams of `n_ctx` tokens each. Between decode steps it admits waiting requests (each prompt
+    prefilled alone in chunks of n_batch tokens that llama.cpp splits by n_ubatch, as a solo run does; with
+    `group_prefill`, together by `prefill_rounds` when each fits one micro-batch), then decodes one token of
+    every running sequence in one `llama_decode`; a finished sequence's stream is cleared and its slot reused.
+    Both the decode batch size and grouped prefill are used only as far as a check at startup found them
+    exact."""
 
     def __init__(self, loaded: _Loaded, llama_cpp: Any, shape: tuple[int, int, int], sequences: int,
-                 threads: int) -> None:  # fmt: skip
+                 threads: int, group_prefill: bool = False) -> None:  # fmt: skip
         n_ctx, n_batch, n_ubatch = shape
         self.loaded, self._cpp = loaded, llama_cpp
         self.n_ctx, self.n_batch, self.sequences = n_ctx, n_batch, sequences
@@ -315,10 +372,27 @@ class _Batcher:
             raise Unavailable(f"llama.cpp gave sequences under {n_ctx} tokens of context")
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(params.n_batch, 0, 1)
+        # Prompts prefilled together: at most this many tokens per round (one micro-batch), prompts up to it long.
+        self.capacity = min(n_batch, n_ubatch)
+        self._cond = threading.Condition()
+        self._waiting: deque[_Task] = deque()
+        # A heap: the lowest free stream first. llama.cpp computes a step over the contiguous range of streams its
+        # sequences sit in; reusing the stream freed last spread 8 sequences over 16 streams at a third the speed.
+        self._free = list(range(sequences))
+        self._running: list[_Task] = []
+        self._closing = False
+        self.decodes = 0  # llama_decode calls of decode steps, and the sequences in them (for the benchmark)
+        self.decoded = 0
+        self.prefills = 0  # llama_decode calls of prompts, and the prompts they finished
+        self.prefilled = 0
+        self.prefill_seconds = self.decode_seconds = self.busy_seconds = 0.0
         # Decode together only as many sequences as this model, on this build, was just seen to decode giving the
         # bytes each gets alone; past that, requests wait (the same answers, with less of batching's throughput).
+        # Likewise prefill prompts together only if that was just seen to give each prompt its solo bytes.
         try:
             self.limit = self._invariant_limit() if sequences > 1 else 1
+            self.grouped = group_prefill and self.limit > 1  # on while it is checked
+            self.grouped = self.grouped and self._grouped_prefill_exact()
         except BaseException:
             llama_cpp.llama_batch_free(self._batch)
             llama_cpp.llama_free(self._ctx)
@@ -326,15 +400,14 @@ class _Batcher:
         if self.limit < sequences:
             events.warning(f"llama.cpp: batches over {self.limit} sequences change this model's logits; "
                            f"at most {self.limit} decode together")  # fmt: skip
-        self._cond = threading.Condition()
-        self._waiting: deque[_Task] = deque()
-        # A heap: the lowest free stream first. llama.cpp computes a step over the contiguous range of streams its
-        # sequences sit in; reusing the stream freed last spread 8 sequences over 16 streams at a third the speed.
+        if group_prefill and self.limit > 1 and not self.grouped:
+            events.warning("llama.cpp: prompts prefilled together change this model's logits; each is prefilled "
+                           "alone")  # fmt: skip
         self._free = list(range(self.limit))
-        self._running: list[_Task] = []
-        self._closing = False
-        self.decodes = 0  # llama_decode calls of decode steps, and the sequences in them (for the benchmark)
-        self.decoded = 0
+        self.decodes = self.decoded = self.prefills = self.prefilled = 0
+        # Seconds in llama_decode for prompts and for decode steps, and in the scheduler's loop in all while it
+        # had work (the rest is Python: sampling, detokenizing, sinks, admission). For the benchmark.
+        self.prefill_seconds = self.decode_seconds = self.busy_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name=f"veriml-llm-batcher-{n_ctx}", daemon=True)
         self._thread.start()
 
@@ -374,6 +447,35 @@ class _Batcher:
             limit = size
         return limit
 
+    def _grouped_prefill_exact(self) -> bool:
+        """Whether prompts prefilled together (`_prefill`'s rounds) give each the float32 bytes of every logit it
+        gets prefilled alone, at its last prompt token and over two decode steps after it: prompts of equal and of
+        different lengths, one-token ones, and some that share only chunks of their prompts."""
+        size = min(self.limit, 6)
+        lengths = [min(length, self.capacity) for length in ([1, 2, 5, 5, 9, 12][:size] if size > 2 else [5, 7])]
+        prompts = [[(3 + 7919 * (n + 2) * (k + 3)) % self.loaded.n_vocab for k in range(length)]
+                   for n, length in enumerate(lengths)]  # fmt: skip
+        params = GenerationParams(max_tokens=3, n_ctx=self.n_ctx)
+
+        def run(together: bool) -> list[list[bytes]]:
+            tasks = [_Record(prompt, params) for prompt in prompts]
+            for n, task in enumerate(tasks):
+                task.seq = n
+            if together:
+                self._prefill(tasks)
+            else:
+                for task in tasks:
+                    self._prefill([task])
+            while self._running:
+                self._step()
+            errors = [task.future.exception() for task in tasks if task.future.exception() is not None]
+            if errors:
+                raise errors[0]
+            self._cpp.llama_memory_clear(self._memory, True)
+            return [task.future.result() for task in tasks]
+
+        return run(True) == run(False)
+
     def submit(self, task: _Task) -> Future[Any]:
         with self._cond:
             if self._closing:
@@ -403,8 +505,9 @@ class _Batcher:
                     task = self._waiting.popleft()
                     task.seq = heapq.heappop(self._free)
                     joining.append(task)
-            for task in joining:
-                self._start(task)
+            start = time.perf_counter()
+            if joining:
+                self._prefill(joining)
             if self._running:
                 try:
                     self._step()
@@ -413,6 +516,7 @@ class _Batcher:
                     for task in self._running:
                         self._fail(task, exc)
                     self._running = []
+            self.busy_seconds += time.perf_counter() - start
 
     def _fill(self, entries: Sequence[tuple[int, int, int, bool]]) -> None:
         batch = self._batch
@@ -428,19 +532,61 @@ class _Batcher:
         pointer = self._cpp.llama_get_logits_ith(self._ctx, index)
         return np.ctypeslib.as_array(pointer, shape=(self.loaded.n_vocab,))
 
-    def _start(self, task: _Task) -> None:
-        """Prefill a prompt alone, as `Llama.eval` does: chunks of n_batch tokens, logits of the last one."""
+    def _prefill(self, tasks: Sequence[_Task]) -> None:
+        """Prefill the prompts of requests joining: together, by `prefill_rounds`, where the startup check found
+        that exact and a prompt fits one round; alone otherwise, as `Llama.eval` does (chunks of n_batch tokens).
+        Each request then takes its first step from the logits of its last prompt token."""
+        together = [t for t in tasks if len(t.prompt) <= self.capacity] if self.grouped and len(tasks) > 1 else []
+        if len(together) < 2:
+            together = []
+        for task in tasks:
+            if not together or task not in together:
+                self._prefill_alone(task)
+        if not together:
+            return
+        try:
+            for members in prefill_rounds([len(t.prompt) for t in together], self.capacity):
+                entries, last = [], []
+                for i, start, end in members:
+                    task = together[i]
+                    entries += [(task.prompt[k], k, task.seq, k == len(task.prompt) - 1) for k in range(start, end)]
+                    if end == len(task.prompt):
+                        last.append((task, len(entries) - 1))
+                self._fill(entries)
+                status = self._decode("prefill_seconds")
+                self.prefills += 1
+                if status != 0:
+                    raise Unavailable(f"llama.cpp could not evaluate the prompts (llama_decode returned {status})")
+                self.prefilled += len(last)
+                for task, index in last:
+                    task.position = len(task.prompt)
+                    self._first(task, self._logits(index))
+        except BaseException as exc:  # these requests fail, the batcher goes on
+            for task in together:
+                if task.position == 0:
+                    self._fail(task, exc)
+
+    def _prefill_alone(self, task: _Task) -> None:
         try:
             prompt = task.prompt
             for start in range(0, len(prompt), self.n_batch):
                 chunk = prompt[start : start + self.n_batch]
                 self._fill([(t, start + i, task.seq, i == len(chunk) - 1) for i, t in enumerate(chunk)])
-                status = self._cpp.llama_decode(self._ctx, self._batch)
+                status = self._decode("prefill_seconds")
+                self.prefills += 1
                 if status != 0:
                     raise Unavailable(f"llama.cpp could not evaluate the prompt (llama_decode returned {status})")
+            self.prefilled += 1
             task.position = len(prompt)
-            going = task.advance(self._logits(-1), self.loaded)
         except BaseException as exc:  # the request fails, the batcher goes on
+            self._fail(task, exc)
+            return
+        self._first(task, self._logits(-1))
+
+    def _first(self, task: _Task, logits: np.ndarray) -> None:
+        try:
+            going = task.advance(logits, self.loaded)
+        except BaseException as exc:
             self._fail(task, exc)
             return
         if going:
@@ -448,10 +594,16 @@ class _Batcher:
         else:
             self._release(task)
 
+    def _decode(self, clock: str) -> int:
+        start = time.perf_counter()
+        status = int(self._cpp.llama_decode(self._ctx, self._batch))
+        setattr(self, clock, getattr(self, clock) + time.perf_counter() - start)
+        return status
+
     def _step(self) -> None:
         running = self._running
         self._fill([(task.next, task.position, task.seq, True) for task in running])
-        status = self._cpp.llama_decode(self._ctx, self._batch)
+        status = self._decode("decode_seconds")
         self.decodes += 1
         self.decoded += len(running)
         if status != 0:
@@ -492,13 +644,22 @@ class LlamaEngine:
     name = ENGINE
 
     def __init__(
-        self, threads: int | None = None, cache_size: int = 2, max_sequences: int = DEFAULT_MAX_SEQUENCES
+        self,
+        threads: int | None = None,
+        cache_size: int = 2,
+        max_sequences: int = DEFAULT_MAX_SEQUENCES,
+        group_prefill: bool = False,
     ) -> None:
         if max_sequences < 1:
             raise InvalidInput(f"max_sequences: must be at least 1, got {max_sequences}")
         self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self.cache_size = cache_size
         self.max_sequences = max_sequences
+        # Prompts joining at once prefilled together (exact, checked at startup) instead of one after another.
+        # Off by default: on 2 cores with SmolLM2 it was no faster (prefill is compute-bound at ~285 tokens/s
+        # whatever the batch), and slower where rounds span streams that are not consecutive (llama.cpp then
+        # splits a round into one micro-batch per stream run). See docs/llm.md.
+        self.group_prefill = group_prefill
         self._models: OrderedDict[Digest, _Loaded] = OrderedDict()
         self._batchers: OrderedDict[tuple[Digest, int, int, int], _Batcher] = OrderedDict()
         # One lock for loading models and asking llama.cpp about its build: the two raced when a node's /v1/info
@@ -559,7 +720,7 @@ class LlamaEngine:
                 self._batchers.move_to_end(key)
                 return batcher
             batcher = self._batchers[key] = _Batcher(loaded, llama_module(), key[1:], self.max_sequences,
-                                                     self.threads)  # fmt: skip
+                                                     self.threads, self.group_prefill)  # fmt: skip
             while len(self._batchers) > self.cache_size:
                 self._batchers.popitem(last=False)[1].close()  # finishes its requests first
             return batcher
