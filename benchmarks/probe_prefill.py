@@ -79,6 +79,10 @@ class Ctx:
                 lg = self.logits(idx)
                 seen[i].append(hashlib.sha256(lg.tobytes()).hexdigest()[:16])
                 nxt[i] = int(np.argmax(lg))
+        return self.follow(prompts, streams, seen, nxt, steps)
+
+    def follow(self, prompts, streams, seen, nxt, steps: int):
+        """`steps` greedy decode steps of every prompt together after its prefill, each step's logit digests."""
         for step in range(steps):
             self.decode(
                 [(nxt[i], len(p) + step, s, True) for i, (p, s) in enumerate(zip(prompts, streams, strict=True))]
@@ -114,15 +118,7 @@ class Ctx:
                 lg = self.logits(-1)
                 seen[i].append(hashlib.sha256(lg.tobytes()).hexdigest()[:16])
                 nxt.append(int(np.argmax(lg)))
-        for step in range(steps):
-            self.decode(
-                [(nxt[i], len(p) + step, s, True) for i, (p, s) in enumerate(zip(prompts, streams, strict=True))]
-            )
-            for i in range(len(prompts)):
-                lg = self.logits(i)
-                seen[i].append(hashlib.sha256(lg.tobytes()).hexdigest()[:16])
-                nxt[i] = int(np.argmax(lg))
-        return seen
+        return self.follow(prompts, streams, seen, nxt, steps)
 
 
 def main() -> int:

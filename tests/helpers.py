@@ -1,11 +1,14 @@
-"""Shared helpers for tests that forge bundles."""
+"""Shared helpers for tests that forge bundles or set up a devnet's models."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from veriml import examples
 from veriml.codec import tensors_digest
 from veriml.identity import Signed, SigningKey
 from veriml.receipts import Bundle, Receipt, commit
@@ -28,3 +31,16 @@ def resign(bundle: Bundle, node_key: SigningKey, outputs: dict[str, np.ndarray] 
         node=node_key.public,
     )
     return replace(bundle, receipt=Signed.sign(receipt, node_key), outputs=outputs, log_proof=None, attestations=())
+
+
+def publish_mlp_everywhere(net: Any, models: Path, name: str = "alice/mlp") -> Any:
+    """The example MLP published on a devnet's first node by a fresh publisher and pinned on every other node; its
+    signed manifest."""
+    from veriml.client import Client
+
+    path = examples.save(examples.mlp(), Path(models) / "mlp.onnx")
+    with Client(net.urls, admin_token=net.admin_token) as client:
+        manifest = client.publish(path, name, SigningKey.generate(name.split("/")[0]), node=net.urls[0])
+        for url in net.urls[1:]:
+            client.pin(name, url)
+    return manifest

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from veriml import devnet, examples
+from tests.helpers import publish_mlp_everywhere
+from veriml import devnet
 from veriml.client import Client
 from veriml.errors import VerificationFailed
 from veriml.identity import SigningKey
@@ -37,12 +38,7 @@ def net(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(net, tmp_path_factory):
-    path = examples.save(examples.mlp(), tmp_path_factory.mktemp("models") / "mlp.onnx")
-    with Client(net.urls, admin_token=net.admin_token) as client:
-        manifest = client.publish(path, "alice/mlp", SigningKey.generate("alice"), node=net.urls[0])
-        for url in net.urls[1:]:
-            client.pin("alice/mlp", url)
-    return manifest
+    return publish_mlp_everywhere(net, tmp_path_factory.mktemp("models"))
 
 
 def honest_keys(net):

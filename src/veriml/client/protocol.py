@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from veriml.codec import Digest, tensors_digest, tensors_from_json, tensors_to_json
+from veriml.codec import Digest, tensors_digest, tensors_to_json
 from veriml.codec.tensor import describe_array, dtype_name
 from veriml.errors import (
     Conflict,
@@ -30,9 +30,7 @@ from veriml.hub import ModelRef, SignedManifest, compare_outputs, parse_signed_m
 from veriml.identity import VerifyingKey
 from veriml.identity.keys import COSIGNATURE_ED25519
 from veriml.receipts import DEFAULT_PRIVACY, Bundle, new_salt
-from veriml.receipts.bundle import FORMAT_VERSION as BUNDLE_FORMAT
-from veriml.receipts.commitment import parse_salt
-from veriml.receipts.receipt import new_request_id, parse_signed_receipt
+from veriml.receipts.receipt import new_request_id
 from veriml.runtime.inputs import coerce_inputs
 from veriml.verify import verify_bundle
 
@@ -279,27 +277,9 @@ def parsed_manifest(obj: object) -> SignedManifest:
 
 
 def parse_bundle(obj: object) -> Bundle:
-    """`Bundle.from_json(obj)` as a node's answer carries it, the same checks in the same order, with the manifest
-    parsed once per exact JSON value (`parsed_manifest`)."""
-    if not isinstance(obj, dict) or set(obj) != _BUNDLE_FIELDS or obj["format_version"] != BUNDLE_FORMAT:
-        return Bundle.from_json(obj)  # raises the bundle's own error
-    if (
-        (obj["log_proof"] is not None and not isinstance(obj["log_proof"], str))
-        or not isinstance(obj["attestations"], list)
-        or not all(isinstance(a, dict) for a in obj["attestations"])
-        or (obj["zk_proof"] is not None and not isinstance(obj["zk_proof"], dict))
-    ):
-        return Bundle.from_json(obj)
-    return Bundle(
-        manifest=parsed_manifest(obj["manifest"]),
-        receipt=parse_signed_receipt(obj["receipt"]),
-        salt=parse_salt(obj["salt"], "bundle salt"),
-        inputs=tensors_from_json(obj["inputs"], "bundle input"),
-        outputs=tensors_from_json(obj["outputs"], "bundle output"),
-        log_proof=obj["log_proof"],
-        attestations=tuple(obj["attestations"]),
-        zk_proof=obj["zk_proof"],
-    )
+    """`Bundle.from_json(obj)` as a node's answer carries it, with the manifest parsed once per exact JSON value
+    (`parsed_manifest`)."""
+    return Bundle.from_json(obj, parsed_manifest)
 
 
 def parse_infer(node: str, body: Any, asked: Asked) -> tuple[Bundle, int]:

@@ -6,7 +6,7 @@ byte changed anywhere either fails to parse or fails a check.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,7 +108,11 @@ class Bundle:
         ))  # fmt: skip
 
     @classmethod
-    def from_json(cls, obj: object) -> Bundle:
+    def from_json(
+        cls, obj: object, parse_manifest: Callable[[object], SignedManifest] = parse_signed_manifest
+    ) -> Bundle:
+        """Parse a bundle's JSON. `parse_manifest` may be a memo of `parse_signed_manifest` on the exact value (a
+        client parses the same manifest in every answer); it must give exactly what that function gives."""
         obj = expect_document(obj, _FIELDS, "bundle", FORMAT_VERSION)
         if obj["log_proof"] is not None and not isinstance(obj["log_proof"], str):
             raise InvalidInput("bundle: log_proof must be text or null")
@@ -117,7 +121,7 @@ class Bundle:
         if obj["zk_proof"] is not None and not isinstance(obj["zk_proof"], dict):
             raise InvalidInput("bundle: zk_proof must be an object or null")
         return cls(
-            manifest=parse_signed_manifest(obj["manifest"]),
+            manifest=parse_manifest(obj["manifest"]),
             receipt=parse_signed_receipt(obj["receipt"]),
             salt=parse_salt(obj["salt"], "bundle salt"),
             inputs=tensors_from_json(obj["inputs"], "bundle input"),
