@@ -264,11 +264,18 @@ def create_router(node: Node) -> APIRouter:
         return bundle, generation, logged.result()[0]  # the receipt is in the log before the answer leaves
 
     async def answer(request: _Sampling, chat: bool) -> Response:
-        created = int(time.time())
-        if request.stream:
-            return await streamed(request, chat, created)
         manifest, tokens, params = await run_in_threadpool(_prepare, node, request, chat)
         kind = "chat.completion" if chat else "text_completion"
+        created = int(time.time())
+        if request.stream:
+            # Salt and request id are fixed before the first chunk: the stream's hash chain starts from them.
+            salt = new_salt() if request.salt is None else parse_salt(request.salt, "salt")
+            request_id = request.request_id or new_request_id()
+            return StreamingResponse(
+                _stream(manifest, tokens, params, request, chat, created, salt, request_id),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
         bundle, generation, index = await run_in_threadpool(generate, manifest, tokens, params, request)
         if chat:
             choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": generation.text}}
@@ -287,64 +294,13 @@ def create_router(node: Node) -> APIRouter:
         }
         return JSONResponse(body, headers=_headers(bundle, index))
 
-    async def streamed(request: _Sampling, chat: bool, created: int) -> Response:
-        """A streamed answer. One worker thread prepares the request (model, prompt, parameters) and goes straight
-        on to generate: the first token is not held up by a second hop through the event loop and the thread
-        pool. A request refused while it is prepared is answered with its error status, as unstreamed ones are;
-        once the status line is out, errors travel as events."""
-        # Salt and request id are fixed before the first chunk: the stream's hash chain starts from them.
-        salt = new_salt() if request.salt is None else parse_salt(request.salt, "salt")
-        request_id = request.request_id or new_request_id()
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[str | None] = asyncio.Queue()
-        prepared: asyncio.Future[tuple[SignedManifest, list[int], GenerationParams]] = loop.create_future()
-
-        def on_text(text: str) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, text)
-
-        def hand_over(result: tuple[SignedManifest, list[int], GenerationParams] | None, exc: Exception | None) -> None:
-            if prepared.done():
-                return
-            if exc is None:
-                prepared.set_result(result)  # type: ignore[arg-type]
-            else:
-                prepared.set_exception(exc)
-
-        def prepare_and_generate() -> tuple[Bundle, Generation, int] | None:
-            try:
-                result = _prepare(node, request, chat)
-            except Exception as exc:
-                loop.call_soon_threadsafe(hand_over, None, exc)
-                return None
-            loop.call_soon_threadsafe(hand_over, result, None)
-            return generate(*result, request, on_text, salt, request_id)
-
-        def finished(done: asyncio.Future[Any]) -> None:
-            queue.put_nowait(None)
-            if not prepared.done():  # the worker never got to prepare the request: pass on why
-                if done.cancelled():
-                    prepared.cancel()
-                else:
-                    prepared.set_exception(done.exception() or RuntimeError("the request was not prepared"))
-
-        # Through the server's thread pool (as the unstreamed answer), not the event loop's default executor: that
-        # one has a handful of threads, and every stream holds one until its generation ends, which capped how
-        # many generations could batch together.
-        work = asyncio.ensure_future(run_in_threadpool(prepare_and_generate))
-        work.add_done_callback(finished)
-        manifest, tokens, _ = await prepared  # a refusal raises here, before the status line
-        return StreamingResponse(
-            _stream(manifest, tokens, chat, created, salt, request_id, queue, work),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache"},
-        )
-
-    async def _stream(manifest: SignedManifest, tokens: list[int], chat: bool, created: int, salt: bytes,
-                      request_id: str, queue: asyncio.Queue[str | None],
-                      work: asyncio.Future[tuple[Bundle, Generation, int] | None]) -> AsyncIterator[bytes]:  # fmt: skip
+    async def _stream(manifest: SignedManifest, tokens: list[int], params: GenerationParams, request: _Sampling,
+                      chat: bool, created: int, salt: bytes, request_id: str) -> AsyncIterator[bytes]:  # fmt: skip
         """Server-sent events; each carries `veriml_chunk`: the token ids generated since the previous event and
         the stream's hash chain value after them (receipts/stream.py), so the client checks every chunk as it
         arrives; the last event carries the receipt, whose tokens end the chain."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
         chain = stream_start(salt, manifest.id, request_id)
         stream_id = ("chatcmpl-" if chat else "cmpl-") + secrets.token_hex(12)
         kind = "chat.completion.chunk" if chat else "text_completion"
@@ -359,9 +315,19 @@ def create_router(node: Node) -> APIRouter:
                     "choices": [choice], **extra}  # fmt: skip
             return b"data: " + json.dumps(body, ensure_ascii=False).encode() + b"\n\n"
 
+        def on_text(text: str) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, text)
+
         def bound(generated: Sequence[int]) -> dict[str, Any]:
             return {"tokens": [int(t) for t in generated], "chain": chain.hex()}
 
+        # Through the server's thread pool (as the non-streamed answer), not the event loop's default executor: that
+        # one has a handful of threads, and every stream holds one until its generation ends, which capped how
+        # many generations could batch together.
+        work = asyncio.ensure_future(
+            run_in_threadpool(generate, manifest, tokens, params, request, on_text, salt, request_id)
+        )
+        work.add_done_callback(lambda _: queue.put_nowait(None))
         if chat:
             first = chunk(None, veriml_chunk=bound(()))
             yield first.replace(b'"delta":{}', b'"delta":{"role":"assistant","content":""}', 1)
@@ -370,9 +336,7 @@ def create_router(node: Node) -> APIRouter:
             chain = stream_next(chain, generated)
             yield chunk(str(text), veriml_chunk=bound(generated))
         try:
-            answered = work.result()
-            assert answered is not None  # prepared, so generated
-            bundle, generation, index = answered
+            bundle, generation, index = work.result()
         except Exception as exc:  # the status line has gone out: the error travels as an event, as OpenAI's do
             if not isinstance(exc, VerimlError):
                 events.exception("generation failed")

@@ -15,7 +15,6 @@ import numpy as np
 
 from veriml.codec import (
     EncodedTensors,
-    Fragment,
     canonical_json_of_plain,
     expect_document,
     json_string,
@@ -26,7 +25,6 @@ from veriml.codec import (
 from veriml.errors import InvalidInput, NotFound
 from veriml.fsutil import atomic_write
 from veriml.hub import SignedManifest, parse_signed_manifest
-from veriml.identity import Signed
 from veriml.receipts.commitment import parse_salt
 from veriml.receipts.receipt import SignedReceipt, parse_signed_receipt
 
@@ -48,11 +46,6 @@ MAX_BUNDLE_BYTES = 1 << 30
 LogProofJSON = str  # the C2SP tlog-proof text: index, audit path, cosigned checkpoint (transparency log)
 AttestationJSON = Mapping[str, Any]  # a signed attestation of agreement by another node (network, quorum)
 ZkProofJSON = Mapping[str, Any]  # an EZKL proof and the ZK document it is checked against (ZK issue)
-
-
-def signed_fragment(signed: Signed[Any]) -> Fragment:
-    """The canonical JSON of a signed document as a fragment of a larger document (see `Signed.canonical_json`)."""
-    return Fragment(signed.canonical_json())
 
 
 def _tensors_bytes(tensors: dict[str, np.ndarray], encoded: EncodedTensors | None) -> bytes:
