@@ -87,8 +87,11 @@ class _LogitRecorder(llama_engine._Task):
 
 @pytest.fixture(scope="module")
 def reference():
-    """llama-cpp-python's own high-level path, one sequence in its own context: the reference, not veriml code."""
-    llm = llama_cpp.Llama(model_path=str(MODEL), n_ctx=512, n_batch=512, n_ubatch=512, n_threads=2, verbose=False)
+    """llama-cpp-python's own high-level path, one sequence in its own context: the reference, not veriml code.
+    Three threads for every step, where the engines use one (a lone sequence's step) or two: thread counts must
+    not change results, as a verifier's machine has its own."""
+    llm = llama_cpp.Llama(model_path=str(MODEL), n_ctx=512, n_batch=512, n_ubatch=512, n_threads=3,
+                          n_threads_batch=3, verbose=False)  # fmt: skip
     yield llm
     llm.close()
 

@@ -340,6 +340,15 @@ def prefill_rounds(lengths: Sequence[int], capacity: int) -> list[list[tuple[int
     return rounds
 
 
+def single_token_threads(threads: int) -> int:
+    """The threads for a llama.cpp step of one token (a lone sequence decoding; steps of more tokens use all
+    `threads`), halved as llama-cpp-python's defaults halve them. The step's work is too small to share: each of
+    its several hundred thread barriers costs a wake-up, as OpenMP threads wait passively (see `llama_module`). On
+    2 cores, SmolLM2 decoded alone at 37 tokens/s on two threads and 57-62 on one; with more sequences per step two
+    threads stay faster (docs/llm.md). Results do not depend on thread counts."""
+    return max(1, threads // 2)
+
+
 class _Batcher:
     """Continuous batching for one model and context shape: a scheduler thread owns a llama.cpp context with
     `max_sequences` KV streams of `n_ctx` tokens each. Between decode steps it admits waiting requests (each prompt
@@ -360,7 +369,7 @@ class _Batcher:
         params.n_batch = max(n_batch, sequences)
         params.n_ubatch = n_ubatch
         params.n_seq_max = sequences
-        params.n_threads = params.n_threads_batch = threads
+        params.n_threads, params.n_threads_batch = single_token_threads(threads), threads
         params.kv_unified = False  # one KV stream per sequence: attention over a stream sees only its own rows
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # AUTO turns it on; it is not invariant
         params.no_perf = True
