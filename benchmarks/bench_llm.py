@@ -51,7 +51,7 @@ from veriml.identity import SigningKey
 from veriml.receipts import Bundle
 from veriml.runtime import GenerationParams, LlamaEngine, generation_inputs
 from veriml.runtime.chat import render_chat
-from veriml.runtime.llama_engine import single_token_threads
+from veriml.runtime.llama_engine import small_step_threads
 from veriml.service.publish import hash_file
 
 # veriml's engine sets this before it loads llama.cpp (OpenMP threads that spin while waiting slowed generation
@@ -112,7 +112,7 @@ class Bare:
 
         self.cpp, self.prompts, self.size = llama_cpp, prompts, size
         self.llm = llama_cpp.Llama(model_path=str(model), n_ctx=N_CTX, n_batch=N_BATCH, n_ubatch=N_BATCH,
-                                   n_threads=single_token_threads(threads), n_threads_batch=threads,
+                                   n_threads=small_step_threads(threads), n_threads_batch=threads,
                                    verbose=False)  # fmt: skip
         self.n_vocab = self.llm.n_vocab()
 
@@ -203,15 +203,15 @@ class Server:
             port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
         if binary is not None:
-            # Every subject gets the engine's thread split: half the threads for a step of one token (-t), all
-            # for steps of more (-tb), as llama-cpp-python's own defaults do.
+            # Every subject gets llama-cpp-python's default thread split, which the engine uses too: half the
+            # threads for a step of one token (-t), all for steps of more (-tb).
             command = [binary, "-m", str(model), "--host", "127.0.0.1", "--port", str(port),
-                       "-t", str(single_token_threads(threads)), "-tb", str(threads), "-c", str(N_CTX * streams),
+                       "-t", str(small_step_threads(threads)), "-tb", str(threads), "-c", str(N_CTX * streams),
                        "-np", str(streams), "-b", str(N_BATCH), "-ub", str(N_BATCH), "--no-webui"]  # fmt: skip
             self.name = f"llama-server -np {streams}"
         else:
             command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-                       "--port", str(port), "--n_threads", str(single_token_threads(threads)),
+                       "--port", str(port), "--n_threads", str(small_step_threads(threads)),
                        "--n_threads_batch", str(threads), "--n_ctx", str(N_CTX),
                        "--n_batch", str(N_BATCH), "--interrupt_requests", "false"]  # fmt: skip
             # It serves one request at a time; by default a new request even interrupts the one streaming.
