@@ -51,12 +51,12 @@ from veriml.identity import SigningKey
 from veriml.receipts import Bundle
 from veriml.runtime import GenerationParams, LlamaEngine, generation_inputs
 from veriml.runtime.chat import render_chat
-from veriml.runtime.llama_engine import small_step_threads
+from veriml.runtime.llama_engine import set_openmp_waiting, small_step_threads
 from veriml.service.publish import hash_file
 
-# veriml's engine sets this before it loads llama.cpp (OpenMP threads that spin while waiting slowed generation
-# tenfold on busy cores); the bare baseline runs in this process, so it gets the same setting.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# How OpenMP threads wait, as veriml's engine sets it before it loads llama.cpp: the bare baseline runs in this
+# process and llama.cpp's server inherits this environment, so all three wait alike.
+set_openmp_waiting()
 
 LEVELS = (1, 4, 8, 16)
 N_CTX, N_BATCH = 2048, 512

@@ -61,11 +61,20 @@ events = logging.getLogger("veriml.runtime")
 _FLAG = re.compile(r"([A-Z0-9_]+) = 1")
 
 
+def set_openmp_waiting() -> None:
+    """How llama.cpp's OpenMP threads wait, set before llama.cpp is loaded (unless the environment says): they meet
+    at a barrier after each of the few hundred operations of a step. GOMP's default spins ~300,000 rounds there,
+    which made generation ten times slower on busy cores (other nodes, other jobs); sleeping at once
+    (`OMP_WAIT_POLICY=PASSIVE`) costs a wake-up per barrier. 300 rounds of spinning catch the other thread at most
+    barriers when cores are free and give the core up soon when they are not. On 2 cores against sleeping at once:
+    8 streams 105 -> 124 tokens/s and the first token 195 -> 155 ms; two engines at once, the same (docs/llm.md)."""
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "300")
+
+
 def llama_module() -> Any:
     """llama_cpp, or Unavailable saying how to install it."""
-    # llama.cpp's OpenMP threads spin while they wait; on a machine whose cores are busy (other nodes, other
-    # generations) that made generation ten times slower here. Passive waiting costs little when cores are free.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    set_openmp_waiting()
     try:
         import llama_cpp
     except ImportError as exc:
