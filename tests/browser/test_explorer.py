@@ -15,7 +15,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import numpy as np
 
+from tests.adversarial.weak_key_forger import forge as forge_with_weak_key
 from tests.browser.world import HOSTILE
 from veriml.codec import canonical_json
 from veriml.identity import Signed, SigningKey
@@ -248,6 +250,9 @@ def test_the_verifier_and_the_cli_agree_on_valid_and_tampered_bundles(world, pag
     huge["receipt"]["body"]["runtime"].update({f"k{n}": n for n in range(70)})  # over the fingerprint's bounds
     second = json.loads(valid)
     second["manifest"]["body"]["version"] = 2  # a version 2 must name its parent
+    # In the name of a node whose key is the neutral point, under which signatures anyone can forge verify.
+    chosen = {name: np.full(tensor["shape"], 42.0, np.float32) for name, tensor in obj["outputs"].items()}
+    weak = forge_with_weak_key(obj, chosen)
     for broken in (
         valid.replace('"format_version":2', '"format_version":2,"format_version":2', 1),
         canonical_json({**obj, "extra": 1}).decode(),
@@ -256,6 +261,10 @@ def test_the_verifier_and_the_cli_agree_on_valid_and_tampered_bundles(world, pag
         canonical_json(second).decode(),
     ):
         assert "error" in _report(page, broken, {}) and "error" in _python(broken, {})
+    weak_text = canonical_json(weak).decode()
+    for options in ({"level": "signed"}, {"level": "signed", "nodes": [weak["receipt"]["body"]["node"]]}):
+        for report in (_report(page, weak_text, options), _python(weak_text, options)):
+            assert "not a valid Ed25519 public key" in report["error"], report
     # The CLI itself, once (verify_bundle above is what it calls): the same checks, and exit 0 only when verified.
     path = tmp_path / "bundle.json"
     keys = ["--publisher", trust["publishers"][0], "--node", trust["nodes"][0], "--quorum", "2"]

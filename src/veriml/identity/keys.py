@@ -20,6 +20,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerificationFailed
 from veriml.fsutil import atomic_write
@@ -74,11 +75,23 @@ class VerifyingKey:
             raise InvalidInput(f"key {name!r}: an Ed25519 public key has 32 bytes, got {len(public)}")
         if sig_type not in _SIGNATURE_TYPES:
             raise InvalidInput(f"key {name!r}: signature type {sig_type:#04x} is not supported")
+        # OpenSSL (and so `cryptography`) checks a signature against any 32 bytes that decode to a curve point. A
+        # point of small order makes signatures anyone can forge: with the neutral point as key, R = the neutral
+        # point and S = 0 verify for every message. A party choosing such a key could disown everything "signed"
+        # with it and let others sign in its name. libsodium's check refuses small-order, off-curve, mixed-order
+        # and non-canonical keys; an honestly generated key is never one of them.
+        if not crypto_core_ed25519_is_valid_point(public):
+            raise InvalidInput(
+                f"key {name!r}: not a valid Ed25519 public key (of small order, off the curve, outside the prime-order "
+                "subgroup or not canonically encoded): signatures under it could be forged by anyone"
+            )
         return cls(name, public, Ed25519PublicKey.from_public_bytes(public), sig_type)
 
     def as_type(self, sig_type: int) -> VerifyingKey:
         """The same key in another signature role (a node's key as a witness key, say)."""
-        return VerifyingKey.from_public_bytes(self.name, self.public, sig_type)
+        if sig_type not in _SIGNATURE_TYPES:
+            raise InvalidInput(f"key {self.name!r}: signature type {sig_type:#04x} is not supported")
+        return VerifyingKey(self.name, self.public, self._key, sig_type)  # checked when this key was made
 
     @classmethod
     def parse(cls, text: object, what: str = "verifier key", sig_type: int = ED25519) -> VerifyingKey:
