@@ -349,17 +349,13 @@ def prefill_rounds(lengths: Sequence[int], capacity: int) -> list[list[tuple[int
     return rounds
 
 
-# Decode steps of up to this many sequences run on `small_step_threads`; prompts and larger steps on all threads.
-SMALL_STEP_ROWS = 2
-
-
 def small_step_threads(threads: int) -> int:
-    """The threads for a small llama.cpp step (one or two sequences decoding), halved as llama-cpp-python's
-    defaults halve them for a step of one token. Such a step's work is too small to share: each of its several
-    hundred thread barriers costs a wake-up, as OpenMP threads wait passively (see `llama_module`). On 2 cores, one
-    thread against two: SmolLM2 alone 63 against 37 tokens/s, two streams 67 against 56, three alike, four and
-    more slower (83 against 66 at 4); Qwen2.5-0.5B alone 33 against 39 ms a token (docs/llm.md). Results do not
-    depend on thread counts."""
+    """The threads for a llama.cpp step of one token (a lone sequence decoding; prompts and steps of more tokens use
+    all `threads`), halved as llama-cpp-python's defaults halve them. A one-token step's work is too small to share:
+    each of its several hundred thread barriers costs more than the second thread gives. On 2 cores, SmolLM2 alone:
+    63 tokens/s on one thread against 37 on two; two sequences per step, with the short spin of
+    `set_openmp_waiting`, 75-87 on two threads against 57-68 on one (docs/llm.md). Results do not depend on thread
+    counts."""
     return max(1, threads // 2)
 
 
@@ -383,9 +379,8 @@ class _Batcher:
         params.n_batch = max(n_batch, sequences)
         params.n_ubatch = n_ubatch
         params.n_seq_max = sequences
+        # llama.cpp runs a batch of one token on n_threads, any larger one on n_threads_batch.
         params.n_threads, params.n_threads_batch = small_step_threads(threads), threads
-        self._threads = (params.n_threads, threads)  # (small steps, prompts and larger steps)
-        self._batch_threads = threads  # what llama.cpp now uses for a batch of more than one token
         params.kv_unified = False  # one KV stream per sequence: attention over a stream sees only its own rows
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED  # AUTO turns it on; it is not invariant
         params.no_perf = True
@@ -620,11 +615,6 @@ class _Batcher:
             self._release(task)
 
     def _decode(self, clock: str) -> int:
-        small = clock == "decode_seconds" and self._batch.n_tokens <= SMALL_STEP_ROWS
-        wanted = self._threads[0] if small else self._threads[1]
-        if wanted != self._batch_threads:  # a step of one token always takes llama.cpp's n_threads, the small one
-            self._cpp.llama_set_n_threads(self._ctx, self._threads[0], wanted)
-            self._batch_threads = wanted
         start = time.perf_counter()
         status = int(self._cpp.llama_decode(self._ctx, self._batch))
         setattr(self, clock, getattr(self, clock) + time.perf_counter() - start)
