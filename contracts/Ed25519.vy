@@ -4,7 +4,8 @@
 @notice Used by the node registry to check that a node key signed its account binding and its checkpoints.
         SHA-512 runs in EVM code; field inverses and square roots use the MODEXP precompile (0x05); the two
         scalar multiplications share one double-and-add (Shamir's trick) in extended twisted Edwards
-        coordinates. Cofactorless check, as libsodium and `cryptography` do: encode([S]B - [k]A) == R, S < L.
+        coordinates. Cofactorless check, as libsodium and `cryptography` do: encode([S]B - [k]A) == R, S < L;
+        keys of small order are refused, as libsodium refuses them.
         ~0.8M gas for a short message, ~0.2M more per 128-byte SHA-512 block.
 """
 
@@ -15,6 +16,9 @@ ED_D2: constant(uint256) = 16295367250680780974490674513165176452449235426866156
 SQRT_M1: constant(uint256) = 19681161376707505956807079304988542015446066515923890162744021073123829784752
 BX: constant(uint256) = 15112221349535400772501151409588531511454012693041857206046113283949847762202
 BY: constant(uint256) = 46316835694926478169428394003475163141307993866256225615783033603165251855960
+# y of the points of order 8 (the others of small order have y = 0, 1 or P - 1), as libsodium lists them
+SMALL_ORDER_Y1: constant(uint256) = 2707385501144840649318225287225658788936804267575313519463743609750303402022
+SMALL_ORDER_Y2: constant(uint256) = 55188659117513257062467267217118295137698188065244968500265048394206261417927
 TWO256_MOD_L: constant(uint256) = 7237005577332262213973186563042994240413239274941949949428319933631315875101
 MASK64: constant(uint256) = 2**64 - 1
 MAX_SIGNED: constant(uint256) = 512  # bytes of a message signed with Ed25519 that the contract checks
@@ -272,6 +276,10 @@ def _ed25519_verify(pubkey: bytes32, message: Bytes[MAX_SIGNED], signature: Byte
     ay: uint256 = 0
     ok, ax, ay = self._ed_decompress(pubkey)
     if not ok:
+        return False
+    # A key of small order lets anyone sign (the neutral point with R = neutral, S = 0 signs every message):
+    # refused, as libsodium and veriml's own verifiers refuse it.
+    if ay == 0 or ay == 1 or ay == P - 1 or ay == SMALL_ORDER_Y1 or ay == SMALL_ORDER_Y2:
         return False
     first: uint256 = 0
     last: uint256 = 0

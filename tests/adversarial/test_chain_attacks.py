@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from eth_account import Account
 
 from tests.chain.trees import Tree, chain_manifest, digest
@@ -32,6 +34,7 @@ from .chain_attackers import (
     forge_binding,
     shadow_checkpoint,
 )
+from .weak_key_forger import NEUTRAL, SMALL_ORDER
 
 MIN_STAKE = 10**17
 EXIT_DELAY = 3600
@@ -237,6 +240,34 @@ def test_account_cannot_register_another_nodes_key_or_origin(world):
     # One registration per account: a node cannot take a second key or origin either.
     with pytest.raises(Conflict, match="account already registered"):
         contracts.register(node, node_key("second"), endpoint, MIN_STAKE)
+
+
+def test_the_chain_refuses_keys_anyone_can_sign_for(world):
+    """Under a key of small order, signatures nobody made pass a bare RFC 8032 check: R = the neutral point and
+    S = 0 verify for every message whose hash times the key is the neutral point (all of them for the neutral key,
+    one in 2, 4 or 8 for the others). The chain's Ed25519 check, which guards registrations and shadow-history
+    slashes, refuses each of the eight small-order points; `cryptography` (OpenSSL) accepts the same forgery."""
+    forged, tried = NEUTRAL + bytes(32), 0
+    for public in SMALL_ORDER:
+        try:
+            key = Ed25519PublicKey.from_public_bytes(public)
+        except ValueError:
+            continue  # OpenSSL does not read it as a point: nothing to forge with
+        messages = [m for m in (b"bind %d" % n for n in range(64)) if _openssl_accepts(key, forged, m)]
+        if messages:
+            tried += 1
+            assert not world.contracts.verify_ed25519(public, messages[0], forged), public.hex()
+    assert tried >= 8, "fewer forgeries than the eight points of small order"
+    honest = node_key("honest")
+    assert world.contracts.verify_ed25519(honest.public.public, b"bind", honest.sign_raw(b"bind"))
+
+
+def _openssl_accepts(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
 
 
 # ---- 4. a slash report copied, or collected by the slashed operator ----------------------------------------

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nacl.bindings import crypto_core_ed25519_add
 
-from tests.adversarial.weak_key_forger import NEUTRAL, SIGNS_ANYTHING, forge, weak_key
+from tests.adversarial.weak_key_forger import NEUTRAL, ORDER_8, SIGNS_ANYTHING, SMALL_ORDER, forge, weak_key
 from veriml import examples
 from veriml.codec import canonical_json
 from veriml.errors import InvalidInput
@@ -26,15 +26,6 @@ from veriml.service import Home, Service
 from veriml.verify import verify_bundle
 
 REFUSED = "not a valid Ed25519 public key"
-ORDER_8 = bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05")
-# The y coordinates of the points of order dividing 8, and the two non-canonical ones (y = p, p + 1), as
-# libsodium lists them; each with either sign of x.
-SMALL_ORDER_Y = [
-    bytes(32), NEUTRAL, ORDER_8,
-    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
-    *(bytes.fromhex(low + "ff" * 30 + "7f") for low in ("ec", "ed", "ee")),
-]  # fmt: skip
-SMALL_ORDER = [y[:31] + bytes([y[31] | sign]) for y in SMALL_ORDER_Y for sign in (0, 0x80)]
 
 
 @pytest.fixture(scope="module")

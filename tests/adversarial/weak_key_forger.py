@@ -20,6 +20,15 @@ from veriml.receipts.commitment import commit, parse_salt
 
 NEUTRAL = bytes([1]) + bytes(31)  # the neutral point (y = 1): order 1
 SIGNS_ANYTHING = NEUTRAL + bytes(32)  # R = the neutral point, S = 0
+ORDER_8 = bytes.fromhex("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05")
+# The y coordinates of the points of order dividing 8, and the two non-canonical ones (y = p, p + 1), as
+# libsodium lists them; each with either sign of x.
+SMALL_ORDER_Y = [
+    bytes(32), NEUTRAL, ORDER_8,
+    bytes.fromhex("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    *(bytes.fromhex(low + "ff" * 30 + "7f") for low in ("ec", "ed", "ee")),
+]  # fmt: skip
+SMALL_ORDER = [y[:31] + bytes([y[31] | sign]) for y in SMALL_ORDER_Y for sign in (0, 0x80)]
 
 
 def weak_key(name: str, public: bytes = NEUTRAL, sig_type: int = 0x01) -> str:
