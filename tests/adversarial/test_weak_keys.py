@@ -47,7 +47,7 @@ def test_openssl_alone_would_accept_the_forged_receipt(honest):
     """Why the check exists: the forged signature verifies under the neutral key with `cryptography` (OpenSSL)."""
     forged = _forged(honest)
     message = Domain.RECEIPT.message(canonical_json(forged["receipt"]["body"]))
-    Ed25519PublicKey.from_public_bytes(NEUTRAL[:32]).verify(SIGNS_ANYTHING, message)  # raises if refused
+    Ed25519PublicKey.from_public_bytes(NEUTRAL).verify(SIGNS_ANYTHING, message)  # raises if refused
 
 
 def test_without_the_key_check_the_forgery_verifies(honest, monkeypatch):
