@@ -30,6 +30,7 @@ from veriml.tlog import SignedCheckpoint, TrustPolicy
 REFUSING = Path(__file__).with_name("audit_refusing_node.py")
 DODGING = Path(__file__).with_name("audit_dodging_node.py")
 FORGETFUL = Path(__file__).with_name("audit_forgetful_node.py")
+SUBSTITUTING = Path(__file__).with_name("audit_substituting_node.py")
 FRACTION = 0.3
 ENTRIES = 60
 
@@ -160,5 +161,30 @@ def test_node_deleting_data_before_auditors_ask_is_recorded_as_evidence(tmp_path
             refused = {r["log_index"] for r in found}
             assert refused and refused | examined == sample and not refused & examined
             assert all("deleted before" in r["reason"] for r in found)
+    finally:
+        devnet.down(root)
+
+
+def test_auditor_is_not_shown_another_entry_than_it_asked_for(tmp_path_factory):
+    """The node lies on every request whose first input is positive, and answers an auditor asking for a lie with
+    the nearest honest entry before it: valid receipt, data and proof, only for another index. Each sampled lie is
+    refused evidence naming the index the proof is for; none is recorded as an agreeing re-execution."""
+    root = tmp_path_factory.mktemp("substituting")
+    try:
+        network, audited, size, lied = _network_with(SUBSTITUTING, root, 40)
+        origin, subject = audited["log_origin"], audited["node"]
+        assert 8 <= len(lied) <= 32
+        for n, url in enumerate(network.urls[:2]):
+            sample = _sample(network.nodes[n], origin, size)
+            found = attestations(url, subject)
+            agree = {a["log_index"] for a in found if a["verdict"] == "agree"}
+            refused = {r["log_index"]: r["reason"] for r in refusals(url, subject)}
+            substituted = {i for i in sample & lied if any(j < i and j not in lied for j in range(i))}
+            assert substituted, "the sample holds no lie the node could substitute; pick another seed"
+            assert not agree & lied
+            assert agree == sample - lied
+            assert set(refused) == substituted
+            for index in substituted:
+                assert f"not the entry {index} asked for" in refused[index], refused[index]
     finally:
         devnet.down(root)

@@ -323,7 +323,12 @@ class Auditor(BackgroundJob):
             if not isinstance(entry, dict) or not isinstance(entry.get("proof"), str):
                 raise InvalidInput("the entry has no tlog-proof, though a signed checkpoint covers it")
             receipt = parse_signed_receipt(entry["receipt"])
-            TlogProof.parse(entry["proof"]).verify(ReceiptLeaf.of(receipt).to_bytes(), round_.policy)
+            proof = TlogProof.parse(entry["proof"])
+            if proof.index != index:
+                # A valid entry at another index proves nothing about this one: a node would answer for each
+                # sampled entry it cheated on with an honest one.
+                raise InvalidInput(f"the proof is for entry {proof.index}, not the entry {index} asked for")
+            proof.verify(ReceiptLeaf.of(receipt).to_bytes(), round_.policy)
         except (VerimlError, ValueError) as exc:
             self._refuse(round_, index, f"no valid entry and proof: {exc}")
             return True

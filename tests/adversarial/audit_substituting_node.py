@@ -1,0 +1,53 @@
+"""A node that cheats on some requests and answers an auditor's question about a cheated entry with an honest one:
+it perturbs the outputs of every request whose first input value is positive, and when an auditor asks for such
+an entry it serves the nearest honest entry before it instead (its receipt, data and a valid proof, under its
+'index' field the one asked for), hoping the auditor re-executes the honest request and records the cheated entry
+as examined. For the audit attack tests only.
+Usage: audit_substituting_node.py --config node.toml
+"""
+
+from typing import Any
+
+import numpy as np
+
+from veriml.codec import tensors_from_json
+from veriml.node.__main__ import main
+from veriml.node.disclosure import Disclosure
+from veriml.runtime.onnx_engine import OnnxEngine
+
+honest_run = OnnxEngine.run
+honest_entry = Disclosure.entry
+
+
+def lies_on(arrays: Any) -> bool:
+    return float(np.asarray(next(iter(arrays.values()))).flat[0]) > 0
+
+
+def lied(stored_inputs: Any) -> bool:
+    return lies_on(tensors_from_json(stored_inputs, "inputs"))
+
+
+def cheating_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
+    outputs = honest_run(self, blob_id, load, inputs)
+    if not lies_on(inputs):
+        return outputs
+    return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}
+
+
+def substituting_entry(self, index, method, path, headers):  # type: ignore[no-untyped-def]
+    answer = honest_entry(self, index, method, path, headers)
+    if answer.get("data") != "disclosed" or not lied(answer["inputs"]):
+        return answer
+    for other in range(index - 1, -1, -1):  # the node reads its own store: no auditor signature needed
+        stored = self._stored(other)
+        if "inputs" in stored and not lied(stored["inputs"]):
+            return {"index": index, "receipt": stored["receipt"], "proof": self.log.prove(other).to_text(),
+                    "data": "disclosed", **{k: stored[k] for k in ("salt", "inputs", "outputs")}}  # fmt: skip
+    return answer
+
+
+OnnxEngine.run = cheating_run  # type: ignore[method-assign]
+Disclosure.entry = substituting_entry  # type: ignore[method-assign]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
