@@ -1,8 +1,8 @@
 """A node that cheats on some requests and answers an auditor's question about a cheated entry with an honest one:
 it perturbs the outputs of every request whose first input value is positive, and when an auditor asks for such
-an entry it serves the nearest honest entry before it instead (its receipt, data and a valid proof, under its
-'index' field the one asked for), hoping the auditor re-executes the honest request and records the cheated entry
-as examined. For the audit attack tests only.
+an entry (one by one or several at once) it serves the nearest honest entry before it instead: its receipt, data
+and a valid proof, under the 'index' field asked for, hoping the auditor re-executes the honest request and
+records the cheated entry as examined. For the audit attack tests only.
 Usage: audit_substituting_node.py --config node.toml
 """
 
@@ -16,7 +16,7 @@ from veriml.node.disclosure import Disclosure
 from veriml.runtime.onnx_engine import OnnxEngine
 
 honest_run = OnnxEngine.run
-honest_entry = Disclosure.entry
+honest_answer = Disclosure._answer
 
 
 def lies_on(arrays: Any) -> bool:
@@ -34,8 +34,8 @@ def cheating_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
     return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}
 
 
-def substituting_entry(self, index, method, path, headers):  # type: ignore[no-untyped-def]
-    answer = honest_entry(self, index, method, path, headers)
+def substituting_answer(self, index, auditor, headers, stored=None):  # type: ignore[no-untyped-def]
+    answer = honest_answer(self, index, auditor, headers, stored)
     if answer.get("data") != "disclosed" or not lied(answer["inputs"]):
         return answer
     for other in range(index - 1, -1, -1):  # the node reads its own store: no auditor signature needed
@@ -47,7 +47,7 @@ def substituting_entry(self, index, method, path, headers):  # type: ignore[no-u
 
 
 OnnxEngine.run = cheating_run  # type: ignore[method-assign]
-Disclosure.entry = substituting_entry  # type: ignore[method-assign]
+Disclosure._answer = substituting_answer  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -14,7 +14,7 @@ from veriml.node.auditor_auth import AUDITOR_HEADER
 from veriml.runtime.onnx_engine import OnnxEngine
 
 honest_run = OnnxEngine.run
-honest_release = disclosure.Disclosure._release
+honest_answer = disclosure.Disclosure._answer
 disclosed: set[tuple[str, int]] = set()  # (auditor key, log index)
 
 
@@ -25,18 +25,18 @@ def wrong_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
     return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}
 
 
-def release_once(self, index, stored, method, path, headers):  # type: ignore[no-untyped-def]
-    data = honest_release(self, index, stored, method, path, headers)
-    if data == "disclosed":
+def answer_once(self, index, auditor, headers, stored=None):  # type: ignore[no-untyped-def]
+    answer = honest_answer(self, index, auditor, headers, stored)
+    if answer["data"] == "disclosed":
         asked = (headers.get(AUDITOR_HEADER, ""), index)
         if asked in disclosed:
-            return "withheld"
+            return {"index": index, "receipt": answer["receipt"], "proof": answer["proof"], "data": "withheld"}
         disclosed.add(asked)
-    return data
+    return answer
 
 
 OnnxEngine.run = wrong_run  # type: ignore[method-assign]
-disclosure.Disclosure._release = release_once  # type: ignore[method-assign]
+disclosure.Disclosure._answer = answer_once  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     raise SystemExit(main())

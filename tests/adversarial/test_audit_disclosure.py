@@ -218,3 +218,58 @@ def test_auditor_rate_limit(net):
     assert _signed_get(net, _key(net, 2), 0, path).json()["data"] == "disclosed"
     time.sleep(0.5)
     assert _signed_get(net, auditor, 0, path).json()["data"] == "disclosed"
+
+
+def test_several_entries_under_one_signature(net):
+    """What an auditor asks a round's sample in: each entry answered as alone, its disclosure recorded; the
+    signature covers the indices asked for, so it opens no other entry; each entry counts against the rate."""
+    (a, salt_a), (b, salt_b) = infer(net.urls[1], X), infer(net.urls[1], X)
+    private, salt_p = infer(net.urls[1], X, privacy="private")
+    missing = 1 << 40
+    wait_checkpoint(net.urls[1], private + 1)
+    wait_audited(net.urls[:1], info(net.urls[1])["log_origin"], private + 1)  # node 0's own audit is done
+    auditor = _key(net, 0)
+    before = {i: _count(net, 1, i, auditor) for i in (a, b, private)}
+    path = f"/v1/log/entries?indices={a},{private},{b},{missing}"
+    answer = _signed_get(net, auditor, 1, path)
+    assert answer.status_code == 200, answer.text
+    entries = answer.json()["entries"]
+    assert [e["index"] for e in entries] == [a, private, b, missing]
+    assert [e.get("data") for e in entries[:3]] == ["disclosed", "private", "disclosed"]
+    assert (entries[0]["salt"], entries[2]["salt"]) == (salt_a, salt_b)
+    assert entries[3]["status"] == 404 and "receipt" not in entries[3]
+    _no_data(str(entries[1]), salt_p)
+    for entry in (entries[0], entries[2]):
+        proof = TlogProof.parse(entry["proof"])
+        assert proof.index == entry["index"]
+        proof.verify(ReceiptLeaf.of(parse_signed_receipt(entry["receipt"])).to_bytes(),
+                     TrustPolicy(VerifyingKey.parse(info(net.urls[1])["node"])))  # fmt: skip
+    after = {i: _count(net, 1, i, auditor) for i in (a, b, private)}
+    assert after == {a: before[a] + 1, b: before[b] + 1, private: before[private]}
+    # Unsigned, the same request gets receipts and proofs only.
+    anonymous = httpx.get(net.urls[1] + path)
+    assert [e.get("data") for e in anonymous.json()["entries"][:3]] == ["withheld", "private", "withheld"]
+    _no_data(anonymous.text, salt_a)
+    _no_data(anonymous.text, salt_b)
+    # A signature is worth nothing for other indices, nor one made for a single entry for several.
+    node1 = VerifyingKey.parse(info(net.urls[1])["node"])
+    made_for_b = sign_request(auditor, "GET", f"/v1/log/entries?indices={b}", node1)
+    for tampered, headers in ((f"/v1/log/entries?indices={a}", made_for_b),
+                              (f"/v1/log/entries?indices={a},{b}", made_for_b),
+                              (f"/v1/log/entries?indices={b}&indices={a}", made_for_b),
+                              (f"/v1/log/entries?indices={a}", sign_request(auditor, "GET", f"/v1/log/entries/{a}",
+                                                                            node1))):  # fmt: skip
+        refused = httpx.get(net.urls[1] + tampered, headers=headers)
+        assert refused.status_code == 403 and "signature is not valid" in refused.json()["detail"], refused.text
+        _no_data(refused.text, salt_a)
+    assert _count(net, 1, a, auditor) == after[a]
+    # Malformed requests are problems, not tracebacks.
+    for query in ("indices=", "indices=1,x", f"indices={a},{a}", "indices=" + ",".join(map(str, range(65)))):
+        bad = _signed_get(net, auditor, 1, "/v1/log/entries?" + query)
+        assert bad.status_code == 400 and bad.headers["content-type"] == "application/problem+json", bad.text
+    # Each entry asked for is one disclosure against the rate limit: batches of 64 reach it 64 times sooner.
+    limited = 0
+    for n in range(2 * BURST // 64 + 2):
+        batch = ",".join(str(missing + 64 * n + k) for k in range(64))
+        limited += _signed_get(net, _key(net, 2), 1, f"/v1/log/entries?indices={batch}").status_code == 429
+    assert limited >= 1

@@ -386,6 +386,18 @@ def create_app(node: Node) -> FastAPI:
         is recorded); never for a `private` one. `data` says which case applied."""
         return node.auditor.disclosure.entry(index, "GET", request.url.path, request.headers)
 
+    @app.get("/v1/log/entries", tags=["log"])
+    def log_entries(indices: str, request: Request) -> dict[str, Any]:
+        """Several entries at once, as `/v1/log/entries/{index}` answers each (`indices`: up to 64 distinct log
+        indices, comma-separated): what an auditor asks for a round's sample in. A signed auditor request covers
+        the path with its query, so its signature is worth nothing for other indices; each entry disclosed counts
+        against the auditor's rate limit. An entry that cannot be answered is `{index, status, detail}`."""
+        parsed = [int(part) for part in indices.split(",") if part.isascii() and part.isdigit() and len(part) <= 15]
+        if len(parsed) != len(indices.split(",")):
+            raise InvalidInput("indices: comma-separated log indices (decimal digits), e.g. 3,17,42")
+        path = request.url.path + "?" + request.scope["query_string"].decode("latin-1")
+        return {"entries": node.auditor.disclosure.entries(parsed, "GET", path, request.headers)}
+
     @app.get("/v1/disputes/{dispute_id}/entry", tags=["log"])
     def dispute_entry(dispute_id: int, request: Request) -> dict[str, Any]:
         """For a member of an on-chain dispute's committee (a signed auditor request), from the dispute's

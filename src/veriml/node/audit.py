@@ -35,7 +35,7 @@ from veriml.errors import InvalidInput, VerimlError
 from veriml.fsutil import atomic_write
 from veriml.identity import VerifyingKey
 from veriml.node.auditor_auth import AuditorGate, sign_request
-from veriml.node.disclosure import Disclosure, Retention, _timestamp_seconds
+from veriml.node.disclosure import MAX_ENTRIES_PER_REQUEST, Disclosure, Retention, _timestamp_seconds
 from veriml.node.limits import check_reexecution
 from veriml.receipts import ReceiptLeaf, SignedAttestation, parse_signed_receipt
 from veriml.receipts.commitment import parse_salt
@@ -49,8 +49,9 @@ MAX_ENTRIES_PER_ROUND = 10_000  # a huge claimed size cannot stall a round
 MAX_SAMPLED_PER_ROUND = 200  # requests per peer per round: well under the peers' per-auditor rate limit
 RETRIES_PER_ROUND = 50  # open refusals asked again per peer per round
 MIN_RETENTION = 86400.0  # seconds a peer must keep an auditable request's data before deleting it
-PACE = 80.0  # requests per second at most, under the per-auditor limit peers apply (auditor_auth.RATE)
+PACE = 80.0  # entries asked for per second at most, under the per-auditor limit peers apply (auditor_auth.RATE)
 SEED_BYTES = 32
+RETENTION_TTL = 60.0  # seconds a peer's stated retention is used before it is asked again
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS attestations (
@@ -106,6 +107,9 @@ class AuditStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # A crash may lose the last records, never reorder them: the audited size, written after what it covers,
+        # is lost with them, so nothing unexamined is ever recorded as audited.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
 
@@ -229,6 +233,7 @@ class Auditor(BackgroundJob):
         self.retention = Retention(self.disclosure)
         self._http = httpx.Client(timeout=30)
         self._next_request = 0.0
+        self._retentions: dict[str, tuple[float, float]] = {}  # url -> (retention, asked again after)
         self.on_disagreement: Any = None  # set on a chain with disputes: (receipt, log index, entry) -> None
         super().__init__("audit")
 
@@ -262,64 +267,104 @@ class Auditor(BackgroundJob):
 
     def audit_peer(self, url: str, log_key: VerifyingKey) -> int:
         """Examine the peer's sampled entries: first those it refused before, then the new ones up to its signed
-        checkpoint. Return how many were examined this round."""
+        checkpoint, up to 64 in one request. Return how many were examined this round."""
         origin = log_key.name
         text = self._http.get(f"{url}/checkpoint", timeout=10).text
         checkpoint = SignedCheckpoint.parse(text, f"checkpoint of {url}")
         policy = TrustPolicy(log_key)
         policy.check(checkpoint)
         size = checkpoint.checkpoint.size
+        round_ = _Round(url, log_key, text, policy, self._retention(url))
+        examined = 0
+        retries = [index for index in self.store.open_refusals(origin, RETRIES_PER_ROUND) if index < size]
+        for n in range(0, len(retries), MAX_ENTRIES_PER_REQUEST):
+            if self._stop.is_set():
+                return examined
+            chunk = retries[n : n + MAX_ENTRIES_PER_REQUEST]
+            examined += len(chunk)
+            if not self._examine_all(round_, chunk):
+                return examined  # not answering at all: try again next round, not more timeouts now
+        start = scanned = self.audited_size(origin)
+        sample = []
+        for index in range(start, min(size, start + MAX_ENTRIES_PER_ROUND)):
+            if examined + len(sample) >= MAX_SAMPLED_PER_ROUND:
+                break
+            if self.is_sampled(origin, index):
+                sample.append(index)
+            scanned = index + 1
+        # Past what was examined or recorded, never further: an error here leaves the chunk for next round.
+        position = sample[0] if sample else scanned
+        try:
+            for n in range(0, len(sample), MAX_ENTRIES_PER_REQUEST):
+                if self._stop.is_set():
+                    break
+                chunk = sample[n : n + MAX_ENTRIES_PER_REQUEST]
+                answered = self._examine_all(round_, chunk)
+                examined += len(chunk)
+                rest = sample[n + MAX_ENTRIES_PER_REQUEST :]
+                position = rest[0] if rest else scanned
+                if not answered:
+                    break  # recorded as refused; a peer that does not answer is not hammered
+        finally:
+            self.store.set_audited(origin, position)
+        return examined
+
+    def _retention(self, url: str) -> float:
+        """How long the peer says it keeps auditable data (its /v1/info), asked once a minute."""
+        known = self._retentions.get(url)
+        if known is not None and known[1] > time.monotonic():
+            return known[0]
         try:
             retention = float(self._http.get(f"{url}/v1/info", timeout=10).json()["audit"]["retention"])
         except Exception:  # a peer that does not say keeps nothing past the moment: only early deletion shows
             retention = 0.0
-        round_ = _Round(url, log_key, text, policy, retention)
-        examined = 0
-        for index in self.store.open_refusals(origin, RETRIES_PER_ROUND):
-            if index < size and not self._stop.is_set():
-                examined += 1
-                if not self._examine(round_, index):
-                    return examined  # not answering at all: try again next round, not 50 timeouts now
-        position = start = self.audited_size(origin)
-        try:
-            for index in range(start, min(size, start + MAX_ENTRIES_PER_ROUND)):
-                if self._stop.is_set() or examined >= MAX_SAMPLED_PER_ROUND:
-                    break
-                if self.is_sampled(origin, index):
-                    examined += 1
-                    if not self._examine(round_, index):
-                        position = index + 1  # recorded as refused; a peer that does not answer is not hammered
-                        break
-                position = index + 1
-        finally:
-            # Past what was examined or recorded, never further: an error here leaves `index` for next round.
-            self.store.set_audited(origin, position)
-        return examined
+        self._retentions[url] = (retention, time.monotonic() + RETENTION_TTL)
+        return retention
 
     def _refuse(self, round_: _Round, index: int, reason: str) -> None:
         self.store.refused(round_.log_key.name, round_.log_key.vkey, index, reason, round_.checkpoint)
         events.warning(json.dumps({"event": "audit-refused", "subject": round_.log_key.key_id, "index": index,
                                    "reason": reason}))  # fmt: skip
 
-    def _examine(self, round_: _Round, index: int) -> bool:
-        """Ask for one sampled entry (a signed auditor request), check its proof, re-execute it, record what was
-        found. False only when the peer did not answer at all."""
-        origin, path = round_.log_key.name, f"/v1/log/entries/{index}"
+    def _examine_all(self, round_: _Round, indices: list[int]) -> bool:
+        """Ask for sampled entries in one signed auditor request and examine each answer; an entry not served is
+        recorded as refused. False only when the peer did not answer at all."""
+        path = "/v1/log/entries?indices=" + ",".join(str(index) for index in indices)
         now = time.monotonic()
         if self._next_request > now:
             self._stop.wait(self._next_request - now)
-        self._next_request = max(now, self._next_request) + 1 / PACE
+        self._next_request = max(now, self._next_request) + len(indices) / PACE
         headers = sign_request(self.node.key, "GET", path, round_.log_key)
         try:
             response = self._http.get(round_.url + path, headers=headers)
         except httpx.HTTPError as exc:
-            self._refuse(round_, index, f"unanswered ({type(exc).__name__})")
+            for index in indices:
+                self._refuse(round_, index, f"unanswered ({type(exc).__name__})")
             return False
+        answers: list[Any] | str
         if response.status_code != 200:
-            self._refuse(round_, index, f"answered {response.status_code}: {response.text[:300]}")
-            return True
+            answers = f"answered {response.status_code}: {response.text[:300]}"
+        else:
+            try:
+                answers = response.json()["entries"]
+                if not isinstance(answers, list) or len(answers) != len(indices):
+                    raise ValueError(f"{len(indices)} entries asked for, {len(answers)} served")
+            except (ValueError, KeyError, TypeError) as exc:
+                answers = f"no valid answer: {exc}"
+        for n, index in enumerate(indices):
+            answer = answers if isinstance(answers, str) else answers[n]
+            if isinstance(answer, dict) and "status" in answer and "receipt" not in answer:
+                answer = f"answered {answer.get('status')}: {str(answer.get('detail'))[:300]}"
+            if isinstance(answer, str):
+                self._refuse(round_, index, answer)
+            else:
+                self._examine(round_, index, answer)
+        return True
+
+    def _examine(self, round_: _Round, index: int, entry: Any) -> None:
+        """Check one served entry's proof, re-execute it, record what was found."""
+        origin = round_.log_key.name
         try:
-            entry = response.json()
             if not isinstance(entry, dict) or not isinstance(entry.get("proof"), str):
                 raise InvalidInput("the entry has no tlog-proof, though a signed checkpoint covers it")
             receipt = parse_signed_receipt(entry["receipt"])
@@ -329,12 +374,12 @@ class Auditor(BackgroundJob):
                 # sampled entry it cheated on with an honest one.
                 raise InvalidInput(f"the proof is for entry {proof.index}, not the entry {index} asked for")
             proof.verify(ReceiptLeaf.of(receipt).to_bytes(), round_.policy)
-        except (VerimlError, ValueError) as exc:
+        except (VerimlError, ValueError, KeyError) as exc:
             self._refuse(round_, index, f"no valid entry and proof: {exc}")
-            return True
+            return
         if receipt.body.privacy == "private":
             self.store.unattestable(origin, index, "private")
-            return True
+            return
         if entry.get("data") == "deleted":
             # Deleting data before auditors could ask for it is refusing them: the window is the longer of the
             # node's stated one and the network's minimum.
@@ -343,24 +388,24 @@ class Auditor(BackgroundJob):
                 self._refuse(round_, index, f"data deleted before the {round_.retention:.0f} s retention window ended")
             else:
                 self.store.unattestable(origin, index, "deleted")
-            return True
+            return
         try:
             manifest = self.node.pin(str(receipt.body.manifest))
         except VerimlError as exc:  # the node ran the model, so it can serve it: else the entry is not examinable
             self._refuse(round_, index, f"model {receipt.body.manifest} not obtainable: {exc}")
-            return True
+            return
         try:
             inputs = tensors_from_json(entry.get("inputs"), "disclosed inputs")
         except InvalidInput as exc:
             self._refuse(round_, index, f"data withheld or wrong ({entry.get('data')!r}): {exc}")
-            return True
+            return
         try:
             check_reexecution(self.node.config, manifest, inputs)
         except InvalidInput:
             # Over this auditor's limits (docs/limits.md): not re-executed, so a peer cannot make its auditors
             # do more than its callers could; recorded, not counted against the peer.
             self.store.unattestable(origin, index, "over-limits")
-            return True
+            return
         try:
             attestation = self.node.service.attest(
                 manifest,
@@ -371,14 +416,13 @@ class Auditor(BackgroundJob):
             )
         except InvalidInput as exc:
             self._refuse(round_, index, f"data withheld or wrong ({entry.get('data')!r}): {exc}")
-            return True
+            return
         self.store.attested(origin, index, attestation, entry["receipt"])
         if attestation.body.verdict == "disagree":
             # Not the detail: for a generation it names tokens of the output, and request data stays out of logs.
             events.warning(json.dumps({"event": "evidence", "subject": receipt.body.node.key_id, "index": index}))
             if self.on_disagreement is not None:
                 self.on_disagreement(receipt, index, entry)
-        return True
 
     def audited_size(self, origin: str) -> int:
         return self.store.audited_size(origin)

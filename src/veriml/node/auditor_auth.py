@@ -72,8 +72,9 @@ class AuditorGate:
         self._pruned = 0.0
         self._lock = threading.Lock()
 
-    def authenticate(self, method: str, path: str, headers: Mapping[str, str]) -> VerifyingKey:
-        """The auditor's key, or PermissionDenied naming what was wrong (RateLimited over the limit)."""
+    def authenticate(self, method: str, path: str, headers: Mapping[str, str], entries: int = 1) -> VerifyingKey:
+        """The auditor's key, or PermissionDenied naming what was wrong (RateLimited over the limit). A request
+        for several entries counts as that many disclosures against the rate limit."""
         try:
             key = VerifyingKey.parse(headers.get(AUDITOR_HEADER), "auditor key")
             text = headers.get(TIMESTAMP_HEADER, "")
@@ -107,7 +108,7 @@ class AuditorGate:
             bucket = self._buckets.setdefault(key.public, _Bucket(float(self.burst), now))
             bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.at) * self.rate)
             bucket.at = now
-            if bucket.tokens < 1:
+            if bucket.tokens < entries:
                 raise RateLimited(f"auditor {key.key_id}: over {self.rate:.0f} disclosures per second; retry later")
-            bucket.tokens -= 1
+            bucket.tokens -= entries
         return key

@@ -23,8 +23,9 @@ from typing import Any
 
 from veriml.background import BackgroundJob
 from veriml.codec import canonical_json, parse_json, tensors_from_json
-from veriml.errors import InvalidInput, NotFound, PermissionDenied
+from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerimlError
 from veriml.hub import Registry
+from veriml.identity import VerifyingKey
 from veriml.node.auditor_auth import AuditorGate, is_signed
 from veriml.receipts import Bundle, parse_signed_receipt
 from veriml.receipts.commitment import parse_salt
@@ -34,6 +35,7 @@ events = logging.getLogger("veriml.node")
 SALT_HEADER = "x-veriml-salt"  # the client's own salt: proves it is the client that made the request
 _DATA = ("salt", "inputs", "outputs")
 SWEEP_CHUNK = 1000
+MAX_ENTRIES_PER_REQUEST = 64  # one auditor request's entries: a round's sample of a busy peer in a few requests
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS disclosures (
@@ -73,11 +75,14 @@ class Disclosure:
             raise NotFound(f"log entry {index}: no receipt is kept beside it")
         return stored
 
-    def _release(self, index: int, stored: dict[str, Any], method: str, path: str,
-                 headers: Mapping[str, str]) -> str:  # fmt: skip
-        """Whether this caller may have the entry's data: 'public', 'client', 'disclosed' (to an auditor, recorded),
-        or why not: 'withheld', 'private', 'deleted'."""
-        auditor = self.gate.authenticate(method, path, headers) if is_signed(headers) else None
+    def _auditor(self, method: str, path: str, headers: Mapping[str, str], entries: int = 1) -> VerifyingKey | None:
+        """The authenticated auditor of a signed request (PermissionDenied if its signature is not good), None for
+        an unsigned one."""
+        return self.gate.authenticate(method, path, headers, entries) if is_signed(headers) else None
+
+    def _release(self, stored: dict[str, Any], auditor: VerifyingKey | None, headers: Mapping[str, str]) -> str:
+        """Whether this caller may have the entry's data: 'public', 'client', 'disclosed' (to an auditor, to be
+        recorded), or why not: 'withheld', 'private', 'deleted'."""
         privacy = stored["receipt"].get("body", {}).get("privacy", "auditable")
         if privacy == "private":
             return "private"
@@ -88,32 +93,65 @@ class Disclosure:
         given = headers.get(SALT_HEADER)
         if given is not None and hmac.compare_digest(given.encode("ascii", "replace"), stored["salt"].encode()):
             return "client"
-        if auditor is None:
-            return "withheld"
-        with self._lock:
-            self._db.execute(
-                "INSERT INTO disclosures (at, auditor, log_index) VALUES (?, ?, ?)",
-                (datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"), auditor.vkey, index),
-            )
-        return "disclosed"
+        return "withheld" if auditor is None else "disclosed"
 
-    def entry(self, index: int, method: str, path: str, headers: Mapping[str, str]) -> dict[str, Any]:
-        """The signed receipt at `index` and its tlog-proof once a checkpoint covers it; its salt, inputs and
-        outputs only for a caller allowed them (`data` says which case applies)."""
-        stored = self._stored(index)
-        data = self._release(index, stored, method, path, headers)
+    def _record(self, auditor: VerifyingKey, indices: list[int]) -> None:
+        at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT INTO disclosures (at, auditor, log_index) VALUES (?, ?, ?)",
+                                     [(at, auditor.vkey, index) for index in indices])  # fmt: skip
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _answer(self, index: int, auditor: VerifyingKey | None, headers: Mapping[str, str],
+                stored: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+        """What a caller is answered for one entry (its disclosure not yet recorded)."""
+        stored = self._stored(index) if stored is None else stored
+        data = self._release(stored, auditor, headers)
         try:
             proof = self.log.prove(index).to_text()
         except NotFound:
             proof = None
-        entry = {"index": index, "receipt": stored["receipt"], "proof": proof, "data": data}
+        answer = {"index": index, "receipt": stored["receipt"], "proof": proof, "data": data}
         if data in ("public", "client", "disclosed"):
-            entry.update({k: stored[k] for k in _DATA})
-        return entry
+            answer.update({k: stored[k] for k in _DATA})
+        return answer
+
+    def entry(self, index: int, method: str, path: str, headers: Mapping[str, str]) -> dict[str, Any]:
+        """The signed receipt at `index` and its tlog-proof once a checkpoint covers it; its salt, inputs and
+        outputs only for a caller allowed them (`data` says which case applies)."""
+        stored = self._stored(index)  # an entry that is not there is a 404 before any signature is looked at
+        auditor = self._auditor(method, path, headers)
+        answer = self._answer(index, auditor, headers, stored)
+        if auditor is not None and answer["data"] == "disclosed":
+            self._record(auditor, [index])
+        return answer
+
+    def entries(self, indices: list[int], method: str, path: str, headers: Mapping[str, str]) -> list[dict[str, Any]]:
+        """`entry` for several indices under one signed request (a disclosure each, counted as such by the rate
+        limit); an entry that cannot be answered is a problem in its place: its index, status and detail."""
+        if not 1 <= len(indices) <= MAX_ENTRIES_PER_REQUEST or len(set(indices)) != len(indices):
+            raise InvalidInput(f"log entries: 1 to {MAX_ENTRIES_PER_REQUEST} distinct indices per request")
+        auditor = self._auditor(method, path, headers, len(indices))
+        answers: list[dict[str, Any]] = []
+        for index in indices:
+            try:
+                answers.append(self._answer(index, auditor, headers))
+            except VerimlError as exc:
+                answers.append({"index": index, "status": exc.http_status, "detail": str(exc)})
+        disclosed = [answer["index"] for answer in answers if answer.get("data") == "disclosed"]
+        if auditor is not None and disclosed:
+            self._record(auditor, disclosed)
+        return answers
 
     def bundle(self, index: int, method: str, path: str, headers: Mapping[str, str]) -> Bundle:
         stored = self._stored(index)
-        data = self._release(index, stored, method, path, headers)
+        auditor = self._auditor(method, path, headers)
+        data = self._release(stored, auditor, headers)
         if data == "private":
             raise PermissionDenied(f"log entry {index}: a private request's inputs and outputs are not kept here")
         if data == "deleted":
@@ -123,6 +161,8 @@ class Disclosure:
                 f"log entry {index}: the inputs and outputs of an auditable request go only to its client"
                 f" (header X-Veriml-Salt) or an authenticated auditor"
             )
+        if auditor is not None and data == "disclosed":
+            self._record(auditor, [index])
         receipt = parse_signed_receipt(stored["receipt"])
         try:
             proof = self.log.prove(index).to_text()
