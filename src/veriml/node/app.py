@@ -389,8 +389,8 @@ def create_app(node: Node) -> FastAPI:
     @app.get("/v1/log/entries", tags=["log"])
     def log_entries(indices: str, request: Request) -> dict[str, Any]:
         """Several entries at once, as `/v1/log/entries/{index}` answers each (`indices`: up to 64 distinct log
-        indices, comma-separated): what an auditor asks for a round's sample in. A signed auditor request covers
-        the path with its query, so its signature is worth nothing for other indices; each entry disclosed counts
+        indices, comma-separated), for a signed auditor request only: what an auditor asks a round's sample in. The
+        signature covers the path with its query, so it is worth nothing for other indices; each entry counts
         against the auditor's rate limit. An entry that cannot be answered is `{index, status, detail}`."""
         parsed = [int(part) for part in indices.split(",") if part.isascii() and part.isdigit() and len(part) <= 15]
         if len(parsed) != len(indices.split(",")):

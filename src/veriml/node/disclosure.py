@@ -132,11 +132,15 @@ class Disclosure:
         return answer
 
     def entries(self, indices: list[int], method: str, path: str, headers: Mapping[str, str]) -> list[dict[str, Any]]:
-        """`entry` for several indices under one signed request (a disclosure each, counted as such by the rate
-        limit); an entry that cannot be answered is a problem in its place: its index, status and detail."""
+        """`entry` for several indices under one signed auditor request (a disclosure each, counted as such by the
+        rate limit); an entry that cannot be answered is a problem in its place: its index, status and detail."""
         if not 1 <= len(indices) <= MAX_ENTRIES_PER_REQUEST or len(set(indices)) != len(indices):
             raise InvalidInput(f"log entries: 1 to {MAX_ENTRIES_PER_REQUEST} distinct indices per request")
         auditor = self._auditor(method, path, headers, len(indices))
+        if auditor is None:
+            # Sixty-four entries and proofs for one request: only for auditors, whom the rate limit bounds.
+            raise PermissionDenied("log entries: several at once only for a signed auditor request; others ask "
+                                   "/v1/log/entries/{index} for each")  # fmt: skip
         answers: list[dict[str, Any]] = []
         for index in indices:
             try:
@@ -144,7 +148,7 @@ class Disclosure:
             except VerimlError as exc:
                 answers.append({"index": index, "status": exc.http_status, "detail": str(exc)})
         disclosed = [answer["index"] for answer in answers if answer.get("data") == "disclosed"]
-        if auditor is not None and disclosed:
+        if disclosed:
             self._record(auditor, disclosed)
         return answers
 
