@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,18 @@ def _network_with(script: Path, root: Path, entries: int, lie_inputs: bool = Fal
     return network, audited, size, positive
 
 
+@contextmanager
+def _attacked_by(script: Path, tmp_path_factory, entries: int):  # type: ignore[no-untyped-def]
+    """A network whose node 2 runs `script`, after `entries` requests to it were audited: (network, audited log
+    origin, audited node key, log size, indices of requests with a positive first input)."""
+    root = tmp_path_factory.mktemp(script.stem)
+    try:
+        network, audited, size, positive = _network_with(script, root, entries)
+        yield network, audited["log_origin"], audited["node"], size, positive
+    finally:
+        devnet.down(root)
+
+
 @pytest.fixture(scope="module")
 def refusing(tmp_path_factory):
     root = tmp_path_factory.mktemp("refusing")
@@ -66,6 +79,13 @@ def refusing(tmp_path_factory):
 def _sample(node, origin: str, size: int) -> set[int]:  # type: ignore[no-untyped-def]
     seed = seed_of(node)
     return {i for i in range(size) if sampled(seed, origin, i, FRACTION)}
+
+
+def _findings(url: str, subject: str) -> tuple[set[int], set[int], dict[int, str]]:
+    """What an auditor recorded of `subject`: agreeing and disagreeing entries, and refusals with their reasons."""
+    found = attestations(url, subject)
+    agree, disagree = ({a["log_index"] for a in found if a["verdict"] == v} for v in ("agree", "disagree"))
+    return agree, disagree, {r["log_index"]: r["reason"] for r in refusals(url, subject)}
 
 
 def test_node_refusing_sampled_entries_is_recorded_as_evidence(refusing):
@@ -124,17 +144,12 @@ def test_audit_sample_cannot_be_dodged(tmp_path_factory):
     """The node lies on every request whose first input is positive and refuses every odd entry to auditors.
     Each auditor catches exactly the lies its committed sample holds: as disagreement where the node served the
     entry, as refusal evidence where it did not. None escapes the sample, and the count is at the sample rate."""
-    root = tmp_path_factory.mktemp("dodging")
-    try:
-        network, audited, size, lied = _network_with(DODGING, root, 80)
-        origin, subject = audited["log_origin"], audited["node"]
+    with _attacked_by(DODGING, tmp_path_factory, 80) as (network, origin, subject, size, lied):
         assert 25 <= len(lied) <= 55
         for n, url in enumerate(network.urls[:2]):
             sample = _sample(network.nodes[n], origin, size)
-            found = attestations(url, subject)
-            disagree = {a["log_index"] for a in found if a["verdict"] == "disagree"}
-            agree = {a["log_index"] for a in found if a["verdict"] == "agree"}
-            refused = {r["log_index"] for r in refusals(url, subject)}
+            agree, disagree, reasons = _findings(url, subject)
+            refused = set(reasons)
             assert disagree == {i for i in sample & lied if i % 2 == 0}
             assert agree == {i for i in sample - lied if i % 2 == 0}
             assert refused == {i for i in sample if i % 2 == 1}
@@ -142,17 +157,12 @@ def test_audit_sample_cannot_be_dodged(tmp_path_factory):
             assert caught == sample & lied  # every sampled lie is evidence of one kind or the other
             expected, spread = FRACTION * len(lied), 6 * (len(lied) * FRACTION * (1 - FRACTION)) ** 0.5
             assert abs(len(caught) - expected) <= spread, (len(caught), expected)
-    finally:
-        devnet.down(root)
 
 
 def test_node_deleting_data_before_auditors_ask_is_recorded_as_evidence(tmp_path_factory):
     """The node deletes every request's data at once (retention 0): each sampled entry it deleted is a refusal,
     not an examined entry, because the network's minimum retention had not passed."""
-    root = tmp_path_factory.mktemp("forgetful")
-    try:
-        network, audited, size, _ = _network_with(FORGETFUL, root, 20)
-        origin, subject = audited["log_origin"], audited["node"]
+    with _attacked_by(FORGETFUL, tmp_path_factory, 20) as (network, origin, subject, size, _):
         assert info(network.urls[2])["audit"]["retention"] == 0
         for n, url in enumerate(network.urls[:2]):
             sample = _sample(network.nodes[n], origin, size)
@@ -161,30 +171,21 @@ def test_node_deleting_data_before_auditors_ask_is_recorded_as_evidence(tmp_path
             refused = {r["log_index"] for r in found}
             assert refused and refused | examined == sample and not refused & examined
             assert all("deleted before" in r["reason"] for r in found)
-    finally:
-        devnet.down(root)
 
 
 def test_auditor_is_not_shown_another_entry_than_it_asked_for(tmp_path_factory):
     """The node lies on every request whose first input is positive, and answers an auditor asking for a lie with
     the nearest honest entry before it: valid receipt, data and proof, only for another index. Each sampled lie is
     refused evidence naming the index the proof is for; none is recorded as an agreeing re-execution."""
-    root = tmp_path_factory.mktemp("substituting")
-    try:
-        network, audited, size, lied = _network_with(SUBSTITUTING, root, 40)
-        origin, subject = audited["log_origin"], audited["node"]
+    with _attacked_by(SUBSTITUTING, tmp_path_factory, 40) as (network, origin, subject, size, lied):
         assert 8 <= len(lied) <= 32
         for n, url in enumerate(network.urls[:2]):
             sample = _sample(network.nodes[n], origin, size)
-            found = attestations(url, subject)
-            agree = {a["log_index"] for a in found if a["verdict"] == "agree"}
-            refused = {r["log_index"]: r["reason"] for r in refusals(url, subject)}
+            agree, _, refused = _findings(url, subject)
             substituted = {i for i in sample & lied if any(j < i and j not in lied for j in range(i))}
-            assert substituted, "the sample holds no lie the node could substitute; pick another seed"
+            assert substituted, "no sampled lie has an honest entry before it: a rare draw of the secret seed"
             assert not agree & lied
             assert agree == sample - lied
             assert set(refused) == substituted
             for index in substituted:
                 assert f"not the entry {index} asked for" in refused[index], refused[index]
-    finally:
-        devnet.down(root)
