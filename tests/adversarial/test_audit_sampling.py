@@ -32,13 +32,14 @@ REFUSING = Path(__file__).with_name("audit_refusing_node.py")
 DODGING = Path(__file__).with_name("audit_dodging_node.py")
 FORGETFUL = Path(__file__).with_name("audit_forgetful_node.py")
 SUBSTITUTING = Path(__file__).with_name("audit_substituting_node.py")
+POISONING = Path(__file__).with_name("audit_poisoning_node.py")
 FRACTION = 0.3
 ENTRIES = 60
 
 
-def _network_with(script: Path, root: Path, entries: int, lie_inputs: bool = False):  # type: ignore[no-untyped-def]
+def _network_with(script: Path, root: Path, entries: int, *args: str):  # type: ignore[no-untyped-def]
     network = devnet.up(root, 3, checkpoint_interval=0.3, audit_fraction=FRACTION,
-                        commands={2: [sys.executable, str(script)]})  # fmt: skip
+                        commands={2: [sys.executable, str(script), *args]})  # fmt: skip
     publish_mlp(network, root)
     rng = np.random.default_rng(3)
     positive = set()
@@ -55,12 +56,12 @@ def _network_with(script: Path, root: Path, entries: int, lie_inputs: bool = Fal
 
 
 @contextmanager
-def _attacked_by(script: Path, tmp_path_factory, entries: int):  # type: ignore[no-untyped-def]
+def _attacked_by(script: Path, tmp_path_factory, entries: int, *args: str):  # type: ignore[no-untyped-def]
     """A network whose node 2 runs `script`, after `entries` requests to it were audited: (network, audited log
     origin, audited node key, log size, indices of requests with a positive first input)."""
     root = tmp_path_factory.mktemp(script.stem)
     try:
-        network, audited, size, positive = _network_with(script, root, entries)
+        network, audited, size, positive = _network_with(script, root, entries, *args)
         yield network, audited["log_origin"], audited["node"], size, positive
     finally:
         devnet.down(root)
@@ -189,3 +190,19 @@ def test_auditor_is_not_shown_another_entry_than_it_asked_for(tmp_path_factory):
             assert set(refused) == substituted
             for index in substituted:
                 assert f"not the entry {index} asked for" in refused[index], refused[index]
+
+
+@pytest.mark.parametrize("poison", ["--signature", "--deep"])
+def test_answers_an_auditor_cannot_finish_are_refusals_not_a_stall(tmp_path_factory, poison):
+    """The node answers what an auditor cannot finish examining: an entry's real receipt body under a made-up
+    signature (its leaf and proof still check), or JSON nested past any parser's depth. Each such entry is a
+    refusal, and the audit goes on past it: the auditors reach the end of the log (the setup waits for that)."""
+    with _attacked_by(POISONING, tmp_path_factory, 30, poison) as (network, origin, subject, size, lied):
+        for n, url in enumerate(network.urls[:2]):
+            sample = _sample(network.nodes[n], origin, size)
+            agree, disagree, refused = _findings(url, subject)
+            poisoned = sample if poison == "--deep" else {i for i in sample if i % 2 == 0}
+            assert poisoned and set(refused) == poisoned
+            assert (agree, disagree) == (sample - poisoned - lied, (sample - poisoned) & lied)
+            expected = "nested more than" if poison == "--deep" else "signature"
+            assert all(expected in reason for reason in refused.values()), refused

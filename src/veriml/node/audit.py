@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from veriml.background import BackgroundJob
-from veriml.codec import canonical_json, tensors_from_json
+from veriml.codec import canonical_json, parse_json, tensors_from_json
 from veriml.codec.clock import utc_timestamp
 from veriml.errors import InvalidInput, VerimlError
 from veriml.fsutil import atomic_write
@@ -346,19 +346,24 @@ class Auditor(BackgroundJob):
             answers = f"answered {response.status_code}: {response.text[:300]}"
         else:
             try:
-                answers = response.json()["entries"]
+                answers = parse_json(response.content, "the answer")["entries"]  # depth-limited
                 if not isinstance(answers, list) or len(answers) != len(indices):
                     raise ValueError(f"{len(indices)} entries asked for, {len(answers)} served")
-            except (ValueError, KeyError, TypeError) as exc:
-                answers = f"no valid answer: {exc}"
+            except (VerimlError, ValueError, KeyError, TypeError) as exc:
+                answers = f"no valid answer: {str(exc)[:300]}"
         for n, index in enumerate(indices):
             answer = answers if isinstance(answers, str) else answers[n]
             if isinstance(answer, dict) and "status" in answer and "receipt" not in answer:
-                answer = f"answered {answer.get('status')}: {str(answer.get('detail'))[:300]}"
+                answer = f"answered {str(answer.get('status'))[:10]}: {str(answer.get('detail'))[:300]}"
             if isinstance(answer, str):
                 self._refuse(round_, index, answer)
-            else:
+                continue
+            try:
                 self._examine(round_, index, answer)
+            except (VerimlError, ValueError, KeyError, TypeError, RecursionError) as exc:
+                # Whatever the peer served that this auditor could not finish examining is its refusal: an
+                # answer that stopped the round would hold the audited size before this entry forever.
+                self._refuse(round_, index, f"an answer that could not be examined: {str(exc)[:300]}")
         return True
 
     def _examine(self, round_: _Round, index: int, entry: Any) -> None:
@@ -367,7 +372,7 @@ class Auditor(BackgroundJob):
         try:
             if not isinstance(entry, dict) or not isinstance(entry.get("proof"), str):
                 raise InvalidInput("the entry has no tlog-proof, though a signed checkpoint covers it")
-            receipt = parse_signed_receipt(entry["receipt"])
+            receipt = parse_signed_receipt(entry["receipt"]).verified()  # the leaf binds the body only
             proof = TlogProof.parse(entry["proof"])
             if proof.index != index:
                 # A valid entry at another index proves nothing about this one: a node would answer for each

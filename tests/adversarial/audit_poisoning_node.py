@@ -1,0 +1,58 @@
+"""A node that cheats on some requests and answers auditors with something they cannot finish examining, hoping
+each stops there every round and records nothing. It perturbs the outputs of every request whose first input
+value is positive; with --signature it serves each auditable entry i with i % 2 == 0 as its real receipt body
+(the leaf and the proof still check) under a made-up signature; with --deep it answers every request for several
+entries with JSON nested past any parser's depth. For the audit attack tests only.
+Usage: audit_poisoning_node.py --signature|--deep --config node.toml
+"""
+
+import sys
+
+import numpy as np
+from entry_rewriter import rewriting
+
+from veriml.codec import b64encode
+from veriml.node import server
+from veriml.node.__main__ import main
+from veriml.runtime.onnx_engine import OnnxEngine
+
+honest_run = OnnxEngine.run
+honest_create_app = server.create_app
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def cheating_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
+    outputs = honest_run(self, blob_id, load, inputs)
+    if float(np.asarray(next(iter(inputs.values()))).flat[0]) <= 0:
+        return outputs
+    return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}
+
+
+def poison(index, entry):  # type: ignore[no-untyped-def]
+    if index % 2 == 0 and "inputs" in entry:
+        return {**entry, "receipt": {**entry["receipt"], "signature": b64encode(bytes(64))}}
+    return entry
+
+
+def too_deep(app):  # type: ignore[no-untyped-def]
+    async def wrapped(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and scope.get("path") == "/v1/log/entries":
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(DEEP)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": DEEP})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+OnnxEngine.run = cheating_run  # type: ignore[method-assign]
+if "--deep" in sys.argv:
+    sys.argv.remove("--deep")
+    server.create_app = lambda node: too_deep(honest_create_app(node))  # type: ignore[assignment]
+else:
+    sys.argv.remove("--signature")
+    server.create_app = lambda node: rewriting(honest_create_app(node), poison)  # type: ignore[assignment]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
