@@ -5,29 +5,20 @@ only.
 Usage: audit_dodging_node.py --config node.toml
 """
 
-import numpy as np
+import positive_liar
 from entry_rewriter import rewriting
 
 from veriml.node import server
 from veriml.node.__main__ import main
-from veriml.runtime.onnx_engine import OnnxEngine
 
-honest_run = OnnxEngine.run
 honest_create_app = server.create_app
-
-
-def cheating_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
-    outputs = honest_run(self, blob_id, load, inputs)
-    if float(np.asarray(next(iter(inputs.values()))).flat[0]) <= 0:
-        return outputs
-    return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}
 
 
 def dodge(index, entry):  # type: ignore[no-untyped-def]
     return {"index": index, "status": 500, "detail": "internal error"} if index % 2 == 1 else entry
 
 
-OnnxEngine.run = cheating_run  # type: ignore[method-assign]
+positive_liar.install()
 server.create_app = lambda node: rewriting(honest_create_app(node), dodge)  # type: ignore[assignment]
 
 if __name__ == "__main__":

@@ -8,24 +8,15 @@ Usage: audit_poisoning_node.py --signature|--deep --config node.toml
 
 import sys
 
-import numpy as np
+import positive_liar
 from entry_rewriter import rewriting
 
 from veriml.codec import b64encode
 from veriml.node import server
 from veriml.node.__main__ import main
-from veriml.runtime.onnx_engine import OnnxEngine
 
-honest_run = OnnxEngine.run
 honest_create_app = server.create_app
 DEEP = b"[" * 100_000 + b"]" * 100_000
-
-
-def cheating_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
-    outputs = honest_run(self, blob_id, load, inputs)
-    if float(np.asarray(next(iter(inputs.values()))).flat[0]) <= 0:
-        return outputs
-    return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}
 
 
 def poison(index, entry):  # type: ignore[no-untyped-def]
@@ -46,7 +37,7 @@ def too_deep(app):  # type: ignore[no-untyped-def]
     return wrapped
 
 
-OnnxEngine.run = cheating_run  # type: ignore[method-assign]
+positive_liar.install()
 if "--deep" in sys.argv:
     sys.argv.remove("--deep")
     server.create_app = lambda node: too_deep(honest_create_app(node))  # type: ignore[assignment]

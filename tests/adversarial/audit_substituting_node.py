@@ -8,30 +8,17 @@ Usage: audit_substituting_node.py --config node.toml
 
 from typing import Any
 
-import numpy as np
+import positive_liar
 
 from veriml.codec import tensors_from_json
 from veriml.node.__main__ import main
 from veriml.node.disclosure import Disclosure
-from veriml.runtime.onnx_engine import OnnxEngine
 
-honest_run = OnnxEngine.run
 honest_answer = Disclosure._answer
 
 
-def lies_on(arrays: Any) -> bool:
-    return float(np.asarray(next(iter(arrays.values()))).flat[0]) > 0
-
-
 def lied(stored_inputs: Any) -> bool:
-    return lies_on(tensors_from_json(stored_inputs, "inputs"))
-
-
-def cheating_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
-    outputs = honest_run(self, blob_id, load, inputs)
-    if not lies_on(inputs):
-        return outputs
-    return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}
+    return positive_liar.lies_on(tensors_from_json(stored_inputs, "inputs"))
 
 
 def substituting_answer(self, index, auditor, headers, stored=None):  # type: ignore[no-untyped-def]
@@ -46,7 +33,7 @@ def substituting_answer(self, index, auditor, headers, stored=None):  # type: ig
     return answer
 
 
-OnnxEngine.run = cheating_run  # type: ignore[method-assign]
+positive_liar.install()
 Disclosure._answer = substituting_answer  # type: ignore[method-assign]
 
 if __name__ == "__main__":
