@@ -69,12 +69,8 @@ def _attacked_by(script: Path, tmp_path_factory, entries: int, *args: str):  # t
 
 @pytest.fixture(scope="module")
 def refusing(tmp_path_factory):
-    root = tmp_path_factory.mktemp("refusing")
-    try:
-        network, audited, size, _ = _network_with(REFUSING, root, ENTRIES)
-        yield network, audited, size
-    finally:
-        devnet.down(root)
+    with _attacked_by(REFUSING, tmp_path_factory, ENTRIES) as (network, origin, subject, size, _):
+        yield network, origin, subject, size
 
 
 def _sample(node, origin: str, size: int) -> set[int]:  # type: ignore[no-untyped-def]
@@ -90,8 +86,7 @@ def _findings(url: str, subject: str) -> tuple[set[int], set[int], dict[int, str
 
 
 def test_node_refusing_sampled_entries_is_recorded_as_evidence(refusing):
-    network, audited, size = refusing
-    origin, subject = audited["log_origin"], audited["node"]
+    network, origin, subject, size = refusing
     policy = TrustPolicy(VerifyingKey.parse(subject))
     for n, url in enumerate(network.urls[:2]):
         # The sample is the one the auditor committed to before anything was logged.
@@ -124,8 +119,7 @@ def test_node_refusing_sampled_entries_is_recorded_as_evidence(refusing):
 
 
 def test_unexamined_entries_are_never_recorded_as_audited(refusing):
-    network, audited, _ = refusing
-    origin, subject = audited["log_origin"], audited["node"]
+    network, origin, subject, _ = refusing
     for n, url in enumerate(network.urls[:2]):
         audited_size = info(url)["audited"][origin]
         assert audited_size <= wait_checkpoint(network.urls[2], 0)  # never past what the node signed
