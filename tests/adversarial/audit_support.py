@@ -69,3 +69,8 @@ def attestations(url: str, subject: str) -> list[dict[str, Any]]:
 def refusals(url: str, subject: str) -> list[dict[str, Any]]:
     found = httpx.get(f"{url}/v1/evidence", params={"limit": 1000}, timeout=10).json()["refusals"]
     return [r for r in found if r["subject"] == subject]
+
+
+def forks(url: str, subject: str) -> list[dict[str, Any]]:
+    found = httpx.get(f"{url}/v1/evidence", params={"limit": 1000}, timeout=10).json()["forks"]
+    return [f for f in found if f["subject"] == subject]

@@ -1,5 +1,5 @@
 """Audit evasion (issue 10, attack 3): the audited node cannot dodge a sample fixed by the auditor's committed
-seed. Refusing, or serving an entry without its proof, is recorded as evidence beside the node's own signed
+seed. Refusing, or serving an entry without its receipt, is recorded as evidence beside the node's own signed
 checkpoint; nothing is redrawn, and nothing unexamined is recorded as audited."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 
 from tests.adversarial.audit_support import (
     attestations,
+    forks,
     infer,
     info,
     publish_mlp,
@@ -27,17 +28,20 @@ from veriml import devnet
 from veriml.identity import VerifyingKey
 from veriml.node.audit import sampled
 from veriml.tlog import SignedCheckpoint, TrustPolicy
+from veriml.tlog.tile_reader import TileLog
 
 REFUSING = Path(__file__).with_name("audit_refusing_node.py")
 DODGING = Path(__file__).with_name("audit_dodging_node.py")
 FORGETFUL = Path(__file__).with_name("audit_forgetful_node.py")
 SUBSTITUTING = Path(__file__).with_name("audit_substituting_node.py")
 POISONING = Path(__file__).with_name("audit_poisoning_node.py")
+FORKING = Path(__file__).with_name("audit_forking_node.py")
+BACKDATING = Path(__file__).with_name("audit_backdating_node.py")
 FRACTION = 0.3
 ENTRIES = 60
 
 
-def _network_with(script: Path, root: Path, entries: int, *args: str):  # type: ignore[no-untyped-def]
+def _network_with(script: Path, root: Path, entries: int, *args: str, audited: bool = True):  # type: ignore[no-untyped-def]
     network = devnet.up(root, 3, checkpoint_interval=0.3, audit_fraction=FRACTION,
                         commands={2: [sys.executable, str(script), *args]})  # fmt: skip
     publish_mlp(network, root)
@@ -48,20 +52,22 @@ def _network_with(script: Path, root: Path, entries: int, *args: str):  # type: 
         index, _ = infer(network.urls[2], x)
         if x.flat[0] > 0:
             positive.add(index)
-    audited = info(network.urls[2])
+    info_of = info(network.urls[2])
     size = wait_checkpoint(network.urls[2], entries)
     assert size >= entries
-    wait_audited(network.urls[:2], audited["log_origin"], size)
-    return network, audited, size, positive
+    if audited:
+        wait_audited(network.urls[:2], info_of["log_origin"], size)
+    return network, info_of, size, positive
 
 
 @contextmanager
-def _attacked_by(script: Path, tmp_path_factory, entries: int, *args: str):  # type: ignore[no-untyped-def]
-    """A network whose node 2 runs `script`, after `entries` requests to it were audited: (network, audited log
-    origin, audited node key, log size, indices of requests with a positive first input)."""
+def _attacked_by(script: Path, tmp_path_factory, entries: int, *args: str, audited: bool = True):  # type: ignore[no-untyped-def]
+    """A network whose node 2 runs `script`, after `entries` requests to it were audited (or only sent, when not
+    `audited`): (network, audited log origin, audited node key, log size, indices of requests with a positive
+    first input)."""
     root = tmp_path_factory.mktemp(script.stem)
     try:
-        network, audited, size, positive = _network_with(script, root, entries, *args)
+        network, audited, size, positive = _network_with(script, root, entries, *args, audited=audited)
         yield network, audited["log_origin"], audited["node"], size, positive
     finally:
         devnet.down(root)
@@ -98,7 +104,7 @@ def test_node_refusing_sampled_entries_is_recorded_as_evidence(refusing):
         # Evidence for exactly the sampled entries the node would not serve: none redrawn, none dropped.
         assert {r["log_index"] for r in found} == {i for i in sample if i % 3 != 2}
         for refusal in found:
-            expected = "answered 500" if refusal["log_index"] % 3 == 0 else "has no tlog-proof"
+            expected = "answered 500" if refusal["log_index"] % 3 == 0 else "no receipt served"
             assert expected in refusal["reason"], refusal
             # The node's own signed checkpoint covers the entry it refused: it cannot deny the entry exists.
             checkpoint = SignedCheckpoint.parse(refusal["checkpoint"])
@@ -168,6 +174,25 @@ def test_node_deleting_data_before_auditors_ask_is_recorded_as_evidence(tmp_path
             assert all("deleted before" in r["reason"] for r in found)
 
 
+def test_backdated_receipts_do_not_end_the_retention_window_early(tmp_path_factory):
+    """The node lies on positive first inputs, dates its receipts two days back and says each request's data is
+    deleted at once. Its receipts say the network's one-day minimum retention has passed; the auditors saw its log
+    without those entries minutes ago, so each sampled entry logged since is a refusal naming the date it claims."""
+    with _attacked_by(BACKDATING, tmp_path_factory, 5) as (network, origin, subject, first, _):
+        rng = np.random.default_rng(4)
+        later = {infer(network.urls[2], rng.standard_normal((1, 16)).astype(np.float32))[0] for _ in range(30)}
+        size = wait_checkpoint(network.urls[2], max(later) + 1)
+        wait_audited(network.urls[:2], origin, size)
+        assert min(later) >= first
+        for n, url in enumerate(network.urls[:2]):
+            sample = _sample(network.nodes[n], origin, size) & later
+            agree, disagree, refused = _findings(url, subject)
+            assert sample and not (agree | disagree) & later
+            assert sample <= set(refused)
+            for index in sample:
+                assert "deleted before" in refused[index] and "though dated" in refused[index], refused[index]
+
+
 def test_auditor_is_not_shown_another_entry_than_it_asked_for(tmp_path_factory):
     """The node lies on every request whose first input is positive, and answers an auditor asking for a lie with
     the nearest honest entry before it: valid receipt, data and proof, only for another index. Each sampled lie is
@@ -183,7 +208,50 @@ def test_auditor_is_not_shown_another_entry_than_it_asked_for(tmp_path_factory):
             assert agree == sample - lied
             assert set(refused) == substituted
             for index in substituted:
-                assert f"not the entry {index} asked for" in refused[index], refused[index]
+                assert f"not entry {index} of the checkpoint" in refused[index], refused[index]
+
+
+def test_auditor_is_not_shown_an_entry_of_another_history(tmp_path_factory):
+    """The node lies on every request whose first input is positive, and answers an auditor asking for a lie with
+    an honest entry, proven at the index asked for under a checkpoint it signed for a shadow tree (its log with
+    the lie replaced). The proof is valid and signed by the node; it is not in the history the node's witnesses
+    cosigned, so each such sampled lie is a refusal, and none is recorded as an agreeing re-execution."""
+    with _attacked_by(FORKING, tmp_path_factory, 40) as (network, origin, subject, size, lied):
+        for n, url in enumerate(network.urls[:2]):
+            sample = _sample(network.nodes[n], origin, size)
+            agree, _, refused = _findings(url, subject)
+            shadowed = {i for i in sample & lied if any(j not in lied for j in range(i))}
+            assert shadowed, "no sampled lie has an honest entry before it: a rare draw of the secret seed"
+            assert not agree & lied
+            assert agree == sample - lied
+            assert set(refused) == shadowed
+            for index in shadowed:
+                assert f"not entry {index} of the checkpoint" in refused[index], refused[index]
+
+
+def test_a_checkpoint_of_another_history_is_recorded_as_a_fork(tmp_path_factory):
+    """The node also serves the shadow tree's checkpoint at /checkpoint, while its witnesses get the real one. Each
+    auditor records the two signed checkpoints as a fork (they are not one history: the node's own tiles show
+    which is real), and holds the node to the history its witness cosigned: no lie is recorded as agreeing."""
+    with _attacked_by(FORKING, tmp_path_factory, 40, "--checkpoint", audited=False) as (network, _, subject, _, lied):
+        policy = TrustPolicy(VerifyingKey.parse(subject))
+        deadline = time.monotonic() + 60
+        while not all(forks(url, subject) for url in network.urls[:2]) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        for url in network.urls[:2]:
+            found = forks(url, subject)
+            assert found, f"{url} recorded no fork"
+            for fork in found:
+                held, other = (SignedCheckpoint.parse(fork[k]) for k in ("held", "other"))
+                policy.check(held)
+                policy.check(other)  # both signed by the node: it cannot deny either
+                real = []
+                for checkpoint in (held.checkpoint, other.checkpoint):
+                    with TileLog(network.urls[2], checkpoint.size) as tiles:
+                        real.append(tiles.root() == checkpoint.root)
+                assert real.count(False) == 1, (fork["detail"], real)
+            agree, _, _ = _findings(url, subject)
+            assert not agree & lied
 
 
 @pytest.mark.parametrize("poison", ["--signature", "--deep"])

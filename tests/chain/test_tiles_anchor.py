@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from veriml.chain.anchor import AnchorSource, anchor_once
-from veriml.chain.tiles import TileLog
 from veriml.errors import NotFound
 from veriml.tlog import Log
+from veriml.tlog.tile_reader import TileLog
 
 from .conftest import MIN_STAKE
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from veriml.chain.build import compile_vyper
 from veriml.chain.contracts import Contracts, Inclusion
-from veriml.chain.tiles import TileLog
 from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed
 from veriml.tlog import merkle
+from veriml.tlog.tile_reader import TileLog
 
 STATUS = {0: "none", 1: "open", 2: "voting", 3: "node-right", 4: "node-wrong", 5: "no-verdict"}
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from veriml.chain.contracts import Contracts, Fork, Inclusion, Opening, ShadowCheckpoint
-from veriml.chain.tiles import TileLog
 from veriml.codec import Digest, tensors_digest
 from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed
 from veriml.identity import VerifyingKey
@@ -19,6 +18,7 @@ from veriml.receipts import Bundle
 from veriml.receipts.commitment import commit
 from veriml.receipts.leaf import ReceiptLeaf
 from veriml.tlog import TlogProof, merkle, verify_note
+from veriml.tlog.tile_reader import TileLog
 
 
 @dataclass(frozen=True)

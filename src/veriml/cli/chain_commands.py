@@ -171,7 +171,7 @@ def anchor(
     """
     from veriml.chain import load_account
     from veriml.chain.anchor import AnchorSource, anchor_once
-    from veriml.chain.tiles import TileLog
+    from veriml.tlog.tile_reader import TileLog
 
     contracts = _contracts(rpc, deployment)
     account = load_account(key_file=key_file)

@@ -446,12 +446,14 @@ def create_app(node: Node) -> FastAPI:
 
     @app.get("/v1/evidence", tags=["verification"])
     def evidence(limit: int = 100) -> dict[str, Any]:
-        """What audit found: disagreements (a peer's signed receipt beside this node's signed attestation), and
-        refusals (a sampled entry a peer did not serve with a valid proof and its data, beside the peer's signed
-        checkpoint that covers it) that are still unanswered."""
+        """What audit found: disagreements (a peer's signed receipt beside this node's signed attestation),
+        refusals (a sampled entry a peer did not serve with its data, or not as the entry at that index of its
+        signed checkpoint, beside that checkpoint) that are still unanswered, and forks (two checkpoints a peer
+        signed that are not one history)."""
         limit = max(1, min(limit, 1000))
-        return {"evidence": node.auditor.store.attestations("disagree", limit=limit),
-                "refusals": node.auditor.store.refusals(limit=limit)}  # fmt: skip
+        store = node.auditor.store
+        return {"evidence": store.attestations("disagree", limit=limit), "refusals": store.refusals(limit=limit),
+                "forks": store.forks(limit=limit)}  # fmt: skip
 
     app.include_router(openai_api.create_router(node))
     app.include_router(explorer_router(node))  # HTML pages at / (docs/explorer.md); not in the OpenAPI document

@@ -31,7 +31,7 @@ import httpx
 from veriml.background import BackgroundJob
 from veriml.codec import canonical_json, parse_json, tensors_from_json
 from veriml.codec.clock import utc_timestamp
-from veriml.errors import InvalidInput, VerimlError
+from veriml.errors import InvalidInput, VerificationFailed, VerimlError
 from veriml.fsutil import atomic_write
 from veriml.identity import VerifyingKey
 from veriml.node.auditor_auth import AuditorGate, sign_request
@@ -39,7 +39,8 @@ from veriml.node.disclosure import MAX_ENTRIES_PER_REQUEST, Disclosure, Retentio
 from veriml.node.limits import check_reexecution
 from veriml.receipts import ReceiptLeaf, SignedAttestation, parse_signed_receipt
 from veriml.receipts.commitment import parse_salt
-from veriml.tlog import SignedCheckpoint, TlogProof, TrustPolicy
+from veriml.tlog import SignedCheckpoint, TrustPolicy, merkle
+from veriml.tlog.tile_reader import TileLog
 
 if TYPE_CHECKING:
     from veriml.node.node import Node
@@ -52,6 +53,7 @@ MIN_RETENTION = 86400.0  # seconds a peer must keep an auditable request's data 
 PACE = 80.0  # entries asked for per second at most, under the per-auditor limit peers apply (auditor_auth.RATE)
 SEED_BYTES = 32
 RETENTION_TTL = 60.0  # seconds a peer's stated retention is used before it is asked again
+CLOCK_SLACK = 300.0  # seconds a receipt's date may precede this auditor's sighting of the log without it (clocks)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS attestations (
@@ -80,6 +82,26 @@ CREATE TABLE IF NOT EXISTS refusals (
     attempts INTEGER NOT NULL,
     answered_at TEXT,             -- set once the entry was served after all
     PRIMARY KEY (origin, log_index)
+);
+CREATE TABLE IF NOT EXISTS views (  -- the newest checkpoint of each peer's log this auditor holds it to
+    origin TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sightings (  -- when the peer last served a checkpoint of each size: entries at or past
+    origin TEXT NOT NULL,               -- that size were not in its log yet, whatever their receipts are dated
+    size INTEGER NOT NULL,
+    last_seen REAL NOT NULL,
+    PRIMARY KEY (origin, size)
+);
+CREATE TABLE IF NOT EXISTS forks (  -- two checkpoints the peer signed that are not one history
+    origin TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    held TEXT NOT NULL,             -- the checkpoint this auditor held the peer to (or it served), signed
+    other TEXT NOT NULL,            -- a newer one the peer signed that does not extend it
+    detail TEXT NOT NULL,
+    found_at TEXT NOT NULL,
+    PRIMARY KEY (origin, held, other)
 );
 """
 
@@ -169,6 +191,52 @@ class AuditStore:
                 self._db.execute("ROLLBACK")
                 raise
 
+    def view(self, origin: str) -> SignedCheckpoint | None:
+        with self._lock:
+            row = self._db.execute("SELECT note FROM views WHERE origin = ?", (origin,)).fetchone()
+        return None if row is None else SignedCheckpoint.parse(row[0], f"audited view of {origin}")
+
+    def set_view(self, origin: str, checkpoint: SignedCheckpoint) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO views VALUES (?, ?, ?)",
+                             (origin, checkpoint.checkpoint.size, checkpoint.to_text()))  # fmt: skip
+
+    def sighted(self, origin: str, size: int, at: float, horizon: float) -> None:
+        """The peer served a checkpoint of `size` at time `at`; sightings older than `horizon` no longer bound any
+        entry's age that matters, and go (all but the largest size)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO sightings VALUES (?, ?, ?) ON CONFLICT (origin, size) DO UPDATE SET"
+                " last_seen = max(last_seen, excluded.last_seen)",
+                (origin, size, at),
+            )
+            self._db.execute(
+                "DELETE FROM sightings WHERE origin = ? AND last_seen < ?"
+                " AND size < (SELECT max(size) FROM sightings WHERE origin = ?)",
+                (origin, horizon, origin),
+            )
+
+    def absent_at(self, origin: str, index: int) -> float | None:
+        """The last time the peer's served checkpoint did not cover entry `index`, if this auditor saw one."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT max(last_seen) FROM sightings WHERE origin = ? AND size <= ?", (origin, index)
+            ).fetchone()
+        return row[0]
+
+    def forked(self, origin: str, subject: str, held: str, other: str, detail: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO forks VALUES (?, ?, ?, ?, ?, ?)",
+                             (origin, subject, held, other, detail, utc_timestamp()))  # fmt: skip
+
+    def forks(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT subject, held, other, detail, found_at FROM forks ORDER BY found_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        keys = ("subject", "held", "other", "detail", "found_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
     def open_refusals(self, origin: str, limit: int) -> list[int]:
         with self._lock:
             rows = self._db.execute(
@@ -210,13 +278,25 @@ class AuditStore:
 
 @dataclass(frozen=True, slots=True)
 class _Round:
-    """What one round knows of one peer: its URL and key, the signed checkpoint it served, its retention."""
+    """What one round knows of one peer: its URL and key, the signed checkpoint the round holds its log to (and
+    its text), the peer's tiles read at that size, and its retention."""
 
     url: str
     log_key: VerifyingKey
+    signed: SignedCheckpoint
     checkpoint: str
-    policy: TrustPolicy
+    tiles: TileLog
     retention: float
+
+
+def _check_extends(old: SignedCheckpoint, new: SignedCheckpoint, tiles: TileLog) -> None:
+    """That `old` is a prefix of `new` (tiles read at new's size), else VerificationFailed."""
+    a, b = old.checkpoint, new.checkpoint
+    if a.size == b.size:
+        if a.root != b.root:
+            raise VerificationFailed(f"two checkpoints of size {a.size} with different roots")
+    elif a.size > 0:
+        merkle.verify_consistency(a.size, b.size, tiles.consistency_proof(a.size), a.root, b.root)
 
 
 class Auditor(BackgroundJob):
@@ -269,12 +349,10 @@ class Auditor(BackgroundJob):
         """Examine the peer's sampled entries: first those it refused before, then the new ones up to its signed
         checkpoint, up to 64 in one request. Return how many were examined this round."""
         origin = log_key.name
-        text = self._http.get(f"{url}/checkpoint", timeout=10).text
-        checkpoint = SignedCheckpoint.parse(text, f"checkpoint of {url}")
-        policy = TrustPolicy(log_key)
-        policy.check(checkpoint)
-        size = checkpoint.checkpoint.size
-        round_ = _Round(url, log_key, text, policy, self._retention(url))
+        retention = self._retention(url)
+        signed, tiles = self._view(url, log_key, retention)
+        size = signed.checkpoint.size
+        round_ = _Round(url, log_key, signed, signed.to_text(), tiles, retention)
         examined = 0
         retries = [index for index in self.store.open_refusals(origin, RETRIES_PER_ROUND) if index < size]
         for n in range(0, len(retries), MAX_ENTRIES_PER_REQUEST):
@@ -308,6 +386,39 @@ class Auditor(BackgroundJob):
         finally:
             self.store.set_audited(origin, position)
         return examined
+
+    def _view(self, url: str, log_key: VerifyingKey, retention: float) -> tuple[SignedCheckpoint, TileLog]:
+        """The checkpoint this round holds the peer's log to: the newest of the one it serves now, the one this
+        node's witness last cosigned and the one the last round held it to, once the others are shown to be
+        prefixes of it from the peer's own tiles. So every entry this auditor examines is in the one history its
+        witness vouches for: a proof under a checkpoint of another history (a fork shown to auditors only) does
+        not count. Two checkpoints that are not one history are recorded as a fork, and the round stops."""
+        origin = log_key.name
+        policy = TrustPolicy(log_key)
+        served = SignedCheckpoint.parse(self._http.get(f"{url}/checkpoint", timeout=10).text, f"checkpoint of {url}")
+        policy.check(served)
+        now = time.time()
+        self.store.sighted(origin, served.checkpoint.size, now, now - max(retention, MIN_RETENTION) - CLOCK_SLACK)
+        held = []
+        for known in (self.store.view(origin), self.node.witness.cosigned(origin)):
+            try:
+                if known is not None:
+                    policy.check(known)
+                    held.append(known)
+            except VerificationFailed:
+                pass  # the witness follows another key under this name: not this peer's history
+        newest = max([served, *held], key=lambda c: c.checkpoint.size)
+        tiles = TileLog(url, newest.checkpoint.size, http=self._http)
+        for older in (served, *held):
+            try:
+                _check_extends(older, newest, tiles)
+            except VerificationFailed as exc:
+                self.store.forked(origin, log_key.vkey, older.to_text(), newest.to_text(), str(exc))
+                events.warning(json.dumps({"event": "audit-fork", "subject": log_key.key_id,
+                                           "sizes": [older.checkpoint.size, newest.checkpoint.size]}))  # fmt: skip
+                raise
+        self.store.set_view(origin, newest)
+        return newest, tiles
 
     def _retention(self, url: str) -> float:
         """How long the peer says it keeps auditable data (its /v1/info), asked once a minute."""
@@ -369,18 +480,22 @@ class Auditor(BackgroundJob):
     def _examine(self, round_: _Round, index: int, entry: Any) -> None:
         """Check one served entry's proof, re-execute it, record what was found."""
         origin = round_.log_key.name
+        checkpoint = round_.signed.checkpoint
         try:
-            if not isinstance(entry, dict) or not isinstance(entry.get("proof"), str):
-                raise InvalidInput("the entry has no tlog-proof, though a signed checkpoint covers it")
+            if not isinstance(entry, dict) or "receipt" not in entry:
+                raise InvalidInput("no receipt served")
             receipt = parse_signed_receipt(entry["receipt"]).verified()  # the leaf binds the body only
-            proof = TlogProof.parse(entry["proof"])
-            if proof.index != index:
-                # A valid entry at another index proves nothing about this one: a node would answer for each
-                # sampled entry it cheated on with an honest one.
-                raise InvalidInput(f"the proof is for entry {proof.index}, not the entry {index} asked for")
-            proof.verify(ReceiptLeaf.of(receipt).to_bytes(), round_.policy)
+            # The proof comes from the peer's tiles under the round's checkpoint, not from the peer's answer: a
+            # valid entry at another index, or under a checkpoint of another history, proves nothing about this one.
+            leaf = merkle.leaf_hash(ReceiptLeaf.of(receipt).to_bytes())
+            try:
+                merkle.verify_inclusion(index, checkpoint.size, leaf, round_.tiles.inclusion_proof(index),
+                                        checkpoint.root)  # fmt: skip
+            except VerificationFailed as exc:
+                raise InvalidInput(f"the receipt served is not entry {index} of the checkpoint of size "
+                                   f"{checkpoint.size}") from exc  # fmt: skip
         except (VerimlError, ValueError, KeyError) as exc:
-            self._refuse(round_, index, f"no valid entry and proof: {exc}")
+            self._refuse(round_, index, f"no valid entry: {exc}")
             return
         if receipt.body.privacy == "private":
             self.store.unattestable(origin, index, "private")
@@ -388,9 +503,15 @@ class Auditor(BackgroundJob):
         if entry.get("data") == "deleted":
             # Deleting data before auditors could ask for it is refusing them: the window is the longer of the
             # node's stated one and the network's minimum.
-            kept_until = _timestamp_seconds(receipt.body.timestamp) + max(round_.retention, MIN_RETENTION)
-            if kept_until > time.time() + 5:
-                self._refuse(round_, index, f"data deleted before the {round_.retention:.0f} s retention window ended")
+            # The window starts when the entry was logged. Its receipt's date is the peer's word; a peer that
+            # backdates it is held to the last time this auditor saw the log without the entry.
+            dated = _timestamp_seconds(receipt.body.timestamp)
+            absent = self.store.absent_at(origin, index)
+            logged = dated if absent is None else max(dated, absent - CLOCK_SLACK)
+            if logged + max(round_.retention, MIN_RETENTION) > time.time() + 5:
+                backdated = f" (not in the log at {absent:.0f}, though dated {dated:.0f})" if logged > dated else ""
+                self._refuse(round_, index,
+                             f"data deleted before the {round_.retention:.0f} s retention window ended{backdated}")
             else:
                 self.store.unattestable(origin, index, "deleted")
             return

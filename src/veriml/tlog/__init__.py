@@ -1,5 +1,6 @@
 """The transparency log: RFC 9162 Merkle trees, C2SP signed notes, checkpoints, cosignatures, tiles, proofs and
-witnesses. Depends only on `codec`, `identity` and `errors`."""
+witnesses. Depends only on `codec`, `identity` and `errors`, and on httpx for reading a remote log's tiles
+(`tile_reader`)."""
 
 from veriml.tlog.checkpoint import Checkpoint, SignedCheckpoint, TrustPolicy, cosign, verify_cosignature
 from veriml.tlog.log import Log

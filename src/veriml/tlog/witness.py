@@ -92,6 +92,11 @@ class Witness:
         row = self._db.execute("SELECT size, root FROM cosigned WHERE origin = ?", (origin,)).fetchone()
         return None if row is None else (row[0], row[1])
 
+    def cosigned(self, origin: str) -> SignedCheckpoint | None:
+        """The checkpoint this witness last cosigned for a log, as the log submitted it."""
+        row = self._db.execute("SELECT note FROM cosigned WHERE origin = ?", (origin,)).fetchone()
+        return None if row is None else SignedCheckpoint.parse(row[0], f"checkpoint of {origin} last cosigned")
+
     def add_checkpoint(self, body: bytes) -> bytes:
         old_size, proof, signed = parse_add_checkpoint(body)
         return b"".join(s.line().encode("utf-8") for s in self.cosign(old_size, proof, signed))

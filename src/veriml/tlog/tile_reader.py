@@ -1,5 +1,6 @@
 """Proofs from any node's public tiles (C2SP tlog-tiles): inclusion and consistency proofs for any tree size the
-log covers, computed by the reader, so building evidence or an anchor needs nothing but static GETs."""
+log covers, computed by the reader, so building evidence, an anchor or an audit needs nothing but static GETs and
+trusts nothing the log says beyond its signed checkpoints: a proof from wrong tiles does not verify."""
 
 from __future__ import annotations
 
@@ -17,14 +18,18 @@ class TileLog:
     """A remote log read through its tiles. Hashes of complete subtrees come from the tile at the level just
     below them, folded; every tile read is checked for length and cached for the reader's life."""
 
-    def __init__(self, url: str, size: int, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, size: int, timeout: float = 10.0, http: httpx.Client | None = None) -> None:
+        """`http`, when given, is the caller's client (kept open on close); else the reader makes its own."""
         self.url = url.rstrip("/")
         self.size = merkle.check_size(size)
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._owned = http is None
+        self._http = httpx.Client(timeout=timeout) if http is None else http
+        self._timeout = timeout
         self._tiles: dict[str, bytes] = {}
 
     def close(self) -> None:
-        self._http.close()
+        if self._owned:
+            self._http.close()
 
     def __enter__(self) -> TileLog:
         return self
@@ -37,7 +42,7 @@ class TileLog:
 
     def _get(self, path: str) -> bytes:
         try:
-            response = self._http.get(f"/{path}")
+            response = self._http.get(f"{self.url}/{path}", timeout=self._timeout)
         except httpx.HTTPError as exc:
             raise Unavailable(f"log {self.url}: {path}: {type(exc).__name__}") from exc
         if response.status_code == 404:
