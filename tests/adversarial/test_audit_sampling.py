@@ -37,13 +37,19 @@ SUBSTITUTING = Path(__file__).with_name("audit_substituting_node.py")
 POISONING = Path(__file__).with_name("audit_poisoning_node.py")
 FORKING = Path(__file__).with_name("audit_forking_node.py")
 BACKDATING = Path(__file__).with_name("audit_backdating_node.py")
+TILE_HIDING = Path(__file__).with_name("audit_tile_hiding_node.py")
+PADDING = Path(__file__).with_name("audit_padding_node.py")
+SMALL_CAP = Path(__file__).with_name("small_answer_cap_node.py")
 FRACTION = 0.3
 ENTRIES = 60
 
 
-def _network_with(script: Path, root: Path, entries: int, *args: str, audited: bool = True):  # type: ignore[no-untyped-def]
-    network = devnet.up(root, 3, checkpoint_interval=0.3, audit_fraction=FRACTION,
-                        commands={2: [sys.executable, str(script), *args]})  # fmt: skip
+def _network_with(script: Path, root: Path, entries: int, *args: str, audited: bool = True,  # type: ignore[no-untyped-def]
+                  auditor: Path | None = None):  # fmt: skip
+    commands = {2: [sys.executable, str(script), *args]}
+    if auditor is not None:
+        commands.update({n: [sys.executable, str(auditor)] for n in (0, 1)})
+    network = devnet.up(root, 3, checkpoint_interval=0.3, audit_fraction=FRACTION, commands=commands)
     publish_mlp(network, root)
     rng = np.random.default_rng(3)
     positive = set()
@@ -61,13 +67,15 @@ def _network_with(script: Path, root: Path, entries: int, *args: str, audited: b
 
 
 @contextmanager
-def _attacked_by(script: Path, tmp_path_factory, entries: int, *args: str, audited: bool = True):  # type: ignore[no-untyped-def]
-    """A network whose node 2 runs `script`, after `entries` requests to it were audited (or only sent, when not
-    `audited`): (network, audited log origin, audited node key, log size, indices of requests with a positive
-    first input)."""
+def _attacked_by(script: Path, tmp_path_factory, entries: int, *args: str, audited: bool = True,  # type: ignore[no-untyped-def]
+                 auditor: Path | None = None):  # fmt: skip
+    """A network whose node 2 runs `script` (and nodes 0 and 1 `auditor`, if given), after `entries` requests to
+    it were audited (or only sent, when not `audited`): (network, audited log origin, audited node key, log size,
+    indices of requests with a positive first input)."""
     root = tmp_path_factory.mktemp(script.stem)
     try:
-        network, audited, size, positive = _network_with(script, root, entries, *args, audited=audited)
+        network, audited, size, positive = _network_with(script, root, entries, *args, audited=audited,
+                                                         auditor=auditor)  # fmt: skip
         yield network, audited["log_origin"], audited["node"], size, positive
     finally:
         devnet.down(root)
@@ -252,6 +260,35 @@ def test_a_checkpoint_of_another_history_is_recorded_as_a_fork(tmp_path_factory)
                 assert real.count(False) == 1, (fork["detail"], real)
             agree, _, _ = _findings(url, subject)
             assert not agree & lied
+
+
+def test_a_log_that_hides_its_tiles_is_refused_not_skipped(tmp_path_factory):
+    """Auditors prove each sampled entry from the node's tiles; the node answers every tile request with 500. Each
+    sampled entry is a refusal, none is attested, and the audit reaches the end of the log."""
+    with _attacked_by(TILE_HIDING, tmp_path_factory, 30) as (network, origin, subject, size, _):
+        for n, url in enumerate(network.urls[:2]):
+            sample = _sample(network.nodes[n], origin, size)
+            agree, disagree, refused = _findings(url, subject)
+            assert sample and not agree | disagree and set(refused) == sample
+            assert all("tile" in reason for reason in refused.values()), refused
+
+
+@pytest.mark.parametrize("padded", ["batches", "--all"])
+def test_an_answer_over_the_auditors_cap_is_not_held(tmp_path_factory, padded):
+    """The node pads its answers past what its auditors hold (here 64 KiB). Padding only answers for several
+    entries, the auditors ask again in halves, down to single entries, and examine everything; padding every
+    answer, each sampled entry is a refusal naming the cap. Either way the audit reaches the end of the log."""
+    args = ["--all"] if padded == "--all" else []
+    with _attacked_by(PADDING, tmp_path_factory, 40, *args, auditor=SMALL_CAP) as (network, origin, subject, size, lie):
+        for n, url in enumerate(network.urls[:2]):
+            sample = _sample(network.nodes[n], origin, size)
+            agree, disagree, refused = _findings(url, subject)
+            assert sample
+            if padded == "--all":
+                assert not agree | disagree and set(refused) == sample
+                assert all("over 65536 bytes" in reason for reason in refused.values()), refused
+            else:
+                assert not refused and (agree, disagree) == (sample - lie, sample & lie)
 
 
 @pytest.mark.parametrize("poison", ["--signature", "--deep"])

@@ -31,7 +31,7 @@ import httpx
 from veriml.background import BackgroundJob
 from veriml.codec import canonical_json, parse_json, tensors_from_json
 from veriml.codec.clock import utc_timestamp
-from veriml.errors import InvalidInput, VerificationFailed, VerimlError
+from veriml.errors import InvalidInput, Unavailable, VerificationFailed, VerimlError
 from veriml.fsutil import atomic_write
 from veriml.identity import VerifyingKey
 from veriml.node.auditor_auth import AuditorGate, sign_request
@@ -53,6 +53,7 @@ MIN_RETENTION = 86400.0  # seconds a peer must keep an auditable request's data 
 PACE = 80.0  # entries asked for per second at most, under the per-auditor limit peers apply (auditor_auth.RATE)
 SEED_BYTES = 32
 RETENTION_TTL = 60.0  # seconds a peer's stated retention is used before it is asked again
+MAX_ANSWER_BYTES = 256 << 20  # a peer's answer held at most: 64 entries' data, or one entry of the largest inputs
 CLOCK_SLACK = 300.0  # seconds a receipt's date may precede this auditor's sighting of the log without it (clocks)
 
 _SCHEMA = """
@@ -287,16 +288,23 @@ class _Round:
     checkpoint: str
     tiles: TileLog
     retention: float
+    unverified: str | None  # why the checkpoint could not be tied to the history held: then every entry is refused
 
 
 def _check_extends(old: SignedCheckpoint, new: SignedCheckpoint, tiles: TileLog) -> None:
-    """That `old` is a prefix of `new` (tiles read at new's size), else VerificationFailed."""
+    """That `old` is a prefix of `new`, by a consistency proof from the tiles read at new's size: VerificationFailed
+    when it is not (a fork, or tiles that do not prove the history the log signed), another VerimlError when the
+    tiles could not be read."""
     a, b = old.checkpoint, new.checkpoint
     if a.size == b.size:
         if a.root != b.root:
             raise VerificationFailed(f"two checkpoints of size {a.size} with different roots")
     elif a.size > 0:
-        merkle.verify_consistency(a.size, b.size, tiles.consistency_proof(a.size), a.root, b.root)
+        try:
+            proof = tiles.consistency_proof(a.size)
+        except VerificationFailed as exc:  # a tile of the wrong length: the log's fault, not a fork shown
+            raise Unavailable(str(exc)) from exc
+        merkle.verify_consistency(a.size, b.size, proof, a.root, b.root)
 
 
 class Auditor(BackgroundJob):
@@ -350,9 +358,9 @@ class Auditor(BackgroundJob):
         checkpoint, up to 64 in one request. Return how many were examined this round."""
         origin = log_key.name
         retention = self._retention(url)
-        signed, tiles = self._view(url, log_key, retention)
+        signed, tiles, unverified = self._view(url, log_key, retention)
         size = signed.checkpoint.size
-        round_ = _Round(url, log_key, signed, signed.to_text(), tiles, retention)
+        round_ = _Round(url, log_key, signed, signed.to_text(), tiles, retention, unverified)
         examined = 0
         retries = [index for index in self.store.open_refusals(origin, RETRIES_PER_ROUND) if index < size]
         for n in range(0, len(retries), MAX_ENTRIES_PER_REQUEST):
@@ -387,12 +395,15 @@ class Auditor(BackgroundJob):
             self.store.set_audited(origin, position)
         return examined
 
-    def _view(self, url: str, log_key: VerifyingKey, retention: float) -> tuple[SignedCheckpoint, TileLog]:
+    def _view(self, url: str, log_key: VerifyingKey, retention: float) -> tuple[SignedCheckpoint, TileLog, str | None]:
         """The checkpoint this round holds the peer's log to: the newest of the one it serves now, the one this
         node's witness last cosigned and the one the last round held it to, once the others are shown to be
         prefixes of it from the peer's own tiles. So every entry this auditor examines is in the one history its
         witness vouches for: a proof under a checkpoint of another history (a fork shown to auditors only) does
-        not count. Two checkpoints that are not one history are recorded as a fork, and the round stops."""
+        not count. Two checkpoints that are not one history are recorded as a fork, and the round stops. When the
+        tiles cannot be read, the third value says so: nothing is attested under a checkpoint not tied to the
+        history held, and every entry of the round is refused (a log that hides its tiles is not thereby unaudited).
+        """
         origin = log_key.name
         policy = TrustPolicy(log_key)
         served = SignedCheckpoint.parse(self._http.get(f"{url}/checkpoint", timeout=10).text, f"checkpoint of {url}")
@@ -417,8 +428,11 @@ class Auditor(BackgroundJob):
                 events.warning(json.dumps({"event": "audit-fork", "subject": log_key.key_id,
                                            "sizes": [older.checkpoint.size, newest.checkpoint.size]}))  # fmt: skip
                 raise
+            except VerimlError as exc:
+                return newest, tiles, (f"its tiles do not show that checkpoint {newest.checkpoint.size} extends "
+                                       f"checkpoint {older.checkpoint.size}: {str(exc)[:300]}")  # fmt: skip
         self.store.set_view(origin, newest)
-        return newest, tiles
+        return newest, tiles, None
 
     def _retention(self, url: str) -> float:
         """How long the peer says it keeps auditable data (its /v1/info), asked once a minute."""
@@ -440,6 +454,10 @@ class Auditor(BackgroundJob):
     def _examine_all(self, round_: _Round, indices: list[int]) -> bool:
         """Ask for sampled entries in one signed auditor request and examine each answer; an entry not served is
         recorded as refused. False only when the peer did not answer at all."""
+        if round_.unverified is not None:  # nothing is asked: no entry could be tied to the history held
+            for index in indices:
+                self._refuse(round_, index, round_.unverified)
+            return True
         path = "/v1/log/entries?indices=" + ",".join(str(index) for index in indices)
         now = time.monotonic()
         if self._next_request > now:
@@ -447,17 +465,24 @@ class Auditor(BackgroundJob):
         self._next_request = max(now, self._next_request) + len(indices) / PACE
         headers = sign_request(self.node.key, "GET", path, round_.log_key)
         try:
-            response = self._http.get(round_.url + path, headers=headers)
+            status, content = self._get_capped(round_.url + path, headers)
         except httpx.HTTPError as exc:
             for index in indices:
                 self._refuse(round_, index, f"unanswered ({type(exc).__name__})")
             return False
+        if content is None and len(indices) > 1:
+            # Too large to hold at once: ask again in halves, down to single entries; every entry is recorded.
+            half = len(indices) // 2
+            first = self._examine_all(round_, indices[:half])
+            return self._examine_all(round_, indices[half:]) and first
         answers: list[Any] | str
-        if response.status_code != 200:
-            answers = f"answered {response.status_code}: {response.text[:300]}"
+        if content is None:
+            answers = f"an answer over {MAX_ANSWER_BYTES} bytes for one entry"
+        elif status != 200:
+            answers = f"answered {status}: {content[:300].decode('utf-8', 'replace')}"
         else:
             try:
-                answers = parse_json(response.content, "the answer")["entries"]  # depth-limited
+                answers = parse_json(content, "the answer")["entries"]  # depth-limited
                 if not isinstance(answers, list) or len(answers) != len(indices):
                     raise ValueError(f"{len(indices)} entries asked for, {len(answers)} served")
             except (VerimlError, ValueError, KeyError, TypeError) as exc:
@@ -476,6 +501,17 @@ class Auditor(BackgroundJob):
                 # answer that stopped the round would hold the audited size before this entry forever.
                 self._refuse(round_, index, f"an answer that could not be examined: {str(exc)[:300]}")
         return True
+
+    def _get_capped(self, url: str, headers: dict[str, str]) -> tuple[int, bytes | None]:
+        """The status and body of a GET, the body None past MAX_ANSWER_BYTES (read no further): a peer's answer
+        cannot take more of this node's memory than that."""
+        with self._http.stream("GET", url, headers=headers) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    return response.status_code, None
+            return response.status_code, bytes(body)
 
     def _examine(self, round_: _Round, index: int, entry: Any) -> None:
         """Check one served entry's proof, re-execute it, record what was found."""
@@ -510,8 +546,9 @@ class Auditor(BackgroundJob):
             logged = dated if absent is None else max(dated, absent - CLOCK_SLACK)
             if logged + max(round_.retention, MIN_RETENTION) > time.time() + 5:
                 backdated = f" (not in the log at {absent:.0f}, though dated {dated:.0f})" if logged > dated else ""
-                self._refuse(round_, index,
-                             f"data deleted before the {round_.retention:.0f} s retention window ended{backdated}")
+                self._refuse(
+                    round_, index, f"data deleted before the {round_.retention:.0f} s retention window ended{backdated}"
+                )
             else:
                 self.store.unattestable(origin, index, "deleted")
             return
