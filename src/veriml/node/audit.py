@@ -54,6 +54,9 @@ PACE = 80.0  # entries asked for per second at most, under the per-auditor limit
 SEED_BYTES = 32
 RETENTION_TTL = 60.0  # seconds a peer's stated retention is used before it is asked again
 MAX_ANSWER_BYTES = 256 << 20  # a peer's answer held at most: 64 entries' data, or one entry of the largest inputs
+SIGHTING_GRAIN = 600.0  # seconds within which only the first and last sightings of a peer's log are kept
+MAX_SIGHTING_AGE = 30 * 86400.0  # sightings kept at most this long, whatever retention a peer states
+FORKS_KEPT = 20  # fork records kept per peer (its first and its newest)
 CLOCK_SLACK = 300.0  # seconds a receipt's date may precede this auditor's sighting of the log without it (clocks)
 
 _SCHEMA = """
@@ -203,13 +206,21 @@ class AuditStore:
                              (origin, checkpoint.checkpoint.size, checkpoint.to_text()))  # fmt: skip
 
     def sighted(self, origin: str, size: int, at: float, horizon: float) -> None:
-        """The peer served a checkpoint of `size` at time `at`; sightings older than `horizon` no longer bound any
-        entry's age that matters, and go (all but the largest size)."""
+        """The peer served a checkpoint of `size` at time `at`. Sightings older than `horizon` no longer bound any
+        entry's age that matters, and go (all but the largest size); within SIGHTING_GRAIN seconds only the
+        earliest and the latest are kept. Dropping a sighting only makes the bound it gave an earlier time, so the
+        table stays small (a few thousand rows a peer) and an honest peer is never held to more than it promised.
+        """
         with self._lock:
             self._db.execute(
                 "INSERT INTO sightings VALUES (?, ?, ?) ON CONFLICT (origin, size) DO UPDATE SET"
                 " last_seen = max(last_seen, excluded.last_seen)",
                 (origin, size, at),
+            )
+            self._db.execute(
+                "DELETE FROM sightings WHERE origin = ? AND size < ? AND last_seen >= ?"
+                " AND size > (SELECT min(size) FROM sightings WHERE origin = ? AND last_seen >= ?)",
+                (origin, size, at - SIGHTING_GRAIN, origin, at - SIGHTING_GRAIN),
             )
             self._db.execute(
                 "DELETE FROM sightings WHERE origin = ? AND last_seen < ?"
@@ -226,9 +237,17 @@ class AuditStore:
         return row[0]
 
     def forked(self, origin: str, subject: str, held: str, other: str, detail: str) -> None:
+        """Record a fork; a peer's first forks are kept, and its newest, up to FORKS_KEPT in all, so that a peer
+        signing a new shadow checkpoint every round cannot fill this node's disk."""
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO forks VALUES (?, ?, ?, ?, ?, ?)",
                              (origin, subject, held, other, detail, utc_timestamp()))  # fmt: skip
+            self._db.execute(
+                "DELETE FROM forks WHERE origin = ? AND rowid NOT IN (SELECT rowid FROM forks WHERE origin = ?"
+                " ORDER BY rowid LIMIT ?) AND rowid NOT IN (SELECT rowid FROM forks WHERE origin = ?"
+                " ORDER BY rowid DESC LIMIT ?)",
+                (origin, origin, FORKS_KEPT // 2, origin, FORKS_KEPT // 2),
+            )
 
     def forks(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._lock:
@@ -409,7 +428,8 @@ class Auditor(BackgroundJob):
         served = SignedCheckpoint.parse(self._http.get(f"{url}/checkpoint", timeout=10).text, f"checkpoint of {url}")
         policy.check(served)
         now = time.time()
-        self.store.sighted(origin, served.checkpoint.size, now, now - max(retention, MIN_RETENTION) - CLOCK_SLACK)
+        window = min(max(retention, MIN_RETENTION), MAX_SIGHTING_AGE)
+        self.store.sighted(origin, served.checkpoint.size, now, now - window - CLOCK_SLACK)
         held = []
         for known in (self.store.view(origin), self.node.witness.cosigned(origin)):
             try:

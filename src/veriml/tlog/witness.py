@@ -94,7 +94,8 @@ class Witness:
 
     def cosigned(self, origin: str) -> SignedCheckpoint | None:
         """The checkpoint this witness last cosigned for a log, as the log submitted it."""
-        row = self._db.execute("SELECT note FROM cosigned WHERE origin = ?", (origin,)).fetchone()
+        with self._lock:  # not inside another thread's cosigning transaction on the shared connection
+            row = self._db.execute("SELECT note FROM cosigned WHERE origin = ?", (origin,)).fetchone()
         return None if row is None else SignedCheckpoint.parse(row[0], f"checkpoint of {origin} last cosigned")
 
     def add_checkpoint(self, body: bytes) -> bytes:

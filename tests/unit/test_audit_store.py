@@ -1,0 +1,64 @@
+"""The audit store's bookkeeping of when each peer's log was seen, and of forks: what bounds an entry's age, and
+how much a peer can make the store keep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from veriml.node.audit import FORKS_KEPT, SIGHTING_GRAIN, AuditStore
+
+ORIGIN = "example.org/log"
+
+
+def test_absent_at_is_the_last_sighting_of_a_log_without_the_entry(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.sqlite")
+    store.sighted(ORIGIN, 10, 1000.0, 0.0)
+    store.sighted(ORIGIN, 10, 1001.0, 0.0)  # the same size seen again: a later bound
+    store.sighted(ORIGIN, 25, 1002.0, 0.0)
+    assert store.absent_at(ORIGIN, 5) is None  # in the log at the first sighting: nothing bounds its age
+    assert store.absent_at(ORIGIN, 10) == 1001.0
+    assert store.absent_at(ORIGIN, 24) == 1001.0
+    assert store.absent_at(ORIGIN, 25) == 1002.0
+    assert store.absent_at("another/log", 25) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 40), st.floats(0, 3 * SIGHTING_GRAIN)), min_size=1, max_size=60))
+def test_thinning_only_makes_bounds_earlier(tmp_path_factory, steps) -> None:  # type: ignore[no-untyped-def]
+    """Sightings of a growing log, thinned as they come: for every entry, the bound kept is never later than the
+    one every sighting would give (an honest peer is never held to more), and within one grain of it."""
+    store = AuditStore(tmp_path_factory.mktemp("store") / "audit.sqlite")
+    size, now, seen = 0, 0.0, []
+    for grow, wait in steps:
+        size, now = size + grow, now + wait
+        store.sighted(ORIGIN, size, now, -1.0)
+        seen.append((size, now))
+    for index in range(size + 1):
+        exact = max((t for s, t in seen if s <= index), default=None)
+        kept = store.absent_at(ORIGIN, index)
+        if exact is None:
+            assert kept is None
+        else:
+            assert kept is not None and exact - SIGHTING_GRAIN <= kept <= exact
+
+
+def test_old_sightings_go_but_the_largest_stays(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.sqlite")
+    store.sighted(ORIGIN, 10, 1000.0, 0.0)
+    store.sighted(ORIGIN, 20, 5000.0, 0.0)
+    store.sighted(ORIGIN, 20, 9000.0, 8000.0)  # a horizon past both first sightings
+    assert store.absent_at(ORIGIN, 15) is None
+    assert store.absent_at(ORIGIN, 20) == 9000.0
+
+
+def test_a_peer_forking_every_round_fills_no_disk(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.sqlite")
+    for n in range(3 * FORKS_KEPT):
+        store.forked(ORIGIN, "key", "held", f"other {n}", "detail")
+    kept = [fork["other"] for fork in store.forks(limit=1000)]
+    assert len(kept) == FORKS_KEPT
+    first, newest = FORKS_KEPT // 2, 3 * FORKS_KEPT - FORKS_KEPT // 2
+    assert set(kept) == {f"other {n}" for n in [*range(first), *range(newest, 3 * FORKS_KEPT)]}
