@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from veriml import examples
 from veriml.codec import Digest, canonical_json
 from veriml.hub import SignedManifest
-from veriml.identity import Domain, SigningKey
+from veriml.identity import Domain, SigningKey, VerifyingKey
 from veriml.receipts import Bundle, sign_receipt
 from veriml.receipts.receipt import MODES
 from veriml.runtime import RuntimeFingerprint
@@ -83,6 +83,54 @@ def test_a_remembered_verification_never_passes_another_signature_or_message(see
         except VerificationFailed:
             continue
         raise AssertionError("a changed signature or message verified")
+
+
+L = 2**252 + 27742317777372353535851937790883648493  # the order of Ed25519's prime subgroup
+
+
+def _small_order_r_signature(seed: bytes, message: bytes) -> bytes:
+    """A signature only the key's holder can make, with R the neutral point: S = k * a satisfies [S]B = R + [k]A.
+    OpenSSL accepts it; libsodium refuses any R of small order."""
+    import hashlib
+
+    digest = hashlib.sha512(seed).digest()
+    a = int.from_bytes(digest[:32], "little") & ((1 << 254) - 8) | (1 << 254)
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    neutral = (1).to_bytes(32, "little")
+    k = int.from_bytes(hashlib.sha512(neutral + public + message).digest(), "little") % L
+    return neutral + (k * a % L).to_bytes(32, "little")
+
+
+@given(seed=st.binary(min_size=32, max_size=32), message=st.binary(max_size=512), flip=st.integers(0, 511))
+def test_verification_gives_openssls_verdict(seed, message, flip):
+    """Signatures are checked with libsodium first and OpenSSL when libsodium refuses: the verdict is OpenSSL's on
+    honest signatures, on signatures one bit away, and on the small-order-R signatures libsodium alone refuses."""
+    from cryptography.exceptions import InvalidSignature
+
+    from veriml.errors import VerificationFailed
+
+    key = SigningKey.from_seed("example.com/k", seed)
+    reference = Ed25519PrivateKey.from_private_bytes(seed).public_key()
+    honest = key.sign_raw(message)
+    flipped = bytearray(honest)
+    flipped[flip // 8] ^= 1 << (flip % 8)
+    for signature in (honest, bytes(flipped), _small_order_r_signature(seed, message)):
+        try:
+            reference.verify(signature, message)
+            expected = True
+        except InvalidSignature:
+            expected = False
+        try:
+            VerifyingKey.from_public_bytes("example.com/k", key.public.public).verify_raw(message, signature)
+            verdict = True
+        except VerificationFailed:
+            verdict = False
+        assert verdict == expected
+
+
+def test_the_small_order_r_signature_is_one_openssl_accepts():
+    seed, message = bytes(range(32)), b"message"
+    Ed25519PrivateKey.from_private_bytes(seed).public_key().verify(_small_order_r_signature(seed, message), message)
 
 
 # Tensor names as users' models may name them: ASCII, accents, high-BMP (past U+E000, where JCS's UTF-16 order is not

@@ -20,7 +20,8 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
-from nacl.bindings import crypto_core_ed25519_is_valid_point
+from nacl.bindings import crypto_core_ed25519_is_valid_point, crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, VerificationFailed
 from veriml.fsutil import atomic_write
@@ -135,9 +136,14 @@ class VerifyingKey:
         if token is not None and token in _VERIFIED:
             return
         try:
-            self._key.verify(signature, message)
-        except InvalidSignature as exc:
-            raise VerificationFailed(f"signature is not valid for key {self.key_id}") from exc
+            crypto_sign_open(signature + message, self.public)  # libsodium: twice as fast as OpenSSL here
+        except (BadSignatureError, ValueError, TypeError):
+            # libsodium also refuses a few signatures OpenSSL accepts (R of small order, which only the key's
+            # holder can make): the verdict stays OpenSSL's, as it was, and only a refused signature pays twice.
+            try:
+                self._key.verify(signature, message)
+            except InvalidSignature as exc:
+                raise VerificationFailed(f"signature is not valid for key {self.key_id}") from exc
         if token is not None:
             _VERIFIED[token] = None
             if len(_VERIFIED) > VERIFIED_KEPT:
