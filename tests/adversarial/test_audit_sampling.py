@@ -37,7 +37,7 @@ SUBSTITUTING = Path(__file__).with_name("audit_substituting_node.py")
 POISONING = Path(__file__).with_name("audit_poisoning_node.py")
 FORKING = Path(__file__).with_name("audit_forking_node.py")
 BACKDATING = Path(__file__).with_name("audit_backdating_node.py")
-TILE_HIDING = Path(__file__).with_name("audit_tile_hiding_node.py")
+HIDING = Path(__file__).with_name("audit_hiding_node.py")
 PADDING = Path(__file__).with_name("audit_padding_node.py")
 SMALL_CAP = Path(__file__).with_name("small_answer_cap_node.py")
 FRACTION = 0.3
@@ -262,17 +262,29 @@ def test_a_checkpoint_of_another_history_is_recorded_as_a_fork(tmp_path_factory)
             assert not agree & lied
 
 
-def test_a_log_that_hides_its_tiles_is_refused_not_skipped(tmp_path_factory):
-    """Auditors prove each sampled entry from the node's tiles; the node answers every tile request with 500. Each
-    sampled entry is a refusal, and the audit reaches the end of the log. (Entry 0 alone may be examined: in a
-    checkpoint of size 1 its leaf is the root, and no tile is needed.)"""
-    with _attacked_by(TILE_HIDING, tmp_path_factory, 30) as (network, origin, subject, size, lied):
+@pytest.mark.parametrize("hides", ["--tiles", "--corrupt-tiles", "--checkpoint"])
+def test_a_log_that_hides_its_read_side_is_still_audited(tmp_path_factory, hides):
+    """Auditors prove each sampled entry from the node's tiles under the checkpoint they hold it to. The node answers
+    every tile request with 500, or serves its tiles with a bit flipped, or withholds /checkpoint from auditors
+    (its witnesses still get every checkpoint). Hiding the tiles, each sampled entry is a refusal; corrupt tiles
+    are not taken for a fork, and each entry they cannot prove is a refusal; withholding the checkpoint, the
+    auditors hold the log to the one their witness cosigned and catch the lies. Either way the audit reaches the
+    end of the log. (Entry 0 may be examined when its tiles are hidden: in a checkpoint of size 1 its leaf is the
+    root.)"""
+    with _attacked_by(HIDING, tmp_path_factory, 30, hides) as (network, origin, subject, size, lied):
         for n, url in enumerate(network.urls[:2]):
             sample = _sample(network.nodes[n], origin, size)
             agree, disagree, refused = _findings(url, subject)
-            assert sample - {0} and set(refused) >= sample - {0} and (agree | disagree) <= {0}
-            assert not agree & lied
-            assert all("tile" in reason for reason in refused.values()), refused
+            assert sample - {0} and not forks(url, subject) and not agree & lied
+            if hides == "--checkpoint":
+                assert not refused and (agree, disagree) == (sample - lied, sample & lied)
+            elif hides == "--tiles":
+                assert set(refused) >= sample - {0} and (agree | disagree) <= {0}
+                assert all("tile" in reason for reason in refused.values()), refused
+            else:  # an entry whose proof misses the flipped hash is proven, and examined
+                assert refused and set(refused) | agree | disagree == sample and not set(refused) & (agree | disagree)
+                assert disagree == sample & lied - set(refused)
+                assert all("not entry" in reason for reason in refused.values()), refused
 
 
 @pytest.mark.parametrize("padded", ["batches", "--all"])

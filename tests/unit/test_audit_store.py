@@ -62,3 +62,14 @@ def test_a_peer_forking_every_round_fills_no_disk(tmp_path: Path) -> None:
     assert len(kept) == FORKS_KEPT
     first, newest = FORKS_KEPT // 2, 3 * FORKS_KEPT - FORKS_KEPT // 2
     assert set(kept) == {f"other {n}" for n in [*range(first), *range(newest, 3 * FORKS_KEPT)]}
+
+
+def test_open_refusals_are_asked_below_the_round_size_and_dated(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.sqlite")
+    for index in (3, 70, 5):
+        store.refused(ORIGIN, "key", index, "answered 500", "checkpoint")
+    assert sorted(store.open_refusals(ORIGIN, 50, below=10)) == [3, 5]  # 70 is past what the round holds
+    assert store.open_refusal_count(ORIGIN) == 3
+    assert store.refused_since(ORIGIN, 3) is not None and store.refused_since(ORIGIN, 4) is None
+    store.unattestable(ORIGIN, 3, "private")  # examined after all: the refusal is answered
+    assert store.refused_since(ORIGIN, 3) is None and store.open_refusal_count(ORIGIN) == 2

@@ -14,6 +14,7 @@ check that the auditor followed its sample.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from veriml.background import BackgroundJob
+from veriml.bounded_get import bounded_get
 from veriml.codec import canonical_json, parse_json, tensors_from_json
 from veriml.codec.clock import utc_timestamp
 from veriml.errors import InvalidInput, Unavailable, VerificationFailed, VerimlError
@@ -40,7 +42,7 @@ from veriml.node.limits import check_reexecution
 from veriml.receipts import ReceiptLeaf, SignedAttestation, parse_signed_receipt
 from veriml.receipts.commitment import parse_salt
 from veriml.tlog import SignedCheckpoint, TrustPolicy, merkle
-from veriml.tlog.tile_reader import TileLog
+from veriml.tlog.tile_reader import CHECKPOINT_BYTES, TileLog
 
 if TYPE_CHECKING:
     from veriml.node.node import Node
@@ -53,9 +55,13 @@ MIN_RETENTION = 86400.0  # seconds a peer must keep an auditable request's data 
 PACE = 80.0  # entries asked for per second at most, under the per-auditor limit peers apply (auditor_auth.RATE)
 SEED_BYTES = 32
 RETENTION_TTL = 60.0  # seconds a peer's stated retention is used before it is asked again
-MAX_ANSWER_BYTES = 256 << 20  # a peer's answer held at most: 64 entries' data, or one entry of the largest inputs
+MAX_ANSWER_BYTES = 64 << 20  # a peer's answer held at most (a node's own JSON body limit, max_json_bytes)
+MAX_ANSWER_CONTAINERS = 1 << 20  # JSON arrays and objects in one answer: each costs ~60 bytes once parsed
+FETCH_DEADLINE = 60.0  # seconds for any one answer from a peer, however it drips
+MAX_OPEN_REFUSALS = 100_000  # a peer refusing this many sampled entries is not asked for new ones
 SIGHTING_GRAIN = 600.0  # seconds within which only the first and last sightings of a peer's log are kept
 MAX_SIGHTING_AGE = 30 * 86400.0  # sightings kept at most this long, whatever retention a peer states
+MAX_SIGHTINGS = 10_000  # sightings kept per peer at most (the newest), however its sizes move
 FORKS_KEPT = 20  # fork records kept per peer (its first and its newest)
 CLOCK_SLACK = 300.0  # seconds a receipt's date may precede this auditor's sighting of the log without it (clocks)
 
@@ -98,6 +104,7 @@ CREATE TABLE IF NOT EXISTS sightings (  -- when the peer last served a checkpoin
     last_seen REAL NOT NULL,
     PRIMARY KEY (origin, size)
 );
+CREATE INDEX IF NOT EXISTS sightings_by_time ON sightings (origin, last_seen);
 CREATE TABLE IF NOT EXISTS forks (  -- two checkpoints the peer signed that are not one history
     origin TEXT NOT NULL,
     subject TEXT NOT NULL,
@@ -218,14 +225,15 @@ class AuditStore:
                 (origin, size, at),
             )
             self._db.execute(
-                "DELETE FROM sightings WHERE origin = ? AND size < ? AND last_seen >= ?"
+                "DELETE FROM sightings WHERE origin = ? AND size != ? AND last_seen >= ?"
                 " AND size > (SELECT min(size) FROM sightings WHERE origin = ? AND last_seen >= ?)",
                 (origin, size, at - SIGHTING_GRAIN, origin, at - SIGHTING_GRAIN),
             )
             self._db.execute(
-                "DELETE FROM sightings WHERE origin = ? AND last_seen < ?"
+                "DELETE FROM sightings WHERE origin = ? AND (last_seen < ? OR rowid NOT IN (SELECT rowid FROM"
+                " sightings WHERE origin = ? ORDER BY last_seen DESC LIMIT ?))"
                 " AND size < (SELECT max(size) FROM sightings WHERE origin = ?)",
-                (origin, horizon, origin),
+                (origin, horizon, origin, MAX_SIGHTINGS, origin),
             )
 
     def absent_at(self, origin: str, index: int) -> float | None:
@@ -257,13 +265,31 @@ class AuditStore:
         keys = ("subject", "held", "other", "detail", "found_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def open_refusals(self, origin: str, limit: int) -> list[int]:
+    def open_refusals(self, origin: str, limit: int, below: int) -> list[int]:
+        """Open refusals of entries under `below` (the round's checkpoint size), the longest unasked first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT log_index FROM refusals WHERE origin = ? AND answered_at IS NULL ORDER BY last_at LIMIT ?",
-                (origin, limit),
+                "SELECT log_index FROM refusals WHERE origin = ? AND answered_at IS NULL AND log_index < ?"
+                " ORDER BY last_at LIMIT ?",
+                (origin, below, limit),
             ).fetchall()
         return [row[0] for row in rows]
+
+    def open_refusal_count(self, origin: str) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT count(*) FROM refusals WHERE origin = ? AND answered_at IS NULL", (origin,)
+            ).fetchone()
+        return row[0]
+
+    def refused_since(self, origin: str, index: int) -> float | None:
+        """When an entry's open refusal was first recorded (Unix seconds), if it has one."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT first_at FROM refusals WHERE origin = ? AND log_index = ? AND answered_at IS NULL",
+                (origin, index),
+            ).fetchone()
+        return None if row is None else _timestamp_seconds(row[0])
 
     def refusals(self, limit: int = 100, include_answered: bool = False) -> list[dict[str, Any]]:
         query = "SELECT subject, log_index, reason, checkpoint, first_at, last_at, attempts, answered_at FROM refusals"
@@ -307,23 +333,40 @@ class _Round:
     checkpoint: str
     tiles: TileLog
     retention: float
-    unverified: str | None  # why the checkpoint could not be tied to the history held: then every entry is refused
+
+
+class _TilesProveNothing(Unavailable):
+    """The peer's tiles could not be read, or do not lead to the root of the checkpoint they were read for."""
 
 
 def _check_extends(old: SignedCheckpoint, new: SignedCheckpoint, tiles: TileLog) -> None:
-    """That `old` is a prefix of `new`, by a consistency proof from the tiles read at new's size: VerificationFailed
-    when it is not (a fork, or tiles that do not prove the history the log signed), another VerimlError when the
-    tiles could not be read."""
+    """That `old` is a prefix of `new`, from a consistency proof computed from the tiles read at new's size.
+    VerificationFailed only when the log is proven forked: two roots for one size, or tiles that lead to new's
+    root (so, by collision resistance, are new's tree) giving old's size another root than the one signed; the
+    message then carries the proof, for anyone to check. _TilesProveNothing when the tiles decide nothing."""
     a, b = old.checkpoint, new.checkpoint
     if a.size == b.size:
         if a.root != b.root:
             raise VerificationFailed(f"two checkpoints of size {a.size} with different roots")
-    elif a.size > 0:
-        try:
-            proof = tiles.consistency_proof(a.size)
-        except VerificationFailed as exc:  # a tile of the wrong length: the log's fault, not a fork shown
-            raise Unavailable(str(exc)) from exc
-        merkle.verify_consistency(a.size, b.size, proof, a.root, b.root)
+        return
+    if a.size == 0:
+        return
+    try:
+        proof = tiles.consistency_proof(a.size)
+        start = a.root
+        if a.size & (a.size - 1) == 0:  # a subtree of new's tree: take its hash from the tiles, not from old
+            start = tiles.hashes([(a.size.bit_length() - 1, 0)])[0]
+        first, second = merkle.consistency_roots(a.size, b.size, proof, start)
+    except VerimlError as exc:
+        raise _TilesProveNothing(f"the tiles of checkpoint {b.size} could not be read: {str(exc)[:300]}") from exc
+    if second != b.root:
+        raise _TilesProveNothing(f"the tiles served do not lead to the root of checkpoint {b.size}")
+    if first != a.root:
+        hashes = " ".join(base64.b64encode(h).decode() for h in ([start] if start != a.root else []) + proof)
+        raise VerificationFailed(
+            f"checkpoint {b.size}'s tree has root {base64.b64encode(first).decode()} at size {a.size}, not the one "
+            f"signed; consistency proof from the tiles: {hashes}"
+        )
 
 
 class Auditor(BackgroundJob):
@@ -377,11 +420,11 @@ class Auditor(BackgroundJob):
         checkpoint, up to 64 in one request. Return how many were examined this round."""
         origin = log_key.name
         retention = self._retention(url)
-        signed, tiles, unverified = self._view(url, log_key, retention)
+        signed, tiles = self._view(url, log_key, retention)
         size = signed.checkpoint.size
-        round_ = _Round(url, log_key, signed, signed.to_text(), tiles, retention, unverified)
+        round_ = _Round(url, log_key, signed, signed.to_text(), tiles, retention)
         examined = 0
-        retries = [index for index in self.store.open_refusals(origin, RETRIES_PER_ROUND) if index < size]
+        retries = self.store.open_refusals(origin, RETRIES_PER_ROUND, size)
         for n in range(0, len(retries), MAX_ENTRIES_PER_REQUEST):
             if self._stop.is_set():
                 return examined
@@ -389,6 +432,8 @@ class Auditor(BackgroundJob):
             examined += len(chunk)
             if not self._examine_all(round_, chunk):
                 return examined  # not answering at all: try again next round, not more timeouts now
+        if self.store.open_refusal_count(origin) >= MAX_OPEN_REFUSALS:
+            return examined  # evidence enough: new entries wait until the peer answers for the old ones
         start = scanned = self.audited_size(origin)
         sample = []
         for index in range(start, min(size, start + MAX_ENTRIES_PER_ROUND)):
@@ -414,22 +459,17 @@ class Auditor(BackgroundJob):
             self.store.set_audited(origin, position)
         return examined
 
-    def _view(self, url: str, log_key: VerifyingKey, retention: float) -> tuple[SignedCheckpoint, TileLog, str | None]:
+    def _view(self, url: str, log_key: VerifyingKey, retention: float) -> tuple[SignedCheckpoint, TileLog]:
         """The checkpoint this round holds the peer's log to: the newest of the one it serves now, the one this
         node's witness last cosigned and the one the last round held it to, once the others are shown to be
         prefixes of it from the peer's own tiles. So every entry this auditor examines is in the one history its
         witness vouches for: a proof under a checkpoint of another history (a fork shown to auditors only) does
-        not count. Two checkpoints that are not one history are recorded as a fork, and the round stops. When the
-        tiles cannot be read, the third value says so: nothing is attested under a checkpoint not tied to the
-        history held, and every entry of the round is refused (a log that hides its tiles is not thereby unaudited).
-        """
+        not count. A proven fork is recorded, and the round stops. A checkpoint the peer does not serve, or that
+        its tiles do not tie to the others, is passed over: the round holds the log to the newest one held, and
+        whatever it cannot prove there is refused, so neither withholding /checkpoint nor hiding the tiles stops
+        an audit."""
         origin = log_key.name
         policy = TrustPolicy(log_key)
-        served = SignedCheckpoint.parse(self._http.get(f"{url}/checkpoint", timeout=10).text, f"checkpoint of {url}")
-        policy.check(served)
-        now = time.time()
-        window = min(max(retention, MIN_RETENTION), MAX_SIGHTING_AGE)
-        self.store.sighted(origin, served.checkpoint.size, now, now - window - CLOCK_SLACK)
         held = []
         for known in (self.store.view(origin), self.node.witness.cosigned(origin)):
             try:
@@ -438,21 +478,43 @@ class Auditor(BackgroundJob):
                     held.append(known)
             except VerificationFailed:
                 pass  # the witness follows another key under this name: not this peer's history
-        newest = max([served, *held], key=lambda c: c.checkpoint.size)
-        tiles = TileLog(url, newest.checkpoint.size, http=self._http)
-        for older in (served, *held):
-            try:
-                _check_extends(older, newest, tiles)
-            except VerificationFailed as exc:
-                self.store.forked(origin, log_key.vkey, older.to_text(), newest.to_text(), str(exc))
-                events.warning(json.dumps({"event": "audit-fork", "subject": log_key.key_id,
-                                           "sizes": [older.checkpoint.size, newest.checkpoint.size]}))  # fmt: skip
+        served = None
+        try:
+            status, body = bounded_get(self._http, f"{url}/checkpoint", CHECKPOINT_BYTES, FETCH_DEADLINE)
+            if status != 200 or body is None:
+                raise InvalidInput(f"answered {status}" if body is not None else "an answer too long")
+            served = SignedCheckpoint.parse(body, f"checkpoint of {url}")
+            policy.check(served)
+        except (httpx.HTTPError, VerimlError) as exc:
+            if not held:
                 raise
-            except VerimlError as exc:
-                return newest, tiles, (f"its tiles do not show that checkpoint {newest.checkpoint.size} extends "
-                                       f"checkpoint {older.checkpoint.size}: {str(exc)[:300]}")  # fmt: skip
+            events.warning(json.dumps({"event": "audit-no-checkpoint", "subject": log_key.key_id,
+                                       "detail": str(exc)[:300]}))  # fmt: skip
+            served = None
+        else:
+            now = time.time()
+            window = min(max(retention, MIN_RETENTION), MAX_SIGHTING_AGE)
+            self.store.sighted(origin, served.checkpoint.size, now, now - window - CLOCK_SLACK)
+        candidates = [c for c in (served, *held) if c is not None]
+        newest = max(candidates, key=lambda c: c.checkpoint.size)
+        tiles = TileLog(url, newest.checkpoint.size, http=self._http)
+        try:
+            for older in candidates:
+                _check_extends(older, newest, tiles)
+        except VerificationFailed as exc:
+            self.store.forked(origin, log_key.vkey, older.to_text(), newest.to_text(), str(exc))
+            events.warning(json.dumps({"event": "audit-fork", "subject": log_key.key_id,
+                                       "sizes": [older.checkpoint.size, newest.checkpoint.size]}))  # fmt: skip
+            raise
+        except _TilesProveNothing as exc:
+            if not held:
+                raise
+            events.warning(json.dumps({"event": "audit-unproven-checkpoint", "subject": log_key.key_id,
+                                       "detail": str(exc)[:300]}))  # fmt: skip
+            newest = max(held, key=lambda c: c.checkpoint.size)
+            tiles = TileLog(url, newest.checkpoint.size, http=self._http)
         self.store.set_view(origin, newest)
-        return newest, tiles, None
+        return newest, tiles
 
     def _retention(self, url: str) -> float:
         """How long the peer says it keeps auditable data (its /v1/info), asked once a minute."""
@@ -460,7 +522,8 @@ class Auditor(BackgroundJob):
         if known is not None and known[1] > time.monotonic():
             return known[0]
         try:
-            retention = float(self._http.get(f"{url}/v1/info", timeout=10).json()["audit"]["retention"])
+            _, body = bounded_get(self._http, f"{url}/v1/info", CHECKPOINT_BYTES, FETCH_DEADLINE)
+            retention = float(parse_json(body or b"", "info")["audit"]["retention"])
         except Exception:  # a peer that does not say keeps nothing past the moment: only early deletion shows
             retention = 0.0
         self._retentions[url] = (retention, time.monotonic() + RETENTION_TTL)
@@ -474,10 +537,6 @@ class Auditor(BackgroundJob):
     def _examine_all(self, round_: _Round, indices: list[int]) -> bool:
         """Ask for sampled entries in one signed auditor request and examine each answer; an entry not served is
         recorded as refused. False only when the peer did not answer at all."""
-        if round_.unverified is not None:  # nothing is asked: no entry could be tied to the history held
-            for index in indices:
-                self._refuse(round_, index, round_.unverified)
-            return True
         path = "/v1/log/entries?indices=" + ",".join(str(index) for index in indices)
         now = time.monotonic()
         if self._next_request > now:
@@ -485,7 +544,7 @@ class Auditor(BackgroundJob):
         self._next_request = max(now, self._next_request) + len(indices) / PACE
         headers = sign_request(self.node.key, "GET", path, round_.log_key)
         try:
-            status, content = self._get_capped(round_.url + path, headers)
+            status, content = bounded_get(self._http, round_.url + path, MAX_ANSWER_BYTES, FETCH_DEADLINE, headers)
         except httpx.HTTPError as exc:
             for index in indices:
                 self._refuse(round_, index, f"unanswered ({type(exc).__name__})")
@@ -502,6 +561,8 @@ class Auditor(BackgroundJob):
             answers = f"answered {status}: {content[:300].decode('utf-8', 'replace')}"
         else:
             try:
+                if content.count(b"[") + content.count(b"{") > MAX_ANSWER_CONTAINERS:  # before parsing: memory
+                    raise ValueError(f"more than {MAX_ANSWER_CONTAINERS} JSON arrays and objects")
                 answers = parse_json(content, "the answer")["entries"]  # depth-limited
                 if not isinstance(answers, list) or len(answers) != len(indices):
                     raise ValueError(f"{len(indices)} entries asked for, {len(answers)} served")
@@ -516,22 +577,15 @@ class Auditor(BackgroundJob):
                 continue
             try:
                 self._examine(round_, index, answer)
-            except (VerimlError, ValueError, KeyError, TypeError, RecursionError) as exc:
-                # Whatever the peer served that this auditor could not finish examining is its refusal: an
-                # answer that stopped the round would hold the audited size before this entry forever.
-                self._refuse(round_, index, f"an answer that could not be examined: {str(exc)[:300]}")
+            except sqlite3.Error:
+                raise  # this node's own store: not the peer's doing
+            except Exception as exc:
+                # Whatever the peer served that this auditor could not finish examining is its refusal (the
+                # runtime's own errors on a planted request included): an answer that stopped the round would
+                # hold the audited size before this entry forever.
+                reason = f"an answer that could not be examined: {type(exc).__name__}: {str(exc)[:300]}"
+                self._refuse(round_, index, reason)
         return True
-
-    def _get_capped(self, url: str, headers: dict[str, str]) -> tuple[int, bytes | None]:
-        """The status and body of a GET, the body None past MAX_ANSWER_BYTES (read no further): a peer's answer
-        cannot take more of this node's memory than that."""
-        with self._http.stream("GET", url, headers=headers) as response:
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    return response.status_code, None
-            return response.status_code, bytes(body)
 
     def _examine(self, round_: _Round, index: int, entry: Any) -> None:
         """Check one served entry's proof, re-execute it, record what was found."""
@@ -564,11 +618,17 @@ class Auditor(BackgroundJob):
             dated = _timestamp_seconds(receipt.body.timestamp)
             absent = self.store.absent_at(origin, index)
             logged = dated if absent is None else max(dated, absent - CLOCK_SLACK)
-            if logged + max(round_.retention, MIN_RETENTION) > time.time() + 5:
+            kept_until = logged + max(round_.retention, MIN_RETENTION)
+            refused_at = self.store.refused_since(origin, index)
+            if kept_until > time.time() + 5:
                 backdated = f" (not in the log at {absent:.0f}, though dated {dated:.0f})" if logged > dated else ""
                 self._refuse(
                     round_, index, f"data deleted before the {round_.retention:.0f} s retention window ended{backdated}"
                 )
+            elif refused_at is not None and refused_at < kept_until:
+                # Withheld while it had to be kept, deleted once it need not be: the refusal stands.
+                self._refuse(round_, index, f"withheld while its retention window was open (first refused at "
+                                            f"{refused_at:.0f}), then deleted")  # fmt: skip
             else:
                 self.store.unattestable(origin, index, "deleted")
             return

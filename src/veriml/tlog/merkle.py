@@ -183,24 +183,14 @@ def verify_inclusion(index: int, size: int, leaf: bytes, proof: Sequence[bytes],
         raise VerificationFailed(f"inclusion: proof for index {index} does not lead to the root of size {size}")
 
 
-def verify_consistency(old: int, new: int, proof: Sequence[bytes], old_root: bytes, new_root: bytes) -> None:
-    """RFC 9162 §2.1.4.2: raise VerificationFailed unless `proof` shows the tree of size `old` with `old_root`
-    is a prefix of the tree of size `new` with `new_root`."""
-    if type(old) is not int or type(new) is not int or not 0 <= old <= new:
-        raise VerificationFailed(f"consistency: sizes {old!r} -> {new!r} go backwards or are not sizes")
+def consistency_roots(old: int, new: int, proof: Sequence[bytes], old_root: bytes) -> tuple[bytes, bytes]:
+    """The roots of the trees of size `old` and `new` that a consistency proof leads to (RFC 9162 §2.1.4.2), for
+    0 < old < new; VerificationFailed for a proof of the wrong shape. When `old` is a power of two the old tree is
+    a subtree of the new one and the proof leaves it out: it starts from `old_root`, returned as the first root."""
     old_root = _check_hash(old_root, "consistency: old root")
-    new_root = _check_hash(new_root, "consistency: new root")
     proof = [_check_hash(p, f"consistency: proof hash {i}") for i, p in enumerate(proof)]
-    if old == new:
-        if proof:
-            raise VerificationFailed("consistency: equal sizes need an empty proof")
-        if old_root != new_root:
-            raise VerificationFailed(f"consistency: two different roots for the same size {old}")
-        return
-    if old == 0:
-        if proof:
-            raise VerificationFailed("consistency: a proof from the empty tree must be empty")
-        return
+    if type(old) is not int or type(new) is not int or not 0 < old < new:
+        raise VerificationFailed(f"consistency: sizes {old!r} -> {new!r} are not two growing sizes")
     if not proof:
         raise VerificationFailed(f"consistency: empty proof from size {old} to {new}")
     if old & (old - 1) == 0:  # old is a power of two: its root is the first node of the path
@@ -226,6 +216,28 @@ def verify_consistency(old: int, new: int, proof: Sequence[bytes], old_root: byt
         sn >>= 1
     if sn != 0:
         raise VerificationFailed(f"consistency: proof from {old} to {new} has too few hashes")
+    return fr, sr
+
+
+def verify_consistency(old: int, new: int, proof: Sequence[bytes], old_root: bytes, new_root: bytes) -> None:
+    """RFC 9162 §2.1.4.2: raise VerificationFailed unless `proof` shows the tree of size `old` with `old_root`
+    is a prefix of the tree of size `new` with `new_root`."""
+    if type(old) is not int or type(new) is not int or not 0 <= old <= new:
+        raise VerificationFailed(f"consistency: sizes {old!r} -> {new!r} go backwards or are not sizes")
+    old_root = _check_hash(old_root, "consistency: old root")
+    new_root = _check_hash(new_root, "consistency: new root")
+    proof = [_check_hash(p, f"consistency: proof hash {i}") for i, p in enumerate(proof)]
+    if old == new:
+        if proof:
+            raise VerificationFailed("consistency: equal sizes need an empty proof")
+        if old_root != new_root:
+            raise VerificationFailed(f"consistency: two different roots for the same size {old}")
+        return
+    if old == 0:
+        if proof:
+            raise VerificationFailed("consistency: a proof from the empty tree must be empty")
+        return
+    fr, sr = consistency_roots(old, new, proof, old_root)
     if fr != old_root:
         raise VerificationFailed(f"consistency: proof does not lead to the old root of size {old}")
     if sr != new_root:

@@ -8,10 +8,13 @@ from collections.abc import Sequence
 
 import httpx
 
+from veriml.bounded_get import bounded_get
 from veriml.errors import NotFound, Unavailable, VerificationFailed
 from veriml.tlog import SignedCheckpoint, merkle
 from veriml.tlog.merkle import HASH_SIZE, SubtreeKey
 from veriml.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, TileRef
+
+CHECKPOINT_BYTES = 1 << 16  # a checkpoint note with its cosignatures is well under this
 
 
 class TileLog:
@@ -40,16 +43,19 @@ class TileLog:
     def checkpoint(self) -> SignedCheckpoint:
         return SignedCheckpoint.parse(self._get("checkpoint"), f"{self.url} checkpoint")
 
-    def _get(self, path: str) -> bytes:
+    def _get(self, path: str, size: int = CHECKPOINT_BYTES) -> bytes:
+        """The resource at `path`, read up to `size` bytes (a tile's exact length), within a deadline."""
         try:
-            response = self._http.get(f"{self.url}/{path}", timeout=self._timeout)
+            status, body = bounded_get(self._http, f"{self.url}/{path}", size, 3 * self._timeout)
         except httpx.HTTPError as exc:
             raise Unavailable(f"log {self.url}: {path}: {type(exc).__name__}") from exc
-        if response.status_code == 404:
+        if status == 404:
             raise NotFound(f"log {self.url}: {path} not found")
-        if response.status_code != 200:
-            raise Unavailable(f"log {self.url}: {path} answered {response.status_code}")
-        return response.content
+        if status != 200:
+            raise Unavailable(f"log {self.url}: {path} answered {status}")
+        if body is None:
+            raise VerificationFailed(f"log {self.url}: {path} is longer than {size} bytes")
+        return body
 
     def _tile(self, tile_level: int, index: int) -> bytes:
         available = self.size >> (TILE_HEIGHT * tile_level)  # complete subtrees at that tile level
@@ -58,7 +64,7 @@ class TileLog:
             raise NotFound(f"log {self.url}: tile {tile_level}/{index} is beyond a tree of {self.size}")
         path = TileRef(tile_level, index, width).path
         if path not in self._tiles:
-            data = self._get(path)
+            data = self._get(path, width * HASH_SIZE)
             if len(data) != width * HASH_SIZE:
                 raise VerificationFailed(f"log {self.url}: {path} has {len(data)} bytes, expected {width * 32}")
             self._tiles[path] = data

@@ -1,0 +1,82 @@
+"""bounded_get against a raw HTTP server on 127.0.0.1 that answers as a hostile peer would: dripping, too long,
+or compressed past any size."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+import httpx
+import pytest
+
+from veriml.bounded_get import DeadlineExceeded, bounded_get
+
+
+@contextmanager
+def serving(respond) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A one-connection-at-a-time server; `respond(connection)` writes the whole answer."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def run() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.recv(65536)
+                with suppress(OSError):
+                    respond(connection)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def _head(length: int, extra: str = "") -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n{extra}Connection: close\r\n\r\n".encode()
+
+
+def test_a_dripping_answer_ends_at_the_deadline() -> None:
+    def drip(connection: socket.socket) -> None:
+        connection.sendall(_head(100))
+        for _ in range(100):
+            connection.sendall(b"x")
+            time.sleep(0.2)  # each byte well inside the per-read timeout
+
+    with serving(drip) as url, httpx.Client(timeout=1.0) as client:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            bounded_get(client, url, cap=1000, deadline=1.0)
+        assert time.monotonic() - started < 2.5
+
+
+def test_an_answer_past_the_cap_is_not_read_on() -> None:
+    with serving(lambda c: c.sendall(_head(1 << 20) + b"y" * (1 << 20))) as url, httpx.Client() as client:
+        assert bounded_get(client, url, cap=4096, deadline=10) == (200, None)
+    with serving(lambda c: c.sendall(_head(5) + b"hello")) as url, httpx.Client() as client:
+        assert bounded_get(client, url, cap=5, deadline=10) == (200, b"hello")
+
+
+def test_a_compressed_answer_is_never_expanded() -> None:
+    bomb = gzip.compress(b"\0" * (64 << 20))  # 64 MiB of zeros in about 64 KiB
+    seen = {}
+
+    def send(connection: socket.socket) -> None:
+        connection.sendall(_head(len(bomb), "Content-Encoding: gzip\r\n") + bomb)
+
+    with serving(send) as url, httpx.Client() as client:
+        status, body = bounded_get(client, url, cap=1 << 20, deadline=10)
+        seen["body"] = body
+    assert status == 200 and seen["body"] == bomb  # the bytes sent, not 64 MiB
