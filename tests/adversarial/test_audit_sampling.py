@@ -40,6 +40,8 @@ BACKDATING = Path(__file__).with_name("audit_backdating_node.py")
 HIDING = Path(__file__).with_name("audit_hiding_node.py")
 PADDING = Path(__file__).with_name("audit_padding_node.py")
 SMALL_CAP = Path(__file__).with_name("small_answer_cap_node.py")
+OUTWAITING = Path(__file__).with_name("audit_outwaiting_node.py")
+SHORT_WINDOW = Path(__file__).with_name("short_window_auditor_node.py")
 FRACTION = 0.3
 ENTRIES = 60
 
@@ -205,8 +207,8 @@ def test_auditor_is_not_shown_another_entry_than_it_asked_for(tmp_path_factory):
     """The node lies on every request whose first input is positive, and answers an auditor asking for a lie with
     the nearest honest entry before it: valid receipt, data and proof, only for another index. Each sampled lie is
     refused evidence naming the index the proof is for; none is recorded as an agreeing re-execution."""
-    with _attacked_by(SUBSTITUTING, tmp_path_factory, 40) as (network, origin, subject, size, lied):
-        assert 8 <= len(lied) <= 32
+    with _attacked_by(SUBSTITUTING, tmp_path_factory, 80) as (network, origin, subject, size, lied):
+        assert 20 <= len(lied) <= 60
         for n, url in enumerate(network.urls[:2]):
             sample = _sample(network.nodes[n], origin, size)
             agree, _, refused = _findings(url, subject)
@@ -224,7 +226,7 @@ def test_auditor_is_not_shown_an_entry_of_another_history(tmp_path_factory):
     an honest entry, proven at the index asked for under a checkpoint it signed for a shadow tree (its log with
     the lie replaced). The proof is valid and signed by the node; it is not in the history the node's witnesses
     cosigned, so each such sampled lie is a refusal, and none is recorded as an agreeing re-execution."""
-    with _attacked_by(FORKING, tmp_path_factory, 40) as (network, origin, subject, size, lied):
+    with _attacked_by(FORKING, tmp_path_factory, 80) as (network, origin, subject, size, lied):
         for n, url in enumerate(network.urls[:2]):
             sample = _sample(network.nodes[n], origin, size)
             agree, _, refused = _findings(url, subject)
@@ -285,6 +287,27 @@ def test_a_log_that_hides_its_read_side_is_still_audited(tmp_path_factory, hides
                 assert refused and set(refused) | agree | disagree == sample and not set(refused) & (agree | disagree)
                 assert disagree == sample & lied - set(refused)
                 assert all("not entry" in reason for reason in refused.values()), refused
+
+
+def test_waiting_out_the_retention_window_does_not_close_a_refusal(tmp_path_factory):
+    """The node keeps its auditors from proving its entries (tiles hidden) while their data must be kept, then
+    serves its tiles, says the data is deleted, and waits the window out (10 s here). The refusals recorded inside
+    the window stay open: withheld, then deleted."""
+    until = tmp_path_factory.mktemp("until") / "now"
+    with _attacked_by(OUTWAITING, tmp_path_factory, 20, "--until", str(until), auditor=SHORT_WINDOW) as (
+        network, origin, subject, size, _,
+    ):  # fmt: skip
+        before = {n: _findings(url, subject)[2] for n, url in enumerate(network.urls[:2])}
+        until.touch()
+        time.sleep(14)  # past the 10 s window, and many rounds of retries
+        for n, url in enumerate(network.urls[:2]):
+            sample = _sample(network.nodes[n], origin, size)
+            refused_before = set(before[n])
+            assert refused_before >= sample - {0}
+            _, _, refused = _findings(url, subject)
+            assert set(refused) == refused_before  # none closed
+            asked_again = [i for i in refused if "then deleted" in refused[i]]
+            assert asked_again, refused  # the retries did find the data deleted, and kept the refusal
 
 
 @pytest.mark.parametrize("padded", ["batches", "--all"])
