@@ -7,6 +7,7 @@ tests only.
 Usage: audit_hiding_node.py --tiles|--corrupt-tiles|--checkpoint --config node.toml
 """
 
+import asyncio
 import sys
 
 import positive_liar
@@ -15,7 +16,7 @@ from veriml.node import server
 from veriml.node.__main__ import main
 
 honest_create_app = server.create_app
-MODE = next(arg for arg in sys.argv if arg in ("--tiles", "--corrupt-tiles", "--checkpoint"))
+MODE = next(arg for arg in sys.argv if arg in ("--tiles", "--corrupt-tiles", "--checkpoint", "--drip"))
 sys.argv.remove(MODE)
 
 
@@ -44,6 +45,12 @@ def hiding(app):  # type: ignore[no-untyped-def]
             if start["status"] == 200 and body:
                 body[len(body) // 2] ^= 1
             await answer(send, start["status"], bytes(body))
+        elif MODE == "--drip" and path == "/v1/log/entries":
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"100000")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            for _ in range(100_000):
+                await send({"type": "http.response.body", "body": b" ", "more_body": True})
+                await asyncio.sleep(0.3)
         elif MODE == "--checkpoint" and path == "/checkpoint" and (b"accept-encoding", b"identity") in scope["headers"]:
             await answer(send, 503, b'{"detail": "unavailable"}')
         else:

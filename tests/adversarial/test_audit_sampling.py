@@ -42,6 +42,7 @@ PADDING = Path(__file__).with_name("audit_padding_node.py")
 SMALL_CAP = Path(__file__).with_name("small_answer_cap_node.py")
 OUTWAITING = Path(__file__).with_name("audit_outwaiting_node.py")
 SHORT_WINDOW = Path(__file__).with_name("short_window_auditor_node.py")
+IMPATIENT = Path(__file__).with_name("impatient_auditor_node.py")
 FRACTION = 0.3
 ENTRIES = 60
 
@@ -287,6 +288,23 @@ def test_a_log_that_hides_its_read_side_is_still_audited(tmp_path_factory, hides
                 assert refused and set(refused) | agree | disagree == sample and not set(refused) & (agree | disagree)
                 assert disagree == sample & lied - set(refused)
                 assert all("not entry" in reason for reason in refused.values()), refused
+
+
+def test_a_dripping_peer_is_refused_and_holds_up_no_other_audit(tmp_path_factory):
+    """The node sends every answer for log entries a byte at a time, each byte well inside a read timeout. Its
+    auditors (here with a 2 s deadline per answer and 4 s per round) record each sampled entry as unanswered, and
+    go on auditing their other peer: node 1's entries are audited meanwhile."""
+    with _attacked_by(HIDING, tmp_path_factory, 20, "--drip", auditor=IMPATIENT) as (network, origin, subject, size, _):
+        for n, url in enumerate(network.urls[:2]):
+            sample = _sample(network.nodes[n], origin, size)
+            _, _, refused = _findings(url, subject)
+            assert sample and set(refused) == sample
+            assert all("unanswered" in reason for reason in refused.values()), refused
+        rng = np.random.default_rng(5)
+        other = info(network.urls[1])
+        for _ in range(10):
+            infer(network.urls[1], rng.standard_normal((1, 16)).astype(np.float32))
+        wait_audited(network.urls[:1], other["log_origin"], wait_checkpoint(network.urls[1], 10), timeout=30)
 
 
 def test_waiting_out_the_retention_window_does_not_close_a_refusal(tmp_path_factory):

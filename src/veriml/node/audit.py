@@ -58,6 +58,7 @@ RETENTION_TTL = 60.0  # seconds a peer's stated retention is used before it is a
 MAX_ANSWER_BYTES = 64 << 20  # a peer's answer held at most (a node's own JSON body limit, max_json_bytes)
 MAX_ANSWER_CONTAINERS = 1 << 20  # JSON arrays and objects in one answer: each costs ~60 bytes once parsed
 FETCH_DEADLINE = 60.0  # seconds for any one answer from a peer, however it drips
+ROUND_TIME = 180.0  # seconds of entry requests one round spends on one peer at most
 MAX_OPEN_REFUSALS = 100_000  # a peer refusing this many sampled entries is not asked for new ones
 SIGHTING_GRAIN = 600.0  # seconds within which only the first and last sightings of a peer's log are kept
 MAX_SIGHTING_AGE = 30 * 86400.0  # sightings kept at most this long, whatever retention a peer states
@@ -325,7 +326,7 @@ class AuditStore:
 @dataclass(frozen=True, slots=True)
 class _Round:
     """What one round knows of one peer: its URL and key, the signed checkpoint the round holds its log to (and
-    its text), the peer's tiles read at that size, and its retention."""
+    its text), the peer's tiles read at that size, its retention, and when the round's time is up (monotonic)."""
 
     url: str
     log_key: VerifyingKey
@@ -333,6 +334,7 @@ class _Round:
     checkpoint: str
     tiles: TileLog
     retention: float
+    ends: float
 
 
 class _TilesProveNothing(Unavailable):
@@ -422,7 +424,7 @@ class Auditor(BackgroundJob):
         retention = self._retention(url)
         signed, tiles = self._view(url, log_key, retention)
         size = signed.checkpoint.size
-        round_ = _Round(url, log_key, signed, signed.to_text(), tiles, retention)
+        round_ = _Round(url, log_key, signed, signed.to_text(), tiles, retention, time.monotonic() + ROUND_TIME)
         examined = 0
         retries = self.store.open_refusals(origin, RETRIES_PER_ROUND, size)
         for n in range(0, len(retries), MAX_ENTRIES_PER_REQUEST):
@@ -431,7 +433,7 @@ class Auditor(BackgroundJob):
             chunk = retries[n : n + MAX_ENTRIES_PER_REQUEST]
             examined += len(chunk)
             if not self._examine_all(round_, chunk):
-                return examined  # not answering at all: try again next round, not more timeouts now
+                break  # not answering at all: no more of the old now, but its new entries are still recorded
         if self.store.open_refusal_count(origin) >= MAX_OPEN_REFUSALS:
             return examined  # evidence enough: new entries wait until the peer answers for the old ones
         start = scanned = self.audited_size(origin)
@@ -542,9 +544,15 @@ class Auditor(BackgroundJob):
         if self._next_request > now:
             self._stop.wait(self._next_request - now)
         self._next_request = max(now, self._next_request) + len(indices) / PACE
+        left = round_.ends - time.monotonic()
+        if left <= 0:  # however slowly the peer answers, the other peers' audits wait at most ROUND_TIME for it
+            for index in indices:
+                self._refuse(round_, index, f"unanswered within the round's {ROUND_TIME:.0f} s")
+            return False
         headers = sign_request(self.node.key, "GET", path, round_.log_key)
         try:
-            status, content = bounded_get(self._http, round_.url + path, MAX_ANSWER_BYTES, FETCH_DEADLINE, headers)
+            status, content = bounded_get(self._http, round_.url + path, MAX_ANSWER_BYTES,
+                                          min(FETCH_DEADLINE, left), headers)  # fmt: skip
         except httpx.HTTPError as exc:
             for index in indices:
                 self._refuse(round_, index, f"unanswered ({type(exc).__name__})")
@@ -594,6 +602,8 @@ class Auditor(BackgroundJob):
         try:
             if not isinstance(entry, dict) or "receipt" not in entry:
                 raise InvalidInput("no receipt served")
+            if time.monotonic() > round_.ends:  # the tiles are read within the round's time, as the answers are
+                raise InvalidInput(f"its tiles were not read within the round's {ROUND_TIME:.0f} s")
             receipt = parse_signed_receipt(entry["receipt"]).verified()  # the leaf binds the body only
             # The proof comes from the peer's tiles under the round's checkpoint, not from the peer's answer: a
             # valid entry at another index, or under a checkpoint of another history, proves nothing about this one.
