@@ -1,15 +1,24 @@
 """A GET that a remote party cannot make expensive: at most `cap` bytes of body, read as they arrive, undecoded
-(a compressed body is never expanded), within `deadline` seconds in all (a body dripped a byte at a time, each
-byte inside the per-read timeout, still ends). For reading what peers serve: checkpoints, tiles, audit answers."""
+(a compressed body is never expanded), within `deadline` seconds in all, however the answer comes: a body dripped
+a byte at a time, headers dripped, or interim 1xx answers sent forever (the HTTP library reads past those
+silently). The read runs in a worker thread the caller stops waiting for at the deadline; a read still running
+then holds off further reads from the same origin until it ends, so a peer can keep at most one worker busy.
+For reading what peers serve: checkpoints, tiles, audit answers."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import httpx
 
 IDENTITY = {"Accept-Encoding": "identity"}
+_workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="bounded-get")
+_overdue: dict[str, Future[tuple[int, bytes | None]]] = {}  # origin -> a read past its deadline, still running
+_lock = threading.Lock()
 
 
 class DeadlineExceeded(httpx.TimeoutException):
@@ -20,13 +29,30 @@ def bounded_get(client: httpx.Client, url: str, cap: int, deadline: float,
                 headers: Mapping[str, str] | None = None) -> tuple[int, bytes | None]:  # fmt: skip
     """(status, body), the body None once it passes `cap` bytes (nothing more is read). Raises httpx.HTTPError for
     a request that fails or passes the deadline."""
-    end = time.monotonic() + deadline
-    with client.stream("GET", url, headers={**IDENTITY, **(headers or {})}) as response:
+    parsed = httpx.URL(url)
+    origin = f"{parsed.scheme}://{parsed.host}:{parsed.port}"
+    with _lock:
+        overdue = _overdue.get(origin)
+        if overdue is not None and not overdue.done():
+            raise DeadlineExceeded(f"GET {url}: an earlier answer from {origin} is still arriving past its deadline")
+        _overdue.pop(origin, None)
+        end = time.monotonic() + deadline
+        future = _workers.submit(_read, client, url, cap, end, {**IDENTITY, **(headers or {})})
+    try:
+        return future.result(timeout=max(end - time.monotonic(), 0) + 0.05)
+    except FutureTimeout:
+        with _lock:
+            _overdue[origin] = future
+        raise DeadlineExceeded(f"GET {url}: no whole answer within {deadline:.0f} s") from None
+
+
+def _read(client: httpx.Client, url: str, cap: int, end: float, headers: dict[str, str]) -> tuple[int, bytes | None]:
+    with client.stream("GET", url, headers=headers) as response:
         body = bytearray()
         for chunk in response.iter_raw():
             body += chunk
             if len(body) > cap:
                 return response.status_code, None
             if time.monotonic() > end:
-                raise DeadlineExceeded(f"GET {url}: no whole answer within {deadline:.0f} s")
+                raise DeadlineExceeded(f"GET {url}: no whole answer in time")
         return response.status_code, bytes(body)

@@ -1,11 +1,15 @@
 """A node that deletes every auditable request's data at once (a retention window of zero), so that auditors find
 nothing to re-execute: its /v1/info states the window, and every entry it serves, one by one or several at once,
 says its data is deleted (what its retention job does a moment later; said at once, so that no auditor gets in
-first). For the audit attack tests only: the product has no switch for it.
-Usage: audit_forgetful_node.py --config node.toml
+first). With --nan its /v1/info states its retention as "nan" (which Python's float() reads), hoping an auditor
+judges every deletion by a window that compares false with everything. For the audit attack tests only: the
+product has no switch for it.
+Usage: audit_forgetful_node.py [--nan] --config node.toml
 """
 
 import dataclasses
+import json
+import sys
 
 from entry_rewriter import rewriting
 
@@ -26,8 +30,35 @@ def deleted(index, entry):  # type: ignore[no-untyped-def]
     return {**kept, "data": "deleted"} if "inputs" in entry else entry
 
 
+def stating_nan(app):  # type: ignore[no-untyped-def]
+    async def wrapped(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] != "http" or scope.get("path") != "/v1/info":
+            await app(scope, receive, send)
+            return
+        chunks = []
+
+        async def capture(message):  # type: ignore[no-untyped-def]
+            if message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await app(scope, receive, capture)
+        info = json.loads(b"".join(chunks))
+        info["audit"]["retention"] = "nan"
+        body = json.dumps(info).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return wrapped
+
+
+NAN = "--nan" in sys.argv
+if NAN:
+    sys.argv.remove("--nan")
 node_main.NodeConfig.load = classmethod(forgetful_load)  # type: ignore[method-assign, assignment]
-server.create_app = lambda node: rewriting(honest_create_app(node), deleted)  # type: ignore[assignment]
+server.create_app = lambda node: rewriting(  # type: ignore[assignment]
+    stating_nan(honest_create_app(node)) if NAN else honest_create_app(node), deleted
+)
 
 if __name__ == "__main__":
     raise SystemExit(node_main.main())

@@ -171,11 +171,14 @@ def test_audit_sample_cannot_be_dodged(tmp_path_factory):
             assert abs(len(caught) - expected) <= spread, (len(caught), expected)
 
 
-def test_node_deleting_data_before_auditors_ask_is_recorded_as_evidence(tmp_path_factory):
-    """The node deletes every request's data at once (retention 0): each sampled entry it deleted is a refusal,
-    not an examined entry, because the network's minimum retention had not passed."""
-    with _attacked_by(FORGETFUL, tmp_path_factory, 20) as (network, origin, subject, size, _):
-        assert info(network.urls[2])["audit"]["retention"] == 0
+@pytest.mark.parametrize("states", ["zero", "--nan"])
+def test_node_deleting_data_before_auditors_ask_is_recorded_as_evidence(tmp_path_factory, states):
+    """The node deletes every request's data at once (retention 0, or stated as "nan", which compares false with
+    everything): each sampled entry it deleted is a refusal, not an examined entry, because the network's minimum
+    retention had not passed."""
+    args = ["--nan"] if states == "--nan" else []
+    with _attacked_by(FORGETFUL, tmp_path_factory, 20, *args) as (network, origin, subject, size, _):
+        assert info(network.urls[2])["audit"]["retention"] == (0 if states == "zero" else "nan")
         for n, url in enumerate(network.urls[:2]):
             sample = _sample(network.nodes[n], origin, size)
             found = refusals(url, subject)

@@ -70,6 +70,29 @@ def test_open_refusals_are_asked_below_the_round_size_and_dated(tmp_path: Path) 
         store.refused(ORIGIN, "key", index, "answered 500", "checkpoint")
     assert sorted(store.open_refusals(ORIGIN, 50, below=10)) == [3, 5]  # 70 is past what the round holds
     assert store.open_refusal_count(ORIGIN) == 3
-    assert store.refused_since(ORIGIN, 3) is not None and store.refused_since(ORIGIN, 4) is None
+    assert store.refusal_span(ORIGIN, 3) is not None and store.refusal_span(ORIGIN, 4) is None
     store.unattestable(ORIGIN, 3, "private")  # examined after all: the refusal is answered
-    assert store.refused_since(ORIGIN, 3) is None and store.open_refusal_count(ORIGIN) == 2
+    assert store.refusal_span(ORIGIN, 3) is None and store.open_refusal_count(ORIGIN) == 2
+    store.make_final(ORIGIN, 5, "withheld, then deleted")  # stays open, never asked again
+    assert store.open_refusals(ORIGIN, 50, below=100) == [70] and store.open_refusal_count(ORIGIN) == 2
+
+
+def test_a_refusal_answered_and_refused_again_starts_anew(tmp_path: Path) -> None:
+    store = AuditStore(tmp_path / "audit.sqlite")
+    store.refused(ORIGIN, "key", 3, "answered 500", "checkpoint")
+    first = store.refusal_span(ORIGIN, 3)
+    store.unattestable(ORIGIN, 3, "private")
+    store.refused(ORIGIN, "key", 3, "answered 500", "checkpoint")
+    again = store.refusal_span(ORIGIN, 3)
+    assert first is not None and again is not None and again[0] >= first[1]  # its span does not reach back
+
+
+def test_refusals_past_the_cap_are_counted_not_kept(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    store = AuditStore(tmp_path / "audit.sqlite")
+    store.refused(ORIGIN, "key", 1, "answered 500", "checkpoint")
+    store.refused(ORIGIN, "key", 1, "answered 500", "checkpoint", over_cap=True)  # known: kept as it is
+    for index in (2, 3):
+        store.refused(ORIGIN, "key", index, "answered 500", "checkpoint", over_cap=True)
+    assert store.open_refusal_count(ORIGIN) == 1
+    assert [(r["subject"], r["refused"]) for r in store.refusals_over_cap()] == [("key", 2)]
+    assert store.outcomes(ORIGIN) == {1: "refused", 2: "refused", 3: "refused"}

@@ -80,3 +80,26 @@ def test_a_compressed_answer_is_never_expanded() -> None:
         status, body = bounded_get(client, url, cap=1 << 20, deadline=10)
         seen["body"] = body
     assert status == 200 and seen["body"] == bomb  # the bytes sent, not 64 MiB
+
+
+def test_interim_answers_sent_forever_end_at_the_deadline_and_hold_off_that_origin() -> None:
+    """The HTTP library reads past 1xx answers without a word: a peer sending one every 0.2 s never lets a read
+    time out. The caller still stops at the deadline, and the next read from that peer fails at once while the
+    first is still arriving (one worker per peer at most)."""
+    stop = threading.Event()
+
+    def early_hints(connection: socket.socket) -> None:
+        while not stop.is_set():
+            connection.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n")
+            time.sleep(0.2)
+
+    with serving(early_hints) as url, httpx.Client(timeout=1.0) as client:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            bounded_get(client, url, cap=1000, deadline=1.0)
+        assert time.monotonic() - started < 1.5
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match="still arriving"):
+            bounded_get(client, url, cap=1000, deadline=5.0)
+        assert time.monotonic() - started < 0.5
+        stop.set()

@@ -448,12 +448,12 @@ def create_app(node: Node) -> FastAPI:
     def evidence(limit: int = 100) -> dict[str, Any]:
         """What audit found: disagreements (a peer's signed receipt beside this node's signed attestation),
         refusals (a sampled entry a peer did not serve with its data, or not as the entry at that index of its
-        signed checkpoint, beside that checkpoint) that are still unanswered, and forks (two checkpoints a peer
-        signed that are not one history)."""
+        signed checkpoint, beside that checkpoint) that are still unanswered, the count of a peer's refusals past
+        the 100,000 kept one by one, and forks (two checkpoints a peer signed that are not one history)."""
         limit = max(1, min(limit, 1000))
         store = node.auditor.store
         return {"evidence": store.attestations("disagree", limit=limit), "refusals": store.refusals(limit=limit),
-                "forks": store.forks(limit=limit)}  # fmt: skip
+                "refusals_over_cap": store.refusals_over_cap(), "forks": store.forks(limit=limit)}  # fmt: skip
 
     app.include_router(openai_api.create_router(node))
     app.include_router(explorer_router(node))  # HTML pages at / (docs/explorer.md); not in the OpenAPI document

@@ -15,10 +15,12 @@ check that the auditor followed its sample.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import sqlite3
 import threading
@@ -59,7 +61,8 @@ MAX_ANSWER_BYTES = 64 << 20  # a peer's answer held at most (a node's own JSON b
 MAX_ANSWER_CONTAINERS = 1 << 20  # JSON arrays and objects in one answer: each costs ~60 bytes once parsed
 FETCH_DEADLINE = 60.0  # seconds for any one answer from a peer, however it drips
 ROUND_TIME = 180.0  # seconds of entry requests one round spends on one peer at most
-MAX_OPEN_REFUSALS = 100_000  # a peer refusing this many sampled entries is not asked for new ones
+MAX_OPEN_REFUSALS = 100_000  # open refusals kept one by one per peer; past them, new ones are only counted
+REFUSAL_SPAN = 600.0  # seconds a refusal must have lasted inside the window to stand once the data is deleted
 SIGHTING_GRAIN = 600.0  # seconds within which only the first and last sightings of a peer's log are kept
 MAX_SIGHTING_AGE = 30 * 86400.0  # sightings kept at most this long, whatever retention a peer states
 MAX_SIGHTINGS = 10_000  # sightings kept per peer at most (the newest), however its sizes move
@@ -105,6 +108,13 @@ CREATE TABLE IF NOT EXISTS sightings (  -- when the peer last served a checkpoin
     last_seen REAL NOT NULL,
     PRIMARY KEY (origin, size)
 );
+CREATE TABLE IF NOT EXISTS refusals_over_cap (  -- refusals past MAX_OPEN_REFUSALS, counted, never closed
+    origin TEXT PRIMARY KEY,
+    subject TEXT NOT NULL,
+    refused INTEGER NOT NULL,
+    first_at TEXT NOT NULL,
+    last_at TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS sightings_by_time ON sightings (origin, last_seen);
 CREATE TABLE IF NOT EXISTS forks (  -- two checkpoints the peer signed that are not one history
     origin TEXT NOT NULL,
@@ -145,6 +155,8 @@ class AuditStore:
         # is lost with them, so nothing unexamined is ever recorded as audited.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        with contextlib.suppress(sqlite3.OperationalError):  # a store made before refusals could be final
+            self._db.execute("ALTER TABLE refusals ADD COLUMN final INTEGER NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
 
     def audited_size(self, origin: str) -> int:
@@ -185,18 +197,33 @@ class AuditStore:
         with self._lock:
             self._examined(origin, index, outcome)
 
-    def refused(self, origin: str, subject: str, index: int, reason: str, checkpoint: str) -> None:
+    def refused(self, origin: str, subject: str, index: int, reason: str, checkpoint: str,
+                over_cap: bool = False) -> None:  # fmt: skip
+        """Record a refusal (a refusal answered before and refused again starts anew). `over_cap`: the peer has
+        MAX_OPEN_REFUSALS open already, so a new one is only counted (never asked again, never closed)."""
         now = utc_timestamp()
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute(
-                    "INSERT INTO refusals VALUES (?, ?, ?, ?, ?, ?, ?, 1, NULL)"
-                    " ON CONFLICT (origin, log_index) DO UPDATE SET reason = excluded.reason,"
-                    " checkpoint = excluded.checkpoint, last_at = excluded.last_at,"
-                    " attempts = attempts + 1, answered_at = NULL",
-                    (origin, subject, index, reason, checkpoint, now, now),
-                )
+                known = self._db.execute(
+                    "SELECT 1 FROM refusals WHERE origin = ? AND log_index = ?", (origin, index)
+                ).fetchone()
+                if over_cap and known is None:
+                    self._db.execute(
+                        "INSERT INTO refusals_over_cap VALUES (?, ?, 1, ?, ?) ON CONFLICT (origin) DO UPDATE SET"
+                        " refused = refused + 1, last_at = excluded.last_at",
+                        (origin, subject, now, now),
+                    )
+                else:
+                    self._db.execute(
+                        "INSERT INTO refusals (origin, subject, log_index, reason, checkpoint, first_at, last_at,"
+                        " attempts) VALUES (?, ?, ?, ?, ?, ?, ?, 1)"
+                        " ON CONFLICT (origin, log_index) DO UPDATE SET reason = excluded.reason,"
+                        " checkpoint = excluded.checkpoint, last_at = excluded.last_at,"
+                        " first_at = CASE WHEN answered_at IS NULL THEN first_at ELSE excluded.first_at END,"
+                        " attempts = CASE WHEN answered_at IS NULL THEN attempts + 1 ELSE 1 END, answered_at = NULL",
+                        (origin, subject, index, reason, checkpoint, now, now),
+                    )
                 self._examined(origin, index, "refused")
                 self._db.execute("COMMIT")
             except BaseException:
@@ -271,7 +298,7 @@ class AuditStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT log_index FROM refusals WHERE origin = ? AND answered_at IS NULL AND log_index < ?"
-                " ORDER BY last_at LIMIT ?",
+                " AND final = 0 ORDER BY last_at LIMIT ?",
                 (origin, below, limit),
             ).fetchall()
         return [row[0] for row in rows]
@@ -283,14 +310,25 @@ class AuditStore:
             ).fetchone()
         return row[0]
 
-    def refused_since(self, origin: str, index: int) -> float | None:
-        """When an entry's open refusal was first recorded (Unix seconds), if it has one."""
+    def make_final(self, origin: str, index: int, reason: str) -> None:
+        """An open refusal that nothing the peer serves can answer any more (its data is gone): not asked again."""
+        with self._lock:
+            self._db.execute("UPDATE refusals SET reason = ?, final = 1 WHERE origin = ? AND log_index = ?",
+                             (reason, origin, index))  # fmt: skip
+
+    def refusal_span(self, origin: str, index: int) -> tuple[float, float] | None:
+        """When an entry's open refusal was first and last recorded (Unix seconds), if it has one."""
         with self._lock:
             row = self._db.execute(
-                "SELECT first_at FROM refusals WHERE origin = ? AND log_index = ? AND answered_at IS NULL",
+                "SELECT first_at, last_at FROM refusals WHERE origin = ? AND log_index = ? AND answered_at IS NULL",
                 (origin, index),
             ).fetchone()
-        return None if row is None else _timestamp_seconds(row[0])
+        return None if row is None else (_timestamp_seconds(row[0]), _timestamp_seconds(row[1]))
+
+    def refusals_over_cap(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute("SELECT subject, refused, first_at, last_at FROM refusals_over_cap").fetchall()
+        return [dict(zip(("subject", "refused", "first_at", "last_at"), row, strict=True)) for row in rows]
 
     def refusals(self, limit: int = 100, include_answered: bool = False) -> list[dict[str, Any]]:
         query = "SELECT subject, log_index, reason, checkpoint, first_at, last_at, attempts, answered_at FROM refusals"
@@ -335,6 +373,7 @@ class _Round:
     tiles: TileLog
     retention: float
     ends: float
+    over_cap: bool  # the peer has MAX_OPEN_REFUSALS open: new refusals are counted, not kept one by one
 
 
 class _TilesProveNothing(Unavailable):
@@ -424,7 +463,9 @@ class Auditor(BackgroundJob):
         retention = self._retention(url)
         signed, tiles = self._view(url, log_key, retention)
         size = signed.checkpoint.size
-        round_ = _Round(url, log_key, signed, signed.to_text(), tiles, retention, time.monotonic() + ROUND_TIME)
+        over_cap = self.store.open_refusal_count(origin) >= MAX_OPEN_REFUSALS
+        round_ = _Round(url, log_key, signed, signed.to_text(), tiles, retention, time.monotonic() + ROUND_TIME,
+                        over_cap)  # fmt: skip
         examined = 0
         retries = self.store.open_refusals(origin, RETRIES_PER_ROUND, size)
         for n in range(0, len(retries), MAX_ENTRIES_PER_REQUEST):
@@ -434,8 +475,6 @@ class Auditor(BackgroundJob):
             examined += len(chunk)
             if not self._examine_all(round_, chunk):
                 break  # not answering at all: no more of the old now, but its new entries are still recorded
-        if self.store.open_refusal_count(origin) >= MAX_OPEN_REFUSALS:
-            return examined  # evidence enough: new entries wait until the peer answers for the old ones
         start = scanned = self.audited_size(origin)
         sample = []
         for index in range(start, min(size, start + MAX_ENTRIES_PER_ROUND)):
@@ -467,19 +506,14 @@ class Auditor(BackgroundJob):
         prefixes of it from the peer's own tiles. So every entry this auditor examines is in the one history its
         witness vouches for: a proof under a checkpoint of another history (a fork shown to auditors only) does
         not count. A proven fork is recorded, and the round stops. A checkpoint the peer does not serve, or that
-        its tiles do not tie to the others, is passed over: the round holds the log to the newest one held, and
-        whatever it cannot prove there is refused, so neither withholding /checkpoint nor hiding the tiles stops
-        an audit."""
+        its tiles do not tie to the others, is passed over: the round holds the log to the held ones, tied, else
+        to the witness's alone (the one clients see cosigned), and whatever it cannot prove there is refused; so
+        neither withholding /checkpoint nor hiding the tiles stops an audit or hides a fork."""
         origin = log_key.name
         policy = TrustPolicy(log_key)
-        held = []
-        for known in (self.store.view(origin), self.node.witness.cosigned(origin)):
-            try:
-                if known is not None:
-                    policy.check(known)
-                    held.append(known)
-            except VerificationFailed:
-                pass  # the witness follows another key under this name: not this peer's history
+        view, witnessed = (self._trusted(policy, known) for known in (self.store.view(origin),
+                                                                     self.node.witness.cosigned(origin)))  # fmt: skip
+        held = [c for c in (view, witnessed) if c is not None]
         served = None
         try:
             status, body = bounded_get(self._http, f"{url}/checkpoint", CHECKPOINT_BYTES, FETCH_DEADLINE)
@@ -493,30 +527,55 @@ class Auditor(BackgroundJob):
             events.warning(json.dumps({"event": "audit-no-checkpoint", "subject": log_key.key_id,
                                        "detail": str(exc)[:300]}))  # fmt: skip
             served = None
-        else:
-            now = time.time()
-            window = min(max(retention, MIN_RETENTION), MAX_SIGHTING_AGE)
-            self.store.sighted(origin, served.checkpoint.size, now, now - window - CLOCK_SLACK)
-        candidates = [c for c in (served, *held) if c is not None]
+        for candidates in ([c for c in (served, *held) if c is not None], held):
+            tied = self._tie(url, log_key, candidates)
+            if tied is not None:
+                newest, tiles = tied
+                self.store.set_view(origin, newest)
+                if served is not None and newest is served:
+                    # Only a checkpoint tied to the history held, and the newest, says when entries were not yet
+                    # in the log: a stale or replayed one would hold an honest peer to too early a window.
+                    now = time.time()
+                    window = min(max(retention, MIN_RETENTION), MAX_SIGHTING_AGE)
+                    self.store.sighted(origin, served.checkpoint.size, now, now - window - CLOCK_SLACK)
+                return newest, tiles
+        # The held ones do not tie either: hold the log to what clients rely on, and keep the view as it was.
+        chosen = witnessed if witnessed is not None else held[0]
+        return chosen, TileLog(url, chosen.checkpoint.size, http=self._http)
+
+    @staticmethod
+    def _trusted(policy: TrustPolicy, checkpoint: SignedCheckpoint | None) -> SignedCheckpoint | None:
+        if checkpoint is None:
+            return None
+        try:
+            policy.check(checkpoint)
+        except VerificationFailed:
+            return None  # the witness follows another key under this name: not this peer's history
+        return checkpoint
+
+    def _tie(self, url: str, log_key: VerifyingKey,
+             candidates: list[SignedCheckpoint]) -> tuple[SignedCheckpoint, TileLog] | None:  # fmt: skip
+        """The newest of `candidates` and its tiles, when every other one is shown to be its prefix; None when the
+        tiles prove nothing about one of them. Every pair is judged, so a fork is never passed over for a tile
+        that failed first; a proven fork is recorded and raised."""
         newest = max(candidates, key=lambda c: c.checkpoint.size)
         tiles = TileLog(url, newest.checkpoint.size, http=self._http)
-        try:
-            for older in candidates:
+        unproven = None
+        for older in candidates:
+            try:
                 _check_extends(older, newest, tiles)
-        except VerificationFailed as exc:
-            self.store.forked(origin, log_key.vkey, older.to_text(), newest.to_text(), str(exc))
-            events.warning(json.dumps({"event": "audit-fork", "subject": log_key.key_id,
-                                       "sizes": [older.checkpoint.size, newest.checkpoint.size]}))  # fmt: skip
-            raise
-        except _TilesProveNothing as exc:
-            if not held:
+            except VerificationFailed as exc:
+                self.store.forked(log_key.name, log_key.vkey, older.to_text(), newest.to_text(), str(exc))
+                events.warning(json.dumps({"event": "audit-fork", "subject": log_key.key_id,
+                                           "sizes": [older.checkpoint.size, newest.checkpoint.size]}))  # fmt: skip
                 raise
-            events.warning(json.dumps({"event": "audit-unproven-checkpoint", "subject": log_key.key_id,
-                                       "detail": str(exc)[:300]}))  # fmt: skip
-            newest = max(held, key=lambda c: c.checkpoint.size)
-            tiles = TileLog(url, newest.checkpoint.size, http=self._http)
-        self.store.set_view(origin, newest)
-        return newest, tiles
+            except _TilesProveNothing as exc:
+                unproven = exc
+        if unproven is None:
+            return newest, tiles
+        events.warning(json.dumps({"event": "audit-unproven-checkpoint", "subject": log_key.key_id,
+                                   "detail": str(unproven)[:300]}))  # fmt: skip
+        return None
 
     def _retention(self, url: str) -> float:
         """How long the peer says it keeps auditable data (its /v1/info), asked once a minute."""
@@ -526,13 +585,16 @@ class Auditor(BackgroundJob):
         try:
             _, body = bounded_get(self._http, f"{url}/v1/info", CHECKPOINT_BYTES, FETCH_DEADLINE)
             retention = float(parse_json(body or b"", "info")["audit"]["retention"])
+            if not math.isfinite(retention) or retention < 0:  # NaN would pass every deletion
+                raise ValueError(f"retention {retention}")
         except Exception:  # a peer that does not say keeps nothing past the moment: only early deletion shows
             retention = 0.0
         self._retentions[url] = (retention, time.monotonic() + RETENTION_TTL)
         return retention
 
     def _refuse(self, round_: _Round, index: int, reason: str) -> None:
-        self.store.refused(round_.log_key.name, round_.log_key.vkey, index, reason, round_.checkpoint)
+        self.store.refused(round_.log_key.name, round_.log_key.vkey, index, reason, round_.checkpoint,
+                           round_.over_cap)  # fmt: skip
         events.warning(json.dumps({"event": "audit-refused", "subject": round_.log_key.key_id, "index": index,
                                    "reason": reason}))  # fmt: skip
 
@@ -629,16 +691,18 @@ class Auditor(BackgroundJob):
             absent = self.store.absent_at(origin, index)
             logged = dated if absent is None else max(dated, absent - CLOCK_SLACK)
             kept_until = logged + max(round_.retention, MIN_RETENTION)
-            refused_at = self.store.refused_since(origin, index)
+            span = self.store.refusal_span(origin, index)
             if kept_until > time.time() + 5:
                 backdated = f" (not in the log at {absent:.0f}, though dated {dated:.0f})" if logged > dated else ""
                 self._refuse(
                     round_, index, f"data deleted before the {round_.retention:.0f} s retention window ended{backdated}"
                 )
-            elif refused_at is not None and refused_at < kept_until:
-                # Withheld while it had to be kept, deleted once it need not be: the refusal stands.
-                self._refuse(round_, index, f"withheld while its retention window was open (first refused at "
-                                            f"{refused_at:.0f}), then deleted")  # fmt: skip
+            elif span is not None and span[1] < kept_until and span[1] - span[0] >= REFUSAL_SPAN:
+                # Withheld while it had to be kept, asked again and again, deleted once it need not be: the refusal
+                # stands. (A refusal that did not last, or was last asked after the window, may be this auditor's
+                # own trouble: it does not.)
+                self.store.make_final(origin, index, f"withheld while its retention window was open (refused "
+                                                     f"from {span[0]:.0f} to {span[1]:.0f}), then deleted")  # fmt: skip
             else:
                 self.store.unattestable(origin, index, "deleted")
             return

@@ -24,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from veriml.background import BackgroundJob
+from veriml.bounded_get import bounded_get
 from veriml.chain.contracts import Contracts
 from veriml.chain.disputes import DisputeGame, DisputeState, Vote, leaf_hash
-from veriml.codec import tensors_from_json
+from veriml.codec import parse_json, tensors_from_json
 from veriml.errors import NotFound, PermissionDenied, Unavailable, VerimlError
 from veriml.fsutil import atomic_write
+from veriml.node.audit import FETCH_DEADLINE, MAX_ANSWER_BYTES
 from veriml.node.auditor_auth import sign_request
 from veriml.node.limits import check_reexecution
 from veriml.node.peers import EndpointPolicy, PeerClient
@@ -127,13 +129,15 @@ class DisputeParticipant(BackgroundJob):
             if info.node.public != on_chain.ed25519:
                 raise Unavailable(f"dispute: {on_chain.endpoint} answers with another key than {owner}'s")
             headers = sign_request(self.node.key, "GET", path, info.node)
-            try:
-                response = client._http.get(path, headers=headers)
+            try:  # what the disputed node serves is read as an auditor reads it: bounded, never decompressed
+                status, body = bounded_get(client._http, on_chain.endpoint.rstrip("/") + path, MAX_ANSWER_BYTES,
+                                           FETCH_DEADLINE, headers)  # fmt: skip
             except httpx.HTTPError as exc:
                 raise Unavailable(f"dispute: {on_chain.endpoint} did not answer ({type(exc).__name__})") from exc
-            if response.status_code != 200:
-                raise Unavailable(f"dispute: {on_chain.endpoint} answered {response.status_code} for {path}")
-            entry = response.json()
+            if status != 200 or body is None:
+                raise Unavailable(f"dispute: {on_chain.endpoint} answered {status} for {path}"
+                                  + ("" if body is not None else f", over {MAX_ANSWER_BYTES} bytes"))  # fmt: skip
+            entry = parse_json(body, f"dispute entry from {on_chain.endpoint}")  # depth-limited
             if not isinstance(entry, dict) or "receipt" not in entry:
                 raise Unavailable(f"dispute: {on_chain.endpoint} served no receipt for {path}")
             return entry, info
@@ -205,6 +209,8 @@ class DisputeParticipant(BackgroundJob):
                 self._step(dispute_id, me, block)
             except VerimlError as exc:  # another node did it first, a window closed: the next round sees
                 events.info("dispute %d: %s", dispute_id, exc)
+            except Exception as exc:  # whatever one dispute's parties serve, the others are still voted on
+                events.warning("dispute %d stopped this round: %s: %s", dispute_id, type(exc).__name__, str(exc)[:300])
         try:
             if self.game.claimable(me) > 0:
                 self.game.claim(self.account)
