@@ -11,7 +11,7 @@ import dataclasses
 import json
 import sys
 
-from entry_rewriter import rewriting
+from entry_rewriter import answer, captured, rewriting
 
 from veriml.node import __main__ as node_main
 from veriml.node import server
@@ -35,19 +35,10 @@ def stating_nan(app):  # type: ignore[no-untyped-def]
         if scope["type"] != "http" or scope.get("path") != "/v1/info":
             await app(scope, receive, send)
             return
-        chunks = []
-
-        async def capture(message):  # type: ignore[no-untyped-def]
-            if message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await app(scope, receive, capture)
-        info = json.loads(b"".join(chunks))
+        status, body = await captured(app, scope, receive)
+        info = json.loads(body)
         info["audit"]["retention"] = "nan"
-        body = json.dumps(info).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await answer(send, status, json.dumps(info).encode())
 
     return wrapped
 

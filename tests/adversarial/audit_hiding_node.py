@@ -11,6 +11,7 @@ import asyncio
 import sys
 
 import positive_liar
+from entry_rewriter import answer, captured
 
 from veriml.node import server
 from veriml.node.__main__ import main
@@ -20,31 +21,17 @@ MODE = next(arg for arg in sys.argv if arg in ("--tiles", "--corrupt-tiles", "--
 sys.argv.remove(MODE)
 
 
-async def answer(send, status: int, body: bytes) -> None:  # type: ignore[no-untyped-def]
-    headers = [(b"content-type", b"application/octet-stream"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 def hiding(app):  # type: ignore[no-untyped-def]
     async def wrapped(scope, receive, send):  # type: ignore[no-untyped-def]
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if MODE == "--tiles" and path.startswith("/tile/"):
             await answer(send, 500, b'{"detail": "internal error"}')
         elif MODE == "--corrupt-tiles" and path.startswith("/tile/") and not path.startswith("/tile/entries/"):
-            start, chunks = {}, []
-
-            async def capture(message):  # type: ignore[no-untyped-def]
-                if message["type"] == "http.response.start":
-                    start.update(message)
-                else:
-                    chunks.append(message.get("body", b""))
-
-            await app(scope, receive, capture)
-            body = bytearray(b"".join(chunks))
-            if start["status"] == 200 and body:
+            status, served = await captured(app, scope, receive)
+            body = bytearray(served)
+            if status == 200 and body:
                 body[len(body) // 2] ^= 1
-            await answer(send, start["status"], bytes(body))
+            await answer(send, status, bytes(body), b"application/octet-stream")
         elif MODE == "--drip" and path == "/v1/log/entries":
             headers = [(b"content-type", b"application/json"), (b"content-length", b"100000")]
             await send({"type": "http.response.start", "status": 200, "headers": headers})

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import positive_liar
-from entry_rewriter import rewriting
+from entry_rewriter import answer, rewriting
 
 from veriml.node import __main__ as node_main
 from veriml.node import server
@@ -39,10 +39,7 @@ def deleted_later(index, entry):  # type: ignore[no-untyped-def]
 def tiles_hidden_until(app):  # type: ignore[no-untyped-def]
     async def wrapped(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] == "http" and scope.get("path", "").startswith("/tile/") and not UNTIL.exists():
-            body = b'{"detail": "internal error"}'
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await answer(send, 500, b'{"detail": "internal error"}')
             return
         await app(scope, receive, send)
 

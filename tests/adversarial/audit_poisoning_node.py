@@ -9,7 +9,7 @@ Usage: audit_poisoning_node.py --signature|--deep --config node.toml
 import sys
 
 import positive_liar
-from entry_rewriter import rewriting
+from entry_rewriter import answer, rewriting
 
 from veriml.codec import b64encode
 from veriml.node import server
@@ -28,9 +28,7 @@ def poison(index, entry):  # type: ignore[no-untyped-def]
 def too_deep(app):  # type: ignore[no-untyped-def]
     async def wrapped(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] == "http" and scope.get("path") == "/v1/log/entries":
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(DEEP)).encode())]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": DEEP})
+            await answer(send, 200, DEEP)
             return
         await app(scope, receive, send)
 
