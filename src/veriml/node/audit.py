@@ -422,7 +422,11 @@ class Auditor(BackgroundJob):
         self.disclosure = Disclosure(root / "disclosures.sqlite", node.service.log, node.service.hub.registry, gate,
                                      node.config.audit_retention)  # fmt: skip
         self.retention = Retention(self.disclosure)
-        self._http = httpx.Client(timeout=30)
+        # Peers found on chain are endpoints others registered: fetched through the same policy as every other
+        # read of them (public addresses only, checked on the address connected to), with no proxy or redirect.
+        policy = getattr(node.discovery, "policy", None)
+        guarded = {} if policy is None else {"transport": policy.transport(), "trust_env": False}
+        self._http = httpx.Client(timeout=30, follow_redirects=False, **guarded)
         self._next_request = 0.0
         self._retentions: dict[str, tuple[float, float]] = {}  # url -> (retention, asked again after)
         self.on_disagreement: Any = None  # set on a chain with disputes: (receipt, log index, entry) -> None
