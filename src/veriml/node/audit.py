@@ -10,6 +10,12 @@ is answered, and every refusal is recorded, so a node that cheats on c entries i
 them, and escapes one auditor entirely only with probability (1 - fraction)^c. The audited size of a log advances
 only past entries that were not sampled, examined, or recorded as refused. Revealing the seed later lets anyone
 check that the auditor followed its sample.
+
+Each round holds a peer's log to one history: the checkpoint this node's witness cosigned, the one the last round
+held and the one the peer serves, tied by consistency proofs computed from the peer's own tiles (a proven fork
+is recorded), and every sampled entry is proven from those tiles under it. What a peer serves is read bounded
+in size and time (`veriml.bounded_get`), so no answer, or lack of one, stops an audit with nothing recorded.
+docs/network.md ("Audit") says what becomes of each entry, and docs/threat-model.md which attack each rule stops.
 """
 
 from __future__ import annotations
