@@ -681,8 +681,11 @@ class Auditor(BackgroundJob):
             # valid entry at another index, or under a checkpoint of another history, proves nothing about this one.
             leaf = merkle.leaf_hash(ReceiptLeaf.of(receipt).to_bytes())
             try:
-                merkle.verify_inclusion(index, checkpoint.size, leaf, round_.tiles.inclusion_proof(index),
-                                        checkpoint.root)  # fmt: skip
+                path = round_.tiles.inclusion_proof(index)
+            except VerimlError as exc:  # missing, slow or the wrong length: nothing said about the receipt
+                raise InvalidInput(f"its tiles could not be read: {exc}") from exc
+            try:
+                merkle.verify_inclusion(index, checkpoint.size, leaf, path, checkpoint.root)
             except VerificationFailed as exc:
                 raise InvalidInput(f"the receipt served is not entry {index} of the checkpoint of size "
                                    f"{checkpoint.size}") from exc  # fmt: skip
