@@ -590,4 +590,4 @@ class Service:
             latest = log.latest_checkpoint()
         if latest is None or latest.checkpoint.size <= index:
             latest = log.sign_checkpoint()
-        return replace(bundle, log_proof=log.prove(index, latest, ReceiptLeaf.of(bundle.receipt).to_bytes()).to_text())
+        return bundle.with_log_proof(log.prove_text(index, latest, ReceiptLeaf.of(bundle.receipt).to_bytes()))

@@ -42,7 +42,8 @@ from veriml.tlog import merkle
 from veriml.tlog.checkpoint import Checkpoint, SignedCheckpoint, verify_cosignature
 from veriml.tlog.merkle import HASH_SIZE
 from veriml.tlog.note import NoteSignature, parse_note, sign_note, verify_note
-from veriml.tlog.proof_text import TlogProof
+from veriml.tlog.proof_text import TlogProof, proof_text
+from veriml.tlog.shared_proofs import CheckpointProver
 from veriml.tlog.store import SCHEMA, TILE_BYTES, TILE_HEIGHT, Reader, connect, hash_id, tile_slot
 from veriml.tlog.witness import StaleOldSize, add_checkpoint_body
 
@@ -163,6 +164,7 @@ class Log:
         self._wal_lock = threading.Lock()
         self._witnessed: dict[str, int] = {}  # witness key id -> the size it last cosigned, as far as we know
         self._latest: SignedCheckpoint | None = None  # the newest durable checkpoint this process signed or read
+        self._prover: CheckpointProver | None = None  # proofs under the newest checkpoint asked about
         self._refusal: str | None = None  # why the stored tree may not be signed (it changed under a checkpoint)
         self._closed = False
         self.batches_committed = 0  # group commits by this process: each one transaction and one signed checkpoint
@@ -767,11 +769,26 @@ class Log:
             raise NotFound(f"log entry {index}: no checkpoint covers it yet (latest covers {covered} entries)")
         if leaf is None:
             leaf, _ = self.entry(index)
-        proof = self.inclusion_proof(index, checkpoint.checkpoint.size)
-        merkle.verify_inclusion(
-            index, checkpoint.checkpoint.size, merkle.leaf_hash(leaf), proof, checkpoint.checkpoint.root
-        )
+        proof = self._prover_for(checkpoint.checkpoint).prove(index, merkle.leaf_hash(leaf))
         return TlogProof(index, tuple(proof), checkpoint)
+
+    def prove_text(self, index: int, checkpoint: SignedCheckpoint, leaf: bytes) -> str:
+        """`prove(index, checkpoint, leaf).to_text()`, with the base64 of the hashes a batch shares written once."""
+        lines = self._prover_for(checkpoint.checkpoint).proof_lines(index, merkle.leaf_hash(leaf))
+        return proof_text(index, lines, checkpoint)
+
+    def _prover_for(self, checkpoint: Checkpoint) -> CheckpointProver:
+        """A prover for the tree `checkpoint` signed. The one for the newest checkpoint asked about is kept, so the
+        answers of a batch, all proved under the checkpoint signed with it, share their reads and checks."""
+        size, root = checkpoint.size, checkpoint.root
+        self._covered(size, f"inclusion proof in size {size}")
+        kept = self._prover
+        if kept is not None and kept.size == size and kept.root == root:
+            return kept
+        prover = CheckpointProver(size, root, self.reader.hashes)
+        if kept is None or size > kept.size:
+            self._prover = prover
+        return prover
 
     def _compare_stored(self, pending: list[tuple[merkle.SubtreeKey, bytes]]) -> None:
         stored = self.reader.hashes([key for key, _ in pending])

@@ -32,12 +32,7 @@ class TlogProof:
     extra: bytes | None = None
 
     def to_text(self) -> str:
-        lines = [HEADER]
-        if self.extra is not None:
-            lines.append(f"extra {b64(self.extra)}")
-        lines.append(f"index {self.index}")
-        lines.extend(b64(h) for h in self.hashes)
-        return "\n".join(lines) + "\n\n" + self.checkpoint.to_text()
+        return proof_text(self.index, [b64(h) for h in self.hashes], self.checkpoint, self.extra)
 
     @classmethod
     def parse(cls, text: str, what: str = "tlog proof") -> TlogProof:
@@ -76,3 +71,9 @@ class TlogProof:
             )
         merkle.verify_inclusion(self.index, checkpoint.size, merkle.leaf_hash(leaf), self.hashes, checkpoint.root)
         return cosigners
+
+
+def proof_text(index: int, hash_lines: list[str], checkpoint: SignedCheckpoint, extra: bytes | None = None) -> str:
+    """A tlog-proof's text from its hashes already in base64 (leaf side first)."""
+    head = HEADER if extra is None else f"{HEADER}\nextra {b64(extra)}"
+    return "\n".join((head, f"index {index}", *hash_lines)) + "\n\n" + checkpoint.to_text()
