@@ -16,6 +16,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 import httpx
 
 IDENTITY = {"Accept-Encoding": "identity"}
+STOP_POLL = 0.25  # seconds between looks at the caller's stop event while an answer arrives
 _workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="bounded-get")
 _overdue: dict[str, Future[tuple[int, bytes | None]]] = {}  # origin -> a read past its deadline, still running
 _lock = threading.Lock()
@@ -25,10 +26,16 @@ class DeadlineExceeded(httpx.TimeoutException):
     """The whole answer took longer than the deadline (an httpx.HTTPError, as any other timeout)."""
 
 
+class Stopped(Exception):
+    """The caller was asked to stop while it waited: nothing is said of the answer, or of whoever sends it."""
+
+
 def bounded_get(client: httpx.Client, url: str, cap: int, deadline: float,
-                headers: Mapping[str, str] | None = None) -> tuple[int, bytes | None]:  # fmt: skip
+                headers: Mapping[str, str] | None = None, stop: threading.Event | None = None,
+                ) -> tuple[int, bytes | None]:  # fmt: skip
     """(status, body), the body None once it passes `cap` bytes (nothing more is read). Raises httpx.HTTPError for
-    a request that fails or passes the deadline."""
+    a request that fails or passes the deadline, and Stopped as soon as `stop` is set (a node shutting down does
+    not wait out a peer's slow answer)."""
     parsed = httpx.URL(url)
     origin = f"{parsed.scheme}://{parsed.host}:{parsed.port}"
     with _lock:
@@ -38,12 +45,19 @@ def bounded_get(client: httpx.Client, url: str, cap: int, deadline: float,
         _overdue.pop(origin, None)
         end = time.monotonic() + deadline
         future = _workers.submit(_read, client, url, cap, end, {**IDENTITY, **(headers or {})})
-    try:
-        return future.result(timeout=max(end - time.monotonic(), 0) + 0.05)
-    except FutureTimeout:
-        with _lock:
-            _overdue[origin] = future
-        raise DeadlineExceeded(f"GET {url}: no whole answer within {deadline:.0f} s") from None
+    while True:
+        left = max(end - time.monotonic(), 0) + 0.05
+        try:
+            return future.result(timeout=left if stop is None else min(left, STOP_POLL))
+        except FutureTimeout:
+            stopped = stop is not None and stop.is_set()
+            if not stopped and time.monotonic() < end + 0.05:
+                continue
+            with _lock:
+                _overdue[origin] = future
+            if stopped:
+                raise Stopped(f"GET {url}: stopped while waiting") from None
+            raise DeadlineExceeded(f"GET {url}: no whole answer within {deadline:.0f} s") from None
 
 
 def _read(client: httpx.Client, url: str, cap: int, end: float, headers: dict[str, str]) -> tuple[int, bytes | None]:

@@ -43,6 +43,7 @@ SMALL_CAP = Path(__file__).with_name("small_answer_cap_node.py")
 OUTWAITING = Path(__file__).with_name("audit_outwaiting_node.py")
 SHORT_WINDOW = Path(__file__).with_name("short_window_auditor_node.py")
 IMPATIENT = Path(__file__).with_name("impatient_auditor_node.py")
+PATIENT = Path(__file__).with_name("patient_auditor_node.py")
 FRACTION = 0.3
 ENTRIES = 60
 
@@ -293,6 +294,26 @@ def test_a_dripping_peer_is_refused_and_holds_up_no_other_audit(tmp_path_factory
         for _ in range(10):
             infer(network.urls[1], rng.standard_normal((1, 16)).astype(np.float32))
         wait_audited(network.urls[:1], other["log_origin"], wait_checkpoint(network.urls[1], 10), timeout=30)
+
+
+def test_a_peer_holding_its_round_open_holds_up_no_other_peers_audit(tmp_path_factory):
+    """Node 2 drips its answers; its auditors here wait 30 s for an answer and 60 s for a round (the product: 60 s
+    and 180 s). While node 2's round is held open, node 1's new entries are audited all the same: peers are audited
+    side by side, not one after another."""
+    with _attacked_by(HIDING, tmp_path_factory, 20, "--drip", audited=False, auditor=PATIENT) as (
+        network, origin, subject, size, _,
+    ):  # fmt: skip
+        assert _sample(network.nodes[0], origin, size)
+        time.sleep(2)  # rounds start every 0.5 s: node 2's is under way, its answer dripping
+        started = time.monotonic()
+        other = info(network.urls[1])
+        rng = np.random.default_rng(7)
+        for _ in range(10):
+            infer(network.urls[1], rng.standard_normal((1, 16)).astype(np.float32))
+        wait_audited(network.urls[:1], other["log_origin"], wait_checkpoint(network.urls[1], 10), timeout=20)
+        assert time.monotonic() - started < 25  # inside node 2's first answer's 30 s
+        assert info(network.urls[0])["audited"].get(origin, 0) < size
+        assert not _findings(network.urls[0], subject)[2]  # nothing recorded of node 2 yet: its round is open
 
 
 def test_waiting_out_the_retention_window_does_not_close_a_refusal(tmp_path_factory):

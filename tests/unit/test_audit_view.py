@@ -3,6 +3,7 @@ up here: the round never settles on a history its witness did not vouch for beca
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,7 +47,7 @@ def round_of(tmp_path: Path, monkeypatch, failing: bool) -> tuple[SignedCheckpoi
     store = AuditStore(tmp_path / "audit.sqlite")
     store.set_view(KEY.name, view)
     fake = SimpleNamespace(store=store, node=SimpleNamespace(witness=SimpleNamespace(cosigned=lambda _: witnessed)),
-                           _http=None, _trusted=Auditor._trusted)  # fmt: skip
+                           _http=None, _stop=threading.Event(), _trusted=Auditor._trusted)  # fmt: skip
     fake._tie = lambda url, key, candidates: Auditor._tie(fake, url, key, candidates)
     monkeypatch.setattr(audit, "bounded_get", lambda *args, **kwargs: (200, view.to_text().encode()))
     monkeypatch.setattr(audit, "TileLog", lambda url, size, http=None: PeerTiles(size, failing))

@@ -13,7 +13,7 @@ from contextlib import contextmanager, suppress
 import httpx
 import pytest
 
-from veriml.bounded_get import DeadlineExceeded, bounded_get
+from veriml.bounded_get import DeadlineExceeded, Stopped, bounded_get
 
 
 @contextmanager
@@ -60,6 +60,24 @@ def test_a_dripping_answer_ends_at_the_deadline() -> None:
         with pytest.raises(DeadlineExceeded):
             bounded_get(client, url, cap=1000, deadline=1.0)
         assert time.monotonic() - started < 2.5
+
+
+def test_a_caller_asked_to_stop_does_not_wait_out_the_deadline() -> None:
+    def drip(connection: socket.socket) -> None:
+        connection.sendall(_head(100))
+        for _ in range(100):
+            connection.sendall(b"x")
+            time.sleep(0.2)
+
+    stop = threading.Event()
+    with serving(drip) as url, httpx.Client(timeout=1.0) as client:
+        threading.Timer(0.5, stop.set).start()
+        started = time.monotonic()
+        with pytest.raises(Stopped):
+            bounded_get(client, url, cap=1000, deadline=30.0, stop=stop)
+        assert time.monotonic() - started < 2.0
+    with serving(lambda c: c.sendall(_head(5) + b"hello")) as url, httpx.Client() as client:
+        assert bounded_get(client, url, cap=5, deadline=10, stop=threading.Event()) == (200, b"hello")
 
 
 def test_an_answer_past_the_cap_is_not_read_on() -> None:

@@ -14,7 +14,8 @@ check that the auditor followed its sample.
 Each round holds a peer's log to one history: the checkpoint this node's witness cosigned, the one the last round
 held and the one the peer serves, tied by consistency proofs computed from the peer's own tiles (a proven fork
 is recorded), and every sampled entry is proven from those tiles under it. What a peer serves is read bounded
-in size and time (`veriml.bounded_get`), so no answer, or lack of one, stops an audit with nothing recorded.
+in size and time (`veriml.bounded_get`), so no answer, or lack of one, stops an audit with nothing recorded; and
+peers are audited side by side, so a peer that answers slowly holds up its own audit only.
 docs/network.md ("Audit") says what becomes of each entry, and docs/threat-model.md which attack each rule stops.
 """
 
@@ -31,6 +32,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from veriml.background import BackgroundJob
-from veriml.bounded_get import bounded_get
+from veriml.bounded_get import Stopped, bounded_get
 from veriml.codec import canonical_json, parse_json, tensors_from_json
 from veriml.codec.clock import utc_timestamp
 from veriml.errors import InvalidInput, Unavailable, VerificationFailed, VerimlError
@@ -67,6 +69,7 @@ MAX_ANSWER_BYTES = 64 << 20  # a peer's answer held at most (a node's own JSON b
 MAX_ANSWER_CONTAINERS = 1 << 20  # JSON arrays and objects in one answer: each costs ~60 bytes once parsed
 FETCH_DEADLINE = 60.0  # seconds for any one answer from a peer, however it drips
 ROUND_TIME = 180.0  # seconds of entry requests one round spends on one peer at most
+MAX_PEERS_AT_ONCE = 4  # peers audited side by side
 MAX_OPEN_REFUSALS = 100_000  # open refusals kept one by one per peer; past them, new ones are only counted
 REFUSAL_SPAN = 600.0  # seconds a refusal must have lasted inside the window to stand once the data is deleted
 SIGHTING_GRAIN = 600.0  # seconds within which only the first and last sightings of a peer's log are kept
@@ -433,7 +436,10 @@ class Auditor(BackgroundJob):
         policy = getattr(node.discovery, "policy", None)
         guarded = {} if policy is None else {"transport": policy.transport(), "trust_env": False}
         self._http = httpx.Client(timeout=30, follow_redirects=False, **guarded)
-        self._next_request = 0.0
+        self._next_request: dict[str, float] = {}  # url -> when its next batch may be asked for (pacing)
+        self._auditing: set[str] = set()  # origins whose audit is queued or running
+        self._auditing_lock = threading.Lock()
+        self._reexecuting = threading.Lock()  # re-executions one at a time, as when peers were audited in turn
         self._retentions: dict[str, tuple[float, float]] = {}  # url -> (retention, asked again after)
         self.on_disagreement: Any = None  # set on a chain with disputes: (receipt, log index, entry) -> None
         super().__init__("audit")
@@ -459,12 +465,28 @@ class Auditor(BackgroundJob):
         return sampled(self.seed, origin, index, self.fraction)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            for peer in self.node.discovery.peers():
-                try:
-                    self.audit_peer(peer.url, peer.node)
-                except Exception as exc:  # whatever a peer answers, the auditor keeps going
-                    events.warning("audit of %s stopped this round: %s", peer.url, exc)
+        # Peers are audited side by side: one that answers slowly holds up its own audit for its round, no other
+        # (up to MAX_PEERS_AT_ONCE of them; a peer is not queued again while its audit is queued or running).
+        with ThreadPoolExecutor(MAX_PEERS_AT_ONCE, thread_name_prefix="audit-peer") as pool:
+            while not self._stop.wait(self.interval):
+                for peer in self.node.discovery.peers():
+                    with self._auditing_lock:
+                        if peer.node.name in self._auditing:
+                            continue
+                        self._auditing.add(peer.node.name)
+                    pool.submit(self._audit_in_turn, peer.url, peer.node)
+
+    def _audit_in_turn(self, url: str, log_key: VerifyingKey) -> None:
+        try:
+            if not self._stop.is_set():
+                self.audit_peer(url, log_key)
+        except Stopped:
+            pass  # this node is shutting down: what was not examined stays for its next start
+        except Exception as exc:  # whatever a peer answers, the auditor keeps going
+            events.warning("audit of %s stopped this round: %s", url, exc)
+        finally:
+            with self._auditing_lock:
+                self._auditing.discard(log_key.name)
 
     def audit_peer(self, url: str, log_key: VerifyingKey) -> int:
         """Examine the peer's sampled entries: first those it refused before, then the new ones up to its signed
@@ -526,7 +548,8 @@ class Auditor(BackgroundJob):
         held = [c for c in (view, witnessed) if c is not None]
         served = None
         try:
-            status, body = bounded_get(self._http, f"{url}/checkpoint", CHECKPOINT_BYTES, FETCH_DEADLINE)
+            status, body = bounded_get(self._http, f"{url}/checkpoint", CHECKPOINT_BYTES, FETCH_DEADLINE,
+                                       stop=self._stop)  # fmt: skip
             if status != 200 or body is None:
                 raise InvalidInput(f"answered {status}" if body is not None else "an answer too long")
             served = SignedCheckpoint.parse(body, f"checkpoint of {url}")
@@ -593,10 +616,12 @@ class Auditor(BackgroundJob):
         if known is not None and known[1] > time.monotonic():
             return known[0]
         try:
-            _, body = bounded_get(self._http, f"{url}/v1/info", CHECKPOINT_BYTES, FETCH_DEADLINE)
+            _, body = bounded_get(self._http, f"{url}/v1/info", CHECKPOINT_BYTES, FETCH_DEADLINE, stop=self._stop)
             retention = float(parse_json(body or b"", "info")["audit"]["retention"])
             if not math.isfinite(retention) or retention < 0:  # NaN would pass every deletion
                 raise ValueError(f"retention {retention}")
+        except Stopped:
+            raise
         except Exception:  # a peer that does not say keeps nothing past the moment: only early deletion shows
             retention = 0.0
         self._retentions[url] = (retention, time.monotonic() + RETENTION_TTL)
@@ -613,18 +638,19 @@ class Auditor(BackgroundJob):
         recorded as refused. False only when the peer did not answer at all."""
         path = "/v1/log/entries?indices=" + ",".join(str(index) for index in indices)
         now = time.monotonic()
-        if self._next_request > now:
-            self._stop.wait(self._next_request - now)
-        self._next_request = max(now, self._next_request) + len(indices) / PACE
+        next_request = self._next_request.get(round_.url, 0.0)
+        if next_request > now:
+            self._stop.wait(next_request - now)
+        self._next_request[round_.url] = max(now, next_request) + len(indices) / PACE
         left = round_.ends - time.monotonic()
-        if left <= 0:  # however slowly the peer answers, the other peers' audits wait at most ROUND_TIME for it
+        if left <= 0:  # however slowly the peer answers, its round ends after ROUND_TIME
             for index in indices:
                 self._refuse(round_, index, f"unanswered within the round's {ROUND_TIME:.0f} s")
             return False
         headers = sign_request(self.node.key, "GET", path, round_.log_key)
         try:
             status, content = bounded_get(self._http, round_.url + path, MAX_ANSWER_BYTES,
-                                          min(FETCH_DEADLINE, left), headers)  # fmt: skip
+                                          min(FETCH_DEADLINE, left), headers, self._stop)  # fmt: skip
         except httpx.HTTPError as exc:
             for index in indices:
                 self._refuse(round_, index, f"unanswered ({type(exc).__name__})")
@@ -737,13 +763,14 @@ class Auditor(BackgroundJob):
             self.store.unattestable(origin, index, "over-limits")
             return
         try:
-            attestation = self.node.service.attest(
-                manifest,
-                receipt,
-                parse_salt(entry.get("salt"), "disclosed salt"),
-                inputs,
-                tensors_from_json(entry.get("outputs"), "disclosed outputs"),
-            )
+            with self._reexecuting:
+                attestation = self.node.service.attest(
+                    manifest,
+                    receipt,
+                    parse_salt(entry.get("salt"), "disclosed salt"),
+                    inputs,
+                    tensors_from_json(entry.get("outputs"), "disclosed outputs"),
+                )
         except InvalidInput as exc:
             self._refuse(round_, index, f"data withheld or wrong ({entry.get('data')!r}): {exc}")
             return
