@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from veriml.codec import Digest
 from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed, VerimlError
 from veriml.hub import ModelRef, SignedManifest
-from veriml.node.audit import Auditor
+from veriml.node.audit import MIN_RETENTION, Auditor
 from veriml.node.config import NodeConfig
 from veriml.node.peers import (
     LOOKUP_BURST,
@@ -53,6 +53,10 @@ class Node:
         self.discovery = discovery or StaticPeers(config.peers, config.peer_timeout)
         self.publisher = CheckpointPublisher(self.service.log, config.checkpoint_interval, self._witnesses)
         self.auditor = Auditor(self, config.audit_fraction, config.audit_interval)
+        if config.audit_retention < MIN_RETENTION:
+            # Allowed (tests shorten it), but peers hold every node to a day: data deleted sooner is a refusal.
+            events.warning("audit_retention %.0f s is under the %.0f s auditors hold every node to: auditable data "
+                           "deleted before then is recorded as refused", config.audit_retention, MIN_RETENTION)
         self.disputes: Any = None
         if self.membership is not None and config.disputes and self.membership.contracts.deployment.disputes:
             from veriml.node.disputes import DisputeParticipant
