@@ -44,6 +44,7 @@ OUTWAITING = Path(__file__).with_name("audit_outwaiting_node.py")
 SHORT_WINDOW = Path(__file__).with_name("short_window_auditor_node.py")
 IMPATIENT = Path(__file__).with_name("impatient_auditor_node.py")
 PATIENT = Path(__file__).with_name("patient_auditor_node.py")
+SQUATTING = Path(__file__).with_name("audit_squatting_node.py")
 FRACTION = 0.3
 ENTRIES = 60
 
@@ -314,6 +315,42 @@ def test_a_peer_holding_its_round_open_holds_up_no_other_peers_audit(tmp_path_fa
         assert time.monotonic() - started < 25  # inside node 2's first answer's 30 s
         assert info(network.urls[0])["audited"].get(origin, 0) < size
         assert not _findings(network.urls[0], subject)[2]  # nothing recorded of node 2 yet: its round is open
+
+
+def test_a_node_taking_another_nodes_origin_is_audited_as_a_log_of_its_own(tmp_path_factory):
+    """Node 2 names its log with node 1's origin and lies on every request. Node 1's log is audited past 40
+    entries first; node 2's 20 entries are audited all the same, from its first, and its sampled lies found:
+    an auditor keeps each log's records under its origin and its key, so neither peer's records move the other's."""
+    root = tmp_path_factory.mktemp("squatting")
+    try:
+        network = devnet.up(root, 3, checkpoint_interval=0.3, audit_fraction=FRACTION,
+                            commands={2: [sys.executable, str(SQUATTING)]})  # fmt: skip
+        publish_mlp(network, root)
+        honest, squatter = info(network.urls[1]), info(network.urls[2])
+        assert honest["log_origin"] == squatter["log_origin"] and honest["node"] != squatter["node"]
+        origin, rng = honest["log_origin"], np.random.default_rng(11)
+        for _ in range(40):
+            infer(network.urls[1], -np.abs(rng.standard_normal((1, 16))).astype(np.float32))
+        size = wait_checkpoint(network.urls[1], 40)
+        audited = _sample(network.nodes[0], origin, size)
+        _wait_for(lambda: {a["log_index"] for a in attestations(network.urls[0], honest["node"])} >= audited,
+                  "node 1's sample audited")  # fmt: skip
+        for _ in range(20):
+            infer(network.urls[2], np.abs(rng.standard_normal((1, 16))).astype(np.float32))  # all lies
+        lies = _sample(network.nodes[0], origin, wait_checkpoint(network.urls[2], 20))
+        assert lies
+        _wait_for(lambda: _findings(network.urls[0], squatter["node"])[1] >= lies, "node 2's sampled lies found")
+        agree, disagree, refused = _findings(network.urls[0], honest["node"])
+        assert agree >= audited and not disagree and not refused  # node 1's record is its own
+    finally:
+        devnet.down(root)
+
+
+def _wait_for(condition, what: str, timeout: float = 40) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.3)
 
 
 def test_waiting_out_the_retention_window_does_not_close_a_refusal(tmp_path_factory):

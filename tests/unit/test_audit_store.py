@@ -96,3 +96,25 @@ def test_refusals_past_the_cap_are_counted_not_kept(tmp_path: Path, monkeypatch)
     assert store.open_refusal_count(ORIGIN) == 1
     assert [(r["subject"], r["refused"]) for r in store.refusals_over_cap()] == [("key", 2)]
     assert store.outcomes(ORIGIN) == {1: "refused", 2: "refused", 3: "refused"}
+
+
+def test_records_written_by_origin_alone_go_to_the_first_log_of_that_origin_once(tmp_path: Path) -> None:
+    """A store from before logs were named by their key: its records move, once, to the first log of their origin
+    that is audited; a second key naming the same origin starts from nothing."""
+    store = AuditStore(tmp_path / "audit.sqlite")
+    store.set_audited(ORIGIN, 40)
+    store.sighted(ORIGIN, 40, 1000.0, 0.0)
+    store.refused(ORIGIN, "subject", 7, "answered 500", "checkpoint")
+    first, second = f"{ORIGIN}+00000001+AAAA", f"{ORIGIN}+00000002+BBBB"
+    store.adopt(ORIGIN, first)
+    assert (store.audited_size(first), store.absent_at(first, 41), store.open_refusals(first, 10, 40)) == (
+        40, 1000.0, [7],
+    )  # fmt: skip
+    assert store.audited_size(ORIGIN) == 0
+    store.adopt(ORIGIN, second)
+    assert (store.audited_size(second), store.absent_at(second, 41), store.open_refusals(second, 10, 40)) == (
+        0, None, [],
+    )  # fmt: skip
+    store.set_audited(second, 3)
+    store.adopt(ORIGIN, first)  # again: nothing moves back or over
+    assert (store.audited_size(first), store.audited_size(second)) == (40, 3)

@@ -45,7 +45,7 @@ def round_of(tmp_path: Path, monkeypatch, failing: bool) -> tuple[SignedCheckpoi
     witness the real one (size 6, what clients see cosigned), and the peer serves the shadow checkpoint."""
     view, witnessed = signed(SHADOW), signed(REAL[:6])
     store = AuditStore(tmp_path / "audit.sqlite")
-    store.set_view(KEY.name, view)
+    store.set_view(KEY.public.vkey, view)
     fake = SimpleNamespace(store=store, node=SimpleNamespace(witness=SimpleNamespace(cosigned=lambda _: witnessed)),
                            _http=None, _stop=threading.Event(), _trusted=Auditor._trusted)  # fmt: skip
     fake._tie = lambda url, key, candidates: Auditor._tie(fake, url, key, candidates)
@@ -58,7 +58,8 @@ def round_of(tmp_path: Path, monkeypatch, failing: bool) -> tuple[SignedCheckpoi
 def test_a_failing_tile_does_not_hide_a_fork_between_view_and_witness(tmp_path, monkeypatch):
     held, store = round_of(tmp_path, monkeypatch, failing=True)
     assert held.checkpoint == signed(REAL[:6]).checkpoint  # what clients rely on, not the history shown to auditors
-    assert store.view(KEY.name).checkpoint == signed(SHADOW).checkpoint  # the view is not moved by an untied round
+    # The view is not moved by an untied round.
+    assert store.view(KEY.public.vkey).checkpoint == signed(SHADOW).checkpoint
     assert not store.forks()
 
 

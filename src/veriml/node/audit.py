@@ -137,6 +137,9 @@ CREATE TABLE IF NOT EXISTS forks (  -- two checkpoints the peer signed that are 
 """
 
 
+_LOG_TABLES = ("audited", "examined", "refusals", "views", "sightings", "refusals_over_cap", "forks")
+
+
 def sampled(seed: bytes, origin: str, index: int, fraction: float) -> bool:
     """Whether entry `index` of log `origin` is in the sample of the auditor holding `seed`."""
     mac = hmac.new(seed, origin.encode("utf-8") + b"\n" + index.to_bytes(8, "big"), hashlib.sha256).digest()
@@ -156,6 +159,9 @@ def load_seed(path: Path) -> bytes:
 
 
 class AuditStore:
+    """What this auditor found, per log. A log is named by its verifier key text (origin and key, the `origin`
+    column), so two peers that name one origin are two logs."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -168,24 +174,37 @@ class AuditStore:
             self._db.execute("ALTER TABLE refusals ADD COLUMN final INTEGER NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
 
-    def audited_size(self, origin: str) -> int:
+    def adopt(self, origin: str, log: str) -> None:
+        """Move records written when logs went by origin alone to the log `log` of that origin, unless it has
+        records of its own. Done once a log: later records are written under `log`."""
         with self._lock:
-            row = self._db.execute("SELECT size FROM audited WHERE origin = ?", (origin,)).fetchone()
+            if self._db.execute("SELECT 1 FROM audited WHERE origin = ?", (log,)).fetchone() is not None:
+                return
+            with self._db:  # one transaction: all or nothing
+                self._db.execute("BEGIN")
+                for table in _LOG_TABLES:
+                    # OR IGNORE: a row the log already has (a round that failed before its audited size was
+                    # written) stays, and the old one beside it is left unused.
+                    self._db.execute(f"UPDATE OR IGNORE {table} SET origin = ? WHERE origin = ?", (log, origin))
+
+    def audited_size(self, log: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT size FROM audited WHERE origin = ?", (log,)).fetchone()
         return 0 if row is None else row[0]
 
-    def set_audited(self, origin: str, size: int) -> None:
+    def set_audited(self, log: str, size: int) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO audited (origin, size) VALUES (?, ?)", (origin, size))
+            self._db.execute("INSERT OR REPLACE INTO audited (origin, size) VALUES (?, ?)", (log, size))
 
-    def _examined(self, origin: str, index: int, outcome: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO examined VALUES (?, ?, ?)", (origin, index, outcome))
+    def _examined(self, log: str, index: int, outcome: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO examined VALUES (?, ?, ?)", (log, index, outcome))
         if outcome != "refused":
             self._db.execute(
                 "UPDATE refusals SET answered_at = ? WHERE origin = ? AND log_index = ? AND answered_at IS NULL",
-                (utc_timestamp(), origin, index),
+                (utc_timestamp(), log, index),
             )
 
-    def attested(self, origin: str, index: int, attestation: SignedAttestation, receipt: dict[str, Any]) -> None:
+    def attested(self, log: str, index: int, attestation: SignedAttestation, receipt: dict[str, Any]) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -195,18 +214,18 @@ class AuditStore:
                     (attestation.body.subject.vkey, index, attestation.body.verdict,
                      canonical_json(attestation.to_json()).decode(), json.dumps(receipt)),
                 )  # fmt: skip
-                self._examined(origin, index, attestation.body.verdict)
+                self._examined(log, index, attestation.body.verdict)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def unattestable(self, origin: str, index: int, outcome: str) -> None:
+    def unattestable(self, log: str, index: int, outcome: str) -> None:
         """A sampled entry examined as far as it can be: private (never disclosed), or deleted after retention."""
         with self._lock:
-            self._examined(origin, index, outcome)
+            self._examined(log, index, outcome)
 
-    def refused(self, origin: str, subject: str, index: int, reason: str, checkpoint: str,
+    def refused(self, log: str, subject: str, index: int, reason: str, checkpoint: str,
                 over_cap: bool = False) -> None:  # fmt: skip
         """Record a refusal (a refusal answered before and refused again starts anew). `over_cap`: the peer has
         MAX_OPEN_REFUSALS open already, so a new one is only counted (never asked again, never closed)."""
@@ -215,13 +234,13 @@ class AuditStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 known = self._db.execute(
-                    "SELECT 1 FROM refusals WHERE origin = ? AND log_index = ?", (origin, index)
+                    "SELECT 1 FROM refusals WHERE origin = ? AND log_index = ?", (log, index)
                 ).fetchone()
                 if over_cap and known is None:
                     self._db.execute(
                         "INSERT INTO refusals_over_cap VALUES (?, ?, 1, ?, ?) ON CONFLICT (origin) DO UPDATE SET"
                         " refused = refused + 1, last_at = excluded.last_at",
-                        (origin, subject, now, now),
+                        (log, subject, now, now),
                     )
                 else:
                     self._db.execute(
@@ -231,25 +250,25 @@ class AuditStore:
                         " checkpoint = excluded.checkpoint, last_at = excluded.last_at,"
                         " first_at = CASE WHEN answered_at IS NULL THEN first_at ELSE excluded.first_at END,"
                         " attempts = CASE WHEN answered_at IS NULL THEN attempts + 1 ELSE 1 END, answered_at = NULL",
-                        (origin, subject, index, reason, checkpoint, now, now),
+                        (log, subject, index, reason, checkpoint, now, now),
                     )
-                self._examined(origin, index, "refused")
+                self._examined(log, index, "refused")
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def view(self, origin: str) -> SignedCheckpoint | None:
+    def view(self, log: str) -> SignedCheckpoint | None:
         with self._lock:
-            row = self._db.execute("SELECT note FROM views WHERE origin = ?", (origin,)).fetchone()
-        return None if row is None else SignedCheckpoint.parse(row[0], f"audited view of {origin}")
+            row = self._db.execute("SELECT note FROM views WHERE origin = ?", (log,)).fetchone()
+        return None if row is None else SignedCheckpoint.parse(row[0], f"audited view of {log}")
 
-    def set_view(self, origin: str, checkpoint: SignedCheckpoint) -> None:
+    def set_view(self, log: str, checkpoint: SignedCheckpoint) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO views VALUES (?, ?, ?)",
-                             (origin, checkpoint.checkpoint.size, checkpoint.to_text()))  # fmt: skip
+                             (log, checkpoint.checkpoint.size, checkpoint.to_text()))  # fmt: skip
 
-    def sighted(self, origin: str, size: int, at: float, horizon: float) -> None:
+    def sighted(self, log: str, size: int, at: float, horizon: float) -> None:
         """The peer served a checkpoint of `size` at time `at`. Sightings older than `horizon` no longer bound any
         entry's age that matters, and go (all but the largest size); within SIGHTING_GRAIN seconds only the
         earliest and the latest are kept. Dropping a sighting only makes the bound it gave an earlier time, so the
@@ -259,39 +278,39 @@ class AuditStore:
             self._db.execute(
                 "INSERT INTO sightings VALUES (?, ?, ?) ON CONFLICT (origin, size) DO UPDATE SET"
                 " last_seen = max(last_seen, excluded.last_seen)",
-                (origin, size, at),
+                (log, size, at),
             )
             self._db.execute(
                 "DELETE FROM sightings WHERE origin = ? AND size != ? AND last_seen >= ?"
                 " AND size > (SELECT min(size) FROM sightings WHERE origin = ? AND last_seen >= ?)",
-                (origin, size, at - SIGHTING_GRAIN, origin, at - SIGHTING_GRAIN),
+                (log, size, at - SIGHTING_GRAIN, log, at - SIGHTING_GRAIN),
             )
             self._db.execute(
                 "DELETE FROM sightings WHERE origin = ? AND (last_seen < ? OR rowid NOT IN (SELECT rowid FROM"
                 " sightings WHERE origin = ? ORDER BY last_seen DESC LIMIT ?))"
                 " AND size < (SELECT max(size) FROM sightings WHERE origin = ?)",
-                (origin, horizon, origin, MAX_SIGHTINGS, origin),
+                (log, horizon, log, MAX_SIGHTINGS, log),
             )
 
-    def absent_at(self, origin: str, index: int) -> float | None:
+    def absent_at(self, log: str, index: int) -> float | None:
         """The last time the peer's served checkpoint did not cover entry `index`, if this auditor saw one."""
         with self._lock:
             row = self._db.execute(
-                "SELECT max(last_seen) FROM sightings WHERE origin = ? AND size <= ?", (origin, index)
+                "SELECT max(last_seen) FROM sightings WHERE origin = ? AND size <= ?", (log, index)
             ).fetchone()
         return row[0]
 
-    def forked(self, origin: str, subject: str, held: str, other: str, detail: str) -> None:
+    def forked(self, log: str, subject: str, held: str, other: str, detail: str) -> None:
         """Record a fork; a peer's first forks are kept, and its newest, up to FORKS_KEPT in all, so that a peer
         signing a new shadow checkpoint every round cannot fill this node's disk."""
         with self._lock:
             self._db.execute("INSERT OR IGNORE INTO forks VALUES (?, ?, ?, ?, ?, ?)",
-                             (origin, subject, held, other, detail, utc_timestamp()))  # fmt: skip
+                             (log, subject, held, other, detail, utc_timestamp()))  # fmt: skip
             self._db.execute(
                 "DELETE FROM forks WHERE origin = ? AND rowid NOT IN (SELECT rowid FROM forks WHERE origin = ?"
                 " ORDER BY rowid LIMIT ?) AND rowid NOT IN (SELECT rowid FROM forks WHERE origin = ?"
                 " ORDER BY rowid DESC LIMIT ?)",
-                (origin, origin, FORKS_KEPT // 2, origin, FORKS_KEPT // 2),
+                (log, log, FORKS_KEPT // 2, log, FORKS_KEPT // 2),
             )
 
     def forks(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -302,35 +321,35 @@ class AuditStore:
         keys = ("subject", "held", "other", "detail", "found_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def open_refusals(self, origin: str, limit: int, below: int) -> list[int]:
+    def open_refusals(self, log: str, limit: int, below: int) -> list[int]:
         """Open refusals of entries under `below` (the round's checkpoint size), the longest unasked first."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT log_index FROM refusals WHERE origin = ? AND answered_at IS NULL AND log_index < ?"
                 " AND final = 0 ORDER BY last_at LIMIT ?",
-                (origin, below, limit),
+                (log, below, limit),
             ).fetchall()
         return [row[0] for row in rows]
 
-    def open_refusal_count(self, origin: str) -> int:
+    def open_refusal_count(self, log: str) -> int:
         with self._lock:
             row = self._db.execute(
-                "SELECT count(*) FROM refusals WHERE origin = ? AND answered_at IS NULL", (origin,)
+                "SELECT count(*) FROM refusals WHERE origin = ? AND answered_at IS NULL", (log,)
             ).fetchone()
         return row[0]
 
-    def make_final(self, origin: str, index: int, reason: str) -> None:
+    def make_final(self, log: str, index: int, reason: str) -> None:
         """An open refusal that nothing the peer serves can answer any more (its data is gone): not asked again."""
         with self._lock:
             self._db.execute("UPDATE refusals SET reason = ?, final = 1 WHERE origin = ? AND log_index = ?",
-                             (reason, origin, index))  # fmt: skip
+                             (reason, log, index))  # fmt: skip
 
-    def refusal_span(self, origin: str, index: int) -> tuple[float, float] | None:
+    def refusal_span(self, log: str, index: int) -> tuple[float, float] | None:
         """When an entry's open refusal was first and last recorded (Unix seconds), if it has one."""
         with self._lock:
             row = self._db.execute(
                 "SELECT first_at, last_at FROM refusals WHERE origin = ? AND log_index = ? AND answered_at IS NULL",
-                (origin, index),
+                (log, index),
             ).fetchone()
         return None if row is None else (_timestamp_seconds(row[0]), _timestamp_seconds(row[1]))
 
@@ -348,9 +367,9 @@ class AuditStore:
         keys = ("subject", "log_index", "reason", "checkpoint", "first_at", "last_at", "attempts", "answered_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
-    def outcomes(self, origin: str) -> dict[int, str]:
+    def outcomes(self, log: str) -> dict[int, str]:
         with self._lock:
-            rows = self._db.execute("SELECT log_index, outcome FROM examined WHERE origin = ?", (origin,)).fetchall()
+            rows = self._db.execute("SELECT log_index, outcome FROM examined WHERE origin = ?", (log,)).fetchall()
         return dict(rows)
 
     def attestations(self, verdict: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -437,7 +456,8 @@ class Auditor(BackgroundJob):
         guarded = {} if policy is None else {"transport": policy.transport(), "trust_env": False}
         self._http = httpx.Client(timeout=30, follow_redirects=False, **guarded)
         self._next_request: dict[str, float] = {}  # url -> when its next batch may be asked for (pacing)
-        self._auditing: set[str] = set()  # origins whose audit is queued or running
+        self._auditing: set[str] = set()  # logs (verifier key texts) whose audit is queued or running
+        self._adopted_logs: set[str] = set()  # logs whose records written under their origin alone are taken in
         self._auditing_lock = threading.Lock()
         self._reexecuting = threading.Lock()  # re-executions one at a time, as when peers were audited in turn
         self._retentions: dict[str, tuple[float, float]] = {}  # url -> (retention, asked again after)
@@ -471,9 +491,9 @@ class Auditor(BackgroundJob):
             while not self._stop.wait(self.interval):
                 for peer in self.node.discovery.peers():
                     with self._auditing_lock:
-                        if peer.node.name in self._auditing:
+                        if peer.node.vkey in self._auditing:
                             continue
-                        self._auditing.add(peer.node.name)
+                        self._auditing.add(peer.node.vkey)
                     pool.submit(self._audit_in_turn, peer.url, peer.node)
 
     def _audit_in_turn(self, url: str, log_key: VerifyingKey) -> None:
@@ -486,20 +506,20 @@ class Auditor(BackgroundJob):
             events.warning("audit of %s stopped this round: %s", url, exc)
         finally:
             with self._auditing_lock:
-                self._auditing.discard(log_key.name)
+                self._auditing.discard(log_key.vkey)
 
     def audit_peer(self, url: str, log_key: VerifyingKey) -> int:
         """Examine the peer's sampled entries: first those it refused before, then the new ones up to its signed
         checkpoint, up to 64 in one request. Return how many were examined this round."""
-        origin = log_key.name
+        origin, log = log_key.name, self._adopted(log_key)
         retention = self._retention(url)
         signed, tiles = self._view(url, log_key, retention)
         size = signed.checkpoint.size
-        over_cap = self.store.open_refusal_count(origin) >= MAX_OPEN_REFUSALS
+        over_cap = self.store.open_refusal_count(log) >= MAX_OPEN_REFUSALS
         round_ = _Round(url, log_key, signed, signed.to_text(), tiles, retention, time.monotonic() + ROUND_TIME,
                         over_cap)  # fmt: skip
         examined = 0
-        retries = self.store.open_refusals(origin, RETRIES_PER_ROUND, size)
+        retries = self.store.open_refusals(log, RETRIES_PER_ROUND, size)
         for n in range(0, len(retries), MAX_ENTRIES_PER_REQUEST):
             if self._stop.is_set():
                 return examined
@@ -507,7 +527,7 @@ class Auditor(BackgroundJob):
             examined += len(chunk)
             if not self._examine_all(round_, chunk):
                 break  # not answering at all: no more of the old now, but its new entries are still recorded
-        start = scanned = self.audited_size(origin)
+        start = scanned = self.store.audited_size(log)
         sample = []
         for index in range(start, min(size, start + MAX_ENTRIES_PER_ROUND)):
             if examined + len(sample) >= MAX_SAMPLED_PER_ROUND:
@@ -529,7 +549,7 @@ class Auditor(BackgroundJob):
                 if not answered:
                     break  # recorded as refused; a peer that does not answer is not hammered
         finally:
-            self.store.set_audited(origin, position)
+            self.store.set_audited(log, position)
         return examined
 
     def _view(self, url: str, log_key: VerifyingKey, retention: float) -> tuple[SignedCheckpoint, TileLog]:
@@ -541,9 +561,9 @@ class Auditor(BackgroundJob):
         its tiles do not tie to the others, is passed over: the round holds the log to the held ones, tied, else
         to the witness's alone (the one clients see cosigned), and whatever it cannot prove there is refused; so
         neither withholding /checkpoint nor hiding the tiles stops an audit or hides a fork."""
-        origin = log_key.name
+        origin, log = log_key.name, log_key.vkey
         policy = TrustPolicy(log_key)
-        view, witnessed = (self._trusted(policy, known) for known in (self.store.view(origin),
+        view, witnessed = (self._trusted(policy, known) for known in (self.store.view(log),
                                                                      self.node.witness.cosigned(origin)))  # fmt: skip
         held = [c for c in (view, witnessed) if c is not None]
         served = None
@@ -564,13 +584,13 @@ class Auditor(BackgroundJob):
             tied = self._tie(url, log_key, candidates)
             if tied is not None:
                 newest, tiles = tied
-                self.store.set_view(origin, newest)
+                self.store.set_view(log, newest)
                 if served is not None and newest is served:
                     # Only a checkpoint tied to the history held, and the newest, says when entries were not yet
                     # in the log: a stale or replayed one would hold an honest peer to too early a window.
                     now = time.time()
                     window = min(max(retention, MIN_RETENTION), MAX_SIGHTING_AGE)
-                    self.store.sighted(origin, served.checkpoint.size, now, now - window - CLOCK_SLACK)
+                    self.store.sighted(log, served.checkpoint.size, now, now - window - CLOCK_SLACK)
                 return newest, tiles
         # The held ones do not tie either: hold the log to what clients rely on, and keep the view as it was.
         chosen = witnessed if witnessed is not None else held[0]
@@ -598,7 +618,7 @@ class Auditor(BackgroundJob):
             try:
                 _check_extends(older, newest, tiles)
             except VerificationFailed as exc:
-                self.store.forked(log_key.name, log_key.vkey, older.to_text(), newest.to_text(), str(exc))
+                self.store.forked(log_key.vkey, log_key.vkey, older.to_text(), newest.to_text(), str(exc))
                 events.warning(json.dumps({"event": "audit-fork", "subject": log_key.key_id,
                                            "sizes": [older.checkpoint.size, newest.checkpoint.size]}))  # fmt: skip
                 raise
@@ -628,7 +648,7 @@ class Auditor(BackgroundJob):
         return retention
 
     def _refuse(self, round_: _Round, index: int, reason: str) -> None:
-        self.store.refused(round_.log_key.name, round_.log_key.vkey, index, reason, round_.checkpoint,
+        self.store.refused(round_.log_key.vkey, round_.log_key.vkey, index, reason, round_.checkpoint,
                            round_.over_cap)  # fmt: skip
         events.warning(json.dumps({"event": "audit-refused", "subject": round_.log_key.key_id, "index": index,
                                    "reason": reason}))  # fmt: skip
@@ -695,7 +715,7 @@ class Auditor(BackgroundJob):
 
     def _examine(self, round_: _Round, index: int, entry: Any) -> None:
         """Check one served entry's proof, re-execute it, record what was found."""
-        origin = round_.log_key.name
+        log = round_.log_key.vkey
         checkpoint = round_.signed.checkpoint
         try:
             if not isinstance(entry, dict) or "receipt" not in entry:
@@ -719,7 +739,7 @@ class Auditor(BackgroundJob):
             self._refuse(round_, index, f"no valid entry: {exc}")
             return
         if receipt.body.privacy == "private":
-            self.store.unattestable(origin, index, "private")
+            self.store.unattestable(log, index, "private")
             return
         if entry.get("data") == "deleted":
             # Deleting data before auditors could ask for it is refusing them: the window is the longer of the
@@ -727,10 +747,10 @@ class Auditor(BackgroundJob):
             # The window starts when the entry was logged. Its receipt's date is the peer's word; a peer that
             # backdates it is held to the last time this auditor saw the log without the entry.
             dated = _timestamp_seconds(receipt.body.timestamp)
-            absent = self.store.absent_at(origin, index)
+            absent = self.store.absent_at(log, index)
             logged = dated if absent is None else max(dated, absent - CLOCK_SLACK)
             kept_until = logged + max(round_.retention, MIN_RETENTION)
-            span = self.store.refusal_span(origin, index)
+            span = self.store.refusal_span(log, index)
             if kept_until > time.time() + 5:
                 backdated = f" (not in the log at {absent:.0f}, though dated {dated:.0f})" if logged > dated else ""
                 self._refuse(
@@ -740,10 +760,10 @@ class Auditor(BackgroundJob):
                 # Withheld while it had to be kept, asked again and again, deleted once it need not be: the refusal
                 # stands. (A refusal that did not last, or was last asked after the window, may be this auditor's
                 # own trouble: it does not.)
-                self.store.make_final(origin, index, f"withheld while its retention window was open (refused "
+                self.store.make_final(log, index, f"withheld while its retention window was open (refused "
                                                      f"from {span[0]:.0f} to {span[1]:.0f}), then deleted")  # fmt: skip
             else:
-                self.store.unattestable(origin, index, "deleted")
+                self.store.unattestable(log, index, "deleted")
             return
         try:
             manifest = self.node.pin(str(receipt.body.manifest))
@@ -760,7 +780,7 @@ class Auditor(BackgroundJob):
         except InvalidInput:
             # Over this auditor's limits (docs/limits.md): not re-executed, so a peer cannot make its auditors
             # do more than its callers could; recorded, not counted against the peer.
-            self.store.unattestable(origin, index, "over-limits")
+            self.store.unattestable(log, index, "over-limits")
             return
         try:
             with self._reexecuting:
@@ -774,12 +794,23 @@ class Auditor(BackgroundJob):
         except InvalidInput as exc:
             self._refuse(round_, index, f"data withheld or wrong ({entry.get('data')!r}): {exc}")
             return
-        self.store.attested(origin, index, attestation, entry["receipt"])
+        self.store.attested(log, index, attestation, entry["receipt"])
         if attestation.body.verdict == "disagree":
             # Not the detail: for a generation it names tokens of the output, and request data stays out of logs.
             events.warning(json.dumps({"event": "evidence", "subject": receipt.body.node.key_id, "index": index}))
             if self.on_disagreement is not None:
                 self.on_disagreement(receipt, index, entry)
 
-    def audited_size(self, origin: str) -> int:
-        return self.store.audited_size(origin)
+    def audited_size(self, log_key: VerifyingKey) -> int:
+        """How far this auditor has audited the log of `log_key` (its origin and its key)."""
+        return self.store.audited_size(log_key.vkey)
+
+    def _adopted(self, log_key: VerifyingKey) -> str:
+        """The store's name for a peer's log: its verifier key text, so two peers naming one origin (with static
+        peers nothing stops it) are two logs, and neither's records move the other's audit. A store written when
+        logs went by origin alone gives its records to the first key seen for that origin, once."""
+        log = log_key.vkey
+        if log not in self._adopted_logs:
+            self.store.adopt(log_key.name, log)
+            self._adopted_logs.add(log)
+        return log

@@ -116,7 +116,7 @@ class Node:
             "runtime_class": self.service.engine.runtime_class,
             "llm": self._llm_info(),
             "audit": self.auditor.public_info(),
-            "audited": {p.node.name: self.auditor.audited_size(p.node.name) for p in self.discovery.peers()},
+            "audited": {p.node.name: self.auditor.audited_size(p.node) for p in self.discovery.peers()},
         }
 
     def _llm_info(self) -> dict[str, Any] | None:
