@@ -18,7 +18,7 @@ import httpx
 IDENTITY = {"Accept-Encoding": "identity"}
 STOP_POLL = 0.25  # seconds between looks at the caller's stop event while an answer arrives
 _workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="bounded-get")
-_overdue: dict[str, Future[tuple[int, bytes | None]]] = {}  # origin -> a read past its deadline, still running
+_overdue: dict[str, set[Future[tuple[int, bytes | None]]]] = {}  # origin -> its reads past their deadline
 _lock = threading.Lock()
 
 
@@ -39,10 +39,12 @@ def bounded_get(client: httpx.Client, url: str, cap: int, deadline: float,
     parsed = httpx.URL(url)
     origin = f"{parsed.scheme}://{parsed.host}:{parsed.port}"
     with _lock:
-        overdue = _overdue.get(origin)
-        if overdue is not None and not overdue.done():
+        # Every overdue read is kept, not only the last: reads from one origin may run side by side (peers behind
+        # one address), and each one still running holds off the next.
+        running = {f for f in _overdue.pop(origin, ()) if not f.done()}
+        if running:
+            _overdue[origin] = running
             raise DeadlineExceeded(f"GET {url}: an earlier answer from {origin} is still arriving past its deadline")
-        _overdue.pop(origin, None)
         end = time.monotonic() + deadline
         future = _workers.submit(_read, client, url, cap, end, {**IDENTITY, **(headers or {})})
     while True:
@@ -54,7 +56,7 @@ def bounded_get(client: httpx.Client, url: str, cap: int, deadline: float,
             if not stopped and time.monotonic() < end + 0.05:
                 continue
             with _lock:
-                _overdue[origin] = future
+                _overdue.setdefault(origin, set()).add(future)
             if stopped:
                 raise Stopped(f"GET {url}: stopped while waiting") from None
             raise DeadlineExceeded(f"GET {url}: no whole answer within {deadline:.0f} s") from None

@@ -13,6 +13,7 @@ from contextlib import contextmanager, suppress
 import httpx
 import pytest
 
+from veriml import bounded_get as module
 from veriml.bounded_get import DeadlineExceeded, Stopped, bounded_get
 
 
@@ -78,6 +79,30 @@ def test_a_caller_asked_to_stop_does_not_wait_out_the_deadline() -> None:
         assert time.monotonic() - started < 2.0
     with serving(lambda c: c.sendall(_head(5) + b"hello")) as url, httpx.Client() as client:
         assert bounded_get(client, url, cap=5, deadline=10, stop=threading.Event()) == (200, b"hello")
+
+
+def test_every_overdue_read_from_an_origin_holds_off_the_next() -> None:
+    """Two reads from one origin at once (peers behind one address), both past their deadline: both are kept
+    as overdue, so neither leaves a worker busy untracked, and a third read is refused while either runs."""
+    with serving(lambda c: time.sleep(3)) as url, httpx.Client(timeout=5.0) as client:
+        failures: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                bounded_get(client, url, cap=1000, deadline=0.5)
+            except DeadlineExceeded as exc:
+                failures.append(exc)
+
+        readers = [threading.Thread(target=read) for _ in range(2)]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join()
+        assert len(failures) == 2
+        origin = url.rstrip("/")
+        assert len(module._overdue[origin]) == 2
+        with pytest.raises(DeadlineExceeded, match="still arriving"):
+            bounded_get(client, url, cap=1000, deadline=0.5)
 
 
 def test_an_answer_past_the_cap_is_not_read_on() -> None:

@@ -389,7 +389,7 @@ class AuditStore:
         self._db.close()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Round:
     """What one round knows of one peer: its URL and key, the signed checkpoint the round holds its log to (and
     its text), the peer's tiles read at that size, its retention, and when the round's time is up (monotonic)."""
@@ -400,7 +400,7 @@ class _Round:
     checkpoint: str
     tiles: TileLog
     retention: float
-    ends: float
+    ends: float  # moved later by the time spent waiting for other rounds' re-executions: not this peer's doing
     over_cap: bool  # the peer has MAX_OPEN_REFUSALS open: new refusals are counted, not kept one by one
 
 
@@ -456,7 +456,8 @@ class Auditor(BackgroundJob):
         guarded = {} if policy is None else {"transport": policy.transport(), "trust_env": False}
         self._http = httpx.Client(timeout=30, follow_redirects=False, **guarded)
         self._next_request: dict[str, float] = {}  # url -> when its next batch may be asked for (pacing)
-        self._auditing: set[str] = set()  # logs (verifier key texts) whose audit is queued or running
+        self._auditing: set[str] = set()  # peer URLs whose audit is queued or running
+        self._log_locks: dict[str, threading.Lock] = {}  # one audit of a log at a time, whichever URL serves it
         self._adopted_logs: set[str] = set()  # logs whose records written under their origin alone are taken in
         self._auditing_lock = threading.Lock()
         self._reexecuting = threading.Lock()  # re-executions one at a time, as when peers were audited in turn
@@ -491,22 +492,25 @@ class Auditor(BackgroundJob):
             while not self._stop.wait(self.interval):
                 for peer in self.node.discovery.peers():
                     with self._auditing_lock:
-                        if peer.node.vkey in self._auditing:
+                        if peer.url in self._auditing:
                             continue
-                        self._auditing.add(peer.node.vkey)
+                        self._auditing.add(peer.url)
                     pool.submit(self._audit_in_turn, peer.url, peer.node)
 
     def _audit_in_turn(self, url: str, log_key: VerifyingKey) -> None:
         try:
-            if not self._stop.is_set():
-                self.audit_peer(url, log_key)
+            with self._auditing_lock:
+                log_lock = self._log_locks.setdefault(log_key.vkey, threading.Lock())
+            with log_lock:  # two URLs claiming one log take turns: neither can keep the other from its audit
+                if not self._stop.is_set():
+                    self.audit_peer(url, log_key)
         except Stopped:
             pass  # this node is shutting down: what was not examined stays for its next start
         except Exception as exc:  # whatever a peer answers, the auditor keeps going
             events.warning("audit of %s stopped this round: %s", url, exc)
         finally:
             with self._auditing_lock:
-                self._auditing.discard(log_key.vkey)
+                self._auditing.discard(url)
 
     def audit_peer(self, url: str, log_key: VerifyingKey) -> int:
         """Examine the peer's sampled entries: first those it refused before, then the new ones up to its signed
@@ -783,7 +787,9 @@ class Auditor(BackgroundJob):
             self.store.unattestable(log, index, "over-limits")
             return
         try:
+            waiting = time.monotonic()
             with self._reexecuting:
+                round_.ends += time.monotonic() - waiting
                 attestation = self.node.service.attest(
                     manifest,
                     receipt,
@@ -799,7 +805,10 @@ class Auditor(BackgroundJob):
             # Not the detail: for a generation it names tokens of the output, and request data stays out of logs.
             events.warning(json.dumps({"event": "evidence", "subject": receipt.body.node.key_id, "index": index}))
             if self.on_disagreement is not None:
-                self.on_disagreement(receipt, index, entry)
+                try:
+                    self.on_disagreement(receipt, index, entry)
+                except Exception:  # recorded as a disagreement already: its dispute is this node's own business
+                    events.exception("audit: the disagreement on entry %d could not be handed on", index)
 
     def audited_size(self, log_key: VerifyingKey) -> int:
         """How far this auditor has audited the log of `log_key` (its origin and its key)."""
@@ -808,9 +817,11 @@ class Auditor(BackgroundJob):
     def _adopted(self, log_key: VerifyingKey) -> str:
         """The store's name for a peer's log: its verifier key text, so two peers naming one origin (with static
         peers nothing stops it) are two logs, and neither's records move the other's audit. A store written when
-        logs went by origin alone gives its records to the first key seen for that origin, once."""
+        logs went by origin alone gives its records to the log of that origin, once, if no other key claims it."""
         log = log_key.vkey
         if log not in self._adopted_logs:
-            self.store.adopt(log_key.name, log)
+            claims = {peer.node.vkey for peer in self.node.discovery.peers() if peer.node.name == log_key.name}
+            if claims <= {log}:  # two keys claiming the origin: neither gets the old records (both start afresh)
+                self.store.adopt(log_key.name, log)
             self._adopted_logs.add(log)
         return log

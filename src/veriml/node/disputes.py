@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,7 @@ class DisputeParticipant(BackgroundJob):
         self.votes: dict[str, dict[str, Any]] = self._load()
         # (node key, index, leaf, the entry as disclosed to this node's auditor)
         self.pending: deque[tuple[bytes, int, bytes, dict[str, Any]]] = deque(maxlen=MAX_PENDING_OPENS)
+        self._queueing = threading.Lock()
         self.entries = node.home.root / "disputes" / "entries"  # kept for the committee until the dispute ends
         self.opened: dict[tuple[bytes, int], int] = {}
         self.finished: set[int] = set()
@@ -79,9 +81,11 @@ class DisputeParticipant(BackgroundJob):
     def on_disagreement(self, receipt: SignedReceipt, index: int, entry: dict[str, Any]) -> None:
         """The auditor found entry `index` of a peer's log wrong: dispute it once it is anchored."""
         key = (receipt.body.node.public, index)
-        if key not in self.opened and all(p[:2] != key for p in self.pending):
-            kept = {k: entry[k] for k in ("receipt", "salt", "inputs", "outputs") if k in entry}
-            self.pending.append((*key, ReceiptLeaf.of(receipt).to_bytes(), kept))
+        with self._queueing:  # called from every audit thread at once, beside this job's own thread
+            # list() copies the deque in one step, so the disputes thread's pops and appends cannot break the walk.
+            if key not in self.opened and all(p[:2] != key for p in list(self.pending)):
+                kept = {k: entry[k] for k in ("receipt", "salt", "inputs", "outputs") if k in entry}
+                self.pending.append((*key, ReceiptLeaf.of(receipt).to_bytes(), kept))
 
     def _open_pending(self) -> None:
         for _ in range(len(self.pending)):

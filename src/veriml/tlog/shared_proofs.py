@@ -34,30 +34,33 @@ class CheckpointProver:
     def prove(self, index: int, leaf_hash: bytes) -> list[bytes]:
         """The RFC 9162 inclusion proof (leaf side first) of the entry at `index` whose leaf hash is `leaf_hash`;
         VerificationFailed if the stored hashes do not lead from it to the root."""
-        known = self._hashes
-        return [known[r] for r in self._proven_ranges(index, leaf_hash)]
+        return self._proven(index, leaf_hash)[1]
 
     def proof_lines(self, index: int, leaf_hash: bytes) -> list[str]:
         """`prove`, each hash in base64: the hash lines of a C2SP tlog-proof."""
-        known, lines = self._hashes, self._lines
+        lines = self._lines
         result = []
-        for r in self._proven_ranges(index, leaf_hash):
+        for r, value in zip(*self._proven(index, leaf_hash), strict=True):
             line = lines.get(r)
             if line is None:
-                line = lines[r] = b64(known[r])
+                line = lines[r] = b64(value)
             result.append(line)
         return result
 
-    def _proven_ranges(self, index: int, leaf_hash: bytes) -> list[Range]:
+    def _proven(self, index: int, leaf_hash: bytes) -> tuple[list[Range], list[bytes]]:
+        """The proof's ranges and the very hashes checked for them (a range's hash, once read, is never replaced:
+        the memo of checked nodes relies on it)."""
         if type(index) is not int or not 0 <= index < self.size:
             raise InvalidInput(f"index {index!r}: not in a tree of size {self.size}")
         ranges = merkle._inclusion_ranges(index, self.size)
         known = self._hashes
         missing = [r for r in ranges if r not in known]
         if missing:
-            known.update(zip(missing, merkle._hashes_of_ranges(missing, self._read), strict=True))
-        self._check(index, leaf_hash, ranges, [known[r] for r in ranges])
-        return ranges
+            for r, value in zip(missing, merkle._hashes_of_ranges(missing, self._read), strict=True):
+                known.setdefault(r, value)
+        proof = [known[r] for r in ranges]
+        self._check(index, leaf_hash, ranges, proof)
+        return ranges, proof
 
     def _check(self, index: int, leaf_hash: bytes, ranges: list[Range], proof: list[bytes]) -> None:
         checked = self._checked
