@@ -45,6 +45,7 @@ SHORT_WINDOW = Path(__file__).with_name("short_window_auditor_node.py")
 IMPATIENT = Path(__file__).with_name("impatient_auditor_node.py")
 PATIENT = Path(__file__).with_name("patient_auditor_node.py")
 SQUATTING = Path(__file__).with_name("audit_squatting_node.py")
+SLOW_REEXECUTION = Path(__file__).with_name("slow_reexecution_auditor_node.py")
 FRACTION = 0.3
 ENTRIES = 60
 
@@ -342,6 +343,35 @@ def test_a_node_taking_another_nodes_origin_is_audited_as_a_log_of_its_own(tmp_p
         _wait_for(lambda: _findings(network.urls[0], squatter["node"])[1] >= lies, "node 2's sampled lies found")
         agree, disagree, refused = _findings(network.urls[0], honest["node"])
         assert agree >= audited and not disagree and not refused  # node 1's record is its own
+    finally:
+        devnet.down(root)
+
+
+def test_a_peers_costly_reexecutions_do_not_use_up_another_peers_round(tmp_path_factory):
+    """Node 2's requests each take its auditors 2 s to re-execute, and nodes 0 and 1 here give a round 4 s.
+    Re-executions take turns; node 1's round does not count the time it waited for node 2's, so node 1's sampled
+    entries are all examined and none is refused: one peer's costly entries cannot make another look unwilling."""
+    root = tmp_path_factory.mktemp("costly")
+    try:
+        network = devnet.up(root, 3, checkpoint_interval=0.3, audit_fraction=FRACTION,
+                            commands={n: [sys.executable, str(SLOW_REEXECUTION)] for n in (0, 1)})  # fmt: skip
+        publish_mlp(network, root)
+        rng = np.random.default_rng(13)
+        for _ in range(30):  # side by side, so that node 1's rounds run while node 2's hold the re-executions
+            infer(network.urls[2], np.abs(rng.standard_normal((1, 16))).astype(np.float32))  # 2 s each to audit
+            infer(network.urls[1], -np.abs(rng.standard_normal((1, 16))).astype(np.float32))
+            time.sleep(0.1)
+        honest = info(network.urls[1])
+        sample = _sample(network.nodes[0], honest["log_origin"], wait_checkpoint(network.urls[1], 30))
+        assert sample
+
+        def examined() -> set[int]:
+            agree, disagree, refused = _findings(network.urls[0], honest["node"])
+            return agree | disagree | set(refused)
+
+        _wait_for(lambda: examined() >= sample, "node 1's sample examined")
+        agree, disagree, refused = _findings(network.urls[0], honest["node"])
+        assert agree >= sample and not disagree and not refused, refused
     finally:
         devnet.down(root)
 
