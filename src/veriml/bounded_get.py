@@ -3,22 +3,28 @@
 a byte at a time, headers dripped, or interim 1xx answers sent forever (the HTTP library reads past those
 silently). The read runs in a worker thread the caller stops waiting for at the deadline; a read still running
 then holds off further reads from the same origin until it ends, so a peer can keep at most one worker busy.
-For reading what peers serve: checkpoints, tiles, audit answers."""
+For reading what peers serve: checkpoints, tiles, audit answers, node info and manifests.
+
+`bounded_stream` is the same for a body too large to hold (a model's bytes): it is handed on as it arrives, and
+instead of one deadline the sender must keep up an average rate after a grace period."""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
 
 import httpx
+
+T = TypeVar("T")
 
 IDENTITY = {"Accept-Encoding": "identity"}
 STOP_POLL = 0.25  # seconds between looks at the caller's stop event while an answer arrives
 _workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="bounded-get")
-_overdue: dict[str, set[Future[tuple[int, bytes | None]]]] = {}  # origin -> its reads past their deadline
+_overdue: dict[str, set[Future[Any]]] = {}  # origin -> its reads past their deadline
 _lock = threading.Lock()
 
 
@@ -30,14 +36,13 @@ class Stopped(Exception):
     """The caller was asked to stop while it waited: nothing is said of the answer, or of whoever sends it."""
 
 
-def bounded_get(client: httpx.Client, url: str, cap: int, deadline: float,
-                headers: Mapping[str, str] | None = None, stop: threading.Event | None = None,
-                ) -> tuple[int, bytes | None]:  # fmt: skip
-    """(status, body), the body None once it passes `cap` bytes (nothing more is read). Raises httpx.HTTPError for
-    a request that fails or passes the deadline, and Stopped as soon as `stop` is set (a node shutting down does
-    not wait out a peer's slow answer)."""
+def _origin(url: str) -> str:
     parsed = httpx.URL(url)
-    origin = f"{parsed.scheme}://{parsed.host}:{parsed.port}"
+    return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
+
+
+def _start(origin: str, url: str, read: Callable[[], T]) -> Future[T]:
+    """Run `read` in a worker, unless a read from `origin` is still running past its time."""
     with _lock:
         # Every overdue read is kept, not only the last: reads from one origin may run side by side (peers behind
         # one address), and each one still running holds off the next.
@@ -45,8 +50,23 @@ def bounded_get(client: httpx.Client, url: str, cap: int, deadline: float,
         if running:
             _overdue[origin] = running
             raise DeadlineExceeded(f"GET {url}: an earlier answer from {origin} is still arriving past its deadline")
-        end = time.monotonic() + deadline
-        future = _workers.submit(_read, client, url, cap, end, {**IDENTITY, **(headers or {})})
+        return _workers.submit(read)
+
+
+def _overdue_now(origin: str, future: Future[Any]) -> None:
+    with _lock:
+        _overdue.setdefault(origin, set()).add(future)
+
+
+def bounded_get(client: httpx.Client, url: str, cap: int, deadline: float,
+                headers: Mapping[str, str] | None = None, stop: threading.Event | None = None,
+                ) -> tuple[int, bytes | None]:  # fmt: skip
+    """(status, body), the body None once it passes `cap` bytes (nothing more is read). Raises httpx.HTTPError for
+    a request that fails or passes the deadline, and Stopped as soon as `stop` is set (a node shutting down does
+    not wait out a peer's slow answer)."""
+    origin = _origin(url)
+    end = time.monotonic() + deadline
+    future = _start(origin, url, lambda: _read(client, url, cap, end, {**IDENTITY, **(headers or {})}))
     while True:
         left = max(end - time.monotonic(), 0) + 0.05
         try:
@@ -55,8 +75,7 @@ def bounded_get(client: httpx.Client, url: str, cap: int, deadline: float,
             stopped = stop is not None and stop.is_set()
             if not stopped and time.monotonic() < end + 0.05:
                 continue
-            with _lock:
-                _overdue.setdefault(origin, set()).add(future)
+            _overdue_now(origin, future)
             if stopped:
                 raise Stopped(f"GET {url}: stopped while waiting") from None
             raise DeadlineExceeded(f"GET {url}: no whole answer within {deadline:.0f} s") from None
@@ -72,3 +91,51 @@ def _read(client: httpx.Client, url: str, cap: int, end: float, headers: dict[st
             if time.monotonic() > end:
                 raise DeadlineExceeded(f"GET {url}: no whole answer in time")
         return response.status_code, bytes(body)
+
+
+class _Progress:
+    __slots__ = ("abandoned", "received")
+
+    def __init__(self) -> None:
+        self.received, self.abandoned = 0, False
+
+
+def bounded_stream(client: httpx.Client, url: str, consume: Callable[[int, Iterator[bytes]], T], grace: float,
+                   min_rate: float, stop: threading.Event | None = None) -> T:  # fmt: skip
+    """`consume(status, chunks)`'s result, `chunks` being the body as it arrives (undecoded), consumed in a worker
+    thread. The caller waits while the sender keeps up `min_rate` bytes a second on average after the first `grace`
+    seconds; then (or once `stop` is set) it raises DeadlineExceeded (or Stopped), and the worker's next chunk
+    raises in `consume` instead of coming, so whatever `consume` holds is let go there. `consume`'s own errors
+    reach the caller as they are."""
+    origin = _origin(url)
+    progress = _Progress()
+    started = time.monotonic()
+    future = _start(origin, url, lambda: _stream(client, url, consume, progress))
+    while True:
+        try:
+            return future.result(timeout=STOP_POLL)
+        except FutureTimeout:
+            stopped = stop is not None and stop.is_set()
+            elapsed = time.monotonic() - started
+            if not stopped and elapsed <= grace + progress.received / min_rate:
+                continue
+            progress.abandoned = True
+            _overdue_now(origin, future)
+            if stopped:
+                raise Stopped(f"GET {url}: stopped while waiting") from None
+            raise DeadlineExceeded(f"GET {url}: {progress.received} bytes in {elapsed:.0f} s, under the "
+                                   f"{min_rate:.0f} bytes a second a sender must keep up") from None  # fmt: skip
+
+
+def _stream(client: httpx.Client, url: str, consume: Callable[[int, Iterator[bytes]], T], progress: _Progress) -> T:
+    with client.stream("GET", url, headers=IDENTITY) as response:
+
+        def chunks() -> Iterator[bytes]:
+            # Each read as it comes (no re-chunking): a check made per megabyte would wait out any drip.
+            for chunk in response.iter_raw():
+                if progress.abandoned:
+                    raise DeadlineExceeded(f"GET {url}: given up by the caller")
+                progress.received += len(chunk)
+                yield chunk
+
+        return consume(response.status_code, chunks())

@@ -1,5 +1,5 @@
-"""bounded_get against a raw HTTP server on 127.0.0.1 that answers as a hostile peer would: dripping, too long,
-or compressed past any size."""
+"""bounded_get and bounded_stream against a raw HTTP server on 127.0.0.1 that answers as a hostile peer would:
+dripping, too long, or compressed past any size."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from veriml import bounded_get as module
-from veriml.bounded_get import DeadlineExceeded, Stopped, bounded_get
+from veriml.bounded_get import DeadlineExceeded, Stopped, bounded_get, bounded_stream
 
 
 @contextmanager
@@ -146,3 +146,119 @@ def test_interim_answers_sent_forever_end_at_the_deadline_and_hold_off_that_orig
             bounded_get(client, url, cap=1000, deadline=5.0)
         assert time.monotonic() - started < 0.5
         stop.set()
+
+
+def _collect(status: int, chunks: Iterator[bytes]) -> tuple[int, bytes]:
+    return status, b"".join(chunks)
+
+
+def test_a_stream_that_keeps_up_the_rate_is_handed_on_whole_however_long_it_takes() -> None:
+    """3 s of body at 2 KiB/s, with a 0.5 s grace and a 1 KiB/s floor: never given up, each byte handed on."""
+
+    def steady(connection: socket.socket) -> None:
+        connection.sendall(_head(6 * 1024))
+        for _ in range(30):
+            connection.sendall(b"z" * 205)
+            time.sleep(0.1)
+        connection.sendall(b"z" * (6 * 1024 - 30 * 205))
+
+    with serving(steady) as url, httpx.Client(timeout=2.0) as client:
+        assert bounded_stream(client, url, _collect, grace=0.5, min_rate=1024) == (200, b"z" * 6 * 1024)
+
+
+def test_a_dripping_stream_is_given_up_and_its_consumer_lets_go() -> None:
+    """A body dripped at 10 bytes a second against a 1 KiB/s floor: given up just after the grace, and the consumer
+    (running in the worker) gets an error at its next chunk, so it can close what it holds."""
+    released = threading.Event()
+
+    def drip(connection: socket.socket) -> None:
+        connection.sendall(_head(100))
+        for _ in range(100):
+            connection.sendall(b"x")
+            time.sleep(0.1)
+
+    def consume(status: int, chunks: Iterator[bytes]) -> None:
+        try:
+            for _ in chunks:
+                pass
+        finally:
+            released.set()
+
+    with serving(drip) as url, httpx.Client(timeout=1.0) as client:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match="bytes a second"):
+            bounded_stream(client, url, consume, grace=1.0, min_rate=1024)
+        assert 1.0 <= time.monotonic() - started < 1.6
+        assert released.wait(1.0)
+
+
+def test_dripped_headers_end_the_stream_too_and_hold_off_that_origin() -> None:
+    """Headers sent a byte at a time never let a read time out; the caller still stops after the grace, and the
+    next stream from that origin is refused at once while the first is still arriving."""
+    stop = threading.Event()
+
+    def drip_headers(connection: socket.socket) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 1000:
+            if stop.is_set():
+                return
+            connection.sendall(bytes([byte]))
+            time.sleep(0.05)
+
+    with serving(drip_headers) as url, httpx.Client(timeout=1.0) as client:
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded):
+            bounded_stream(client, url, _collect, grace=0.8, min_rate=1 << 20)
+        assert time.monotonic() - started < 1.5
+        with pytest.raises(DeadlineExceeded, match="still arriving"):
+            bounded_stream(client, url, _collect, grace=5.0, min_rate=1 << 20)
+        stop.set()
+
+
+def test_a_stream_consumers_own_error_reaches_the_caller() -> None:
+    def refuse(status: int, chunks: Iterator[bytes]) -> None:
+        raise ValueError(f"status {status}: not wanted")
+
+    with (
+        serving(lambda c: c.sendall(_head(5) + b"hello")) as url,
+        httpx.Client() as client,
+        pytest.raises(ValueError, match="status 200"),
+    ):
+        bounded_stream(client, url, refuse, grace=5.0, min_rate=1024)
+
+
+def test_a_stream_stops_when_its_caller_is_asked_to() -> None:
+    stop = threading.Event()
+
+    def drip(connection: socket.socket) -> None:
+        connection.sendall(_head(100))
+        for _ in range(100):
+            connection.sendall(b"x")
+            time.sleep(0.2)
+
+    with serving(drip) as url, httpx.Client(timeout=1.0) as client:
+        threading.Timer(0.5, stop.set).start()
+        started = time.monotonic()
+        with pytest.raises(Stopped):
+            bounded_stream(client, url, _collect, grace=30.0, min_rate=1, stop=stop)
+        assert time.monotonic() - started < 1.5
+
+
+def test_a_peer_dripping_a_json_answer_is_given_up_within_its_timeouts() -> None:
+    """PeerClient's JSON answers (node info, manifests) used to be read in 64 KiB pieces, so the deadline it
+    checked between pieces never came for a small answer dripped a byte at a time."""
+    from veriml.errors import Unavailable
+    from veriml.node.peers import PeerClient
+
+    def drip(connection: socket.socket) -> None:
+        connection.sendall(_head(200))
+        for _ in range(200):
+            connection.sendall(b" ")
+            time.sleep(0.05)
+
+    with serving(drip) as url:
+        peer = PeerClient(url, timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="/v1/info"):
+            peer.info()
+        assert time.monotonic() - started < 2.5
+        peer.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -55,8 +55,12 @@ class Node:
         self.auditor = Auditor(self, config.audit_fraction, config.audit_interval)
         if config.audit_retention < MIN_RETENTION:
             # Allowed (tests shorten it), but peers hold every node to a day: data deleted sooner is a refusal.
-            events.warning("audit_retention %.0f s is under the %.0f s auditors hold every node to: auditable data "
-                           "deleted before then is recorded as refused", config.audit_retention, MIN_RETENTION)
+            events.warning(
+                "audit_retention %.0f s is under the %.0f s auditors hold every node to: auditable data "
+                "deleted before then is recorded as refused",
+                config.audit_retention,
+                MIN_RETENTION,
+            )
         self.disputes: Any = None
         if self.membership is not None and config.disputes and self.membership.contracts.deployment.disputes:
             from veriml.node.disputes import DisputeParticipant
@@ -243,12 +247,15 @@ class Node:
         )
 
     def _fetch_blob(self, peer: PeerInfo, blob: Digest, size: int) -> None:
-        with self.service.hub.blobs.writer(expected=blob) as writer:
-            for chunk in self.discovery.client(peer.url).stream_blob(blob):
-                writer.write(chunk)
-                if writer.size > size:
-                    raise VerificationFailed(f"peer {peer.url} sent more than the {size} bytes of {blob}")
-            writer.commit()
+        def store(chunks: Iterator[bytes]) -> None:
+            with self.service.hub.blobs.writer(expected=blob) as writer:
+                for chunk in chunks:
+                    writer.write(chunk)
+                    if writer.size > size:
+                        raise VerificationFailed(f"peer {peer.url} sent more than the {size} bytes of {blob}")
+                writer.commit()
+
+        self.discovery.client(peer.url).fetch_blob(blob, store)
         events.info("replicated blob %s from %s", blob, peer.url)
 
     def _peers_for(self, name: str) -> list[PeerInfo]:

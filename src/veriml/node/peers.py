@@ -21,6 +21,7 @@ import httpcore
 import httpx
 
 from veriml.background import BackgroundJob
+from veriml.bounded_get import bounded_get, bounded_stream
 from veriml.codec import Digest
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
 from veriml.hub import SignedManifest, parse_signed_manifest
@@ -35,6 +36,11 @@ events = logging.getLogger("veriml.node")
 LOOKUPS_PER_SECOND = 2.0
 LOOKUP_BURST = 10
 MAX_PEER_JSON_BYTES = 64 << 20  # the most a peer's JSON answer may hold; more is refused while it streams in
+# A peer sending a blob must keep up this average rate after the first BLOB_GRACE seconds: one dripping its bytes
+# (or its headers) would otherwise hold whoever fetches from it (a replication a caller waits for, an auditor's
+# re-execution) for as long as it liked. 256 KiB/s lets a 1 GB model take 70 minutes.
+BLOB_GRACE = 60.0
+BLOB_MIN_RATE = 256 << 10
 
 
 class EndpointPolicy:
@@ -150,19 +156,15 @@ class PeerClient:
             raise Unavailable(f"peer {self.url}: {path} answered {status}")
 
     def _json(self, path: str) -> Any:
-        """A JSON answer of at most MAX_PEER_JSON_BYTES, read within a few timeouts however slowly it comes."""
-        deadline = time.monotonic() + 3 * self.timeout
-        body = bytearray()
+        """A JSON answer of at most MAX_PEER_JSON_BYTES, read within a few timeouts however slowly it comes (its
+        headers or its body dripped a byte at a time included)."""
         try:
-            with self._http.stream("GET", path) as response:
-                self._check_status(path, response.status_code)
-                for chunk in response.iter_bytes(1 << 16):
-                    body += chunk
-                    if len(body) > MAX_PEER_JSON_BYTES or time.monotonic() > deadline:
-                        raise Unavailable(f"peer {self.url}: {path} answered more than {MAX_PEER_JSON_BYTES} bytes"
-                                          f" or took over {3 * self.timeout:g} s")  # fmt: skip
+            status, body = bounded_get(self._http, self.url + path, MAX_PEER_JSON_BYTES, 3 * self.timeout)
         except httpx.HTTPError as exc:
-            raise Unavailable(f"peer {self.url}: {type(exc).__name__}") from exc
+            raise Unavailable(f"peer {self.url}: {path}: {type(exc).__name__}") from exc
+        self._check_status(path, status)
+        if body is None:
+            raise Unavailable(f"peer {self.url}: {path} answered more than {MAX_PEER_JSON_BYTES} bytes")
         try:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:
@@ -187,16 +189,22 @@ class PeerClient:
     def zk_document(self, manifest_id: Digest) -> SignedZkDocument:
         return parse_signed_zk_document(self._json(f"/v1/zk-documents/{manifest_id}"))
 
-    def stream_blob(self, blob: Digest) -> Iterator[bytes]:
+    def fetch_blob(self, blob: Digest, consume: Callable[[Iterator[bytes]], None]) -> None:
+        """Hand the blob's bytes to `consume` as they arrive, in a worker thread, while the peer keeps up BLOB_MIN_RATE
+        after BLOB_GRACE seconds; a slower peer gets Unavailable here, and `consume` an error at its next chunk
+        (so it lets go of what it wrote there)."""
+
+        def checked(status: int, chunks: Iterator[bytes]) -> None:
+            if status == 404:
+                raise NotFound(f"peer {self.url}: blob {blob} not held")
+            if status >= 300:
+                raise Unavailable(f"peer {self.url}: blob {blob} answered {status}")
+            consume(chunks)
+
         try:
-            with self._http.stream("GET", f"/v1/blobs/{blob}") as response:
-                if response.status_code == 404:
-                    raise NotFound(f"peer {self.url}: blob {blob} not held")
-                if response.status_code >= 300:
-                    raise Unavailable(f"peer {self.url}: blob {blob} answered {response.status_code}")
-                yield from response.iter_bytes(1 << 20)
+            bounded_stream(self._http, f"{self.url}/v1/blobs/{blob}", checked, BLOB_GRACE, BLOB_MIN_RATE)
         except httpx.HTTPError as exc:
-            raise Unavailable(f"peer {self.url}: {type(exc).__name__} while streaming {blob}") from exc
+            raise Unavailable(f"peer {self.url}: blob {blob}: {exc}") from exc
 
     def add_checkpoint(self, body: bytes) -> bytes:
         """C2SP tlog-witness add-checkpoint; a 409 with the witness's size becomes StaleOldSize."""

@@ -66,7 +66,9 @@ def serve(config: NodeConfig) -> None:
         logging.getLogger("veriml.node").info(
             json.dumps({"event": "start", "node_id": node.key.key_id, "url": f"http://{config.host}:{config.port}"})
         )
+        # No proxy headers: the node never reads a client's address, and uvicorn's middleware for them walks every
+        # request's headers.
         uvicorn.run(create_app(node), host=config.host, port=config.port, log_config=None, access_log=False,
-                    timeout_graceful_shutdown=5)  # fmt: skip
+                    proxy_headers=False, timeout_graceful_shutdown=5)  # fmt: skip
     finally:
         node.stop()
