@@ -32,7 +32,6 @@ import secrets
 import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +45,7 @@ from veriml.codec.clock import utc_timestamp
 from veriml.errors import InvalidInput, Unavailable, VerificationFailed, VerimlError
 from veriml.fsutil import atomic_write
 from veriml.identity import VerifyingKey
+from veriml.node.audit_lanes import AuditLanes
 from veriml.node.auditor_auth import AuditorGate, sign_request
 from veriml.node.disclosure import MAX_ENTRIES_PER_REQUEST, Disclosure, Retention, _timestamp_seconds
 from veriml.node.limits import check_reexecution
@@ -69,7 +69,9 @@ MAX_ANSWER_BYTES = 64 << 20  # a peer's answer held at most (a node's own JSON b
 MAX_ANSWER_CONTAINERS = 1 << 20  # JSON arrays and objects in one answer: each costs ~60 bytes once parsed
 FETCH_DEADLINE = 60.0  # seconds for any one answer from a peer, however it drips
 ROUND_TIME = 180.0  # seconds of entry requests one round spends on one peer at most
-MAX_PEERS_AT_ONCE = 4  # peers audited side by side
+MAX_PEERS_AT_ONCE = 4  # peers audited side by side, in the prompt lane (audit_lanes.py)
+SLOW_PEERS_AT_ONCE = 2  # and rounds past PROMPT_ROUND, in the slow lane
+PROMPT_ROUND = 30.0  # seconds a round may take and its peer still count as prompt
 MAX_OPEN_REFUSALS = 100_000  # open refusals kept one by one per peer; past them, new ones are only counted
 REFUSAL_SPAN = 600.0  # seconds a refusal must have lasted inside the window to stand once the data is deleted
 SIGHTING_GRAIN = 600.0  # seconds within which only the first and last sightings of a peer's log are kept
@@ -456,7 +458,7 @@ class Auditor(BackgroundJob):
         guarded = {} if policy is None else {"transport": policy.transport(), "trust_env": False}
         self._http = httpx.Client(timeout=30, follow_redirects=False, **guarded)
         self._next_request: dict[str, float] = {}  # url -> when its next batch may be asked for (pacing)
-        self._auditing: set[str] = set()  # peer URLs whose audit is queued or running
+        self._lanes = AuditLanes(MAX_PEERS_AT_ONCE, SLOW_PEERS_AT_ONCE, PROMPT_ROUND)
         self._log_locks: dict[str, threading.Lock] = {}  # one audit of a log at a time, whichever URL serves it
         self._adopted_logs: set[str] = set()  # logs whose records written under their origin alone are taken in
         self._auditing_lock = threading.Lock()
@@ -486,16 +488,20 @@ class Auditor(BackgroundJob):
         return sampled(self.seed, origin, index, self.fraction)
 
     def _run(self) -> None:
-        # Peers are audited side by side: one that answers slowly holds up its own audit for its round, no other
-        # (up to MAX_PEERS_AT_ONCE of them; a peer is not queued again while its audit is queued or running).
-        with ThreadPoolExecutor(MAX_PEERS_AT_ONCE, thread_name_prefix="audit-peer") as pool:
-            while not self._stop.wait(self.interval):
-                for peer in self.node.discovery.peers():
-                    with self._auditing_lock:
-                        if peer.url in self._auditing:
-                            continue
-                        self._auditing.add(peer.url)
-                    pool.submit(self._audit_in_turn, peer.url, peer.node)
+        # Peers are audited side by side, each round in a thread of its own: one that answers slowly holds up its
+        # own audit for its round, no other; rounds that run long move to a lane of their own (audit_lanes.py).
+        rounds: list[threading.Thread] = []
+        while not self._stop.wait(self.interval):
+            rounds = [thread for thread in rounds if thread.is_alive()]
+            peers = {peer.url: peer for peer in self.node.discovery.peers()}
+            for url in self._lanes.order(peers):
+                if self._lanes.start(url, time.monotonic()):
+                    thread = threading.Thread(target=self._audit_in_turn, args=(url, peers[url].node),
+                                              name="audit-peer", daemon=True)  # fmt: skip
+                    thread.start()
+                    rounds.append(thread)
+        for thread in rounds:  # asked to stop: each round stops at its next step
+            thread.join()
 
     def _audit_in_turn(self, url: str, log_key: VerifyingKey) -> None:
         try:
@@ -509,8 +515,7 @@ class Auditor(BackgroundJob):
         except Exception as exc:  # whatever a peer answers, the auditor keeps going
             events.warning("audit of %s stopped this round: %s", url, exc)
         finally:
-            with self._auditing_lock:
-                self._auditing.discard(url)
+            self._lanes.finish(url, time.monotonic())
 
     def audit_peer(self, url: str, log_key: VerifyingKey) -> int:
         """Examine the peer's sampled entries: first those it refused before, then the new ones up to its signed
