@@ -23,6 +23,10 @@ T = TypeVar("T")
 
 IDENTITY = {"Accept-Encoding": "identity"}
 STOP_POLL = 0.25  # seconds between looks at the caller's stop event while an answer arrives
+# What bounded_stream asks of a sender by default: after STREAM_GRACE seconds, an average of STREAM_MIN_RATE bytes a
+# second (a 1 GB model may take 70 minutes). A node fetching a model from a peer, and a verifier from a node, use it.
+STREAM_GRACE = 60.0
+STREAM_MIN_RATE = 256 << 10
 _workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="bounded-get")
 _overdue: dict[str, set[Future[Any]]] = {}  # origin -> its reads past their deadline
 _lock = threading.Lock()
@@ -100,13 +104,16 @@ class _Progress:
         self.received, self.abandoned = 0, False
 
 
-def bounded_stream(client: httpx.Client, url: str, consume: Callable[[int, Iterator[bytes]], T], grace: float,
-                   min_rate: float, stop: threading.Event | None = None) -> T:  # fmt: skip
+def bounded_stream(client: httpx.Client, url: str, consume: Callable[[int, Iterator[bytes]], T],
+                   grace: float | None = None, min_rate: float | None = None, stop: threading.Event | None = None,
+                   ) -> T:  # fmt: skip
     """`consume(status, chunks)`'s result, `chunks` being the body as it arrives (undecoded), consumed in a worker
     thread. The caller waits while the sender keeps up `min_rate` bytes a second on average after the first `grace`
     seconds; then (or once `stop` is set) it raises DeadlineExceeded (or Stopped), and the worker's next chunk
     raises in `consume` instead of coming, so whatever `consume` holds is let go there. `consume`'s own errors
-    reach the caller as they are."""
+    reach the caller as they are. `grace` and `min_rate` default to STREAM_GRACE and STREAM_MIN_RATE."""
+    grace = STREAM_GRACE if grace is None else grace
+    min_rate = STREAM_MIN_RATE if min_rate is None else min_rate
     origin = _origin(url)
     progress = _Progress()
     started = time.monotonic()

@@ -3,11 +3,11 @@ product's: 60 s, then 256 KiB a second), so a test sees it give up in seconds.
 Usage: impatient_fetcher_node.py --config node.toml
 """
 
-from veriml.node import peers
+from veriml import bounded_get
 from veriml.node.__main__ import main
 
-peers.BLOB_GRACE = 1.5
-peers.BLOB_MIN_RATE = 1024
+bounded_get.STREAM_GRACE = 1.5
+bounded_get.STREAM_MIN_RATE = 1024
 
 if __name__ == "__main__":
     raise SystemExit(main())

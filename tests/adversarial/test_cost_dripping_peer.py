@@ -1,7 +1,7 @@
 """A peer that drips a model's bytes (each byte inside any read timeout) used to hold whoever fetched the model
 from it for as long as the blob lasted: a replication a caller waits for, or an auditor's worker fetching the model
-to re-execute. A peer sending a blob must now keep up an average rate after a grace period (node/peers.py,
-BLOB_GRACE and BLOB_MIN_RATE); a slower one is given up, and nothing of what it sent is kept."""
+to re-execute. A peer sending a blob must now keep up an average rate after a grace period (veriml.bounded_get,
+STREAM_GRACE and STREAM_MIN_RATE); a slower one is given up, and nothing of what it sent is kept."""
 
 from __future__ import annotations
 

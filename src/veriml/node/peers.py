@@ -36,11 +36,6 @@ events = logging.getLogger("veriml.node")
 LOOKUPS_PER_SECOND = 2.0
 LOOKUP_BURST = 10
 MAX_PEER_JSON_BYTES = 64 << 20  # the most a peer's JSON answer may hold; more is refused while it streams in
-# A peer sending a blob must keep up this average rate after the first BLOB_GRACE seconds: one dripping its bytes
-# (or its headers) would otherwise hold whoever fetches from it (a replication a caller waits for, an auditor's
-# re-execution) for as long as it liked. 256 KiB/s lets a 1 GB model take 70 minutes.
-BLOB_GRACE = 60.0
-BLOB_MIN_RATE = 256 << 10
 
 
 class EndpointPolicy:
@@ -190,9 +185,10 @@ class PeerClient:
         return parse_signed_zk_document(self._json(f"/v1/zk-documents/{manifest_id}"))
 
     def fetch_blob(self, blob: Digest, consume: Callable[[Iterator[bytes]], None]) -> None:
-        """Hand the blob's bytes to `consume` as they arrive, in a worker thread, while the peer keeps up BLOB_MIN_RATE
-        after BLOB_GRACE seconds; a slower peer gets Unavailable here, and `consume` an error at its next chunk
-        (so it lets go of what it wrote there)."""
+        """Hand the blob's bytes to `consume` as they arrive, in a worker thread, while the peer keeps up the rate
+        `bounded_stream` asks of a sender (a peer dripping its bytes or its headers would otherwise hold a replication
+        a caller waits for, or an auditor's re-execution, for as long as it liked); a slower peer gets Unavailable
+        here, and `consume` an error at its next chunk (so it lets go of what it wrote there)."""
 
         def checked(status: int, chunks: Iterator[bytes]) -> None:
             if status == 404:
@@ -202,7 +198,7 @@ class PeerClient:
             consume(chunks)
 
         try:
-            bounded_stream(self._http, f"{self.url}/v1/blobs/{blob}", checked, BLOB_GRACE, BLOB_MIN_RATE)
+            bounded_stream(self._http, f"{self.url}/v1/blobs/{blob}", checked)
         except httpx.HTTPError as exc:
             raise Unavailable(f"peer {self.url}: blob {blob}: {exc}") from exc
 
