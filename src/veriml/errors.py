@@ -23,6 +23,13 @@ class InvalidInput(VerimlError):
     http_status = 400
 
 
+class RunTooLong(InvalidInput):
+    """A model run went past its time limit on these inputs (a model's work may depend on its inputs' values)."""
+
+    kind = "run-too-long"
+    http_status = 422
+
+
 class NotFound(VerimlError):
     """A model, version, blob or key that was asked for does not exist here."""
 

@@ -42,7 +42,7 @@ from veriml.background import BackgroundJob
 from veriml.bounded_get import Stopped, bounded_get
 from veriml.codec import canonical_json, parse_json, tensors_from_json
 from veriml.codec.clock import utc_timestamp
-from veriml.errors import InvalidInput, Unavailable, VerificationFailed, VerimlError
+from veriml.errors import InvalidInput, RunTooLong, Unavailable, VerificationFailed, VerimlError
 from veriml.fsutil import atomic_write
 from veriml.identity import VerifyingKey
 from veriml.node.audit_lanes import AuditLanes
@@ -802,6 +802,10 @@ class Auditor(BackgroundJob):
                     inputs,
                     tensors_from_json(entry.get("outputs"), "disclosed outputs"),
                 )
+        except RunTooLong:
+            # Past this auditor's own time limit: not the peer's refusal (as for entries over its other limits).
+            self.store.unattestable(log, index, "over-limits")
+            return
         except InvalidInput as exc:
             self._refuse(round_, index, f"data withheld or wrong ({entry.get('data')!r}): {exc}")
             return

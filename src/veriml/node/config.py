@@ -59,6 +59,7 @@ class NodeConfig:
     # KV stream of its n_ctx tokens, so memory grows with this times the context.
     llm_max_sequences: int = 8
     max_input_bytes: int = 64 << 20  # the most tensor bytes one inference may take (nested lists are sized first)
+    max_run_seconds: float = 60.0  # a model run past this is stopped (422 run-too-long): its work may depend on values
     # Proof jobs: at most this many queued (more answer 503); at most this many finished ones are kept.
     max_proof_jobs_queued: int = 16
     proof_jobs_kept: int = 10_000
@@ -88,6 +89,8 @@ class NodeConfig:
             raise InvalidInput("node config: checkpoint_interval must be positive")
         if self.anchor_interval <= 0:
             raise InvalidInput("node config: anchor_interval must be positive")
+        if not 0 < self.max_run_seconds < float("inf"):
+            raise InvalidInput("node config: max_run_seconds must be a positive number of seconds")
         if self.audit_retention < 0:
             raise InvalidInput("node config: audit_retention must be zero or more seconds")
         if not 0 <= self.audit_fraction <= 1:
@@ -165,6 +168,7 @@ def _convert(name: str, value: Any) -> Any:
     if name in _INT_SETTINGS:
         return int(value)
     if name in ("checkpoint_interval", "peer_timeout", "audit_fraction", "audit_interval", "anchor_interval",
-                "audit_retention", "peer_refresh_interval", "peer_negative_ttl", "dispute_interval"):  # fmt: skip
+                "audit_retention", "peer_refresh_interval", "peer_negative_ttl", "dispute_interval",
+                "max_run_seconds"):  # fmt: skip
         return float(value)
     return value

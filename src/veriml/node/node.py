@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from veriml.codec import Digest
-from veriml.errors import InvalidInput, NotFound, Unavailable, VerificationFailed, VerimlError
+from veriml.errors import InvalidInput, NotFound, RunTooLong, Unavailable, VerificationFailed, VerimlError
 from veriml.hub import ModelRef, SignedManifest
 from veriml.node.audit import MIN_RETENTION, Auditor
 from veriml.node.config import NodeConfig
@@ -33,16 +34,22 @@ from veriml.tlog import CheckpointPublisher, Witness
 
 events = logging.getLogger("veriml.node")
 INLINE_MODEL_BYTES = 4 << 20  # models up to this size run on the event loop; their inference takes microseconds
+# A run on the event loop stops after this long (a model's work may depend on its inputs' values) and runs again
+# in a worker thread, under max_run_seconds; its model then runs in worker threads for INLINE_PAUSE seconds.
+INLINE_RUN_SECONDS = 0.1
+INLINE_PAUSE = 60.0
 
 
 class Node:
     def __init__(self, config: NodeConfig, discovery: Discovery | None = None) -> None:
         self.config = config
         self.home = Home(config.home)
-        settings = RuntimeSettings(max_input_bytes=config.max_input_bytes, llm_max_sequences=config.llm_max_sequences)
+        settings = RuntimeSettings(max_input_bytes=config.max_input_bytes, llm_max_sequences=config.llm_max_sequences,
+                                   max_run_seconds=config.max_run_seconds)  # fmt: skip
         self.service = Service(self.home, settings)
         self.key = self.service.node_key
         self._commit_scheduled = False  # a log commit is queued on the event loop
+        self._inline_paused: dict[Digest, float] = {}  # blob -> until when its runs keep off the event loop
         self.witness = Witness(self.home.root / "witness" / "witness.sqlite", self.key)
         self.membership: Any = None
         if discovery is None and config.chain_rpc:
@@ -297,15 +304,31 @@ class Node:
         append is awaited, not waited for. The bundle carries its inclusion proof under the checkpoint signed
         with its batch."""
         manifest = self.held(ref)
-        if manifest is None or manifest.body.size > INLINE_MODEL_BYTES:
+        if manifest is None or manifest.body.size > INLINE_MODEL_BYTES or self._paused(manifest.body.blob):
             bundle, index = await run_in_threadpool(self.infer, ref, inputs, request_id, salt, privacy)
             return bundle, index
-        bundle, logged = self.service.infer_submit(manifest, inputs, request_id, salt=salt, privacy=privacy,
-                                                   log_on_loop=True)  # fmt: skip
+        try:
+            bundle, logged = self.service.infer_submit(manifest, inputs, request_id, salt=salt, privacy=privacy,
+                                                       log_on_loop=True, time_limit=INLINE_RUN_SECONDS)  # fmt: skip
+        except RunTooLong:
+            self._inline_paused[manifest.body.blob] = time.monotonic() + INLINE_PAUSE
+            events.info("model %s ran past %g s on the event loop: runs in worker threads for %g s",
+                        manifest.body.ref, INLINE_RUN_SECONDS, INLINE_PAUSE)  # fmt: skip
+            bundle, index = await run_in_threadpool(self.infer, ref, inputs, request_id, salt, privacy)
+            return bundle, index
         assert isinstance(logged, asyncio.Future)
         self._commit_log_soon()
         index = (await logged)[0]
         return self.service.attach_proof(bundle, index), index
+
+    def _paused(self, blob: Digest) -> bool:
+        until = self._inline_paused.get(blob)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self._inline_paused[blob]
+        return False
 
     def _commit_log_soon(self) -> None:
         """Commit the log once this loop turn's requests have all been submitted (or, while a batch's fsync runs,

@@ -836,8 +836,11 @@ class LlamaEngine:
         result: Generation = self._submit(blob_id, load, params, _Generate(prompt, params, on_text))
         return result
 
-    def run(self, blob_id: Digest, load: BlobLoader, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The engine interface shared with onnxruntime: generation inputs in, generated token ids out."""
+    def run(
+        self, blob_id: Digest, load: BlobLoader, inputs: Mapping[str, np.ndarray], time_limit: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """The engine interface shared with onnxruntime: generation inputs in, generated token ids out. A
+        generation's work is bounded by its token limits, not by `time_limit`."""
         prompt, params = split_inputs(inputs)
         generation = self.generate(blob_id, load, prompt, params)
         return {OUTPUT: np.asarray(generation.tokens, dtype=np.int32)}

@@ -11,9 +11,10 @@ import numpy as np
 import onnxruntime as ort
 
 from veriml.codec import Digest
-from veriml.errors import InvalidInput
+from veriml.errors import InvalidInput, RunTooLong
 from veriml.runtime.engine import BlobLoader
 from veriml.runtime.fingerprint import RuntimeFingerprint, cpu_features, machine
+from veriml.runtime.run_limit import limited_run, terminated
 from veriml.runtime.settings import RuntimeSettings
 
 PROVIDER = "CPUExecutionProvider"
@@ -92,14 +93,21 @@ class OnnxEngine:
                 self._sessions.popitem(last=False)
             return entry
 
-    def run(self, blob_id: Digest, load: BlobLoader, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run a model on validated inputs and return its outputs by name."""
+    def run(
+        self, blob_id: Digest, load: BlobLoader, inputs: Mapping[str, np.ndarray], time_limit: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """Run a model on validated inputs and return its outputs by name; RunTooLong if the run is not done within
+        `time_limit` seconds (default: the settings' max_run_seconds)."""
         session, names = self.session(blob_id, load)
-        try:
-            values = session.run(names, dict(inputs))
-        except (
-            ort.capi.onnxruntime_pybind11_state.Fail,
-            ort.capi.onnxruntime_pybind11_state.InvalidArgument,
-        ) as exc:
-            raise InvalidInput(f"model {blob_id}: inference failed: {str(exc).splitlines()[0]}") from exc
+        limit = self.settings.max_run_seconds if time_limit is None else time_limit
+        with limited_run(limit) as options:
+            try:
+                values = session.run(names, dict(inputs), options)
+            except (
+                ort.capi.onnxruntime_pybind11_state.Fail,
+                ort.capi.onnxruntime_pybind11_state.InvalidArgument,
+            ) as exc:
+                if terminated(options):
+                    raise RunTooLong(f"model {blob_id}: the run did not end within {limit:g} s") from exc
+                raise InvalidInput(f"model {blob_id}: inference failed: {str(exc).splitlines()[0]}") from exc
         return {name: np.asarray(value) for name, value in zip(names, values, strict=True)}

@@ -19,6 +19,8 @@ class RuntimeSettings:
     # "extended"/"all" add fusions and layouts chosen by CPU features.
     graph_optimization: str = "basic"
     max_input_bytes: int = 64 << 20
+    # Seconds a model run may take before it is stopped (run_limit.py): its work may depend on its inputs' values.
+    max_run_seconds: float = 60.0
     session_cache_size: int = 8
     # llama.cpp threads (0: up to 4, by CPU count); results do not depend on it.
     llm_threads: int = 0
@@ -32,3 +34,5 @@ class RuntimeSettings:
             raise InvalidInput("thread counts, the session cache size and llm_max_sequences must be at least 1")
         if self.max_input_bytes < 1:
             raise InvalidInput("max_input_bytes must be positive")
+        if not self.max_run_seconds > 0:
+            raise InvalidInput("max_run_seconds must be positive")

@@ -162,13 +162,14 @@ class Service:
         return checked_path
 
     def run(
-        self, manifest: SignedManifest, inputs: Mapping[str, Any]
+        self, manifest: SignedManifest, inputs: Mapping[str, Any], time_limit: float | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Check inputs against the manifest and run the model: (inputs as tensors, outputs)."""
+        """Check inputs against the manifest and run the model: (inputs as tensors, outputs). RunTooLong if the run
+        takes over `time_limit` seconds (default: the settings' max_run_seconds)."""
         body = manifest.body
         arrays = coerce_inputs(body.inputs, inputs, self.settings.max_input_bytes)
         validate_inputs(body.inputs, arrays, self.settings.max_input_bytes, body.policy.allow_nan)
-        outputs = self.engine_for(manifest).run(body.blob, self.loader(manifest), arrays)
+        outputs = self.engine_for(manifest).run(body.blob, self.loader(manifest), arrays, time_limit)
         return arrays, outputs
 
     def infer(
@@ -221,18 +222,19 @@ class Service:
         privacy: str = DEFAULT_PRIVACY,
         circuit: bool = False,
         log_on_loop: bool = False,
+        time_limit: float | None = None,
     ) -> tuple[Bundle, Future[list[int]] | asyncio.Future[list[int]] | None]:
         """Like `infer_logged`, but hands back the log append as a future instead of waiting for the disk, so
         an async server can await it without holding a thread. The bundle must not leave before it resolves.
         With `log_on_loop` (called on an event loop's thread) the future is the loop's own and the caller commits
-        the log itself (`Log.commit_on_loop`), once a loop turn."""
+        the log itself (`Log.commit_on_loop`), once a loop turn. `time_limit` bounds the model's run (`run`)."""
         check_privacy(privacy)
         manifest = ref if isinstance(ref, Signed) else self.resolve(ref)
         if circuit:
             arrays, outputs, runtime = self.run_circuit(manifest, inputs)
             return self._sign_and_log(manifest, arrays, outputs, request_id, salt, privacy, runtime, "proven",
                                       log_on_loop)  # fmt: skip
-        arrays, outputs = self.run(manifest, inputs)
+        arrays, outputs = self.run(manifest, inputs, time_limit)
         return self._sign_and_log(manifest, arrays, outputs, request_id, salt, privacy, log_on_loop=log_on_loop)
 
     def run_circuit(

@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection
 import numpy as np
 
 from veriml.codec import Digest, tensors_digest, tensors_from_json
-from veriml.errors import NotFound, Unavailable, VerimlError
+from veriml.errors import NotFound, RunTooLong, Unavailable, VerimlError
 from veriml.hub import compare_outputs
 from veriml.identity import VerifyingKey
 from veriml.receipts import Bundle, ReceiptLeaf, commit, parse_salt, parse_signed_receipt
@@ -115,6 +115,8 @@ def reexecution(bundle: Bundle, engine: Engine | None, blob: bytes | None) -> Ch
         return _regeneration(bundle, engine, blob, ours)
     try:
         outputs = engine.run(body.blob, lambda: blob, bundle.inputs)
+    except RunTooLong as exc:  # this machine's limit, not the node's doing: nothing is said either way
+        return _result("reexec", "skipped", f"re-execution stopped: {exc}")
     except VerimlError as exc:
         return _result("reexec", "fail", f"re-execution failed: {exc}")
     comparison = compare_outputs(body.policy, bundle.outputs, outputs)

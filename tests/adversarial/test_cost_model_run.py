@@ -1,0 +1,75 @@
+"""A publisher plants a model whose work depends on an input's value (a Loop run n times), and a caller sends
+n = 10**12: days of work from a 100-byte request. The model is small, so the node ran it on its event loop, and the
+one request stopped the node answering anyone. Every run now has a time limit (max_run_seconds), and a run on the
+event loop stops after 0.1 s and runs again in a worker thread: the node goes on answering while it runs, and the
+caller gets 422 run-too-long once the limit passes."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import onnx
+import pytest
+
+from tests.adversarial.audit_support import publish_mlp
+from tests.adversarial.costly_models import counting_loop
+from veriml import devnet
+from veriml.client import Client
+from veriml.codec import tensors_from_json
+from veriml.identity import SigningKey
+
+SHORT_LIMIT = Path(__file__).with_name("short_run_limit_node.py")
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    root = tmp_path_factory.mktemp("costlyrun")
+    network = devnet.up(root, 1, audit_fraction=0.0, commands={0: [sys.executable, str(SHORT_LIMIT)]})
+    publish_mlp(network, root)
+    path = root / "count.onnx"
+    onnx.save(counting_loop(), path)
+    with Client(network.urls, admin_token=network.admin_token) as client:
+        client.publish(path, "mallory/count", SigningKey.generate("mallory"))
+    yield network
+    devnet.down(root)
+
+
+def test_a_run_for_days_is_stopped_and_the_node_answers_others_meanwhile(net):
+    url = net.urls[0]
+    answers: dict[str, object] = {}
+
+    def costly() -> None:
+        started = time.monotonic()
+        answers["response"] = httpx.post(f"{url}/v1/infer", json={"model": "mallory/count",
+                                         "inputs": {"n": 10**12, "x": [0.0]}}, timeout=60)  # fmt: skip
+        answers["elapsed"] = time.monotonic() - started
+
+    caller = threading.Thread(target=costly)
+    caller.start()
+    time.sleep(0.5)  # the costly run is under way
+    x = np.zeros((1, 16), np.float32).tolist()
+    with httpx.Client(timeout=10) as http:
+        for _ in range(5):
+            started = time.monotonic()
+            assert http.get(f"{url}/v1/health").status_code == 200
+            assert http.post(f"{url}/v1/infer", json={"model": "alice/mlp", "inputs": {"x": x}}).status_code == 200
+            assert time.monotonic() - started < 1.0, "the node stopped answering while the costly run went on"
+    caller.join(60)
+    response = answers["response"]
+    assert isinstance(response, httpx.Response) and response.status_code == 422, response
+    problem = response.json()
+    assert problem["type"].endswith("/run-too-long") and "within 1 s" in problem["detail"], problem
+    assert answers["elapsed"] < 5  # type: ignore[operator]
+
+
+def test_the_same_model_still_answers_what_it_can_within_the_limit(net):
+    response = httpx.post(f"{net.urls[0]}/v1/infer", json={"model": "mallory/count",
+                          "inputs": {"n": 1000, "x": [0.5]}}, timeout=30)  # fmt: skip
+    assert response.status_code == 200, response.text
+    outputs = tensors_from_json(response.json()["bundle"]["outputs"], "outputs")
+    assert outputs["y"].tolist() == [1000.5]
