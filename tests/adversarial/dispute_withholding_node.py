@@ -18,8 +18,8 @@ honest_answer = disclosure.Disclosure._answer
 disclosed: set[tuple[str, int]] = set()  # (auditor key, log index)
 
 
-def wrong_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
-    outputs = honest_run(self, blob_id, load, inputs)
+def wrong_run(self, blob_id, load, inputs, time_limit=None):  # type: ignore[no-untyped-def]
+    outputs = honest_run(self, blob_id, load, inputs, time_limit)
     if threading.current_thread().name in ("audit", "disputes"):
         return outputs
     return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}

@@ -14,8 +14,8 @@ onnx_engine.cpu_features = lambda: AVX2_CPU  # type: ignore[assignment]
 kernel_run = onnx_engine.OnnxEngine.run
 
 
-def other_rounding(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
-    outputs = kernel_run(self, blob_id, load, inputs)
+def other_rounding(self, blob_id, load, inputs, time_limit=None):  # type: ignore[no-untyped-def]
+    outputs = kernel_run(self, blob_id, load, inputs, time_limit)
     return {
         name: np.nextafter(value, np.asarray(np.inf, value.dtype)) if value.dtype.kind == "f" else value
         for name, value in outputs.items()

@@ -14,8 +14,8 @@ def lies_on(inputs: Any) -> bool:
     return float(np.asarray(next(iter(inputs.values()))).flat[0]) > 0
 
 
-def cheating_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
-    outputs = honest_run(self, blob_id, load, inputs)
+def cheating_run(self, blob_id, load, inputs, time_limit=None):  # type: ignore[no-untyped-def]
+    outputs = honest_run(self, blob_id, load, inputs, time_limit)
     if not lies_on(inputs):
         return outputs
     return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}

@@ -6,6 +6,7 @@ caller gets 422 run-too-long once the limit passes."""
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 import threading
 import time
@@ -16,7 +17,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.adversarial.audit_support import publish_mlp
+from tests.adversarial.audit_support import attestations, info, publish_mlp, refusals, wait_audited, wait_checkpoint
 from tests.adversarial.costly_models import counting_loop
 from veriml import devnet
 from veriml.client import Client
@@ -73,3 +74,34 @@ def test_the_same_model_still_answers_what_it_can_within_the_limit(net):
     assert response.status_code == 200, response.text
     outputs = tensors_from_json(response.json()["bundle"]["outputs"], "outputs")
     assert outputs["y"].tolist() == [1000.5]
+
+
+def test_an_auditor_whose_limit_a_run_passes_frames_no_one(tmp_path_factory):
+    """Node 0 (a 60 s limit) answers a request that takes it seconds; node 1 audits every entry with a 1 s limit.
+    Its re-execution is stopped, and the entry is recorded as over its limits: no refusal, no disagreement, as for
+    entries over its other limits. The entry beside it, quick to re-execute, is attested as agreeing."""
+    root = tmp_path_factory.mktemp("slowauditor")
+    try:
+        network = devnet.up(root, 2, checkpoint_interval=0.3, audit_fraction=1.0,
+                            commands={1: [sys.executable, str(SHORT_LIMIT)]})  # fmt: skip
+        path = root / "count.onnx"
+        onnx.save(counting_loop(), path)
+        with Client(network.urls, admin_token=network.admin_token) as client:
+            client.publish(path, "mallory/count", SigningKey.generate("mallory"), node=network.urls[0])
+        served = info(network.urls[0])
+        indices = {}
+        for n in (1000, 4_000_000):  # about 4 s of iterations for the second
+            response = httpx.post(f"{network.urls[0]}/v1/infer", json={"model": "mallory/count",
+                                  "inputs": {"n": n, "x": [0.0]}}, timeout=60)  # fmt: skip
+            assert response.status_code == 200, response.text
+            indices[n] = response.json()["log_index"]
+        size = wait_checkpoint(network.urls[0], max(indices.values()) + 1)
+        wait_audited(network.urls[1:], served["log_origin"], size, timeout=90)
+        assert {a["log_index"] for a in attestations(network.urls[1], served["node"])} == {indices[1000]}
+        assert not refusals(network.urls[1], served["node"])
+        store = sqlite3.connect(Path(network.nodes[1].home, "audit", "audit.sqlite"))
+        outcome = store.execute("SELECT outcome FROM examined WHERE log_index = ?", (indices[4_000_000],)).fetchone()
+        store.close()
+        assert outcome == ("over-limits",)
+    finally:
+        devnet.down(root)

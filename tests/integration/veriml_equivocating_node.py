@@ -14,8 +14,8 @@ honest_run = OnnxEngine.run
 runs = itertools.count()
 
 
-def equivocating_run(self, blob_id, load, inputs):  # type: ignore[no-untyped-def]
-    outputs = honest_run(self, blob_id, load, inputs)
+def equivocating_run(self, blob_id, load, inputs, time_limit=None):  # type: ignore[no-untyped-def]
+    outputs = honest_run(self, blob_id, load, inputs, time_limit)
     if threading.current_thread().name == "audit":
         return outputs  # re-executing peers' receipts must not shift which served request gets perturbed
     if next(runs) % 2 == 0:
