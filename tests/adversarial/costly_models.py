@@ -3,8 +3,9 @@ small request keeps a node (or a verifier re-executing it) busy for days. Test-o
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 
 def counting_loop() -> onnx.ModelProto:
@@ -28,6 +29,27 @@ def counting_loop() -> onnx.ModelProto:
         [helper.make_tensor_value_info("n", TensorProto.INT64, []),
          helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def deep_mlp(layers: int = 40, width: int = 128, seed: int = 0) -> onnx.ModelProto:
+    """x[batch,16] through `layers` MatMul + Relu layers of `width`: about 2.7 MB of weights (small enough to run on
+    a node's event loop), and work that follows the batch size, one short operator after another."""
+    rng = np.random.default_rng(seed)
+    nodes, initializers, previous, size = [], [], "x", 16
+    for n in range(layers):
+        weight = (rng.standard_normal((size, width)) / np.sqrt(size)).astype(np.float32)
+        initializers.append(numpy_helper.from_array(weight, f"w{n}"))
+        nodes += [helper.make_node("MatMul", [previous, f"w{n}"], [f"m{n}"]),
+                  helper.make_node("Relu", [f"m{n}"], [f"h{n}" if n < layers - 1 else "y"])]  # fmt: skip
+        previous, size = f"h{n}", width
+    graph = helper.make_graph(
+        nodes, "deep_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width])], initializer=initializers,
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -43,3 +43,9 @@ def test_a_peer_dripping_a_model_is_given_up_and_nothing_it_sent_is_kept(net):
     assert net.urls[0] in problem["detail"] and "bytes a second" in problem["detail"], problem
     assert elapsed < 10, f"gave up only after {elapsed:.1f} s"
     assert httpx.get(f"{net.urls[1]}/v1/blobs/{blob}", timeout=10).status_code == 404
+    # What the dripping peer sent is let go, not left half-written: the fetch's next byte ends it.
+    partial = Path(net.nodes[1].home, "hub", "blobs", "tmp")
+    deadline = time.monotonic() + 5
+    while any(partial.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(partial.iterdir())

@@ -188,8 +188,8 @@ def test_a_dripping_stream_is_given_up_and_its_consumer_lets_go() -> None:
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded, match="bytes a second"):
             bounded_stream(client, url, consume, grace=1.0, min_rate=1024)
-        assert 1.0 <= time.monotonic() - started < 1.6
-        assert released.wait(1.0)
+        assert 1.0 <= time.monotonic() - started < 2.5
+        assert released.wait(2.0)
 
 
 def test_dripped_headers_end_the_stream_too_and_hold_off_that_origin() -> None:
@@ -208,7 +208,7 @@ def test_dripped_headers_end_the_stream_too_and_hold_off_that_origin() -> None:
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded):
             bounded_stream(client, url, _collect, grace=0.8, min_rate=1 << 20)
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 2.5
         with pytest.raises(DeadlineExceeded, match="still arriving"):
             bounded_stream(client, url, _collect, grace=5.0, min_rate=1 << 20)
         stop.set()

@@ -25,10 +25,11 @@ def inputs(n: int) -> dict[str, np.ndarray]:
 
 def test_a_run_past_the_limit_is_stopped() -> None:
     engine = OnnxEngine(RuntimeSettings(max_run_seconds=0.5))
+    engine.session(BLOB, lambda: MODEL)  # loaded first: only the run is timed
     started = time.monotonic()
     with pytest.raises(RunTooLong, match=r"within 0\.5 s"):
         engine.run(BLOB, lambda: MODEL, inputs(10**12))  # days of iterations
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
 
 
 def test_a_run_within_the_limit_is_untouched_and_a_call_may_set_its_own() -> None:
@@ -66,3 +67,37 @@ def test_the_limit_must_be_a_positive_number() -> None:
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(InvalidInput, match="max_run_seconds"):
             RuntimeSettings(max_run_seconds=bad)
+
+
+def test_work_that_follows_a_requests_values_is_found() -> None:
+    """What keeps a model off a node's event loop: control flow, or a size computed from the inputs' values. A size
+    from an input's shape (Shape, then Reshape) or from a constant is not."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tests.adversarial.costly_models import counting_loop
+    from veriml import examples
+    from veriml.hub.onnx_model import value_sized_op
+
+    assert value_sized_op(examples.mlp()) is None
+    assert value_sized_op(examples.cnn()) is None
+    assert "Loop" in (value_sized_op(counting_loop()) or "")
+
+    def graph_of(nodes, inputs, initializers=()):  # type: ignore[no-untyped-def]
+        graph = helper.make_graph(nodes, "g", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  initializer=list(initializers))  # fmt: skip
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    n = helper.make_tensor_value_info("n", TensorProto.INT64, [2])
+    by_value = graph_of([helper.make_node("Add", ["n", "n"], ["m"]), helper.make_node("ConstantOfShape", ["m"], ["y"])],
+                        [n])  # fmt: skip
+    assert "ConstantOfShape" in (value_sized_op(by_value) or "")
+    by_shape = graph_of([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Reshape", ["x", "s"], ["y"])], [x])
+    assert value_sized_op(by_shape) is None
+    shape = onnx.numpy_helper.from_array(np.array([4, 1], np.int64), "shape")
+    by_constant = graph_of([helper.make_node("Reshape", ["x", "shape"], ["y"])], [x], [shape])
+    assert value_sized_op(by_constant) is None
+    overridden = graph_of([helper.make_node("Reshape", ["x", "shape"], ["y"])],
+                          [x, helper.make_tensor_value_info("shape", TensorProto.INT64, [2])], [shape])  # fmt: skip
+    assert "Reshape" in (value_sized_op(overridden) or "")  # an initializer listed as an input: a caller sets it

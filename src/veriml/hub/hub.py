@@ -10,7 +10,7 @@ from veriml.codec import Digest
 from veriml.errors import Conflict, InvalidInput, PermissionDenied
 from veriml.hub.blobs import BlobStore, Progress
 from veriml.hub.manifest import SignedManifest
-from veriml.hub.onnx_model import check_onnx_bytes
+from veriml.hub.onnx_model import check_onnx_bytes, value_sized_op
 from veriml.hub.refs import ModelRef
 from veriml.hub.registry import Registry
 from veriml.identity import VerifyingKey
@@ -41,7 +41,7 @@ class Hub:
         self.registry = Registry(self.root / "registry.sqlite")
         # Blobs checked runnable (see check_model_blob) and blobs refused, with why: a refused blob is not
         # fetched again on every request that names it.
-        self._checked: set[Digest] = set()
+        self._checked: dict[Digest, str | None] = {}  # blob -> an operator whose work follows request values
         self._refused: dict[Digest, str] = {}
 
     def close(self) -> None:
@@ -121,17 +121,24 @@ class Hub:
         why = self._refused.get(body.blob)
         if why is None:
             try:
-                check_onnx_bytes(self.blobs.read_verified(body.blob), f"model {body.ref}")
+                model = check_onnx_bytes(self.blobs.read_verified(body.blob), f"model {body.ref}")
             except InvalidInput as exc:
                 why = str(exc)
                 if len(self._refused) >= 4096:
                     self._refused.pop(next(iter(self._refused)))
                 self._refused[body.blob] = why
             else:
-                self._checked.add(body.blob)
+                self._checked[body.blob] = value_sized_op(model)
                 return
         self.blobs.path(body.blob).unlink(missing_ok=True)
         raise InvalidInput(why)
+
+    def value_sized(self, manifest: SignedManifest) -> str | None:
+        """For an ONNX model checked here (`check_model_blob`): an operator whose work may follow a request's
+        values rather than its shapes, or None. Any other model: its format."""
+        if manifest.body.format != "onnx":
+            return f"a {manifest.body.format} model"
+        return self._checked.get(manifest.body.blob, "a model not checked here yet")
 
     def add_replica(self, chain: list[SignedManifest]) -> SignedManifest:
         """Take in versions 1..N of a name as another node holds them (signatures, owner and parent links all

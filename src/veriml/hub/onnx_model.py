@@ -141,6 +141,39 @@ def nondeterministic_op(model: onnx.ModelProto) -> str | None:
     return None
 
 
+# Operators whose output size follows the values of some of their inputs (their positions here), not only shapes:
+# fed from a request's values, one small request could ask for any amount of work. A node runs a model with one
+# (or with control flow, or with operators outside the standard domain) only in a worker thread, never on its event
+# loop; every run is bounded by max_run_seconds in any case.
+_SIZE_INPUTS: dict[str, tuple[int, ...]] = {
+    "Range": (0, 1, 2), "ConstantOfShape": (0,), "Expand": (1,), "Tile": (1,), "Reshape": (1,), "Resize": (1, 2, 3),
+    "Upsample": (1,), "Pad": (1,), "CenterCropPad": (1,), "OneHot": (1,), "Col2Im": (1, 2), "DFT": (1,),
+    "STFT": (1, 2, 3), "HannWindow": (0,), "HammingWindow": (0,), "BlackmanWindow": (0,), "MelWeightMatrix": (0,),
+    "MaxUnpool": (2,),
+}  # fmt: skip
+_OPEN_ENDED = frozenset({"Loop", "Scan", "If", "SequenceMap"})  # work that follows values however it is fed
+_SHAPE_ONLY = frozenset({"Shape", "Size"})  # outputs that follow an input's shape, never its values
+
+
+def value_sized_op(model: onnx.ModelProto) -> str | None:
+    """The first operator whose work may follow a request's values rather than its shapes (so one small request may
+    ask for any amount of it), or None: control flow, an operator outside the standard domain or in a local
+    function, or a size (a shape, a count, a length) computed from the graph's inputs' values."""
+    for node, where in _walk(model):
+        label = f"operator {node.op_type} (node {node.name!r} in {where})"
+        if node.domain not in ("", "ai.onnx") or node.op_type in _OPEN_ENDED or node.op_type.startswith("Sequence"):
+            return label
+    valued = {value.name for value in model.graph.input}  # an input may also name an initializer: a caller sets it
+    for node in model.graph.node:
+        inputs = list(node.input)
+        sizes = [inputs[n] for n in _SIZE_INPUTS.get(node.op_type, ()) if n < len(inputs)]
+        if any(name in valued for name in sizes):
+            return f"{label.replace(' in the main graph', '')}: a size from a request's values"
+        if node.op_type not in _SHAPE_ONLY and any(name in valued for name in inputs):
+            valued.update(node.output)
+    return None
+
+
 def check_deterministic(model: onnx.ModelProto, what: str) -> None:
     """Raise InvalidInput naming the operator if two honest runs of the model could differ."""
     found = nondeterministic_op(model)
@@ -151,7 +184,7 @@ def check_deterministic(model: onnx.ModelProto, what: str) -> None:
         )
 
 
-def check_onnx_bytes(data: bytes, what: str) -> None:
+def check_onnx_bytes(data: bytes, what: str) -> onnx.ModelProto:
     """The checks a node makes of an ONNX blob before it runs it: it parses, and its runs cannot differ."""
     model = onnx.ModelProto()
     try:
@@ -159,6 +192,7 @@ def check_onnx_bytes(data: bytes, what: str) -> None:
     except Exception as exc:  # DecodeError, RecursionError from a hostile nesting, and others
         raise InvalidInput(f"{what}: not an ONNX model ({type(exc).__name__})") from exc
     check_deterministic(model, what)
+    return model
 
 
 def describe_onnx(path: Path) -> OnnxDescription:

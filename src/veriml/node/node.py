@@ -34,8 +34,9 @@ from veriml.tlog import CheckpointPublisher, Witness
 
 events = logging.getLogger("veriml.node")
 INLINE_MODEL_BYTES = 4 << 20  # models up to this size run on the event loop; their inference takes microseconds
-# A run on the event loop stops after this long (a model's work may depend on its inputs' values) and runs again
-# in a worker thread, under max_run_seconds; its model then runs in worker threads for INLINE_PAUSE seconds.
+# A run on the event loop stops after this long and runs again in a worker thread, under max_run_seconds; its model
+# then runs in worker threads for INLINE_PAUSE seconds (as after a run that took this long: the watchdog can stop a
+# run only between two operators). Models whose work may follow a request's values never run there.
 INLINE_RUN_SECONDS = 0.1
 INLINE_PAUSE = 60.0
 
@@ -83,7 +84,9 @@ class Node:
         self._lookups = RateLimit(LOOKUPS_PER_SECOND, LOOKUP_BURST)
         self._unknown = NegativeCache(config.peer_negative_ttl)
         self.bad_peers: dict[str, str] = {}  # peer url -> why it was last refused (wrong bytes, say)
-        self._runnable: set[Digest] = set()  # blobs held here and checked runnable (content-addressed: for good)
+        # Blobs held here and checked runnable (content-addressed: for good) -> whether they may run on the event loop:
+        # small, and their work follows their inputs' shapes only (hub.value_sized).
+        self._runnable: dict[Digest, bool] = {}
 
     def start(self) -> Node:
         if isinstance(self.discovery, StaticPeers):
@@ -304,22 +307,38 @@ class Node:
         append is awaited, not waited for. The bundle carries its inclusion proof under the checkpoint signed
         with its batch."""
         manifest = self.held(ref)
-        if manifest is None or manifest.body.size > INLINE_MODEL_BYTES or self._paused(manifest.body.blob):
+        if manifest is None:
             bundle, index = await run_in_threadpool(self.infer, ref, inputs, request_id, salt, privacy)
             return bundle, index
+        blob = manifest.body.blob
+        if not self._runnable[blob] or self._paused(blob):
+            return await run_in_threadpool(self._infer_held, manifest, inputs, request_id, salt, privacy)
+        started = time.monotonic()
         try:
             bundle, logged = self.service.infer_submit(manifest, inputs, request_id, salt=salt, privacy=privacy,
                                                        log_on_loop=True, time_limit=INLINE_RUN_SECONDS)  # fmt: skip
         except RunTooLong:
-            self._inline_paused[manifest.body.blob] = time.monotonic() + INLINE_PAUSE
-            events.info("model %s ran past %g s on the event loop: runs in worker threads for %g s",
-                        manifest.body.ref, INLINE_RUN_SECONDS, INLINE_PAUSE)  # fmt: skip
-            bundle, index = await run_in_threadpool(self.infer, ref, inputs, request_id, salt, privacy)
-            return bundle, index
+            self._pause(manifest)
+            return await run_in_threadpool(self._infer_held, manifest, inputs, request_id, salt, privacy)
+        if time.monotonic() - started > INLINE_RUN_SECONDS:  # one operator may run long: the watchdog stops none
+            self._pause(manifest)
         assert isinstance(logged, asyncio.Future)
         self._commit_log_soon()
         index = (await logged)[0]
         return self.service.attach_proof(bundle, index), index
+
+    def _infer_held(
+        self, manifest: SignedManifest, inputs: Mapping[str, Any], request_id: str | None, salt: bytes | None,
+        privacy: str,
+    ) -> tuple[Bundle, int]:  # fmt: skip
+        bundle, index = self.service.infer_logged(manifest, inputs, request_id, salt=salt, privacy=privacy)
+        assert index is not None
+        return bundle, index
+
+    def _pause(self, manifest: SignedManifest) -> None:
+        self._inline_paused[manifest.body.blob] = time.monotonic() + INLINE_PAUSE
+        events.info("model %s ran past %g s on the event loop: runs in worker threads for %g s",
+                    manifest.body.ref, INLINE_RUN_SECONDS, INLINE_PAUSE)  # fmt: skip
 
     def _paused(self, blob: Digest) -> bool:
         until = self._inline_paused.get(blob)
@@ -353,5 +372,6 @@ class Node:
             if not self.service.hub.blobs.has(blob):
                 return None
             self.service.hub.check_model_blob(manifest)  # once per blob; a refused one raises InvalidInput
-            self._runnable.add(blob)
+            self._runnable[blob] = (manifest.body.size <= INLINE_MODEL_BYTES
+                                    and self.service.hub.value_sized(manifest) is None)  # fmt: skip
         return manifest
