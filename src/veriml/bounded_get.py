@@ -27,8 +27,12 @@ STOP_POLL = 0.25  # seconds between looks at the caller's stop event while an an
 # second (a 1 GB model may take 70 minutes). A node fetching a model from a peer, and a verifier from a node, use it.
 STREAM_GRACE = 60.0
 STREAM_MIN_RATE = 256 << 10
-_workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="bounded-get")
+# Reads from one origin at once, at most: a party cannot take more of the workers than this, however many requests
+# of this process make it read from it (N callers asking for a model only it holds, say).
+MAX_PER_ORIGIN = 4
+_workers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="bounded-get")
 _overdue: dict[str, set[Future[Any]]] = {}  # origin -> its reads past their deadline
+_reading: dict[str, set[Future[Any]]] = {}  # origin -> its reads queued or running
 _lock = threading.Lock()
 
 
@@ -46,7 +50,7 @@ def _origin(url: str) -> str:
 
 
 def _start(origin: str, url: str, read: Callable[[], T]) -> Future[T]:
-    """Run `read` in a worker, unless a read from `origin` is still running past its time."""
+    """Run `read` in a worker, unless a read from `origin` is still running past its time, or MAX_PER_ORIGIN are."""
     with _lock:
         # Every overdue read is kept, not only the last: reads from one origin may run side by side (peers behind
         # one address), and each one still running holds off the next.
@@ -54,10 +58,19 @@ def _start(origin: str, url: str, read: Callable[[], T]) -> Future[T]:
         if running:
             _overdue[origin] = running
             raise DeadlineExceeded(f"GET {url}: an earlier answer from {origin} is still arriving past its deadline")
-        return _workers.submit(read)
+        reading = {f for f in _reading.pop(origin, ()) if not f.done()}
+        if len(reading) >= MAX_PER_ORIGIN:
+            _reading[origin] = reading
+            raise DeadlineExceeded(f"GET {url}: {len(reading)} answers from {origin} are arriving already")
+        future = _workers.submit(read)
+        _reading[origin] = reading | {future}
+        return future
 
 
 def _overdue_now(origin: str, future: Future[Any]) -> None:
+    """The caller gave up on `future`: a read that never started is dropped, one running holds off the origin."""
+    if future.cancel():
+        return
     with _lock:
         _overdue.setdefault(origin, set()).add(future)
 

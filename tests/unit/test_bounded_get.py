@@ -45,6 +45,37 @@ def serving(respond) -> Iterator[str]:  # type: ignore[no-untyped-def]
         listener.close()
 
 
+@contextmanager
+def side_by_side_server(respond) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Like `serving`, but each connection is answered in a thread of its own, so that reads run side by side."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def answer(connection: socket.socket) -> None:
+        with connection:
+            connection.recv(65536)
+            with suppress(OSError):
+                respond(connection)
+
+    def run() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=answer, args=(connection,), daemon=True).start()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
 def _head(length: int, extra: str = "") -> bytes:
     return f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n{extra}Connection: close\r\n\r\n".encode()
 
@@ -262,3 +293,55 @@ def test_a_peer_dripping_a_json_answer_is_given_up_within_its_timeouts() -> None
             peer.info()
         assert time.monotonic() - started < 2.5
         peer.close()
+
+
+def test_one_origin_takes_at_most_its_share_of_the_workers() -> None:
+    """Reads from one slow origin up to MAX_PER_ORIGIN at once; one more is refused at once, and another origin is
+    read all the same: a party cannot take every worker by having many callers read from it."""
+    slow_reads: list[BaseException | tuple[int, bytes | None]] = []
+
+    def read(client: httpx.Client, url: str) -> None:
+        try:
+            slow_reads.append(bounded_get(client, url, cap=1000, deadline=10))
+        except Exception as exc:
+            slow_reads.append(exc)
+
+    def slow(connection: socket.socket) -> None:
+        time.sleep(1.5)
+        connection.sendall(_head(2) + b"ok")
+
+    with side_by_side_server(slow) as url, httpx.Client(timeout=5.0) as client:
+        readers = [threading.Thread(target=read, args=(client, url)) for _ in range(module.MAX_PER_ORIGIN)]
+        for reader in readers:
+            reader.start()
+        time.sleep(0.3)
+        with pytest.raises(DeadlineExceeded, match="arriving already"):
+            bounded_get(client, url, cap=1000, deadline=10)
+        with serving(lambda c: c.sendall(_head(5) + b"hello")) as other:
+            assert bounded_get(client, other, cap=1000, deadline=5) == (200, b"hello")
+        for reader in readers:
+            reader.join()
+    assert slow_reads == [(200, b"ok")] * module.MAX_PER_ORIGIN
+
+
+def test_a_read_given_up_before_it_started_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every worker busy, a read waits in the queue; its caller gives up at its deadline, and the read is
+    cancelled rather than left to run later and hold off its origin."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setattr(module, "_workers", ThreadPoolExecutor(max_workers=1))
+    busy = threading.Thread(target=lambda: bounded_get(httpx.Client(timeout=5.0), slow_url, cap=10, deadline=5))
+
+    def slow(connection: socket.socket) -> None:
+        time.sleep(1.5)
+        connection.sendall(_head(2) + b"ok")
+
+    with side_by_side_server(slow) as slow_url, serving(lambda c: c.sendall(_head(5) + b"hello")) as quick:
+        busy.start()
+        time.sleep(0.2)
+        with httpx.Client(timeout=5.0) as client:
+            with pytest.raises(DeadlineExceeded):
+                bounded_get(client, quick, cap=1000, deadline=0.5)
+            assert quick.rstrip("/") not in module._overdue
+            busy.join()
+            assert bounded_get(client, quick, cap=1000, deadline=5) == (200, b"hello")

@@ -498,7 +498,11 @@ class Auditor(BackgroundJob):
                 if self._lanes.start(url, time.monotonic()):
                     thread = threading.Thread(target=self._audit_in_turn, args=(url, peers[url].node),
                                               name="audit-peer", daemon=True)  # fmt: skip
-                    thread.start()
+                    try:
+                        thread.start()
+                    except RuntimeError:  # no thread to be had now: the round is not running
+                        self._lanes.finish(url, time.monotonic())
+                        continue
                     rounds.append(thread)
         for thread in rounds:  # asked to stop: each round stops at its next step
             thread.join()

@@ -32,8 +32,13 @@ class AuditLanes:
         self._lock = threading.Lock()
 
     def order(self, urls: Iterable[str]) -> list[str]:
-        """`urls`, those whose last round ended longest ago first (never audited first of all); stable otherwise."""
+        """`urls` (the peers now), those whose last round ended longest ago first (never audited first of all);
+        stable otherwise. What is kept of peers no longer among them is let go."""
+        urls = list(urls)
         with self._lock:
+            for gone in (self._ended.keys() | self._slow) - set(urls) - self._running.keys():
+                self._ended.pop(gone, None)
+                self._slow.discard(gone)
             ended = dict(self._ended)
         return sorted(urls, key=lambda url: ended.get(url, float("-inf")))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -51,6 +52,8 @@ class Node:
         self.key = self.service.node_key
         self._commit_scheduled = False  # a log commit is queued on the event loop
         self._inline_paused: dict[Digest, float] = {}  # blob -> until when its runs keep off the event loop
+        self._fetching: dict[Digest, threading.Lock] = {}  # blob -> held while it is fetched from peers
+        self._fetching_lock = threading.Lock()
         self.witness = Witness(self.home.root / "witness" / "witness.sqlite", self.key)
         self.membership: Any = None
         if discovery is None and config.chain_rpc:
@@ -209,12 +212,28 @@ class Node:
         raise NotFound(why)
 
     def ensure_blob(self, manifest: SignedManifest) -> None:
-        """Fetch the manifest's blob from a peer if it is not here; bytes that hash wrong are refused."""
+        """Fetch the manifest's blob from a peer if it is not here; bytes that hash wrong are refused. Callers
+        asking for one blob at once wait for one fetch (a peer that holds a model alone is not asked N times)."""
         hub, blob = self.service.hub, manifest.body.blob
         hub.refused(manifest)  # refused before: no fetch again
         if hub.blobs.has(blob):
             hub.check_model_blob(manifest)
             return
+        with self._fetching_lock:
+            fetching = self._fetching.setdefault(blob, threading.Lock())
+        try:
+            with fetching:
+                if hub.blobs.has(blob):  # fetched while this caller waited
+                    hub.check_model_blob(manifest)
+                    return
+                self._fetch_from_peers(manifest)
+        finally:
+            with self._fetching_lock:
+                if not fetching.locked():
+                    self._fetching.pop(blob, None)
+
+    def _fetch_from_peers(self, manifest: SignedManifest) -> None:
+        hub, blob = self.service.hub, manifest.body.blob
         reasons = []
         for peer in self._peers_for(manifest.body.name):
             try:

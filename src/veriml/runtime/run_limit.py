@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -52,6 +53,9 @@ def _watch() -> None:
     while True:
         time.sleep(TICK)
         now = time.monotonic()
-        for deadline, options in list(_active.values()):
-            if now > deadline:
-                options.terminate = True
+        try:
+            for deadline, options in list(_active.values()):  # a copy: runs come and go meanwhile
+                if now > deadline:
+                    options.terminate = True
+        except Exception:  # the watchdog must outlive anything one look meets, or no limit would hold again
+            logging.getLogger("veriml.runtime").exception("run watchdog: a look failed")
