@@ -11,6 +11,7 @@ import sqlite3
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -145,5 +146,34 @@ def test_a_request_heavy_for_its_shape_leaves_the_event_loop(tmp_path_factory):
         alone = OnnxEngine().run(Digest.of(model.SerializeToString()), model.SerializeToString, {"x": x})["y"]
         assert served.tobytes() == alone.tobytes()
         assert "runs in worker threads" in Path(network.nodes[0].log).read_text()
+    finally:
+        devnet.down(root)
+
+
+def test_slow_runs_in_worker_threads_leave_threads_for_every_other_route(tmp_path_factory):
+    """48 callers each send the planted model n = 10**12 at once, with a 2 s run limit here. Runs off the event loop
+    take at most 8 worker threads (max_threaded_runs); the others wait their turn on the event loop, holding no
+    thread. So /v1/info, which FastAPI answers in a worker thread, is answered at once, not after the runs: before,
+    each of those callers held one of the 40 threads every such route shares."""
+    root = tmp_path_factory.mktemp("threadedruns")
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("VERIML_NODE_MAX_RUN_SECONDS", "2")
+            network = devnet.up(root, 1, audit_fraction=0.0)
+        path = root / "count.onnx"
+        onnx.save(counting_loop(), path)
+        with Client(network.urls, admin_token=network.admin_token) as client:
+            client.publish(path, "mallory/count", SigningKey.generate("mallory"))
+        url = network.urls[0]
+        body = {"model": "mallory/count", "inputs": {"n": 10**12, "x": [0.0]}}
+        with httpx.Client(timeout=60, limits=httpx.Limits(max_connections=64)) as http, ThreadPoolExecutor(48) as pool:
+            calls = [pool.submit(http.post, f"{url}/v1/infer", json=body) for _ in range(48)]
+            time.sleep(0.5)
+            for _ in range(3):
+                started = time.monotonic()
+                assert http.get(f"{url}/v1/info").status_code == 200
+                assert time.monotonic() - started < 1.0, "the slow runs took the threads other routes need"
+            statuses = [call.result().status_code for call in calls]
+        assert statuses == [422] * 48
     finally:
         devnet.down(root)

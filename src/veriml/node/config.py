@@ -65,6 +65,9 @@ class NodeConfig:
     proof_jobs_kept: int = 10_000
     # Re-executions for other parties (/v1/attest) at once; more answer 503 at once rather than queue.
     max_concurrent_attests: int = 2
+    # Model runs in worker threads at once (large models, models kept off the event loop); more wait their turn on the
+    # event loop, holding no thread, so slow runs cannot take the threads every other route needs.
+    max_threaded_runs: int = 8
     # Asking peers on a caller's behalf (an unknown model name, manifest id or log origin): the peer list is
     # refreshed at most once per this many seconds, and an unknown name is remembered as unknown this long.
     peer_refresh_interval: float = 1.0
@@ -98,7 +101,7 @@ class NodeConfig:
         if self.llm_max_tokens < 1 or self.llm_n_ctx < 16 or self.llm_n_batch < 2:
             raise InvalidInput("node config: llm_max_tokens >= 1, llm_n_ctx >= 16 and llm_n_batch >= 2 are required")
         positive = ("llm_max_prompt_bytes", "llm_max_sequences", "max_input_bytes", "max_proof_jobs_queued",
-                    "proof_jobs_kept", "max_concurrent_attests")  # fmt: skip
+                    "proof_jobs_kept", "max_concurrent_attests", "max_threaded_runs")  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
                 raise InvalidInput(f"node config: {name} must be at least 1")
@@ -154,7 +157,7 @@ _INT_SETTINGS = frozenset({
     "publish_quota_bytes", "publish_quota_models", "publish_rate_per_hour", "publish_total_bytes",
     "port", "max_json_bytes", "max_blob_bytes", "provers", "chain_id", "chain_stake",
     "llm_max_tokens", "llm_n_ctx", "llm_n_batch", "llm_max_prompt_bytes", "llm_max_sequences", "max_input_bytes",
-    "max_proof_jobs_queued", "proof_jobs_kept", "max_concurrent_attests",
+    "max_proof_jobs_queued", "proof_jobs_kept", "max_concurrent_attests", "max_threaded_runs",
 })  # fmt: skip
 
 

@@ -53,6 +53,7 @@ class Node:
         self._commit_scheduled = False  # a log commit is queued on the event loop
         self._inline_paused: dict[Digest, float] = {}  # blob -> until when its runs keep off the event loop
         self._fetching: dict[Digest, threading.Lock] = {}  # blob -> held while it is fetched from peers
+        self._threaded_runs = asyncio.Semaphore(config.max_threaded_runs)  # waited for on the loop, holding no thread
         self._fetching_lock = threading.Lock()
         self.witness = Witness(self.home.root / "witness" / "witness.sqlite", self.key)
         self.membership: Any = None
@@ -327,18 +328,20 @@ class Node:
         with its batch."""
         manifest = self.held(ref)
         if manifest is None:
-            bundle, index = await run_in_threadpool(self.infer, ref, inputs, request_id, salt, privacy)
-            return bundle, index
+            async with self._threaded_runs:
+                return await run_in_threadpool(self.infer, ref, inputs, request_id, salt, privacy)
         blob = manifest.body.blob
         if not self._runnable[blob] or self._paused(blob):
-            return await run_in_threadpool(self._infer_held, manifest, inputs, request_id, salt, privacy)
+            async with self._threaded_runs:
+                return await run_in_threadpool(self._infer_held, manifest, inputs, request_id, salt, privacy)
         started = time.monotonic()
         try:
             bundle, logged = self.service.infer_submit(manifest, inputs, request_id, salt=salt, privacy=privacy,
                                                        log_on_loop=True, time_limit=INLINE_RUN_SECONDS)  # fmt: skip
         except RunTooLong:
             self._pause(manifest)
-            return await run_in_threadpool(self._infer_held, manifest, inputs, request_id, salt, privacy)
+            async with self._threaded_runs:
+                return await run_in_threadpool(self._infer_held, manifest, inputs, request_id, salt, privacy)
         if time.monotonic() - started > INLINE_RUN_SECONDS:  # one operator may run long: the watchdog stops none
             self._pause(manifest)
         assert isinstance(logged, asyncio.Future)
