@@ -327,9 +327,10 @@ class Node:
         append is awaited, not waited for. The bundle carries its inclusion proof under the checkpoint signed
         with its batch."""
         manifest = self.held(ref)
-        if manifest is None:
-            async with self._threaded_runs:
-                return await run_in_threadpool(self.infer, ref, inputs, request_id, salt, privacy)
+        if manifest is None:  # resolved or fetched from peers first: that waits on them, not on a model run
+            manifest = await run_in_threadpool(self.pin, ref)
+            if not self._held_blob(manifest):
+                raise Unavailable(f"model {manifest.body.ref}: its blob is not held here after fetching it")
         blob = manifest.body.blob
         if not self._runnable[blob] or self._paused(blob):
             async with self._threaded_runs:
@@ -389,11 +390,14 @@ class Node:
             manifest = self.service.resolve(ref)
         except NotFound:
             return None
+        return manifest if self._held_blob(manifest) else None
+
+    def _held_blob(self, manifest: SignedManifest) -> bool:
         blob = manifest.body.blob
         if blob not in self._runnable:  # a stat and a check per request cost more than a small model's run
             if not self.service.hub.blobs.has(blob):
-                return None
+                return False
             self.service.hub.check_model_blob(manifest)  # once per blob; a refused one raises InvalidInput
             self._runnable[blob] = (manifest.body.size <= INLINE_MODEL_BYTES
                                     and self.service.hub.value_sized(manifest) is None)  # fmt: skip
-        return manifest
+        return True
