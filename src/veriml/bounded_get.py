@@ -81,9 +81,18 @@ def bounded_get(client: httpx.Client, url: str, cap: int, deadline: float,
     """(status, body), the body None once it passes `cap` bytes (nothing more is read). Raises httpx.HTTPError for
     a request that fails or passes the deadline, and Stopped as soon as `stop` is set (a node shutting down does
     not wait out a peer's slow answer)."""
+    status, _, body = bounded_request(client, "GET", url, cap, deadline, headers=headers, stop=stop)
+    return status, body
+
+
+def bounded_request(client: httpx.Client, method: str, url: str, cap: int, deadline: float,
+                    content: bytes | None = None, headers: Mapping[str, str] | None = None,
+                    stop: threading.Event | None = None) -> tuple[int, httpx.Headers, bytes | None]:  # fmt: skip
+    """`bounded_get` for any method, with a body to send, and the answer's headers too."""
     origin = _origin(url)
     end = time.monotonic() + deadline
-    future = _start(origin, url, lambda: _read(client, url, cap, end, {**IDENTITY, **(headers or {})}))
+    future = _start(origin, url, lambda: _read(client, method, url, content, cap, end,
+                                               {**IDENTITY, **(headers or {})}))  # fmt: skip
     while True:
         left = max(end - time.monotonic(), 0) + 0.05
         try:
@@ -94,20 +103,21 @@ def bounded_get(client: httpx.Client, url: str, cap: int, deadline: float,
                 continue
             _overdue_now(origin, future)
             if stopped:
-                raise Stopped(f"GET {url}: stopped while waiting") from None
-            raise DeadlineExceeded(f"GET {url}: no whole answer within {deadline:.0f} s") from None
+                raise Stopped(f"{method} {url}: stopped while waiting") from None
+            raise DeadlineExceeded(f"{method} {url}: no whole answer within {deadline:.0f} s") from None
 
 
-def _read(client: httpx.Client, url: str, cap: int, end: float, headers: dict[str, str]) -> tuple[int, bytes | None]:
-    with client.stream("GET", url, headers=headers) as response:
+def _read(client: httpx.Client, method: str, url: str, content: bytes | None, cap: int, end: float,
+          headers: dict[str, str]) -> tuple[int, httpx.Headers, bytes | None]:  # fmt: skip
+    with client.stream(method, url, content=content, headers=headers) as response:
         body = bytearray()
         for chunk in response.iter_raw():
             body += chunk
             if len(body) > cap:
-                return response.status_code, None
+                return response.status_code, response.headers, None
             if time.monotonic() > end:
-                raise DeadlineExceeded(f"GET {url}: no whole answer in time")
-        return response.status_code, bytes(body)
+                raise DeadlineExceeded(f"{method} {url}: no whole answer in time")
+        return response.status_code, response.headers, bytes(body)
 
 
 class _Progress:

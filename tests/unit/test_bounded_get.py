@@ -345,3 +345,24 @@ def test_a_read_given_up_before_it_started_is_dropped(monkeypatch: pytest.Monkey
             assert quick.rstrip("/") not in module._overdue
             busy.join()
             assert bounded_get(client, quick, cap=1000, deadline=5) == (200, b"hello")
+
+
+def test_a_witness_dripping_its_answer_is_given_up_within_its_timeouts() -> None:
+    """Checkpoints are cosigned one witness after another: a witness that drips its add-checkpoint answer used to
+    hold up every witness after it for as long as it dripped."""
+    from veriml.errors import Unavailable
+    from veriml.node.peers import PeerClient
+
+    def drip(connection: socket.socket) -> None:
+        connection.sendall(_head(200))
+        for _ in range(200):
+            connection.sendall(b"-")
+            time.sleep(0.05)
+
+    with serving(drip) as url:
+        witness = PeerClient(url, timeout=0.5)
+        started = time.monotonic()
+        with pytest.raises(Unavailable, match="witness"):
+            witness.add_checkpoint(b"old 0\n\nexample.org/log\n1\nAAAA\n")
+        assert time.monotonic() - started < 2.5
+        witness.close()

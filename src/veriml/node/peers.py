@@ -21,7 +21,7 @@ import httpcore
 import httpx
 
 from veriml.background import BackgroundJob
-from veriml.bounded_get import bounded_get, bounded_stream
+from veriml.bounded_get import bounded_get, bounded_request, bounded_stream
 from veriml.codec import Digest
 from veriml.errors import InvalidInput, NotFound, PermissionDenied, Unavailable
 from veriml.hub import SignedManifest, parse_signed_manifest
@@ -36,6 +36,7 @@ events = logging.getLogger("veriml.node")
 LOOKUPS_PER_SECOND = 2.0
 LOOKUP_BURST = 10
 MAX_PEER_JSON_BYTES = 64 << 20  # the most a peer's JSON answer may hold; more is refused while it streams in
+MAX_WITNESS_ANSWER_BYTES = 64 << 10  # a witness's cosignature lines (or its problem)
 
 
 class EndpointPolicy:
@@ -203,24 +204,32 @@ class PeerClient:
             raise Unavailable(f"peer {self.url}: blob {blob}: {exc}") from exc
 
     def add_checkpoint(self, body: bytes) -> bytes:
-        """C2SP tlog-witness add-checkpoint; a 409 with the witness's size becomes StaleOldSize."""
+        """C2SP tlog-witness add-checkpoint; a 409 with the witness's size becomes StaleOldSize. The answer is read
+        bounded (at most 64 KiB, within 3 timeouts however it drips): checkpoints are cosigned one witness after
+        another, so one slow witness would hold up the rest."""
         try:
-            response = self._http.post("/add-checkpoint", content=body)
+            status, headers, answer = bounded_request(
+                self._http, "POST", f"{self.url}/add-checkpoint", MAX_WITNESS_ANSWER_BYTES, 3 * self.timeout,
+                content=body,
+            )
         except httpx.HTTPError as exc:
             raise Unavailable(f"witness {self.url}: {type(exc).__name__}") from exc
-        if response.status_code == 409 and response.headers.get("content-type", "").startswith("text/x.tlog.size"):
-            size = response.text.strip()
+        if answer is None:
+            raise Unavailable(f"witness {self.url}: add-checkpoint answered more than {MAX_WITNESS_ANSWER_BYTES} bytes")
+        text = answer.decode("utf-8", "replace")
+        if status == 409 and headers.get("content-type", "").startswith("text/x.tlog.size"):
+            size = text.strip()
             if not size.isdigit() or len(size) > 18:
                 raise Unavailable(f"witness {self.url}: 409 with a malformed size")
             raise StaleOldSize(f"witness {self.url}: stale old size", int(size))
-        if response.status_code != 200:
+        if status != 200:
             try:
-                problem = response.json()
-                detail = problem.get("detail", "") if isinstance(problem, dict) else response.text[:500]
-            except ValueError:
-                detail = response.text[:500]
-            raise Unavailable(f"witness {self.url}: add-checkpoint answered {response.status_code}: {detail}")
-        return response.content
+                problem = json.loads(answer)
+                detail = problem.get("detail", "") if isinstance(problem, dict) else text[:500]
+            except (ValueError, RecursionError):
+                detail = text[:500]
+            raise Unavailable(f"witness {self.url}: add-checkpoint answered {status}: {detail}")
+        return answer
 
 
 class Discovery(Protocol):
