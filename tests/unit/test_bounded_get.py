@@ -285,7 +285,12 @@ def test_a_read_given_up_before_it_started_is_dropped(monkeypatch: pytest.Monkey
     from concurrent.futures import ThreadPoolExecutor
 
     monkeypatch.setattr(module, "_workers", ThreadPoolExecutor(max_workers=1))
-    busy = threading.Thread(target=lambda: bounded_get(httpx.Client(timeout=5.0), slow_url, cap=10, deadline=5))
+
+    def occupy() -> None:
+        with httpx.Client(timeout=5.0) as client:
+            bounded_get(client, slow_url, cap=10, deadline=5)
+
+    busy = threading.Thread(target=occupy)
 
     def slow(connection: socket.socket) -> None:
         time.sleep(1.5)

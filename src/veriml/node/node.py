@@ -323,9 +323,10 @@ class Node:
         privacy: str = DEFAULT_PRIVACY,
     ) -> tuple[Bundle, int]:
         """`infer` for the event loop: small models run inline (a thread hop costs more than their inference),
-        anything that may block — replication, large models — runs in a worker thread; the durable log
-        append is awaited, not waited for. The bundle carries its inclusion proof under the checkpoint signed
-        with its batch."""
+        anything that may block runs in a worker thread: replication, large models, models whose work may follow a
+        request's values, and a run that passes INLINE_RUN_SECONDS on the loop (at most `max_threaded_runs` runs in
+        worker threads at once). The durable log append is awaited, not waited for. The bundle carries its
+        inclusion proof under the checkpoint signed with its batch."""
         manifest = self.held(ref)
         if manifest is None:  # resolved or fetched from peers first: that waits on them, not on a model run
             manifest = await run_in_threadpool(self.pin, ref)
