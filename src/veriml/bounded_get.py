@@ -27,12 +27,14 @@ STOP_POLL = 0.25  # seconds between looks at the caller's stop event while an an
 # second (a 1 GB model may take 70 minutes). A node fetching a model from a peer, and a verifier from a node, use it.
 STREAM_GRACE = 60.0
 STREAM_MIN_RATE = 256 << 10
-# Reads from one origin at once, at most: a party cannot take more of the workers than this, however many requests
-# of this process make it read from it (N callers asking for a model only it holds, say).
+# Reads from one origin at once, at most, and streams beside them: a party cannot take more of the workers than
+# this, however many requests of this process make it read from it (N callers asking for models only it holds,
+# say). Streams have places of their own, so a node's own long transfers from a peer never crowd out its reads.
 MAX_PER_ORIGIN = 4
+MAX_STREAMS_PER_ORIGIN = 2
 _workers = ThreadPoolExecutor(max_workers=64, thread_name_prefix="bounded-get")
 _overdue: dict[str, set[Future[Any]]] = {}  # origin -> its reads past their deadline
-_reading: dict[str, set[Future[Any]]] = {}  # origin -> its reads queued or running
+_reading: dict[tuple[str, bool], set[Future[Any]]] = {}  # (origin, a stream) -> its reads queued or running
 _lock = threading.Lock()
 
 
@@ -49,8 +51,9 @@ def _origin(url: str) -> str:
     return f"{parsed.scheme}://{parsed.host}:{parsed.port}"
 
 
-def _start(origin: str, url: str, read: Callable[[], T]) -> Future[T]:
-    """Run `read` in a worker, unless a read from `origin` is still running past its time, or MAX_PER_ORIGIN are."""
+def _start(origin: str, url: str, read: Callable[[], T], stream: bool = False) -> Future[T]:
+    """Run `read` in a worker, unless a read from `origin` is still running past its time, or as many reads (or
+    streams) from it as it may have are."""
     with _lock:
         # Every overdue read is kept, not only the last: reads from one origin may run side by side (peers behind
         # one address), and each one still running holds off the next.
@@ -58,12 +61,13 @@ def _start(origin: str, url: str, read: Callable[[], T]) -> Future[T]:
         if running:
             _overdue[origin] = running
             raise DeadlineExceeded(f"GET {url}: an earlier answer from {origin} is still arriving past its deadline")
-        reading = {f for f in _reading.pop(origin, ()) if not f.done()}
-        if len(reading) >= MAX_PER_ORIGIN:
-            _reading[origin] = reading
-            raise DeadlineExceeded(f"GET {url}: {len(reading)} answers from {origin} are arriving already")
+        key = (origin, stream)
+        reading = {f for f in _reading.pop(key, ()) if not f.done()}
+        if len(reading) >= (MAX_STREAMS_PER_ORIGIN if stream else MAX_PER_ORIGIN):
+            _reading[key] = reading
+            raise DeadlineExceeded(f"{url}: {len(reading)} answers from {origin} are arriving already")
         future = _workers.submit(read)
-        _reading[origin] = reading | {future}
+        _reading[key] = reading | {future}
         return future
 
 
@@ -140,7 +144,7 @@ def bounded_stream(client: httpx.Client, url: str, consume: Callable[[int, Itera
     origin = _origin(url)
     progress = _Progress()
     started = time.monotonic()
-    future = _start(origin, url, lambda: _stream(client, url, consume, progress))
+    future = _start(origin, url, lambda: _stream(client, url, consume, progress), stream=True)
     while True:
         try:
             return future.result(timeout=STOP_POLL)

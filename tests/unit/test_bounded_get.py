@@ -251,8 +251,9 @@ def test_a_stream_stops_when_its_caller_is_asked_to() -> None:
 
 
 def test_one_origin_takes_at_most_its_share_of_the_workers() -> None:
-    """Reads from one slow origin up to MAX_PER_ORIGIN at once; one more is refused at once, and another origin is
-    read all the same: a party cannot take every worker by having many callers read from it."""
+    """Reads from one slow origin up to MAX_PER_ORIGIN at once; one more is refused at once, while a stream from it
+    and a read from another origin go ahead: a party cannot take every worker by having many callers read from it,
+    and a node's own transfers from a peer never crowd out its reads of that peer (an audit's, say)."""
     slow_reads: list[BaseException | tuple[int, bytes | None]] = []
 
     def read(client: httpx.Client, url: str) -> None:
@@ -272,6 +273,8 @@ def test_one_origin_takes_at_most_its_share_of_the_workers() -> None:
         time.sleep(0.3)
         with pytest.raises(DeadlineExceeded, match="arriving already"):
             bounded_get(client, url, cap=1000, deadline=10)
+        # A stream (a model's bytes) has places of its own: the reads in flight do not keep it out, nor it them.
+        assert bounded_stream(client, url, _collect, grace=5.0, min_rate=1) == (200, b"ok")
         with serving(lambda c: c.sendall(_head(5) + b"hello")) as other:
             assert bounded_get(client, other, cap=1000, deadline=5) == (200, b"hello")
         for reader in readers:
