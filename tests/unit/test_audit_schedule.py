@@ -19,7 +19,7 @@ HONEST = SigningKey.generate("example.org/honest").public
 
 def run_auditor(peers: list[SimpleNamespace], audit_peer, seconds: float) -> None:  # type: ignore[no-untyped-def]
     fake = SimpleNamespace(_stop=threading.Event(), interval=0.05, node=SimpleNamespace(
-        discovery=SimpleNamespace(peers=lambda: peers)), _auditing_lock=threading.Lock(), _log_locks={},
+        discovery=SimpleNamespace(peers=lambda: peers)), _log_locks_lock=threading.Lock(), _log_locks={},
         _lanes=AuditLanes(audit.MAX_PEERS_AT_ONCE, audit.SLOW_PEERS_AT_ONCE, audit.PROMPT_ROUND))  # fmt: skip
     fake.audit_peer = audit_peer
     fake._audit_in_turn = MethodType(Auditor._audit_in_turn, fake)

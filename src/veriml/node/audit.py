@@ -461,7 +461,7 @@ class Auditor(BackgroundJob):
         self._lanes = AuditLanes(MAX_PEERS_AT_ONCE, SLOW_PEERS_AT_ONCE, PROMPT_ROUND)
         self._log_locks: dict[str, threading.Lock] = {}  # one audit of a log at a time, whichever URL serves it
         self._adopted_logs: set[str] = set()  # logs whose records written under their origin alone are taken in
-        self._auditing_lock = threading.Lock()
+        self._log_locks_lock = threading.Lock()
         self._reexecuting = threading.Lock()  # re-executions one at a time, as when peers were audited in turn
         self._retentions: dict[str, tuple[float, float]] = {}  # url -> (retention, asked again after)
         self.on_disagreement: Any = None  # set on a chain with disputes: (receipt, log index, entry) -> None
@@ -509,7 +509,7 @@ class Auditor(BackgroundJob):
 
     def _audit_in_turn(self, url: str, log_key: VerifyingKey) -> None:
         try:
-            with self._auditing_lock:
+            with self._log_locks_lock:
                 log_lock = self._log_locks.setdefault(log_key.vkey, threading.Lock())
             with log_lock:  # two URLs claiming one log take turns: neither can keep the other from its audit
                 if not self._stop.is_set():

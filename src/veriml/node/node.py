@@ -309,10 +309,7 @@ class Node:
         salt: bytes | None = None,
         privacy: str = DEFAULT_PRIVACY,
     ) -> tuple[Bundle, int]:
-        manifest = self.pin(ref)
-        bundle, index = self.service.infer_logged(manifest, inputs, request_id, salt=salt, privacy=privacy)
-        assert index is not None
-        return bundle, index
+        return self._infer_held(self.pin(ref), inputs, request_id, salt, privacy)
 
     async def infer_async(
         self,

@@ -14,7 +14,7 @@ from veriml.codec import Digest
 from veriml.errors import InvalidInput, RunTooLong
 from veriml.runtime.engine import BlobLoader
 from veriml.runtime.fingerprint import RuntimeFingerprint, cpu_features, machine
-from veriml.runtime.run_limit import limited_run, terminated
+from veriml.runtime.run_limit import limited_run
 from veriml.runtime.settings import RuntimeSettings
 
 PROVIDER = "CPUExecutionProvider"
@@ -107,7 +107,7 @@ class OnnxEngine:
                 ort.capi.onnxruntime_pybind11_state.Fail,
                 ort.capi.onnxruntime_pybind11_state.InvalidArgument,
             ) as exc:
-                if terminated(options):
+                if options.terminate:
                     raise RunTooLong(f"model {blob_id}: the run did not end within {limit:g} s") from exc
                 raise InvalidInput(f"model {blob_id}: inference failed: {str(exc).splitlines()[0]}") from exc
         return {name: np.asarray(value) for name, value in zip(names, values, strict=True)}

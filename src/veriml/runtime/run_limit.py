@@ -38,10 +38,6 @@ def limited_run(seconds: float) -> Iterator[ort.RunOptions]:
         del _active[number]
 
 
-def terminated(options: ort.RunOptions) -> bool:
-    return bool(options.terminate)
-
-
 def _start_watchdog() -> None:
     with _lock:
         if not _started.is_set():
