@@ -37,8 +37,11 @@ events = logging.getLogger("veriml.node")
 INLINE_MODEL_BYTES = 4 << 20  # models up to this size run on the event loop; their inference takes microseconds
 # A run on the event loop stops after this long and runs again in a worker thread, under max_run_seconds; its model
 # then runs in worker threads for INLINE_PAUSE seconds (as after a run that took this long: the watchdog can stop a
-# run only between two operators). Models whose work may follow a request's values never run there.
+# run only between two operators). Models whose work may follow a request's values never run there. A run counts as
+# heavy only if it used at least INLINE_HEAVY_CPU of the loop thread's CPU: one that took long on the clock without
+# it was descheduled (a busy machine), and pausing its model would send a microsecond run through worker threads.
 INLINE_RUN_SECONDS = 0.1
+INLINE_HEAVY_CPU = INLINE_RUN_SECONDS / 2
 INLINE_PAUSE = 60.0
 
 
@@ -333,16 +336,16 @@ class Node:
         if not self._runnable[blob] or self._paused(blob):
             async with self._threaded_runs:
                 return await run_in_threadpool(self._infer_held, manifest, inputs, request_id, salt, privacy)
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.thread_time()
         try:
             bundle, logged = self.service.infer_submit(manifest, inputs, request_id, salt=salt, privacy=privacy,
                                                        log_on_loop=True, time_limit=INLINE_RUN_SECONDS)  # fmt: skip
         except RunTooLong:
-            self._pause(manifest)
+            self._pause_if_heavy(manifest, cpu)
             async with self._threaded_runs:
                 return await run_in_threadpool(self._infer_held, manifest, inputs, request_id, salt, privacy)
         if time.monotonic() - started > INLINE_RUN_SECONDS:  # one operator may run long: the watchdog stops none
-            self._pause(manifest)
+            self._pause_if_heavy(manifest, cpu)
         assert isinstance(logged, asyncio.Future)
         self._commit_log_soon()
         index = (await logged)[0]
@@ -356,7 +359,14 @@ class Node:
         assert index is not None
         return bundle, index
 
-    def _pause(self, manifest: SignedManifest) -> None:
+    def _pause_if_heavy(self, manifest: SignedManifest, cpu_before: float) -> None:
+        """Keep the model off the event loop for INLINE_PAUSE seconds if the run that passed INLINE_RUN_SECONDS
+        there (begun at this thread's CPU time `cpu_before`) used the CPU for it."""
+        used = time.thread_time() - cpu_before
+        if used < INLINE_HEAVY_CPU:
+            events.debug("model %s: a run on the event loop passed %g s using %.3f s of CPU (descheduled): it stays "
+                         "there", manifest.body.ref, INLINE_RUN_SECONDS, used)  # fmt: skip
+            return
         self._inline_paused[manifest.body.blob] = time.monotonic() + INLINE_PAUSE
         events.info("model %s ran past %g s on the event loop: runs in worker threads for %g s",
                     manifest.body.ref, INLINE_RUN_SECONDS, INLINE_PAUSE)  # fmt: skip
