@@ -17,18 +17,18 @@ httpx. The answers are checked exactly as strictly either way (`protocol.parse_i
 from __future__ import annotations
 
 import asyncio
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from veriml.client.blob_fetch import stream_blob
 from veriml.client.chat import (
     ChatAsked,
     ChatResult,
@@ -502,25 +502,9 @@ class Client:
 
     def tokenizer(self, manifest: SignedManifest) -> Tokenizer:
         """The model's vocabulary, from its blob fetched by content address from a node (once; cached)."""
-
-        def fetch(blob: Digest) -> Iterator[bytes]:
-            failures: list[VerimlError] = []
-            for url in self.nodes.order(manifest.body.name):
-                try:
-                    with self._http.stream("GET", f"{url}/v1/blobs/{blob}") as response:
-                        if response.status_code >= 400:
-                            response.read()
-                            raise_for_problem(url, response)
-                        yield from response.iter_bytes(CHUNK)
-                        return
-                except httpx.HTTPError as exc:
-                    failures.append(Unavailable(f"node {url}: {type(exc).__name__}: {exc}"))
-                except (Unavailable, NotFound) as exc:
-                    failures.append(exc)
-            raise no_answer(f"blob {blob}", failures)
-
+        nodes = partial(self.nodes.order, manifest.body.name)  # asked only for a fetch (see Tokenizers.get)
         try:
-            return self.tokenizers.get(manifest, fetch)
+            return self.tokenizers.get(manifest, nodes, partial(stream_blob, self._http))
         except Unavailable as exc:
             raise tokenizer_unavailable(manifest, exc) from exc
 
@@ -655,6 +639,7 @@ class AsyncClient:
         self.tokenizers = Tokenizers(cache_dir)
         self._resolved = Resolved(resolve_ttl)
         self._http = httpx.AsyncClient(timeout=timeout)
+        self._timeout = timeout
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -817,55 +802,28 @@ class AsyncClient:
         return result
 
     async def tokenizer(self, manifest: SignedManifest) -> Tokenizer:
-        """As `Client.tokenizer`: the blob is fetched once by content address (here, asynchronously), checked
-        against its id and cached; llama.cpp loads the vocabulary in a worker thread."""
-        from veriml.runtime.llama_engine import llama_module
-
+        """As `Client.tokenizer`, in a worker thread: the fetch and llama.cpp's load of the vocabulary keep off the
+        event loop."""
         try:
-            llama_module()  # Unavailable (with how to install it) before any download
+            return await asyncio.to_thread(self._load_tokenizer, manifest)
         except Unavailable as exc:
             raise tokenizer_unavailable(manifest, exc) from exc
-        blob = manifest.body.blob
-        fetched = None if self.tokenizers.has(blob) else await self._fetch_blob(manifest)
 
-        def read(_blob: Digest) -> Iterator[bytes]:
-            if fetched is None:
-                raise Unavailable(f"blob {blob}: no longer cached")
-            with open(fetched, "rb") as handle:
-                while chunk := handle.read(CHUNK):
-                    yield chunk
+    def _load_tokenizer(self, manifest: SignedManifest) -> Tokenizer:
+        # bounded_stream reads with a sync HTTP client in a worker of its own, which this client's async one cannot
+        # serve: one is made for a fetch, only when there is one (making it costs more than a cached vocabulary).
+        made: list[httpx.Client] = []
+
+        def stream(node: str, blob: Digest, size: int, write: Callable[[bytes], None]) -> None:
+            if not made:
+                made.append(httpx.Client(timeout=self._timeout))
+            stream_blob(made[0], node, blob, size, write)
 
         try:
-            return await asyncio.to_thread(self.tokenizers.get, manifest, read)
-        except Unavailable as exc:
-            raise tokenizer_unavailable(manifest, exc) from exc
+            return self.tokenizers.get(manifest, partial(self.nodes.order, manifest.body.name), stream)
         finally:
-            if fetched is not None:
-                fetched.unlink(missing_ok=True)
-
-    async def _fetch_blob(self, manifest: SignedManifest) -> Path:
-        """A model's bytes from the first node that serves them, into a temporary file (checked by its reader)."""
-        blob = manifest.body.blob
-        self.tokenizers.cache_dir.mkdir(parents=True, exist_ok=True)
-        failures: list[VerimlError] = []
-        for url in self.nodes.order(manifest.body.name):
-            fd, name = tempfile.mkstemp(dir=self.tokenizers.cache_dir, prefix="fetch-")
-            path = Path(name)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    async with self._http.stream("GET", f"{url}/v1/blobs/{blob}") as response:
-                        if response.status_code >= 400:
-                            await response.aread()
-                            raise_for_problem(url, response)
-                        async for chunk in response.aiter_bytes(CHUNK):
-                            handle.write(chunk)
-                return path
-            except httpx.HTTPError as exc:
-                failures.append(Unavailable(f"node {url}: {type(exc).__name__}: {exc}"))
-            except (Unavailable, NotFound) as exc:
-                failures.append(exc)
-            path.unlink(missing_ok=True)
-        raise no_answer(f"blob {blob}", failures)
+            for http in made:
+                http.close()
 
     async def _chat_first(self, asked: ChatAsked, on_text: Callable[[str], None] | None) -> ChatResult:
         failures: list[VerimlError] = []

@@ -3,7 +3,8 @@ the node: the prompt tokens a node signed must be the tokenization of the messag
 chat template, rendered here), and the text handed to the caller is what the signed token ids decode to.
 
 It is llama.cpp's tokenizer (the `llm` extra), loaded with `vocab_only` from the model blob, which the client
-fetches once by content address, checks against the manifest's blob id and caches under its cache directory.
+fetches once by content address (no more bytes than the manifest states, at the rate `bounded_stream` asks of a
+sender), checks against the manifest's blob id and caches under its cache directory.
 The node tokenizes with the same library and settings (`runtime.llama_engine`), so honest answers match bit
 for bit. Without the `llm` extra the client cannot check and says so (`Unavailable`), unless the caller opts out
 with `check_text=False`, and then `ChatResult.text_checked` is False.
@@ -18,8 +19,9 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from veriml.client.protocol import no_answer
 from veriml.codec import Digest
-from veriml.errors import InvalidInput, Unavailable, VerificationFailed
+from veriml.errors import InvalidInput, Unavailable, VerificationFailed, VerimlError
 from veriml.hub import SignedManifest
 from veriml.runtime.chat import check_messages, render_chat
 from veriml.runtime.llama_engine import _Text, llama_module
@@ -90,46 +92,68 @@ class Tokenizer:
         return text.text
 
 
+# Hands one node's copy of a blob (its id and the size its manifest states) to a writer as the bytes arrive,
+# raising VerimlError for a node that fails: `veriml.client.blob_fetch.stream_blob` over some HTTP client.
+StreamBlob = Callable[[str, Digest, int, Callable[[bytes], None]], None]
+
+
 class Tokenizers:
-    """Tokenizers by blob id; each blob is fetched once (by `fetch`, which yields its bytes in chunks), kept only
-    if it hashes to its id, and cached on disk."""
+    """Tokenizers by blob id; each blob is fetched once from the first node whose bytes hash to its id, and cached
+    on disk."""
 
     def __init__(self, cache_dir: Path | None) -> None:
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._loaded: dict[Digest, Tokenizer] = {}
         self._lock = threading.Lock()
 
-    def get(self, manifest: SignedManifest, fetch: Callable[[Digest], Iterable[bytes]]) -> Tokenizer:
+    def get(self, manifest: SignedManifest, nodes: Callable[[], Sequence[str]], stream: StreamBlob) -> Tokenizer:
+        """`nodes()` is asked for the nodes to fetch from only when the blob is not cached: the client's rotation
+        through its nodes moves on only for a request that uses it."""
         llama_module()  # Unavailable (with how to install it) before any download
         blob = manifest.body.blob
         with self._lock:
             tokenizer = self._loaded.get(blob)
             if tokenizer is None:
-                tokenizer = self._loaded[blob] = Tokenizer(self._blob_path(blob, fetch))
+                path = self._blob_path(blob, manifest.body.size, nodes, stream)
+                tokenizer = self._loaded[blob] = Tokenizer(path)
             return tokenizer
 
-    def has(self, blob: Digest) -> bool:
-        """Whether the blob's tokenizer is loaded or its checked bytes are cached (no fetch needed)."""
-        return blob in self._loaded or (self.cache_dir / "blobs" / f"{blob.hex}.gguf").is_file()
-
-    def _blob_path(self, blob: Digest, fetch: Callable[[Digest], Iterable[bytes]]) -> Path:
+    def _blob_path(self, blob: Digest, size: int, nodes: Callable[[], Sequence[str]], stream: StreamBlob) -> Path:
         path = self.cache_dir / "blobs" / f"{blob.hex}.gguf"
         if path.is_file():
             return path  # written only after its hash was checked
         path.parent.mkdir(parents=True, exist_ok=True)
+        failures: list[VerimlError] = []
+        for node in nodes():
+            try:
+                self._fetch_checked(path, blob, size, node, stream)
+                return path
+            except VerimlError as exc:  # whatever one node answers, another may serve the blob
+                failures.append(exc)
+        raise no_answer(f"blob {blob}", failures)
+
+    @staticmethod
+    def _fetch_checked(path: Path, blob: Digest, size: int, node: str, stream: StreamBlob) -> None:
+        """One node's copy of the blob, written to `path` only if it hashes to the blob's id; nothing is left of it
+        otherwise."""
         partial = path.with_suffix(f".partial-{os.getpid()}-{threading.get_ident()}")
         hasher = hashlib.sha256()
         try:
+            # `write` runs in bounded_stream's worker; once the stream is given up, that worker raises at its next
+            # chunk instead of writing it, so closing the file here ends its writes.
             with open(partial, "wb") as handle:
-                for chunk in fetch(blob):
+
+                def write(chunk: bytes) -> None:
                     hasher.update(chunk)
                     handle.write(chunk)
-            if Digest.from_hasher(hasher) != blob:
-                raise VerificationFailed(f"blob {blob}: the bytes served hash to {Digest.from_hasher(hasher)}")
+
+                stream(node, blob, size, write)
+            served = Digest.from_hasher(hasher)
+            if served != blob:
+                raise VerificationFailed(f"node {node}: blob {blob}: the bytes served hash to {served}")
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
-        return path
 
 
 def llm_available() -> bool:
