@@ -31,7 +31,7 @@ from veriml.integrations.mcp_server import build_server
 HERE = Path(__file__).parent
 HONEST, OTHER_MODEL, TEXT_LIAR = 0, 1, 2
 X = np.random.default_rng(13).standard_normal((1, 16)).astype(np.float32)
-QUESTION = "Which city is the capital of France?"
+QUESTION = "Name the capital of France."
 
 
 @pytest.fixture(scope="module")

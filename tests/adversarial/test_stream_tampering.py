@@ -26,7 +26,7 @@ if MODEL is None:
 
 HERE = Path(__file__).parent
 HONEST, TAMPERING = 0, 1
-QUESTION = [{"role": "user", "content": "Which city is the capital of France?"}]
+QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ if MODEL is None:
 
 HERE = Path(__file__).parent
 TEXT_LIAR, PROMPT_LIAR = 1, 2
-QUESTION = [{"role": "user", "content": "Which city is the capital of France?"}]
+QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 
 
 @pytest.fixture(scope="module")

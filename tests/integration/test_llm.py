@@ -22,7 +22,7 @@ MODEL = examples.smollm2_path()
 if MODEL is None:
     pytest.skip("SmolLM2 GGUF not found: `make install` fetches it", allow_module_level=True)
 
-QUESTION = [{"role": "user", "content": "Which city is the capital of France?"}]
+QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 GREEDY = GenerationParams(max_tokens=12, n_ctx=512)
 
 
@@ -177,7 +177,7 @@ def test_cli_chat_streams_writes_the_bundle_and_verify_replays_it(tmp_path):
     published = runner.invoke(app, ["--home", str(home), "publish", str(MODEL), "--name", "smol/lm"])
     assert published.exit_code == 0, published.output
     out = tmp_path / "answer.bundle.json"
-    chat = runner.invoke(app, ["--home", str(home), "chat", "smol/lm", "Which city is the capital of France?",
+    chat = runner.invoke(app, ["--home", str(home), "chat", "smol/lm", "Name the capital of France.",
                                "--max-tokens", "10", "--out", str(out)])  # fmt: skip
     assert chat.exit_code == 0, chat.output
     assert "Paris" in chat.stdout and "receipt" in chat.stdout and out.is_file()

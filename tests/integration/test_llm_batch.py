@@ -91,7 +91,8 @@ def reference():
     Three threads for every step, where the engines use one (a lone sequence's step) or two: thread counts must
     not change results, as a verifier's machine has its own."""
     llm = llama_cpp.Llama(model_path=str(MODEL), n_ctx=512, n_batch=512, n_ubatch=512, n_threads=3,
-                          n_threads_batch=3, verbose=False)  # fmt: skip
+                          n_threads_batch=3, flash_attn=True, type_k=llama_engine.GGML_TYPE_BF16,
+                          type_v=llama_engine.GGML_TYPE_BF16, verbose=False)  # fmt: skip
     yield llm
     llm.close()
 
@@ -175,7 +176,7 @@ def test_batched_node_answers_verify_by_reexecution(tmp_path):
     replay runs on the verifier's own one-sequence engine."""
     with Service(Home(tmp_path / "home")) as service:
         service.publish(MODEL, name="smol/lm", publisher=SigningKey.generate("smol"), license="Apache-2.0")
-        questions = ["Which city is the capital of France?", "Name a color.", "What is 2+2?", "Say hello."]
+        questions = ["Name the capital of France.", "Name a color.", "What is 2+2?", "Say hello."]
         params = GenerationParams(max_tokens=10, n_ctx=512)
         barrier = threading.Barrier(len(questions))
 
@@ -293,14 +294,25 @@ def test_any_group_of_prompts_prefilled_together_gives_solo_logits(grouping, sol
     assert together == [alone.submit(_LogitRecorder(p, params)).result(timeout=60) for p in prompts]
 
 
+class _GroupedPrefillAltered:
+    """llama_cpp as the batcher sees it, except that a `llama_decode` prefilling two or more prompts together gets
+    one of its tokens changed: the logits an inexact kernel would give, where no shape of the engine's kernels
+    (one-token chunks and prompts of different lengths included) was found to change SmolLM2's."""
+
+    def __getattr__(self, name: str):
+        return getattr(llama_cpp, name)
+
+    def llama_decode(self, ctx, batch):
+        sequences = {batch.seq_id[i][0] for i in range(batch.n_tokens)}
+        if len(sequences) > 1 and batch.n_tokens > len(sequences):  # prompts together (a decode step has one each)
+            batch.token[0] = (batch.token[0] + 1) % VOCAB
+        return llama_cpp.llama_decode(ctx, batch)
+
+
 def test_a_grouped_prefill_that_changes_logits_is_caught_at_startup(grouping, monkeypatch):
-    """The startup check runs the batcher's own grouped prefill against solo prefill: given rounds of one-token
-    chunks (a shape that changes SmolLM2's logits), it finds them inexact and the batcher prefills alone."""
-
-    def one_token_rounds(lengths, capacity):
-        return [[(i, k, k + 1) for i, length in enumerate(lengths) if k < length] for k in range(max(lengths))]
-
-    monkeypatch.setattr(llama_engine, "prefill_rounds", one_token_rounds)
+    """The startup check runs the batcher's own grouped prefill against solo prefill: when prompts prefilled
+    together get other logits than alone, it finds them inexact and the batcher prefills each alone."""
+    monkeypatch.setattr(llama_engine, "llama_module", _GroupedPrefillAltered)
     params = GenerationParams(max_tokens=3, n_ctx=320)  # another shape: a new batcher, checked as it starts
     batcher = grouping._batcher(BLOB, load, params)
     assert batcher.limit == 4 and not batcher.grouped

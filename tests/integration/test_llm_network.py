@@ -22,7 +22,7 @@ MODEL = examples.smollm2_path()
 if MODEL is None:
     pytest.skip("SmolLM2 GGUF not found: `make install` fetches it", allow_module_level=True)
 
-QUESTION = [{"role": "user", "content": "Which city is the capital of France?"}]
+QUESTION = [{"role": "user", "content": "Name the capital of France."}]
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_client_chat_with_quorum_of_three(net, published):
     infos = [httpx.get(f"{url}/v1/info", timeout=5).json() for url in net.urls]
     with Client(net.urls) as client:
         pieces: list[str] = []
-        result = client.chat("smol/lm", "Which city is the capital of France?", verify="quorum:3", max_tokens=8,
+        result = client.chat("smol/lm", "Name the capital of France.", verify="quorum:3", max_tokens=8,
                              on_text=pieces.append, logged=True)  # fmt: skip
     assert "Paris" in result.text and "".join(pieces) == result.text
     assert len(result.bundle.attestations) == 2

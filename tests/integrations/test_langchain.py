@@ -20,7 +20,7 @@ from langchain_core.messages import AIMessageChunk, HumanMessage, SystemMessage,
 
 from veriml.integrations.langchain import ChatVeriml, VerimlInferenceTool
 
-QUESTION = "Which city is the capital of France?"
+QUESTION = "Name the capital of France."
 X = np.random.default_rng(5).standard_normal((1, 16)).astype(np.float32)
 
 

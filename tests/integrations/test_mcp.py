@@ -63,7 +63,7 @@ def test_stdio_tools_list_show_infer_chat_and_verify(veriml_net):
                                level="reexecuted")  # fmt: skip
             chat = None
             if veriml_net.llm:
-                chat = await call(client, "chat", model=LLM, prompt="Which city is the capital of France?",
+                chat = await call(client, "chat", model=LLM, prompt="Name the capital of France.",
                                   max_tokens=10, level="quorum:2")  # fmt: skip
             private = await call(client, "infer", model=MLP, inputs={"x": X.tolist()}, privacy="private")
             bad = await call(client, "infer", model=MLP, inputs={"x": [[1.0, 2.0]]})

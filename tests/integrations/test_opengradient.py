@@ -16,7 +16,7 @@ from veriml.receipts import Bundle
 from veriml.verify import verify_bundle
 
 X = np.random.default_rng(9).standard_normal((1, 16)).astype(np.float32)
-MESSAGES = [{"role": "user", "content": "Which city is the capital of France?"}]
+MESSAGES = [{"role": "user", "content": "Name the capital of France."}]
 
 
 def test_vanilla_infer_returns_output_and_receipt_reference(veriml_net):
@@ -59,7 +59,7 @@ def test_llm_chat_completion_and_stream(veriml_net, client_cache):
 
     async def calls():  # type: ignore[no-untyped-def]
         chat = await llm.chat(model=LLM, messages=MESSAGES, max_tokens=10)
-        completion = await llm.completion(model=LLM, prompt="Which city is the capital of France?", max_tokens=10,
+        completion = await llm.completion(model=LLM, prompt="Name the capital of France.", max_tokens=10,
                                           x402_settlement_mode=og.x402SettlementMode.PRIVATE)  # fmt: skip
         stream = await llm.chat(model=LLM, messages=MESSAGES, max_tokens=10, stream=True)
         chunks = [chunk async for chunk in stream]

@@ -43,7 +43,7 @@ def chat(
     Through nodes, the streamed text is provisional: at the end it must be what the signed tokens decode to, and
     the signed prompt the tokenization of these messages (checked here; needs the `llm` extra), else an error.
 
-    Example: veriml chat smol/lm "Which city is the capital of France?" --node http://127.0.0.1:8700 --verify quorum:3
+    Example: veriml chat smol/lm "Name the capital of France." --node http://127.0.0.1:8700 --verify quorum:3
     """
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     check_privacy(privacy)

@@ -102,7 +102,7 @@ def _chat(console: Console, network: devnets.Devnet, infos: list[dict], client: 
     client.publish(model_path, "smol/smollm2", publisher, license="Apache-2.0", node=network.urls[0])
     for url in network.urls[1:]:
         client.pin("smol/smollm2", url)
-    question = "Which city is the capital of France?"
+    question = "Name the capital of France."
     console.print(f"[bold]user:[/] {question}")
     console.print("[bold]assistant:[/] ", end="")
     result = client.chat("smol/smollm2", question, verify="quorum:3", max_tokens=24, logged=True,

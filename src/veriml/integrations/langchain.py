@@ -3,7 +3,7 @@ receipt bundle and verdict in `response_metadata["veriml"]`, streaming included;
 tool that runs an ONNX model and returns its outputs with the bundle as the tool message's artifact.
 
     llm = ChatVeriml(nodes=["http://127.0.0.1:8700", "http://127.0.0.1:8701"], model="smol/lm", verify="quorum:2")
-    reply = llm.invoke("Which city is the capital of France?")
+    reply = llm.invoke("Name the capital of France.")
     reply.response_metadata["veriml"]["verification"]["verdict"]
 
 Both go through the SDK client: an answer for another model, other inputs or another request, or text other than
