@@ -1,7 +1,7 @@
 """Probe: are several prompts prefilled together in one llama_decode (each in its own KV stream, kv_unified off,
-no decode rows in that batch) bit-identical to each prefilled alone? Compares the float32 bytes of the last
-prompt token's logits and of the following greedy decode steps' logits (decoded one token per stream per batch,
-the layout known to be exact).
+the engine's attention kernels, no decode rows in that batch) bit-identical to each prefilled alone? Compares the
+float32 bytes of the last prompt token's logits and of the following greedy decode steps' logits (decoded one
+token per stream per batch, the layout known to be exact).
 
     PYTHONPATH=src .venv/bin/python benchmarks/probe_prefill.py [--mixes 16] [--streams 8] [--seed 2]
 
@@ -36,7 +36,8 @@ class Ctx:
         params.n_seq_max = streams
         params.n_threads = params.n_threads_batch = threads
         params.kv_unified = False
-        params.flash_attn_type = cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.flash_attn_type = cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED  # the engine's kernels (llama_engine.KERNELS)
+        params.type_k = params.type_v = llama_engine.GGML_TYPE_BF16
         params.no_perf = True
         self.cpp, self.loaded, self.n_batch = cpp, loaded, n_batch
         self.ctx = cpp.llama_init_from_model(loaded.llm._model.model, params)

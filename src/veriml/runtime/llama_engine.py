@@ -389,7 +389,7 @@ class _Batcher:
         params.n_threads, params.n_threads_batch = small_step_threads(threads), threads
         params.kv_unified = False  # one KV stream per sequence: attention over a stream sees only its own rows
         # Flash attention with a bf16 cache runs only its row-by-row kernel (see GGML_TYPE_BF16): exact in any batch,
-        # and 4-14% faster here than attention without it (docs/llm.md, "Batch invariance").
+        # and 8-18% faster here than attention without it (docs/llm.md, "Batch invariance").
         params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         params.type_k = params.type_v = GGML_TYPE_BF16
         params.no_perf = True
