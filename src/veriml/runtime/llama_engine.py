@@ -7,12 +7,13 @@ every running sequence per `llama_decode`.
 
 That layout is the one found bit-identical to decoding alone (docs/llm.md, "Batch invariance"): a separate KV
 stream per sequence (`kv_unified = false`), prompts prefilled alone or together with no decode rows beside them,
-each in chunks of two or more tokens after position 0 (one-token chunks take another attention path), one token
-per sequence per decode batch, flash attention over a bf16 KV cache (a cache type for which llama.cpp's
-CPU kernel computes every query row alone, whatever the batch and the thread count), and weights kept as the
-GGUF stores them (no runtime repacking: repacked K-quant kernels switch with the number of rows, so a batch
-changed Qwen2.5's logits). A lone request, a verifier's replay included, goes through the same scheduler, so
-whatever else was running changes nothing. The kernel settings are in the runtime fingerprint (`kernels`).
+each in chunks of two or more tokens after position 0 (one-token chunks took another attention path before
+flash attention; with it they are exact, docs/llm.md), one token per sequence per decode batch, flash attention
+over a bf16 KV cache (a cache type for which llama.cpp's CPU kernel computes every query row alone, whatever the
+batch and the thread count), and weights kept as the GGUF stores them (no runtime repacking: repacked K-quant
+kernels switch with the number of rows, so a batch changed Qwen2.5's logits). A lone request, a verifier's replay
+included, goes through the same scheduler, so whatever else was running changes nothing. The kernel settings are
+in the runtime fingerprint (`kernels`).
 
 Its runtime class is the engine version and the instruction sets the library was compiled with: a build with a
 fixed instruction set gives the same logits on every CPU that can run it, while a `-march=native` build does
