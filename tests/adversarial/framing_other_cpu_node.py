@@ -1,5 +1,6 @@
-"""An honest node on another CPU: it reports an AVX2-only CPU (no AVX-512) in its runtime fingerprint, and its
-kernels round differently there, so its float outputs differ from the other nodes' by one unit in the last place.
+"""An honest node on another CPU: it reports a CPU other than this machine's in its runtime fingerprint (without
+AVX-512 where this one has it, with it where this one has not), and its kernels round differently there, so its
+float outputs differ from the other nodes' by one unit in the last place.
 For the framing tests only: the CPU is faked here by patching the engine before the node starts.
 Usage: framing_other_cpu_node.py --config node.toml
 """
@@ -9,8 +10,12 @@ import numpy as np
 from veriml.node.__main__ import main
 from veriml.runtime import onnx_engine
 
-AVX2_CPU = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c")
-onnx_engine.cpu_features = lambda: AVX2_CPU  # type: ignore[assignment]
+HERE = onnx_engine.cpu_features()
+if any(flag.startswith("avx512") for flag in HERE):
+    OTHER_CPU = tuple(flag for flag in HERE if not flag.startswith("avx512"))
+else:
+    OTHER_CPU = tuple(sorted((*HERE, "avx512f")))
+onnx_engine.cpu_features = lambda: OTHER_CPU  # type: ignore[assignment]
 kernel_run = onnx_engine.OnnxEngine.run
 
 

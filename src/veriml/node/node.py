@@ -38,10 +38,11 @@ INLINE_MODEL_BYTES = 4 << 20  # models up to this size run on the event loop; th
 # A run on the event loop stops after this long and runs again in a worker thread, under max_run_seconds; its model
 # then runs in worker threads for INLINE_PAUSE seconds (as after a run that took this long: the watchdog can stop a
 # run only between two operators). Models whose work may follow a request's values never run there. A run counts as
-# heavy only if it used at least INLINE_HEAVY_CPU of the loop thread's CPU: one that took long on the clock without
-# it was descheduled (a busy machine), and pausing its model would send a microsecond run through worker threads.
+# heavy only if it also used INLINE_HEAVY_CPU of the loop thread's CPU (a hundred times what a model that belongs
+# there takes): one that took long on the clock without it was descheduled (a busy machine), and pausing its model
+# would send a microsecond run through worker threads. A heavy run on a busy machine still gets that much.
 INLINE_RUN_SECONDS = 0.1
-INLINE_HEAVY_CPU = INLINE_RUN_SECONDS / 2
+INLINE_HEAVY_CPU = 0.01
 INLINE_PAUSE = 60.0
 
 
