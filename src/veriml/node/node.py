@@ -362,7 +362,7 @@ class Node:
 
     def _pause_if_heavy(self, manifest: SignedManifest, cpu_before: float) -> None:
         """Keep the model off the event loop for INLINE_PAUSE seconds if the run that passed INLINE_RUN_SECONDS
-        there (begun at this thread's CPU time `cpu_before`) used the CPU for it."""
+        there (begun at this thread's CPU time `cpu_before`) used at least INLINE_HEAVY_CPU of the CPU."""
         used = time.thread_time() - cpu_before
         if used < INLINE_HEAVY_CPU:
             events.debug("model %s: a run on the event loop passed %g s using %.3f s of CPU (descheduled): it stays "
