@@ -150,15 +150,20 @@ def test_a_request_heavy_for_its_shape_leaves_the_event_loop(tmp_path_factory):
         devnet.down(root)
 
 
+RUN_LIMIT = 4.0
+
+
 def test_slow_runs_in_worker_threads_leave_threads_for_every_other_route(tmp_path_factory):
-    """48 callers each send the planted model n = 10**12 at once, with a 2 s run limit here. Runs off the event loop
+    """48 callers each send the planted model n = 10**12 at once, with a 4 s run limit here. Runs off the event loop
     take at most 8 worker threads (max_threaded_runs); the others wait their turn on the event loop, holding no
     thread. So /v1/info, which FastAPI answers in a worker thread, is answered at once, not after the runs: before,
-    each of those callers held one of the 40 threads every such route shares."""
+    each of those callers held one of the 40 threads every such route shares, and /v1/info waited for the first runs
+    to end (3.5 s). Answered at once means within half a run limit here: on 2 cores beside 8 spinning runs (and a
+    busy machine's other tests) it took up to 1.1 s."""
     root = tmp_path_factory.mktemp("threadedruns")
     try:
         with pytest.MonkeyPatch.context() as patch:
-            patch.setenv("VERIML_NODE_MAX_RUN_SECONDS", "2")
+            patch.setenv("VERIML_NODE_MAX_RUN_SECONDS", str(RUN_LIMIT))
             network = devnet.up(root, 1, audit_fraction=0.0)
         path = root / "count.onnx"
         onnx.save(counting_loop(), path)
@@ -172,7 +177,7 @@ def test_slow_runs_in_worker_threads_leave_threads_for_every_other_route(tmp_pat
             for _ in range(3):
                 started = time.monotonic()
                 assert http.get(f"{url}/v1/info").status_code == 200
-                assert time.monotonic() - started < 1.0, "the slow runs took the threads other routes need"
+                assert time.monotonic() - started < RUN_LIMIT / 2, "the slow runs took the threads other routes need"
             statuses = [call.result().status_code for call in calls]
         assert statuses == [422] * 48
     finally:

@@ -16,8 +16,9 @@ import pytest
 
 from veriml import devnet, examples
 from veriml.client import Client, Disagreement
+from veriml.client.client import PIN_RETRY_PAUSES
 from veriml.codec import tensors_to_json
-from veriml.errors import Unavailable, VerificationFailed
+from veriml.errors import NotFound, Unavailable, VerificationFailed
 from veriml.identity import SigningKey
 from veriml.receipts import Bundle
 from veriml.tlog import Log, SignedCheckpoint, TlogProof
@@ -248,6 +249,35 @@ def _witnessed_size(node, origin: str) -> int:
     row = db.execute("SELECT size FROM cosigned WHERE origin = ?", (origin,)).fetchone()
     db.close()
     return 0 if row is None else row[0]
+
+
+def test_a_name_no_peer_lists_is_not_found_but_one_a_silent_peer_may_hold_is_unavailable(tmp_path):
+    """A node asked for a model it does not hold asks its peers what they hold. When all of them answered and none
+    lists it, that is a 404; when a peer did not answer (down, or too busy to answer in time), nobody can say,
+    and the node answers 503 naming the peer, which the SDK's pin asks again after a pause (it is idempotent)."""
+    import json
+
+    network = devnet.up(tmp_path / "silent", 2, checkpoint_interval=0.3)
+    try:
+        asker, peer = network.urls
+        admin = {"Authorization": f"Bearer {network.admin_token}"}
+        with Client(network.urls, admin_token=network.admin_token) as client:
+            with pytest.raises(NotFound, match="no peer lists it"):
+                client.pin("alice/nothing", asker)
+            devnet.stop_pid(network.nodes[1].pid, config=str(Path(network.nodes[1].home).parent / "node.toml"))
+            answer = httpx.post(f"{asker}/v1/pin", json={"model": "alice/nothing"}, headers=admin, timeout=30)
+            assert answer.status_code == 503, answer.text
+            assert answer.headers["content-type"].startswith("application/problem+json")
+            assert "not every peer said what it holds" in answer.json()["detail"] and peer in answer.json()["detail"]
+            started = time.monotonic()
+            with pytest.raises(Unavailable, match="not every peer said what it holds"):
+                client.pin("alice/nothing", asker)
+            assert time.monotonic() - started >= sum(PIN_RETRY_PAUSES)
+        lines = [json.loads(line) for line in Path(network.nodes[0].log).read_text().splitlines() if line[:1] == "{"]
+        pins = [line["status"] for line in lines if line.get("event") == "request" and line.get("path") == "/v1/pin"]
+        assert pins == [404, 503] + [503] * (len(PIN_RETRY_PAUSES) + 1)
+    finally:
+        devnet.down(tmp_path / "silent")
 
 
 def test_bad_requests_get_problem_json(net, model):

@@ -25,6 +25,7 @@ class ChainPeers(BackgroundJob):
         self._refresh = refresh
         self._clients: dict[str, PeerClient] = {}
         self._infos: dict[str, PeerInfo] = {}
+        self._unanswered: dict[str, str] = {}
         self._lock = threading.Lock()
         super().__init__("chain discovery")
 
@@ -42,6 +43,7 @@ class ChainPeers(BackgroundJob):
             events.warning("chain discovery: registry not readable: %s", exc)
             return
         infos: dict[str, PeerInfo] = {}
+        unanswered: dict[str, str] = {}
         for node in listed:
             try:
                 if self.contracts.is_stale(node.account):  # stopped anchoring: its answers are not attributable
@@ -53,13 +55,14 @@ class ChainPeers(BackgroundJob):
                 info = self.client(node.endpoint).info()
             except Exception as exc:  # a misbehaving peer must not stop discovery of the others
                 events.debug("peer %s not reachable: %s", node.endpoint, exc)
+                unanswered[node.endpoint] = str(exc) or type(exc).__name__
                 continue
             if info.node.public != node.ed25519 or info.node.name != node.origin:
                 events.warning("peer %s answers with a key or origin other than its on-chain one", node.endpoint)
                 continue
             infos[node.endpoint] = info
         with self._lock:
-            self._infos = infos
+            self._infos, self._unanswered = infos, unanswered
 
     def _run(self) -> None:
         while True:
@@ -72,6 +75,10 @@ class ChainPeers(BackgroundJob):
     def peers(self) -> list[PeerInfo]:
         with self._lock:
             return list(self._infos.values())
+
+    def unanswered(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._unanswered)
 
     def client(self, url: str) -> PeerClient:
         with self._lock:

@@ -80,6 +80,9 @@ __all__ = ["AsyncClient", "Client", "Disagreement"]
 
 Publishers = str | VerifyingKey | Sequence[str | VerifyingKey] | None
 _JSON = {"Content-Type": "application/json"}
+# A node asked to pin a model it has not heard of asks its peers; a busy peer may not answer in time, and the node
+# says so (503) rather than that nobody holds it. Pinning is idempotent: it is asked again after these pauses.
+PIN_RETRY_PAUSES = (1.0, 3.0)
 
 
 class Client:
@@ -270,7 +273,14 @@ class Client:
         return self._request(url, "GET", "/v1/hub/models", params={"q": query, "limit": limit}).json()["models"]
 
     def pin(self, ref: str, node: str) -> dict[str, Any]:
-        return self._request(node.rstrip("/"), "POST", "/v1/pin", json={"model": ref}, headers=self._admin()).json()
+        """Have `node` hold `ref` (fetching it from its peers); asked again while the node answers 503."""
+        url, body, headers = node.rstrip("/"), {"model": ref}, self._admin()
+        for pause in PIN_RETRY_PAUSES:
+            try:
+                return self._request(url, "POST", "/v1/pin", json=body, headers=headers).json()
+            except Unavailable:
+                time.sleep(pause)
+        return self._request(url, "POST", "/v1/pin", json=body, headers=headers).json()
 
     def infer(
         self,

@@ -165,10 +165,11 @@ class Node:
             self.follow_peers()
             return self.witness.add_checkpoint(body)
 
-    def _refresh_peers(self) -> None:
+    def _refresh_peers(self) -> bool:
+        """Refresh what the peers hold (gated); False if no refresh finished in time and that may be stale."""
         if isinstance(self.discovery, StaticPeers) and not self.discovery.urls:
-            return  # no peers configured: a refresh could find nothing, so nobody waits for one
-        self._refresh_gate()
+            return True  # no peers configured: a refresh could find nothing, so nobody waits for one
+        return self._refresh_gate()
 
     def _refresh_now(self) -> None:
         refresh = getattr(self.discovery, "refresh", None)  # StaticPeers and ChainPeers can refresh on demand
@@ -189,14 +190,23 @@ class Node:
         parsed = ModelRef.parse(ref)
         name = parsed.name or self._name_of(parsed.manifest_id)
         reasons = []
+        fresh = self._refresh_peers()  # what peers hold changes; asking is cheap next to a replication
         # Only peers that list the name are asked: a name no peer holds costs the peers no request.
-        for peer in (p for p in self._peers_for(name) if name in p.models):
+        for peer in (p for p in self._peers_for(name, refresh=False) if name in p.models):
             try:
                 self.service.hub.add_replica(self.discovery.client(peer.url).manifest_chain(name))
                 return self.service.resolve(ref)
             except VerimlError as exc:
                 reasons.append(f"{peer.url}: {exc}")
-        raise NotFound(f"model {ref}: not held here or by any reachable peer ({'; '.join(reasons) or 'no peers'})")
+        if reasons:
+            raise NotFound(f"model {ref}: not held here or by any reachable peer ({'; '.join(reasons)})")
+        # Nobody lists it. That is an answer only if every peer said what it holds, just now: a busy peer's
+        # silence is not its absence, and a caller told 404 would not try again.
+        silent = self.discovery.unanswered()
+        if not fresh or silent:
+            why = "; ".join(f"{url}: {reason}" for url, reason in silent.items()) or "no refresh finished in time"
+            raise Unavailable(f"model {ref}: not held here, and not every peer said what it holds ({why}); try again")
+        raise NotFound(f"model {ref}: not held here, and no peer lists it")
 
     def _name_of(self, manifest_id: Digest | None) -> str:
         """The model name of a manifest id, from the first peer that holds the manifest. This asks every peer, so
@@ -292,9 +302,10 @@ class Node:
         self.discovery.client(peer.url).fetch_blob(blob, store)
         events.info("replicated blob %s from %s", blob, peer.url)
 
-    def _peers_for(self, name: str) -> list[PeerInfo]:
+    def _peers_for(self, name: str, refresh: bool = True) -> list[PeerInfo]:
         """Peers that say they host the model first, peers that served bad bytes last."""
-        self._refresh_peers()  # what peers host changes; asking is cheap next to a replication
+        if refresh:
+            self._refresh_peers()  # what peers host changes; asking is cheap next to a replication
         peers = self.discovery.peers()
         return sorted(peers, key=lambda p: (p.url in self.bad_peers, name not in p.models))
 

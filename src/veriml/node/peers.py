@@ -235,6 +235,10 @@ class PeerClient:
 class Discovery(Protocol):
     def peers(self) -> list[PeerInfo]: ...
 
+    def unanswered(self) -> dict[str, str]:
+        """Peers whose node info the latest refresh could not get (url -> why): what they hold is not known."""
+        ...
+
     def client(self, url: str) -> PeerClient: ...
 
 
@@ -255,15 +259,15 @@ class RefreshGate:
         self.count = 0  # refreshes made
 
     def __call__(self) -> bool:
-        """Wait for a refresh that started after this call (running one if it is this call's turn); True if this
-        call ran it, False if it shared another's or gave up waiting."""
+        """Wait for a refresh that started after this call (running one if it is this call's turn); True if one
+        did (this call's or another's), False if this call gave up waiting and what is known may be stale."""
         arrived = time.monotonic()
         deadline = arrived + self.interval + self.max_wait
         with self._changed:
             while True:
                 now = time.monotonic()
                 if self._started >= arrived:
-                    return False  # a refresh that started after we arrived has finished: its result is ours
+                    return True  # a refresh that started after we arrived has finished: its result is ours
                 if not self._running and now - self._finished >= self.interval:
                     break
                 if now >= deadline:
@@ -339,6 +343,7 @@ class StaticPeers(BackgroundJob):
         self.urls = urls
         self._clients = {url: PeerClient(url, timeout) for url in urls}
         self._infos: dict[str, PeerInfo] = {}
+        self._unanswered: dict[str, str] = {}
         self._lock = threading.Lock()
         self._refresh = refresh
         super().__init__("peer discovery")
@@ -354,9 +359,12 @@ class StaticPeers(BackgroundJob):
                 info = client.info()
             except Exception as exc:  # a misbehaving peer must not stop discovery of the others
                 events.debug("peer %s not reachable: %s", url, exc)
+                with self._lock:
+                    self._unanswered[url] = str(exc) or type(exc).__name__
                 continue
             with self._lock:
                 self._infos[url] = info
+                self._unanswered.pop(url, None)
 
     def _run(self) -> None:
         while True:
@@ -370,6 +378,10 @@ class StaticPeers(BackgroundJob):
     def peers(self) -> list[PeerInfo]:
         with self._lock:
             return list(self._infos.values())
+
+    def unanswered(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._unanswered)
 
     def client(self, url: str) -> PeerClient:
         return self._clients[url]
