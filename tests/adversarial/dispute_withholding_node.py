@@ -4,34 +4,22 @@ auditor asks again — as a member of the committee drawn to re-execute the disp
 dispute tests only: the faults are injected here by patching before the node starts; the product has no switch.
 Usage: dispute_withholding_node.py --config F"""
 
-import threading
-
 import numpy as np
+from served_runs import serving
 
 from veriml.node import disclosure
 from veriml.node.__main__ import main
 from veriml.node.auditor_auth import AUDITOR_HEADER
 from veriml.runtime.onnx_engine import OnnxEngine
-from veriml.service.service import Service
 
 honest_run = OnnxEngine.run
-honest_submit = Service.infer_submit
-serving = threading.local()  # set while this thread runs a request the node serves (not an audit or a dispute)
 honest_answer = disclosure.Disclosure._answer
 disclosed: set[tuple[str, int]] = set()  # (auditor key, log index)
 
 
-def serving_submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-    serving.on = True
-    try:
-        return honest_submit(self, *args, **kwargs)
-    finally:
-        serving.on = False
-
-
 def wrong_run(self, blob_id, load, inputs, time_limit=None):  # type: ignore[no-untyped-def]
     outputs = honest_run(self, blob_id, load, inputs, time_limit)
-    if not getattr(serving, "on", False):
+    if not serving():
         return outputs
     return {name: (value + np.asarray(1e-3, value.dtype)).astype(value.dtype) for name, value in outputs.items()}
 
@@ -47,7 +35,6 @@ def answer_once(self, index, auditor, headers, stored=None):  # type: ignore[no-
 
 
 OnnxEngine.run = wrong_run  # type: ignore[method-assign]
-Service.infer_submit = serving_submit  # type: ignore[method-assign]
 disclosure.Disclosure._answer = answer_once  # type: ignore[method-assign]
 
 if __name__ == "__main__":

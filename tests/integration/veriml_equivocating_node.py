@@ -3,31 +3,24 @@ different answers, both signed and logged. For the chain tests only: the fault i
 engine before the node starts; the product has no switch for it. Usage: veriml_equivocating_node.py --config F"""
 
 import itertools
-import threading
+import sys
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "adversarial"))  # served_runs, shared with the attack nodes
+from served_runs import serving
+
 from veriml.node.__main__ import main
 from veriml.runtime.onnx_engine import OnnxEngine
-from veriml.service.service import Service
 
 honest_run = OnnxEngine.run
-honest_submit = Service.infer_submit
 runs = itertools.count()
-serving = threading.local()  # set while this thread runs a request the node serves (not an audit or attestation)
-
-
-def serving_submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-    serving.on = True
-    try:
-        return honest_submit(self, *args, **kwargs)
-    finally:
-        serving.on = False
 
 
 def equivocating_run(self, blob_id, load, inputs, time_limit=None):  # type: ignore[no-untyped-def]
     outputs = honest_run(self, blob_id, load, inputs, time_limit)
-    if not getattr(serving, "on", False):
+    if not serving():
         return outputs  # re-executing peers' receipts must not shift which served request gets perturbed
     if next(runs) % 2 == 0:
         return outputs
@@ -35,7 +28,6 @@ def equivocating_run(self, blob_id, load, inputs, time_limit=None):  # type: ign
 
 
 OnnxEngine.run = equivocating_run  # type: ignore[method-assign]
-Service.infer_submit = serving_submit  # type: ignore[method-assign]
 
 if __name__ == "__main__":
     raise SystemExit(main())
