@@ -44,6 +44,7 @@ INLINE_MODEL_BYTES = 4 << 20  # models up to this size run on the event loop; th
 INLINE_RUN_SECONDS = 0.1
 INLINE_HEAVY_CPU = 0.01
 INLINE_PAUSE = 60.0
+SILENT_PEERS_NAMED = 3  # peers named in a 503 for a name that peers which did not answer may hold (the rest counted)
 
 
 class Node:
@@ -204,7 +205,10 @@ class Node:
         # silence is not its absence, and a caller told 404 would not try again.
         silent = self.discovery.unanswered()
         if not fresh or silent:
-            why = "; ".join(f"{url}: {reason}" for url, reason in silent.items()) or "no refresh finished in time"
+            named = [f"{url}: {reason[:200]}" for url, reason in list(silent.items())[:SILENT_PEERS_NAMED]]
+            if len(silent) > len(named):
+                named.append(f"{len(silent) - len(named)} more")
+            why = "; ".join(named) or "no refresh finished in time"
             raise Unavailable(f"model {ref}: not held here, and not every peer said what it holds ({why}); try again")
         raise NotFound(f"model {ref}: not held here, and no peer lists it")
 
