@@ -25,7 +25,7 @@ def test_a_run_descheduled_on_the_event_loop_keeps_its_model_there(tmp_path):
     try:
         model = publish_mlp(network, tmp_path).read_bytes()
         url = network.urls[0]
-        for mark in (DURING_RUN, BEFORE_RUN, 0.5):
+        for mark in (0.5, DURING_RUN, BEFORE_RUN, 0.5):  # the first run loads the model, in a worker thread
             x = np.full((1, 16), mark, np.float32)
             response = httpx.post(f"{url}/v1/infer", json={"model": "alice/mlp", "inputs": {"x": x.tolist()}},
                                   timeout=30)  # fmt: skip

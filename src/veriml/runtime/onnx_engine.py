@@ -71,6 +71,11 @@ class OnnxEngine:
         options.log_severity_level = 3  # errors only: warnings would go to stderr of the CLI and node
         return options
 
+    def holds(self, blob_id: Digest) -> bool:
+        """Whether the blob's session is loaded: a run then parses, hashes and optimizes nothing first. Read without
+        the lock, which a thread loading another session holds for as long as that takes (a dict lookup is atomic)."""
+        return blob_id in self._sessions
+
     def session(self, blob_id: Digest, load: BlobLoader) -> tuple[ort.InferenceSession, list[str]]:
         """The cached session for a blob (loading it on a miss) and its output names."""
         with self._lock:
